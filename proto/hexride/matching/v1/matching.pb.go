@@ -801,7 +801,10 @@ type NearbyDriversRequest struct {
 	IncludeBusy bool `protobuf:"varint,5,opt,name=include_busy,json=includeBusy,proto3" json:"include_busy,omitempty"`
 	// Set by a worker that forwards the query to a neighbour's owner: answer
 	// from the local index only, do not fan out again.
-	LocalOnly     bool `protobuf:"varint,6,opt,name=local_only,json=localOnly,proto3" json:"local_only,omitempty"`
+	LocalOnly bool `protobuf:"varint,6,opt,name=local_only,json=localOnly,proto3" json:"local_only,omitempty"`
+	// Only these drivers (the rider app follows its assigned driver this way,
+	// centring each query on the driver's last known position).
+	DriverIds     []string `protobuf:"bytes,7,rep,name=driver_ids,json=driverIds,proto3" json:"driver_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -876,6 +879,13 @@ func (x *NearbyDriversRequest) GetLocalOnly() bool {
 		return x.LocalOnly
 	}
 	return false
+}
+
+func (x *NearbyDriversRequest) GetDriverIds() []string {
+	if x != nil {
+		return x.DriverIds
+	}
+	return nil
 }
 
 // NearbyDriver is one driver in a NearbyDrivers answer.
@@ -1489,7 +1499,7 @@ const file_hexride_matching_v1_matching_proto_rawDesc = "" +
 	"\x06pickup\x18\x05 \x01(\v2\x19.hexride.common.v1.LatLngB\x06\xbaH\x03\xc8\x01\x01R\x06pickup\"|\n" +
 	"\x12ReplyOfferResponse\x129\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x1f.hexride.driver.v1.OfferOutcomeR\aoutcome\x12+\n" +
-	"\x04trip\x18\x02 \x01(\v2\x17.hexride.common.v1.TripR\x04trip\"\xb5\x02\n" +
+	"\x04trip\x18\x02 \x01(\v2\x17.hexride.common.v1.TripR\x04trip\"\xe7\x02\n" +
 	"\x14NearbyDriversRequest\x129\n" +
 	"\x06center\x18\x01 \x01(\v2\x19.hexride.common.v1.LatLngB\x06\xbaH\x03\xc8\x01\x01R\x06center\x12>\n" +
 	"\rradius_meters\x18\x02 \x01(\x01B\x19\xbaH\x16\x12\x14@\x01\x19\x00\x00\x00\x00\x00j\xe8@!\x00\x00\x00\x00\x00\x00\x00\x00R\fradiusMeters\x12 \n" +
@@ -1498,7 +1508,9 @@ const file_hexride_matching_v1_matching_proto_rawDesc = "" +
 	"\aproduct\x18\x04 \x01(\x0e2\x1a.hexride.common.v1.ProductB\b\xbaH\x05\x82\x01\x02\x10\x01R\aproduct\x12!\n" +
 	"\finclude_busy\x18\x05 \x01(\bR\vincludeBusy\x12\x1d\n" +
 	"\n" +
-	"local_only\x18\x06 \x01(\bR\tlocalOnly\"\x94\x02\n" +
+	"local_only\x18\x06 \x01(\bR\tlocalOnly\x120\n" +
+	"\n" +
+	"driver_ids\x18\a \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10d\"\ar\x05\x10\x01\x18\x80\x01R\tdriverIds\"\x94\x02\n" +
 	"\fNearbyDriver\x12=\n" +
 	"\bposition\x18\x01 \x01(\v2!.hexride.common.v1.DriverPositionR\bposition\x12'\n" +
 	"\x0fdistance_meters\x18\x02 \x01(\x01R\x0edistanceMeters\x12+\n" +
