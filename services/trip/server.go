@@ -1,0 +1,355 @@
+// Package trip is the trip service: the gRPC TripService over a trip store
+// (store.Store: memstore for `hexride dev`, sqlstore in production). The
+// handlers are thin: validate (protovalidate), convert, call the store, map
+// errors (ToStatus). Watch tails the store's event log, so a watcher on any
+// instance sees changes committed by any other within about a second.
+//
+// Wiring:
+//
+//	st, err := sqlstore.Open(ctx, dsn)      // or memstore.New()
+//	srv, err := trip.NewServer(st)
+//	srv.Register(grpcServer)
+//	...
+//	srv.Close()                             // ends watches, stops tailing
+//	st.Close()
+package trip
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"buf.build/go/protovalidate"
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
+	"github.com/hexride/hexride/services/trip/lifecycle"
+	"github.com/hexride/hexride/services/trip/store"
+)
+
+var _ tripv1.TripServiceServer = (*Server)(nil)
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithValidator sets the protovalidate validator (default protovalidate.New()).
+func WithValidator(v protovalidate.Validator) Option { return func(s *Server) { s.validator = v } }
+
+// WithWatchPoll sets how often watches poll the event log (default 200ms)
+// and the lookback window re-read each poll (default 5s).
+func WithWatchPoll(interval, lookback time.Duration) Option {
+	return func(s *Server) { s.pollInterval, s.lookback = interval, lookback }
+}
+
+// WithWatchBuffer sets how many events a watcher may lag behind before it
+// is dropped with ResourceExhausted (default 1024).
+func WithWatchBuffer(n int) Option { return func(s *Server) { s.watchBuffer = n } }
+
+// Server implements tripv1.TripServiceServer over a store.Store.
+type Server struct {
+	tripv1.UnimplementedTripServiceServer
+
+	store        store.Store
+	log          *slog.Logger
+	validator    protovalidate.Validator
+	pollInterval time.Duration
+	lookback     time.Duration
+	watchBuffer  int
+	hub          *hub
+}
+
+// NewServer returns a Server over st. Call Close when done. The store stays
+// the caller's to close.
+func NewServer(st store.Store, opts ...Option) (*Server, error) {
+	s := &Server{
+		store:        st,
+		log:          slog.Default(),
+		pollInterval: 200 * time.Millisecond,
+		lookback:     store.DefaultLookback,
+		watchBuffer:  1024,
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.validator == nil {
+		v, err := protovalidate.New()
+		if err != nil {
+			return nil, fmt.Errorf("trip: validator: %w", err)
+		}
+		s.validator = v
+	}
+	s.hub = newHub(st, s.pollInterval, s.lookback, s.watchBuffer, s.log)
+	return s, nil
+}
+
+// Register registers the TripService on r.
+func (s *Server) Register(r grpc.ServiceRegistrar) { tripv1.RegisterTripServiceServer(r, s) }
+
+// Close ends every watch (Unavailable) and stops tailing the event log.
+func (s *Server) Close() { s.hub.close() }
+
+// validate is the one place requests are checked against their
+// protovalidate rules.
+func (s *Server) validate(msg proto.Message) error {
+	if err := s.validator.Validate(msg); err != nil {
+		return toStatus(err, s.log)
+	}
+	return nil
+}
+
+// edge converts a panic in a handler into an Internal error and maps
+// domain errors to statuses.
+func (s *Server) edge(method string, err *error) {
+	if r := recover(); r != nil {
+		s.log.Error("trip: panic in handler", "method", method, "panic", r, "stack", string(debug.Stack()))
+		*err = status.Errorf(codes.Internal, "internal error in %s", method)
+		return
+	}
+	*err = toStatus(*err, s.log)
+}
+
+// CreateTrip implements tripv1.TripServiceServer.
+func (s *Server) CreateTrip(ctx context.Context, req *tripv1.CreateTripRequest) (_ *tripv1.CreateTripResponse, err error) {
+	defer s.edge("CreateTrip", &err)
+	if err := s.validate(req); err != nil {
+		return nil, err
+	}
+	t, created, err := s.store.Create(ctx, store.CreateTrip{
+		IdempotencyKey: req.GetIdempotencyKey(),
+		RiderID:        req.GetRiderId(),
+		Pickup:         store.LatLng{Lat: req.GetPickup().GetLat(), Lng: req.GetPickup().GetLng()},
+		Dropoff:        store.LatLng{Lat: req.GetDropoff().GetLat(), Lng: req.GetDropoff().GetLng()},
+		Product:        productToDomain(req.GetProduct()),
+		QuotedFare:     lifecycle.Money{Minor: req.GetQuotedFare().GetAmountMinor(), Currency: req.GetQuotedFare().GetCurrency()},
+		QuoteID:        req.GetQuoteId(),
+		Region:         req.GetRegion(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &tripv1.CreateTripResponse{Trip: TripToProto(t), Created: created}, nil
+}
+
+// AssignDriver implements tripv1.TripServiceServer.
+func (s *Server) AssignDriver(ctx context.Context, req *tripv1.AssignDriverRequest) (_ *tripv1.AssignDriverResponse, err error) {
+	defer s.edge("AssignDriver", &err)
+	if err := s.validate(req); err != nil {
+		return nil, err
+	}
+	id, err := parseID(req.GetTripId())
+	if err != nil {
+		return nil, err
+	}
+	t, _, err := s.store.AssignDriver(ctx, store.AssignDriver{TripID: id, DriverID: req.GetDriverId(), IdempotencyKey: req.GetIdempotencyKey()})
+	if err != nil {
+		return nil, err
+	}
+	return &tripv1.AssignDriverResponse{Trip: TripToProto(t)}, nil
+}
+
+// Transition implements tripv1.TripServiceServer.
+func (s *Server) Transition(ctx context.Context, req *tripv1.TransitionRequest) (_ *tripv1.TransitionResponse, err error) {
+	defer s.edge("Transition", &err)
+	if err := s.validate(req); err != nil {
+		return nil, err
+	}
+	id, err := parseID(req.GetTripId())
+	if err != nil {
+		return nil, err
+	}
+	ev, ok := eventFromProto[req.GetEvent()]
+	if !ok || ev == lifecycle.EventCreate || ev == lifecycle.EventAssign {
+		return nil, fmt.Errorf("%w: event %s cannot be fired through Transition", store.ErrInvalidArgument, req.GetEvent())
+	}
+	actor, ok := actorFromProto[req.GetActor()]
+	if !ok {
+		return nil, fmt.Errorf("%w: actor %s", store.ErrInvalidArgument, req.GetActor())
+	}
+	t, e, err := s.store.Transition(ctx, store.Transition{
+		TripID: id, Event: ev, Actor: actor, ActorID: req.GetActorId(), Reason: req.GetReason(),
+		IdempotencyKey: req.GetIdempotencyKey(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &tripv1.TransitionResponse{Trip: TripToProto(t), Event: EventToProto(e)}, nil
+}
+
+// RateTrip implements tripv1.TripServiceServer.
+func (s *Server) RateTrip(ctx context.Context, req *tripv1.RateTripRequest) (_ *tripv1.RateTripResponse, err error) {
+	defer s.edge("RateTrip", &err)
+	if err := s.validate(req); err != nil {
+		return nil, err
+	}
+	id, err := parseID(req.GetTripId())
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.store.Rate(ctx, store.Rate{TripID: id, RiderID: req.GetRiderId(), Stars: req.GetStars(), Comment: req.GetComment()})
+	if err != nil {
+		return nil, err
+	}
+	return &tripv1.RateTripResponse{Trip: TripToProto(t)}, nil
+}
+
+// GetTrip implements tripv1.TripServiceServer.
+func (s *Server) GetTrip(ctx context.Context, req *tripv1.GetTripRequest) (_ *tripv1.GetTripResponse, err error) {
+	defer s.edge("GetTrip", &err)
+	if err := s.validate(req); err != nil {
+		return nil, err
+	}
+	id, err := parseID(req.GetTripId())
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &tripv1.GetTripResponse{Trip: TripToProto(t)}, nil
+}
+
+// ListTrips implements tripv1.TripServiceServer.
+func (s *Server) ListTrips(ctx context.Context, req *tripv1.ListTripsRequest) (_ *tripv1.ListTripsResponse, err error) {
+	defer s.edge("ListTrips", &err)
+	if err := s.validate(req); err != nil {
+		return nil, err
+	}
+	f := store.Filter{
+		RiderID:   req.GetRiderId(),
+		DriverID:  req.GetDriverId(),
+		PageSize:  int(req.GetPageSize()),
+		PageToken: req.GetPageToken(),
+	}
+	for _, st := range req.GetStates() {
+		f.States = append(f.States, stateFromProto[st])
+	}
+	if req.GetCreatedAfter() != nil {
+		f.CreatedAfter = req.GetCreatedAfter().AsTime()
+	}
+	if req.GetCreatedBefore() != nil {
+		f.CreatedBefore = req.GetCreatedBefore().AsTime()
+	}
+	page, err := s.store.List(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	resp := &tripv1.ListTripsResponse{NextPageToken: page.NextPageToken}
+	for _, t := range page.Trips {
+		resp.Trips = append(resp.Trips, TripToProto(t))
+	}
+	return resp, nil
+}
+
+// GetTripEvents implements tripv1.TripServiceServer.
+func (s *Server) GetTripEvents(ctx context.Context, req *tripv1.GetTripEventsRequest) (_ *tripv1.GetTripEventsResponse, err error) {
+	defer s.edge("GetTripEvents", &err)
+	if err := s.validate(req); err != nil {
+		return nil, err
+	}
+	id, err := parseID(req.GetTripId())
+	if err != nil {
+		return nil, err
+	}
+	evs, err := s.store.History(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	resp := &tripv1.GetTripEventsResponse{}
+	for _, ev := range evs {
+		resp.Events = append(resp.Events, EventToProto(ev))
+	}
+	return resp, nil
+}
+
+// WatchTrips implements tripv1.TripServiceServer. It streams each matching
+// change once, in commit order per trip, until the client cancels (the
+// stream then ends cleanly), the server closes (Unavailable) or the watcher
+// falls too far behind (ResourceExhausted: re-watch with send_initial).
+func (s *Server) WatchTrips(req *tripv1.WatchTripsRequest, stream grpc.ServerStreamingServer[tripv1.WatchTripsResponse]) (err error) {
+	defer s.edge("WatchTrips", &err)
+	if err := s.validate(req); err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	f := watchFilter{riderID: req.GetRiderId(), driverID: req.GetDriverId()}
+	var ids []uuid.UUID
+	if len(req.GetTripIds()) > 0 {
+		f.tripIDs = map[uuid.UUID]bool{}
+		for _, raw := range req.GetTripIds() {
+			id, err := parseID(raw)
+			if err != nil {
+				return err
+			}
+			f.tripIDs[id] = true
+			ids = append(ids, id)
+		}
+	}
+	// Subscribe before reading the initial state, so nothing committed in
+	// between is missed; versions drop what the initial state covers.
+	sub, err := s.hub.subscribe(ctx, f.match)
+	if err != nil {
+		return err
+	}
+	defer s.hub.unsubscribe(sub)
+	sent := map[uuid.UUID]int64{}
+	if req.GetSendInitial() {
+		for _, id := range ids {
+			h, err := s.store.History(ctx, id)
+			if err != nil {
+				return err
+			}
+			last := h[len(h)-1]
+			if err := stream.Send(&tripv1.WatchTripsResponse{Event: EventToProto(last)}); err != nil {
+				return err
+			}
+			sent[id] = last.Version
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sub.gone:
+			return sub.reason
+		case ev := <-sub.ch:
+			if v, ok := sent[ev.TripID]; ok {
+				if ev.Version <= v {
+					continue
+				}
+				sent[ev.TripID] = ev.Version
+			}
+			if err := stream.Send(&tripv1.WatchTripsResponse{Event: EventToProto(ev)}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+type watchFilter struct {
+	tripIDs  map[uuid.UUID]bool
+	riderID  string
+	driverID string
+}
+
+func (f watchFilter) match(ev store.Event) bool {
+	if f.tripIDs != nil && !f.tripIDs[ev.TripID] {
+		return false
+	}
+	if f.riderID != "" && ev.Trip.RiderID != f.riderID {
+		return false
+	}
+	if f.driverID != "" && ev.DriverID != f.driverID && ev.Trip.DriverID != f.driverID {
+		return false
+	}
+	return true
+}

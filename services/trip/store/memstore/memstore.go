@@ -1,0 +1,340 @@
+// Package memstore is the embedded in-memory trip store for `hexride dev`
+// and unit tests. It keeps every guarantee of store.Store (one mutex makes
+// every change atomic and serial); the event log keeps the most recent
+// events only (see WithEventLimit), trips and idempotency keys are kept for
+// the life of the process.
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/hexride/hexride/services/trip/lifecycle"
+	"github.com/hexride/hexride/services/trip/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock sets the clock (default time.Now).
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// WithEventLimit bounds the event log kept for Events and History
+// (default 100000 events; older ones are dropped).
+func WithEventLimit(n int) Option { return func(s *Store) { s.eventLimit = n } }
+
+// WithRules sets the fare rules of the state machine.
+func WithRules(r lifecycle.Rules) Option { return func(s *Store) { s.rules = r } }
+
+type idemKey struct{ scope, key string }
+
+type idemRecord struct {
+	hash    string
+	tripID  uuid.UUID
+	eventID uuid.UUID
+	result  store.Event // for assign and transition
+}
+
+// Store is an in-memory store.Store.
+type Store struct {
+	now        func() time.Time
+	eventLimit int
+	rules      lifecycle.Rules
+
+	mu       sync.Mutex
+	trips    map[uuid.UUID]*store.Trip
+	active   map[string]uuid.UUID // driver → active trip
+	idem     map[idemKey]idemRecord
+	events   []store.Event // in At order
+	history  map[uuid.UUID][]store.Event
+	lastTime time.Time
+}
+
+// New returns an empty store.
+func New(opts ...Option) *Store {
+	s := &Store{
+		now:        time.Now,
+		eventLimit: 100_000,
+		rules:      lifecycle.DefaultRules,
+		trips:      map[uuid.UUID]*store.Trip{},
+		active:     map[string]uuid.UUID{},
+		idem:       map[idemKey]idemRecord{},
+		history:    map[uuid.UUID][]store.Event{},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// clock returns a strictly increasing microsecond-precision UTC time, so
+// events are ordered by At as they are appended. Caller holds mu.
+func (s *Store) clock() time.Time {
+	t := s.now().UTC().Truncate(time.Microsecond)
+	if !t.After(s.lastTime) {
+		t = s.lastTime.Add(time.Microsecond)
+	}
+	s.lastTime = t
+	return t
+}
+
+// Now implements store.Store.
+func (s *Store) Now(ctx context.Context) (time.Time, error) {
+	return s.now().UTC().Truncate(time.Microsecond), nil
+}
+
+// Create implements store.Store.
+func (s *Store) Create(ctx context.Context, req store.CreateTrip) (store.Trip, bool, error) {
+	if err := req.Validate(); err != nil {
+		return store.Trip{}, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return store.Trip{}, false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := idemKey{store.ScopeCreate, req.IdempotencyKey}
+	if rec, ok := s.idem[key]; ok {
+		if rec.hash != req.Hash() {
+			return store.Trip{}, false, fmt.Errorf("%w: create key %q", store.ErrIdempotencyKeyReused, req.IdempotencyKey)
+		}
+		return *s.trips[rec.tripID], false, nil
+	}
+	now := s.clock()
+	t := store.Trip{
+		ID:        uuid.New(),
+		Product:   req.Product,
+		Pickup:    req.Pickup,
+		Dropoff:   req.Dropoff,
+		QuoteID:   req.QuoteID,
+		Region:    req.Region,
+		CreatedAt: now,
+		UpdatedAt: now,
+		Trip: lifecycle.Trip{
+			State:      lifecycle.StateRequested,
+			RiderID:    req.RiderID,
+			QuotedFare: req.QuotedFare,
+			Version:    1,
+		},
+	}
+	ev := store.Event{
+		ID: uuid.New(), TripID: t.ID, Type: lifecycle.EventCreate, To: lifecycle.StateRequested,
+		Actor: lifecycle.ActorRider, ActorID: req.RiderID, Version: 1, At: now, Trip: t,
+	}
+	s.trips[t.ID] = &t
+	s.idem[key] = idemRecord{hash: req.Hash(), tripID: t.ID, eventID: ev.ID}
+	s.appendEvent(ev)
+	return t, true, nil
+}
+
+// AssignDriver implements store.Store.
+func (s *Store) AssignDriver(ctx context.Context, req store.AssignDriver) (store.Trip, store.Event, error) {
+	if err := req.Validate(); err != nil {
+		return store.Trip{}, store.Event{}, err
+	}
+	return s.change(ctx, store.ScopeAssign, req.IdempotencyKey, req.Hash(), req.TripID, func(t store.Trip, at time.Time) (store.Trip, lifecycle.Event, error) {
+		if t.State != lifecycle.StateRequested {
+			return t, "", store.NotRequested(t.ID, t.State, nil)
+		}
+		if other, busy := s.active[req.DriverID]; busy {
+			return t, "", fmt.Errorf("%w: driver %s is on trip %s", store.ErrDriverBusy, req.DriverID, other)
+		}
+		next, ev, err := s.rules.Apply(t.Trip, req.Command(at))
+		if err != nil {
+			return t, "", store.NotRequested(t.ID, t.State, err)
+		}
+		t.Trip = next
+		return t, ev, nil
+	}, lifecycle.ActorSystem, "", "")
+}
+
+// Transition implements store.Store.
+func (s *Store) Transition(ctx context.Context, req store.Transition) (store.Trip, store.Event, error) {
+	if err := req.Validate(); err != nil {
+		return store.Trip{}, store.Event{}, err
+	}
+	return s.change(ctx, store.ScopeTransition, req.IdempotencyKey, req.Hash(), req.TripID, func(t store.Trip, at time.Time) (store.Trip, lifecycle.Event, error) {
+		next, ev, err := s.rules.Apply(t.Trip, req.Command(at))
+		if err != nil {
+			return t, "", err
+		}
+		t.Trip = next
+		return t, ev, nil
+	}, req.Actor, req.ActorID, req.Reason)
+}
+
+func (s *Store) change(ctx context.Context, scope, key, hash string, id uuid.UUID,
+	apply func(store.Trip, time.Time) (store.Trip, lifecycle.Event, error),
+	actor lifecycle.Actor, actorID, reason string,
+) (store.Trip, store.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Trip{}, store.Event{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ik := idemKey{scope, key}
+	if rec, ok := s.idem[ik]; ok {
+		if rec.hash != hash {
+			return store.Trip{}, store.Event{}, fmt.Errorf("%w: %s key %q", store.ErrIdempotencyKeyReused, scope, key)
+		}
+		return rec.result.Trip, rec.result, nil
+	}
+	cur, ok := s.trips[id]
+	if !ok {
+		return store.Trip{}, store.Event{}, fmt.Errorf("%w: %s", store.ErrNotFound, id)
+	}
+	at := s.clock()
+	next, evType, err := apply(*cur, at)
+	if err != nil {
+		return store.Trip{}, store.Event{}, err
+	}
+	next.UpdatedAt = at
+	if cur.State.Active() && cur.DriverID != "" && (!next.State.Active() || next.DriverID != cur.DriverID) {
+		delete(s.active, cur.DriverID)
+	}
+	if next.State.Active() && next.DriverID != "" {
+		s.active[next.DriverID] = next.ID
+	}
+	driver := next.DriverID
+	if driver == "" {
+		driver = cur.DriverID
+	}
+	ev := store.Event{
+		ID: uuid.New(), TripID: id, Type: evType, From: cur.State, To: next.State,
+		Actor: actor, ActorID: actorID, Reason: reason, DriverID: driver,
+		Version: next.Version, At: at, Trip: next,
+	}
+	*cur = next
+	s.idem[ik] = idemRecord{hash: hash, tripID: id, eventID: ev.ID, result: ev}
+	s.appendEvent(ev)
+	return next, ev, nil
+}
+
+// appendEvent records ev; caller holds mu.
+func (s *Store) appendEvent(ev store.Event) {
+	s.events = append(s.events, ev)
+	s.history[ev.TripID] = append(s.history[ev.TripID], ev)
+	if over := len(s.events) - s.eventLimit; over > 0 {
+		for _, old := range s.events[:over] {
+			h := s.history[old.TripID]
+			if len(h) > 0 && h[0].ID == old.ID {
+				s.history[old.TripID] = h[1:]
+			}
+		}
+		s.events = slices.Clone(s.events[over:])
+	}
+}
+
+// Rate implements store.Store.
+func (s *Store) Rate(ctx context.Context, req store.Rate) (store.Trip, error) {
+	if err := req.Validate(); err != nil {
+		return store.Trip{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.trips[req.TripID]
+	if !ok {
+		return store.Trip{}, fmt.Errorf("%w: %s", store.ErrNotFound, req.TripID)
+	}
+	if err := store.CheckRate(*t, req); err != nil {
+		return store.Trip{}, err
+	}
+	t.Rating = req.Stars
+	return *t, nil
+}
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, id uuid.UUID) (store.Trip, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.trips[id]
+	if !ok {
+		return store.Trip{}, fmt.Errorf("%w: %s", store.ErrNotFound, id)
+	}
+	return *t, nil
+}
+
+// List implements store.Store.
+func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
+	cur, hasCur, err := store.DecodeCursor(f.PageToken)
+	if err != nil {
+		return store.Page{}, err
+	}
+	size := f.EffectivePageSize()
+	s.mu.Lock()
+	var all []store.Trip
+	for _, t := range s.trips {
+		if f.Matches(*t) && (!hasCur || cur.Before(*t)) {
+			all = append(all, *t)
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(all, func(i, j int) bool {
+		if !all[i].CreatedAt.Equal(all[j].CreatedAt) {
+			return all[i].CreatedAt.After(all[j].CreatedAt)
+		}
+		return strings.Compare(all[i].ID.String(), all[j].ID.String()) > 0
+	})
+	var p store.Page
+	if len(all) > size {
+		all = all[:size]
+		last := all[size-1]
+		p.NextPageToken = store.EncodeCursor(store.Cursor{CreatedAt: last.CreatedAt, ID: last.ID})
+	}
+	p.Trips = all
+	return p, nil
+}
+
+// History implements store.Store.
+func (s *Store) History(ctx context.Context, id uuid.UUID) ([]store.Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.trips[id]; !ok {
+		return nil, fmt.Errorf("%w: %s", store.ErrNotFound, id)
+	}
+	return slices.Clone(s.history[id]), nil
+}
+
+// Events implements store.Store.
+func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := sort.Search(len(s.events), func(i int) bool { return !s.events[i].At.Before(q.Since) })
+	end := min(len(s.events), i+limit)
+	return slices.Clone(s.events[i:end]), nil
+}
+
+// ListRequestedOlderThan implements store.Store.
+func (s *Store) ListRequestedOlderThan(ctx context.Context, cutoff time.Time, limit int) ([]store.Trip, error) {
+	s.mu.Lock()
+	var out []store.Trip
+	for _, t := range s.trips {
+		if t.State == lifecycle.StateRequested && t.UpdatedAt.Before(cutoff) {
+			out = append(out, *t)
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].UpdatedAt.Equal(out[j].UpdatedAt) {
+			return out[i].UpdatedAt.Before(out[j].UpdatedAt)
+		}
+		return strings.Compare(out[i].ID.String(), out[j].ID.String()) < 0
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}

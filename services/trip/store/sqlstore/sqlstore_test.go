@@ -1,0 +1,229 @@
+package sqlstore_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
+
+	"github.com/hexride/hexride/infra/postgres"
+	"github.com/hexride/hexride/infra/postgres/pgtest"
+	"github.com/hexride/hexride/services/trip/lifecycle"
+	"github.com/hexride/hexride/services/trip/store"
+	"github.com/hexride/hexride/services/trip/store/sqlstore"
+	"github.com/hexride/hexride/services/trip/store/storetest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Main(m)) }
+
+func newPool(t *testing.T, dsn string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func TestMigrate(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	// Three instances migrate the same empty database at once: the table
+	// locker serialises them and the schema is applied exactly once.
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		applied int
+	)
+	for range 3 {
+		wg.Go(func() {
+			pool := newPool(t, dsn)
+			rep, err := sqlstore.Migrate(ctx, pool)
+			if err != nil {
+				t.Errorf("Migrate: %v", err)
+				return
+			}
+			mu.Lock()
+			applied += len(rep.Applied)
+			mu.Unlock()
+			if rep.Dialect != postgres.PostgreSQL || rep.Versions[sqlstore.SetBase] != 1 {
+				t.Errorf("report = %+v", rep)
+			}
+			if _, ok := rep.Versions[sqlstore.SetCockroachDB]; ok {
+				t.Errorf("CockroachDB set ran on PostgreSQL: %s", rep)
+			}
+		})
+	}
+	wg.Wait()
+	if applied != 1 {
+		t.Fatalf("%d migrations applied in total, want 1", applied)
+	}
+	rep, err := sqlstore.Migrate(ctx, newPool(t, dsn))
+	if err != nil || len(rep.Applied) != 0 {
+		t.Fatalf("second Migrate = %s, %v", rep, err)
+	}
+	if !strings.Contains(rep.String(), "no migrations to apply") {
+		t.Errorf("report string %q", rep)
+	}
+	// No advisory lock was used: goose's lock table exists.
+	var n int
+	if err := newPool(t, dsn).QueryRow(ctx, `SELECT count(*) FROM trip_goose_lock`).Scan(&n); err != nil || n == 0 {
+		t.Fatalf("lock table rows = %d, %v", n, err)
+	}
+}
+
+func TestDatabaseEnforcesOneActiveTripPerDriver(t *testing.T) {
+	// Even a buggy writer that bypasses the store cannot put a driver on two
+	// active trips: the partial unique index refuses.
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	pool := newPool(t, dsn)
+	if _, err := sqlstore.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlstore.New(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, _ := st.Create(ctx, storetest.NewTripRequest("r1"))
+	b, _, _ := st.Create(ctx, storetest.NewTripRequest("r2"))
+	if _, _, err := st.AssignDriver(ctx, store.AssignDriver{TripID: a.ID, DriverID: "d1", IdempotencyKey: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pool.Exec(ctx, `UPDATE trips SET state = 'IN_PROGRESS', driver_id = 'd1' WHERE id = $1`, b.ID)
+	if !postgres.IsUniqueViolation(err, "trips_one_active_trip_per_driver") {
+		t.Fatalf("raw update err = %v, want the partial unique index to refuse", err)
+	}
+	// A terminal trip does not occupy the driver.
+	if _, err := pool.Exec(ctx, `UPDATE trips SET state = 'COMPLETED', driver_id = 'd1' WHERE id = $1`, b.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRetryRerunsWholeTransaction(t *testing.T) {
+	// The first attempt of every transaction fails at COMMIT time with
+	// 40001. Each change must still be applied exactly once: one trip, one
+	// event per version, one idempotency record.
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	pool := newPool(t, dsn)
+	if _, err := sqlstore.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	var retries atomic.Int64
+	st, err := sqlstore.New(ctx, pool, sqlstore.WithTxOptions(
+		postgres.WithBeforeCommit(func(_ context.Context, attempt int) error {
+			if attempt == 1 {
+				return postgres.SerializationFailure("injected")
+			}
+			return nil
+		}),
+		postgres.WithOnRetry(func(context.Context, postgres.RetryInfo) { retries.Add(1) }),
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, created, err := st.Create(ctx, storetest.NewTripRequest("r1"))
+	if err != nil || !created {
+		t.Fatal(created, err)
+	}
+	if _, _, err := st.AssignDriver(ctx, store.AssignDriver{TripID: tr.ID, DriverID: "d1", IdempotencyKey: "a1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Transition(ctx, store.Transition{TripID: tr.ID, Event: lifecycle.EventArrive, Actor: lifecycle.ActorDriver, ActorID: "d1", IdempotencyKey: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	var trips, events, keys int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM trips), (SELECT count(*) FROM trip_events), (SELECT count(*) FROM trip_idempotency_keys)`).Scan(&trips, &events, &keys); err != nil {
+		t.Fatal(err)
+	}
+	if trips != 1 || events != 3 || keys != 3 {
+		t.Fatalf("trips=%d events=%d keys=%d, want 1/3/3", trips, events, keys)
+	}
+	if got := st.TxStats(); got.Retries != 3 || retries.Load() != 3 || got.Commits != 3 {
+		t.Fatalf("stats %+v, hook %d; want 3 retries, 3 commits", got, retries.Load())
+	}
+}
+
+func TestOpen(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlstore.Open(ctx, pgtest.DSN(t), sqlstore.WithAutoMigrate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if st.Dialect() != postgres.PostgreSQL {
+		t.Fatalf("dialect %v", st.Dialect())
+	}
+	if _, err := st.Get(ctx, uuid.New()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get on migrated empty store: %v", err)
+	}
+	if _, err := sqlstore.Open(ctx, "postgres://nobody@127.0.0.1:1/none?connect_timeout=1"); err == nil {
+		t.Fatal("Open of an unreachable server succeeded")
+	}
+}
+
+func TestCockroachStatements(t *testing.T) {
+	tests := []struct {
+		name    string
+		primary string
+		regions []string
+		want    []string
+	}{
+		{"three regions survive region failure", "", []string{"europe-west1", "us-east1", "us-west1"}, []string{
+			`ALTER DATABASE "hexride" PRIMARY REGION "europe-west1"`,
+			`ALTER DATABASE "hexride" ADD REGION IF NOT EXISTS "us-east1"`,
+			`ALTER DATABASE "hexride" ADD REGION IF NOT EXISTS "us-west1"`,
+			`ALTER DATABASE "hexride" SURVIVE REGION FAILURE`,
+		}},
+		{"explicit primary, two regions", "us-east1", []string{"europe-west1", "us-east1"}, []string{
+			`ALTER DATABASE "hexride" PRIMARY REGION "us-east1"`,
+			`ALTER DATABASE "hexride" ADD REGION IF NOT EXISTS "europe-west1"`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := sqlstore.DatabaseRegionStatements("hexride", tt.primary, tt.regions)
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+	rbr := strings.Join(sqlstore.RegionalByRowStatements([]string{"us-east1", "europe-west1"}), "\n")
+	for _, want := range []string{
+		`ALTER TABLE trips ADD COLUMN crdb_region crdb_internal_region NOT VISIBLE NOT NULL AS (CASE region WHEN 'us-east1' THEN 'us-east1'::crdb_internal_region WHEN 'europe-west1' THEN 'europe-west1'::crdb_internal_region ELSE 'us-east1'::crdb_internal_region END) STORED`,
+		`ALTER TABLE trips SET LOCALITY REGIONAL BY ROW AS crdb_region`,
+		`ALTER TABLE trip_events SET LOCALITY REGIONAL BY ROW AS crdb_region`,
+		`ALTER TABLE trip_idempotency_keys SET LOCALITY REGIONAL BY ROW`,
+	} {
+		if !strings.Contains(rbr, want) {
+			t.Errorf("missing %q in\n%s", want, rbr)
+		}
+	}
+}
+
+func TestFollowerReadsOnlyOnCockroach(t *testing.T) {
+	// On PostgreSQL, stale-allowed reads are ordinary reads (no AS OF SYSTEM
+	// TIME, which PostgreSQL would reject).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := sqlstore.Open(ctx, pgtest.DSN(t), sqlstore.WithAutoMigrate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.List(ctx, store.Filter{AllowStale: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ListRequestedOlderThan(ctx, time.Now(), 10); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,417 @@
+// Package store defines the trip store contract: what every trip store
+// guarantees, the types it speaks and its errors. memstore (embedded, for
+// `hexride dev` and unit tests) and sqlstore (CockroachDB in production,
+// PostgreSQL in tests) implement it; storetest is the conformance suite both
+// pass.
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/hexride/hexride/services/trip/lifecycle"
+)
+
+// Errors every store returns (possibly wrapped; match with errors.Is).
+// Refused state-machine commands return a *lifecycle.TransitionError wrapping
+// lifecycle.ErrInvalidTransition, ErrActorNotAllowed or ErrInvalidCommand.
+var (
+	// ErrNotFound: no trip with that id.
+	ErrNotFound = errors.New("trip not found")
+	// ErrTripNotRequested: AssignDriver lost the compare-and-set: the trip
+	// is no longer REQUESTED (another driver won, or it was cancelled).
+	ErrTripNotRequested = errors.New("trip is not REQUESTED")
+	// ErrDriverBusy: the driver already has an active trip.
+	ErrDriverBusy = errors.New("driver already has an active trip")
+	// ErrIdempotencyKeyReused: the key was first used for a different
+	// request (other trip, driver, event or payload).
+	ErrIdempotencyKeyReused = errors.New("idempotency key reused for a different request")
+	// ErrNotCompleted: RateTrip on a trip that is not COMPLETED.
+	ErrNotCompleted = errors.New("trip is not COMPLETED")
+	// ErrInvalidArgument: a malformed request (missing field, bad page token).
+	ErrInvalidArgument = errors.New("invalid argument")
+)
+
+// Store is the trip store. All implementations guarantee:
+//
+//   - Every change (Create, AssignDriver, Transition) is atomic: the trip row,
+//     one appended Event and the idempotency record commit together or not at
+//     all, and a returned nil error means the change is durable.
+//   - Idempotency: a mutation whose key was already used for the same request
+//     returns the original result and changes nothing; the same key with a
+//     different request fails with ErrIdempotencyKeyReused. Keys are scoped
+//     per operation kind (create, assign, transition).
+//   - A driver is on at most one trip in an active state (DRIVER_ASSIGNED,
+//     DRIVER_ARRIVED, IN_PROGRESS); a trip has at most one driver. This holds
+//     under any concurrency, on every instance sharing the store.
+//   - AssignDriver is a compare-and-set on state REQUESTED.
+//   - Trip.Version grows by exactly one per event; a trip's events have
+//     versions 1..Version with no gaps.
+//   - Events become visible to Events once committed. Their At is the commit
+//     transaction's time, so a late-committing transaction can make an event
+//     visible with an At earlier than events already seen: readers tailing
+//     Events re-read a lookback window and de-duplicate by Event.ID (Tailer
+//     does this).
+//   - Times are UTC with microsecond precision.
+type Store interface {
+	// Create creates a trip in REQUESTED, or returns the trip the key
+	// created first (created == false), as it is now.
+	Create(ctx context.Context, req CreateTrip) (t Trip, created bool, err error)
+	// AssignDriver moves a REQUESTED trip to DRIVER_ASSIGNED with the driver
+	// (actor system). Fails with ErrNotFound, ErrTripNotRequested or
+	// ErrDriverBusy. A repeated key returns the original result.
+	AssignDriver(ctx context.Context, req AssignDriver) (Trip, Event, error)
+	// Transition fires a state-machine event. Refusals are
+	// *lifecycle.TransitionError. A repeated key returns the original result.
+	Transition(ctx context.Context, req Transition) (Trip, Event, error)
+	// Rate records the rider's rating of a COMPLETED trip, replacing any
+	// earlier one (so repeating it is harmless). Fails with ErrNotFound,
+	// ErrNotCompleted, or lifecycle.ErrActorNotAllowed when riderID is not
+	// the trip's rider. A rating is not a lifecycle change: it appends no
+	// event and leaves Version and UpdatedAt alone.
+	Rate(ctx context.Context, req Rate) (Trip, error)
+	// Get returns a trip or ErrNotFound.
+	Get(ctx context.Context, id uuid.UUID) (Trip, error)
+	// List returns trips matching the filter, newest first (created_at, then
+	// id, descending), a page at a time. The order is stable, so paging
+	// neither skips nor repeats trips that existed when paging began.
+	List(ctx context.Context, f Filter) (Page, error)
+	// History returns a trip's events, oldest first (ErrNotFound if no trip).
+	History(ctx context.Context, tripID uuid.UUID) ([]Event, error)
+	// Events returns committed events with At >= q.Since in (At, ID) order,
+	// at most q.Limit of them. See the visibility note above.
+	Events(ctx context.Context, q EventQuery) ([]Event, error)
+	// ListRequestedOlderThan returns up to limit REQUESTED trips whose last
+	// change happened before cutoff, oldest first, for re-dispatch of
+	// dispatches that were lost (crashed worker, moved partition).
+	ListRequestedOlderThan(ctx context.Context, cutoff time.Time, limit int) ([]Trip, error)
+	// Now returns the store's clock (the database's for SQL stores); event
+	// times are on this clock.
+	Now(ctx context.Context) (time.Time, error)
+}
+
+// LatLng is a WGS84 position in degrees.
+type LatLng struct{ Lat, Lng float64 }
+
+// Trip is a trip: its fixed request data plus its lifecycle.
+type Trip struct {
+	ID        uuid.UUID
+	Product   string
+	Pickup    LatLng
+	Dropoff   LatLng
+	QuoteID   string
+	Region    string
+	CreatedAt time.Time
+	UpdatedAt time.Time // time of the last lifecycle event
+	Rating    int32     // rider's stars, 1..5; 0 when not rated
+	lifecycle.Trip
+}
+
+// Event is one entry of a trip's history, with the trip right after it.
+type Event struct {
+	ID       uuid.UUID
+	TripID   uuid.UUID
+	Type     lifecycle.Event // recorded event (EventCreate for the first)
+	From     lifecycle.State // "" for EventCreate
+	To       lifecycle.State
+	Actor    lifecycle.Actor
+	ActorID  string
+	Reason   string
+	DriverID string // driver assigned or unassigned, if any
+	Version  int64  // trip version after the event
+	At       time.Time
+	Trip     Trip
+}
+
+// CreateTrip is a request for a trip.
+type CreateTrip struct {
+	IdempotencyKey string
+	RiderID        string
+	Pickup         LatLng
+	Dropoff        LatLng
+	Product        string
+	QuotedFare     lifecycle.Money
+	QuoteID        string
+	Region         string // empty: the store's default region
+}
+
+// AssignDriver pairs a driver with a REQUESTED trip.
+type AssignDriver struct {
+	TripID         uuid.UUID
+	DriverID       string
+	IdempotencyKey string
+}
+
+// Transition fires one event.
+type Transition struct {
+	TripID         uuid.UUID
+	Event          lifecycle.Event
+	Actor          lifecycle.Actor
+	ActorID        string
+	Reason         string
+	IdempotencyKey string
+}
+
+// Rate is a rider's rating of a completed trip.
+type Rate struct {
+	TripID  uuid.UUID
+	RiderID string
+	Stars   int32
+	Comment string
+}
+
+// Validate checks a Rate.
+func (r Rate) Validate() error {
+	if r.Stars < 1 || r.Stars > 5 {
+		return fmt.Errorf("%w: stars must be 1..5", ErrInvalidArgument)
+	}
+	if r.RiderID == "" {
+		return fmt.Errorf("%w: rider id required", ErrInvalidArgument)
+	}
+	return nil
+}
+
+// CheckRate checks that t may be rated by r.RiderID.
+func CheckRate(t Trip, r Rate) error {
+	if t.State != lifecycle.StateCompleted {
+		return fmt.Errorf("%w: trip %s is %s", ErrNotCompleted, t.ID, t.State)
+	}
+	if t.RiderID != r.RiderID {
+		return &lifecycle.TransitionError{From: t.State, Event: "rate", Actor: lifecycle.ActorRider, Err: lifecycle.ErrActorNotAllowed, Detail: "not this trip's rider"}
+	}
+	return nil
+}
+
+// Filter selects trips for List. Zero fields match everything.
+type Filter struct {
+	States        []lifecycle.State
+	RiderID       string
+	DriverID      string
+	CreatedAfter  time.Time // inclusive
+	CreatedBefore time.Time // exclusive
+	PageSize      int       // 0 means DefaultPageSize; capped at MaxPageSize
+	PageToken     string
+	// AllowStale lets CockroachDB serve the page from a follower read a few
+	// seconds old. Ignored elsewhere.
+	AllowStale bool
+}
+
+// Page is one page of List.
+type Page struct {
+	Trips         []Trip
+	NextPageToken string // empty on the last page
+}
+
+// EventQuery selects events for Events.
+type EventQuery struct {
+	Since time.Time // inclusive
+	Limit int       // 0 means 1000
+}
+
+// Page sizes.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+	DefaultRegion   = "default"
+)
+
+// Idempotency scopes.
+const (
+	ScopeCreate     = "create"
+	ScopeAssign     = "assign"
+	ScopeTransition = "transition"
+)
+
+var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+
+// Validate checks a CreateTrip and fills defaults (Region).
+func (c *CreateTrip) Validate() error {
+	var problems []string
+	if c.IdempotencyKey == "" {
+		problems = append(problems, "idempotency key required")
+	}
+	if c.RiderID == "" {
+		problems = append(problems, "rider id required")
+	}
+	if c.Product == "" {
+		problems = append(problems, "product required")
+	}
+	for name, p := range map[string]LatLng{"pickup": c.Pickup, "dropoff": c.Dropoff} {
+		if math.IsNaN(p.Lat) || math.IsNaN(p.Lng) || p.Lat < -90 || p.Lat > 90 || p.Lng < -180 || p.Lng > 180 {
+			problems = append(problems, name+" out of range")
+		}
+	}
+	if c.QuotedFare.Minor < 0 || !currencyRE.MatchString(c.QuotedFare.Currency) {
+		problems = append(problems, "quoted fare must be >= 0 in an ISO 4217 currency")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalidArgument, strings.Join(problems, "; "))
+	}
+	if c.Region == "" {
+		c.Region = DefaultRegion
+	}
+	return nil
+}
+
+// Hash fingerprints the request for idempotency checks.
+func (c CreateTrip) Hash() string {
+	return hashOf(ScopeCreate, c.RiderID, c.Product, c.QuoteID, c.Region, c.QuotedFare.Currency,
+		strconv.FormatInt(c.QuotedFare.Minor, 10),
+		strconv.FormatFloat(c.Pickup.Lat, 'g', -1, 64), strconv.FormatFloat(c.Pickup.Lng, 'g', -1, 64),
+		strconv.FormatFloat(c.Dropoff.Lat, 'g', -1, 64), strconv.FormatFloat(c.Dropoff.Lng, 'g', -1, 64))
+}
+
+// Validate checks an AssignDriver.
+func (a AssignDriver) Validate() error {
+	switch {
+	case a.IdempotencyKey == "":
+		return fmt.Errorf("%w: idempotency key required", ErrInvalidArgument)
+	case a.DriverID == "":
+		return fmt.Errorf("%w: driver id required", ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Hash fingerprints the request for idempotency checks.
+func (a AssignDriver) Hash() string { return hashOf(ScopeAssign, a.TripID.String(), a.DriverID) }
+
+// Command returns the state-machine command AssignDriver fires.
+func (a AssignDriver) Command(at time.Time) lifecycle.Command {
+	return lifecycle.Command{Event: lifecycle.EventAssign, Actor: lifecycle.ActorSystem, DriverID: a.DriverID, At: at}
+}
+
+// Validate checks a Transition.
+func (tr Transition) Validate() error {
+	if tr.IdempotencyKey == "" {
+		return fmt.Errorf("%w: idempotency key required", ErrInvalidArgument)
+	}
+	if tr.Event == lifecycle.EventAssign {
+		return fmt.Errorf("%w: use AssignDriver to assign", ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Hash fingerprints the request for idempotency checks.
+func (tr Transition) Hash() string {
+	return hashOf(ScopeTransition, tr.TripID.String(), string(tr.Event), string(tr.Actor), tr.ActorID, tr.Reason)
+}
+
+// Command returns the state-machine command.
+func (tr Transition) Command(at time.Time) lifecycle.Command {
+	return lifecycle.Command{Event: tr.Event, Actor: tr.Actor, ActorID: tr.ActorID, Reason: tr.Reason, At: at}
+}
+
+func hashOf(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s;", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// NotRequested builds the error AssignDriver returns when the trip left
+// REQUESTED; it matches both ErrTripNotRequested and the state machine's
+// refusal.
+func NotRequested(id uuid.UUID, state lifecycle.State, cause error) error {
+	if cause == nil {
+		cause = &lifecycle.TransitionError{From: state, Event: lifecycle.EventAssign, Actor: lifecycle.ActorSystem, Err: lifecycle.ErrInvalidTransition}
+	}
+	return fmt.Errorf("%w: trip %s is %s: %w", ErrTripNotRequested, id, state, cause)
+}
+
+// PageSize returns the effective page size.
+func (f Filter) EffectivePageSize() int {
+	switch {
+	case f.PageSize <= 0:
+		return DefaultPageSize
+	case f.PageSize > MaxPageSize:
+		return MaxPageSize
+	}
+	return f.PageSize
+}
+
+// Cursor is the position after the last trip of a page.
+type Cursor struct {
+	CreatedAt time.Time
+	ID        uuid.UUID
+}
+
+// EncodeCursor makes an opaque page token.
+func EncodeCursor(c Cursor) string {
+	raw := fmt.Sprintf("v1|%d|%s", c.CreatedAt.UnixMicro(), c.ID)
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+// DecodeCursor parses a page token ("" yields ok == false).
+func DecodeCursor(token string) (c Cursor, ok bool, err error) {
+	if token == "" {
+		return Cursor{}, false, nil
+	}
+	bad := fmt.Errorf("%w: bad page token", ErrInvalidArgument)
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		return Cursor{}, false, bad
+	}
+	parts := strings.Split(string(raw), "|")
+	if len(parts) != 3 || parts[0] != "v1" {
+		return Cursor{}, false, bad
+	}
+	us, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		return Cursor{}, false, bad
+	}
+	id, err := uuid.Parse(parts[2])
+	if err != nil {
+		return Cursor{}, false, bad
+	}
+	return Cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: id}, true, nil
+}
+
+// Before reports whether trip t sorts after cursor c in List order
+// (newest first), i.e. belongs on a later page.
+func (c Cursor) Before(t Trip) bool {
+	if !t.CreatedAt.Equal(c.CreatedAt) {
+		return t.CreatedAt.Before(c.CreatedAt)
+	}
+	return strings.Compare(t.ID.String(), c.ID.String()) < 0
+}
+
+// Matches reports whether t passes the filter (ignoring paging).
+func (f Filter) Matches(t Trip) bool {
+	if len(f.States) > 0 && !containsState(f.States, t.State) {
+		return false
+	}
+	if f.RiderID != "" && t.RiderID != f.RiderID {
+		return false
+	}
+	if f.DriverID != "" && t.DriverID != f.DriverID {
+		return false
+	}
+	if !f.CreatedAfter.IsZero() && t.CreatedAt.Before(f.CreatedAfter) {
+		return false
+	}
+	if !f.CreatedBefore.IsZero() && !t.CreatedAt.Before(f.CreatedBefore) {
+		return false
+	}
+	return true
+}
+
+func containsState(states []lifecycle.State, s lifecycle.State) bool {
+	for _, x := range states {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

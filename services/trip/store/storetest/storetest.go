@@ -1,0 +1,842 @@
+// Package storetest is the conformance suite every store.Store passes.
+// A backend's test calls Run with a constructor returning a fresh, empty
+// store (cleaned up through t.Cleanup).
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/hexride/hexride/services/trip/lifecycle"
+	"github.com/hexride/hexride/services/trip/store"
+)
+
+// Run runs the conformance suite against stores made by newStore.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"CreateAndGet", testCreateAndGet},
+		{"CreateIdempotent", testCreateIdempotent},
+		{"CreateConcurrentSameKey", testCreateConcurrentSameKey},
+		{"CreateInvalid", testCreateInvalid},
+		{"AssignDriver", testAssignDriver},
+		{"AssignIdempotent", testAssignIdempotent},
+		{"FullRide", testFullRide},
+		{"TransitionErrors", testTransitionErrors},
+		{"DriverWithdrawal", testDriverWithdrawal},
+		{"Cancellation", testCancellation},
+		{"NoDriverFound", testNoDriverFound},
+		{"TransitionIdempotent", testTransitionIdempotent},
+		{"List", testList},
+		{"ListPaging", testListPaging},
+		{"EventsAndTailer", testEventsAndTailer},
+		{"ListRequestedOlderThan", testListRequestedOlderThan},
+		{"ConcurrentAssign", testConcurrentAssign},
+		{"Rate", testRate},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.fn(t, newStore(t))
+		})
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// NewTripRequest returns a valid CreateTrip for rider with a random key.
+func NewTripRequest(rider string) store.CreateTrip {
+	return store.CreateTrip{
+		IdempotencyKey: "create-" + uuid.NewString(),
+		RiderID:        rider,
+		Pickup:         store.LatLng{Lat: 52.52, Lng: 13.405},
+		Dropoff:        store.LatLng{Lat: 52.50, Lng: 13.37},
+		Product:        "STANDARD",
+		QuotedFare:     lifecycle.Money{Minor: 1890, Currency: "EUR"},
+		QuoteID:        "q-" + uuid.NewString(),
+		Region:         "europe-west3",
+	}
+}
+
+func mustCreate(t *testing.T, s store.Store, rider string) store.Trip {
+	t.Helper()
+	tr, created, err := s.Create(ctx(t), NewTripRequest(rider))
+	if err != nil || !created {
+		t.Fatalf("Create: created=%v err=%v", created, err)
+	}
+	return tr
+}
+
+func mustAssign(t *testing.T, s store.Store, id uuid.UUID, driver string) store.Trip {
+	t.Helper()
+	tr, _, err := s.AssignDriver(ctx(t), store.AssignDriver{TripID: id, DriverID: driver, IdempotencyKey: uuid.NewString()})
+	if err != nil {
+		t.Fatalf("AssignDriver(%s, %s): %v", id, driver, err)
+	}
+	return tr
+}
+
+func transition(s store.Store, t *testing.T, id uuid.UUID, ev lifecycle.Event, actor lifecycle.Actor, actorID, reason string) (store.Trip, store.Event, error) {
+	return s.Transition(ctx(t), store.Transition{TripID: id, Event: ev, Actor: actor, ActorID: actorID, Reason: reason, IdempotencyKey: uuid.NewString()})
+}
+
+func mustTransition(t *testing.T, s store.Store, id uuid.UUID, ev lifecycle.Event, actor lifecycle.Actor, actorID string) store.Trip {
+	t.Helper()
+	tr, _, err := transition(s, t, id, ev, actor, actorID, "")
+	if err != nil {
+		t.Fatalf("Transition(%s by %s): %v", ev, actor, err)
+	}
+	return tr
+}
+
+func testCreateAndGet(t *testing.T, s store.Store) {
+	before, err := s.Now(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := NewTripRequest("rider-1")
+	tr, created, err := s.Create(ctx(t), req)
+	if err != nil || !created {
+		t.Fatalf("Create: created=%v err=%v", created, err)
+	}
+	if tr.ID == uuid.Nil || tr.State != lifecycle.StateRequested || tr.Version != 1 || tr.RiderID != "rider-1" ||
+		tr.QuotedFare != req.QuotedFare || tr.Product != req.Product || tr.Pickup != req.Pickup ||
+		tr.Dropoff != req.Dropoff || tr.QuoteID != req.QuoteID || tr.Region != req.Region || tr.DriverID != "" ||
+		!tr.FinalFare.IsZero() {
+		t.Fatalf("created trip = %+v", tr)
+	}
+	if tr.CreatedAt.Before(before.Add(-time.Second)) || tr.CreatedAt.Location() != time.UTC {
+		t.Errorf("CreatedAt = %v, store clock before = %v", tr.CreatedAt, before)
+	}
+	got, err := s.Get(ctx(t), tr.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSameTrip(t, got, tr)
+	if _, err := s.Get(ctx(t), uuid.New()); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get(unknown) err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.History(ctx(t), uuid.New()); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("History(unknown) err = %v, want ErrNotFound", err)
+	}
+	h, err := s.History(ctx(t), tr.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 1 || h[0].Type != lifecycle.EventCreate || h[0].To != lifecycle.StateRequested || h[0].From != "" ||
+		h[0].Version != 1 || h[0].Actor != lifecycle.ActorRider || h[0].ActorID != "rider-1" || h[0].TripID != tr.ID {
+		t.Fatalf("history = %+v", h)
+	}
+	assertSameTrip(t, h[0].Trip, tr)
+}
+
+func assertSameTrip(t *testing.T, got, want store.Trip) {
+	t.Helper()
+	if !sameTrip(got, want) {
+		t.Fatalf("trip mismatch\n got  %+v\n want %+v", got, want)
+	}
+}
+
+func sameTrip(a, b store.Trip) bool {
+	times := func(x store.Trip) []time.Time {
+		return []time.Time{x.CreatedAt, x.UpdatedAt, x.AssignedAt, x.ArrivedAt, x.StartedAt, x.CompletedAt, x.EndedAt}
+	}
+	ta, tb := times(a), times(b)
+	for i := range ta {
+		if !ta[i].Equal(tb[i]) {
+			return false
+		}
+	}
+	a.CreatedAt, a.UpdatedAt, a.AssignedAt, a.ArrivedAt, a.StartedAt, a.CompletedAt, a.EndedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	b.CreatedAt, b.UpdatedAt, b.AssignedAt, b.ArrivedAt, b.StartedAt, b.CompletedAt, b.EndedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	return a == b
+}
+
+func testCreateIdempotent(t *testing.T, s store.Store) {
+	req := NewTripRequest("rider-1")
+	first, created, err := s.Create(ctx(t), req)
+	if err != nil || !created {
+		t.Fatal(err)
+	}
+	mustAssign(t, s, first.ID, "driver-1")
+	again, created, err := s.Create(ctx(t), req)
+	if err != nil || created {
+		t.Fatalf("repeat Create: created=%v err=%v", created, err)
+	}
+	if again.ID != first.ID || again.State != lifecycle.StateDriverAssigned {
+		t.Fatalf("repeat Create returned %+v, want trip %s as it is now", again, first.ID)
+	}
+	other := req
+	other.RiderID = "rider-2"
+	if _, _, err := s.Create(ctx(t), other); !errors.Is(err, store.ErrIdempotencyKeyReused) {
+		t.Fatalf("key reuse with another payload: err = %v", err)
+	}
+	page, err := s.List(ctx(t), store.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Trips) != 1 {
+		t.Fatalf("%d trips, want 1", len(page.Trips))
+	}
+}
+
+func testCreateConcurrentSameKey(t *testing.T, s store.Store) {
+	req := NewTripRequest("rider-1")
+	const n = 20
+	ids := make([]uuid.UUID, n)
+	createdCount := 0
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			tr, created, err := s.Create(ctx(t), req)
+			if err != nil {
+				t.Errorf("Create #%d: %v", i, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ids[i] = tr.ID
+			if created {
+				createdCount++
+			}
+		})
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Fatalf("same key yielded trips %v", ids)
+		}
+	}
+	if createdCount != 1 {
+		t.Fatalf("%d calls report created, want 1", createdCount)
+	}
+	page, err := s.List(ctx(t), store.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Trips) != 1 {
+		t.Fatalf("%d trips, want 1", len(page.Trips))
+	}
+}
+
+func testCreateInvalid(t *testing.T, s store.Store) {
+	tests := []struct {
+		name   string
+		mutate func(*store.CreateTrip)
+	}{
+		{"no key", func(c *store.CreateTrip) { c.IdempotencyKey = "" }},
+		{"no rider", func(c *store.CreateTrip) { c.RiderID = "" }},
+		{"no product", func(c *store.CreateTrip) { c.Product = "" }},
+		{"bad pickup", func(c *store.CreateTrip) { c.Pickup.Lat = 91 }},
+		{"negative fare", func(c *store.CreateTrip) { c.QuotedFare.Minor = -1 }},
+		{"bad currency", func(c *store.CreateTrip) { c.QuotedFare.Currency = "eur" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := NewTripRequest("rider-1")
+			tt.mutate(&req)
+			if _, _, err := s.Create(ctx(t), req); !errors.Is(err, store.ErrInvalidArgument) {
+				t.Fatalf("err = %v, want ErrInvalidArgument", err)
+			}
+		})
+	}
+	req := NewTripRequest("rider-1")
+	req.Region = ""
+	tr, _, err := s.Create(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Region != store.DefaultRegion {
+		t.Errorf("region = %q, want default %q", tr.Region, store.DefaultRegion)
+	}
+}
+
+func testAssignDriver(t *testing.T, s store.Store) {
+	a := mustCreate(t, s, "rider-a")
+	b := mustCreate(t, s, "rider-b")
+	tr, ev, err := s.AssignDriver(ctx(t), store.AssignDriver{TripID: a.ID, DriverID: "driver-1", IdempotencyKey: "k1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.State != lifecycle.StateDriverAssigned || tr.DriverID != "driver-1" || tr.Version != 2 || tr.AssignedAt.IsZero() {
+		t.Fatalf("assigned trip = %+v", tr)
+	}
+	if ev.Type != lifecycle.EventAssign || ev.From != lifecycle.StateRequested || ev.To != lifecycle.StateDriverAssigned ||
+		ev.DriverID != "driver-1" || ev.Version != 2 || ev.Actor != lifecycle.ActorSystem || !ev.At.Equal(tr.AssignedAt) {
+		t.Fatalf("assign event = %+v", ev)
+	}
+	assertSameTrip(t, ev.Trip, tr)
+
+	// Lost compare-and-set: the trip is no longer REQUESTED.
+	_, _, err = s.AssignDriver(ctx(t), store.AssignDriver{TripID: a.ID, DriverID: "driver-2", IdempotencyKey: "k2"})
+	if !errors.Is(err, store.ErrTripNotRequested) || !errors.Is(err, lifecycle.ErrInvalidTransition) {
+		t.Fatalf("second assign err = %v, want ErrTripNotRequested", err)
+	}
+	// The driver is busy.
+	_, _, err = s.AssignDriver(ctx(t), store.AssignDriver{TripID: b.ID, DriverID: "driver-1", IdempotencyKey: "k3"})
+	if !errors.Is(err, store.ErrDriverBusy) {
+		t.Fatalf("busy driver err = %v, want ErrDriverBusy", err)
+	}
+	if got, _ := s.Get(ctx(t), b.ID); got.State != lifecycle.StateRequested || got.Version != 1 {
+		t.Fatalf("failed assignment changed the trip: %+v", got)
+	}
+	_, _, err = s.AssignDriver(ctx(t), store.AssignDriver{TripID: uuid.New(), DriverID: "driver-3", IdempotencyKey: "k4"})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown trip err = %v", err)
+	}
+	_, _, err = s.AssignDriver(ctx(t), store.AssignDriver{TripID: b.ID, DriverID: "", IdempotencyKey: "k5"})
+	if !errors.Is(err, store.ErrInvalidArgument) {
+		t.Fatalf("no driver err = %v", err)
+	}
+	h, err := s.History(ctx(t), a.ID)
+	if err != nil || len(h) != 2 {
+		t.Fatalf("history = %+v, %v", h, err)
+	}
+}
+
+func testAssignIdempotent(t *testing.T, s store.Store) {
+	a := mustCreate(t, s, "rider-a")
+	req := store.AssignDriver{TripID: a.ID, DriverID: "driver-1", IdempotencyKey: "assign-1"}
+	first, ev1, err := s.AssignDriver(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustTransition(t, s, a.ID, lifecycle.EventArrive, lifecycle.ActorDriver, "driver-1")
+	// The retry of an ambiguous commit gets the original result, even though
+	// the trip has moved on since.
+	again, ev2, err := s.AssignDriver(ctx(t), req)
+	if err != nil {
+		t.Fatalf("repeat: %v", err)
+	}
+	if ev2.ID != ev1.ID || again.Version != first.Version || again.State != lifecycle.StateDriverAssigned {
+		t.Fatalf("repeat returned %+v / %+v, want original", again, ev2)
+	}
+	other := req
+	other.DriverID = "driver-2"
+	if _, _, err := s.AssignDriver(ctx(t), other); !errors.Is(err, store.ErrIdempotencyKeyReused) {
+		t.Fatalf("key reuse err = %v", err)
+	}
+	h, _ := s.History(ctx(t), a.ID)
+	if len(h) != 3 {
+		t.Fatalf("history has %d events, want 3", len(h))
+	}
+}
+
+func testFullRide(t *testing.T, s store.Store) {
+	tr := mustCreate(t, s, "rider-1")
+	mustAssign(t, s, tr.ID, "driver-1")
+	arrived := mustTransition(t, s, tr.ID, lifecycle.EventArrive, lifecycle.ActorDriver, "driver-1")
+	started := mustTransition(t, s, tr.ID, lifecycle.EventStart, lifecycle.ActorDriver, "driver-1")
+	done := mustTransition(t, s, tr.ID, lifecycle.EventComplete, lifecycle.ActorDriver, "driver-1")
+	if arrived.ArrivedAt.IsZero() || started.StartedAt.IsZero() || done.CompletedAt.IsZero() {
+		t.Fatalf("timestamps not set: %+v", done)
+	}
+	if done.State != lifecycle.StateCompleted || done.FinalFare != tr.QuotedFare || done.Version != 5 || done.DriverID != "driver-1" {
+		t.Fatalf("completed trip = %+v", done)
+	}
+	if !(done.AssignedAt.Before(done.ArrivedAt) || done.AssignedAt.Equal(done.ArrivedAt)) ||
+		done.StartedAt.Before(done.ArrivedAt) || done.CompletedAt.Before(done.StartedAt) {
+		t.Errorf("timestamps out of order: %+v", done)
+	}
+	got, _ := s.Get(ctx(t), tr.ID)
+	assertSameTrip(t, got, done)
+	h, err := s.History(ctx(t), tr.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTypes := []lifecycle.Event{lifecycle.EventCreate, lifecycle.EventAssign, lifecycle.EventArrive, lifecycle.EventStart, lifecycle.EventComplete}
+	if len(h) != len(wantTypes) {
+		t.Fatalf("history has %d events", len(h))
+	}
+	for i, ev := range h {
+		if ev.Type != wantTypes[i] || ev.Version != int64(i+1) {
+			t.Errorf("event %d = %s v%d, want %s v%d", i, ev.Type, ev.Version, wantTypes[i], i+1)
+		}
+		if i > 0 && ev.From != h[i-1].To {
+			t.Errorf("event %d from %s, previous to %s", i, ev.From, h[i-1].To)
+		}
+	}
+	assertSameTrip(t, h[len(h)-1].Trip, done)
+	// The driver is free again.
+	next := mustCreate(t, s, "rider-2")
+	mustAssign(t, s, next.ID, "driver-1")
+}
+
+func testTransitionErrors(t *testing.T, s store.Store) {
+	requested := mustCreate(t, s, "rider-1")
+	inProgress := mustCreate(t, s, "rider-2")
+	mustAssign(t, s, inProgress.ID, "driver-2")
+	mustTransition(t, s, inProgress.ID, lifecycle.EventArrive, lifecycle.ActorDriver, "driver-2")
+	mustTransition(t, s, inProgress.ID, lifecycle.EventStart, lifecycle.ActorDriver, "driver-2")
+	tests := []struct {
+		name    string
+		trip    uuid.UUID
+		event   lifecycle.Event
+		actor   lifecycle.Actor
+		actorID string
+		want    error
+	}{
+		{"start while requested", requested.ID, lifecycle.EventStart, lifecycle.ActorDispatcher, "disp-1", lifecycle.ErrInvalidTransition},
+		{"complete while requested", requested.ID, lifecycle.EventComplete, lifecycle.ActorSystem, "", lifecycle.ErrInvalidTransition},
+		{"rider arrives", inProgress.ID, lifecycle.EventArrive, lifecycle.ActorRider, "rider-2", lifecycle.ErrInvalidTransition},
+		{"another rider cancels", requested.ID, lifecycle.EventCancel, lifecycle.ActorRider, "rider-x", lifecycle.ErrActorNotAllowed},
+		{"rider completes", inProgress.ID, lifecycle.EventComplete, lifecycle.ActorRider, "rider-2", lifecycle.ErrActorNotAllowed},
+		{"another driver completes", inProgress.ID, lifecycle.EventComplete, lifecycle.ActorDriver, "driver-9", lifecycle.ErrActorNotAllowed},
+		{"driver cancels in progress", inProgress.ID, lifecycle.EventCancel, lifecycle.ActorDriver, "driver-2", lifecycle.ErrActorNotAllowed},
+		{"dispatcher without id", requested.ID, lifecycle.EventCancel, lifecycle.ActorDispatcher, "", lifecycle.ErrInvalidCommand},
+		{"unknown event", requested.ID, "teleport", lifecycle.ActorSystem, "", lifecycle.ErrInvalidCommand},
+		{"assign through Transition", requested.ID, lifecycle.EventAssign, lifecycle.ActorSystem, "", store.ErrInvalidArgument},
+		{"unknown trip", uuid.New(), lifecycle.EventCancel, lifecycle.ActorSystem, "", store.ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before, _ := s.Get(ctx(t), tt.trip)
+			_, _, err := transition(s, t, tt.trip, tt.event, tt.actor, tt.actorID, "")
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			var te *lifecycle.TransitionError
+			if errors.Is(tt.want, lifecycle.ErrInvalidTransition) || errors.Is(tt.want, lifecycle.ErrActorNotAllowed) {
+				if !errors.As(err, &te) {
+					t.Fatalf("err %v is not a *lifecycle.TransitionError", err)
+				}
+			}
+			after, _ := s.Get(ctx(t), tt.trip)
+			if after.Version != before.Version {
+				t.Fatalf("refused transition changed the trip")
+			}
+		})
+	}
+}
+
+func testDriverWithdrawal(t *testing.T, s store.Store) {
+	for _, from := range []lifecycle.State{lifecycle.StateDriverAssigned, lifecycle.StateDriverArrived} {
+		t.Run(string(from), func(t *testing.T) {
+			tr := mustCreate(t, s, "rider-"+string(from))
+			driver := "driver-" + string(from)
+			mustAssign(t, s, tr.ID, driver)
+			if from == lifecycle.StateDriverArrived {
+				mustTransition(t, s, tr.ID, lifecycle.EventArrive, lifecycle.ActorDriver, driver)
+			}
+			back, ev, err := transition(s, t, tr.ID, lifecycle.EventCancel, lifecycle.ActorDriver, driver, "flat tyre")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if back.State != lifecycle.StateRequested || back.DriverID != "" || !back.AssignedAt.IsZero() || !back.ArrivedAt.IsZero() {
+				t.Fatalf("after driver cancel: %+v", back)
+			}
+			if ev.Type != lifecycle.EventUnassign || ev.DriverID != driver || ev.Reason != "flat tyre" || ev.From != from {
+				t.Fatalf("event = %+v", ev)
+			}
+			// The driver is free, and the trip can be dispatched again.
+			other := mustCreate(t, s, "rider-other-"+string(from))
+			mustAssign(t, s, other.ID, driver)
+			mustAssign(t, s, tr.ID, driver+"-b")
+		})
+	}
+}
+
+func testCancellation(t *testing.T, s store.Store) {
+	free := mustCreate(t, s, "rider-1")
+	c, ev, err := transition(s, t, free.ID, lifecycle.EventCancel, lifecycle.ActorRider, "rider-1", "changed my mind")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State != lifecycle.StateCancelled || c.EndedAt.IsZero() || c.CancelledBy != lifecycle.ActorRider ||
+		c.EndReason != "changed my mind" || !c.FinalFare.IsZero() || ev.Type != lifecycle.EventCancel {
+		t.Fatalf("cancelled trip = %+v", c)
+	}
+	if _, _, err := transition(s, t, free.ID, lifecycle.EventCancel, lifecycle.ActorRider, "rider-1", ""); !errors.Is(err, lifecycle.ErrInvalidTransition) {
+		t.Fatalf("cancel twice err = %v", err)
+	}
+	// Rider cancels after the driver arrived: cancellation fee.
+	late := mustCreate(t, s, "rider-2")
+	mustAssign(t, s, late.ID, "driver-2")
+	mustTransition(t, s, late.ID, lifecycle.EventArrive, lifecycle.ActorDriver, "driver-2")
+	c, _, err = transition(s, t, late.ID, lifecycle.EventCancel, lifecycle.ActorRider, "rider-2", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFee := lifecycle.Money{Minor: min(lifecycle.DefaultRules.CancellationFee, late.QuotedFare.Minor), Currency: late.QuotedFare.Currency}
+	if c.FinalFare != wantFee || c.DriverID != "driver-2" {
+		t.Fatalf("late cancel = %+v, want fee %+v", c, wantFee)
+	}
+	// The driver is free after the cancellation.
+	mustAssign(t, s, mustCreate(t, s, "rider-3").ID, "driver-2")
+	// Dispatcher cancels a ride in progress.
+	ride := mustCreate(t, s, "rider-4")
+	mustAssign(t, s, ride.ID, "driver-4")
+	mustTransition(t, s, ride.ID, lifecycle.EventArrive, lifecycle.ActorDispatcher, "disp-1")
+	mustTransition(t, s, ride.ID, lifecycle.EventStart, lifecycle.ActorDriver, "driver-4")
+	c = mustTransition(t, s, ride.ID, lifecycle.EventCancel, lifecycle.ActorDispatcher, "disp-1")
+	if c.State != lifecycle.StateCancelled || c.CancelledBy != lifecycle.ActorDispatcher {
+		t.Fatalf("dispatcher cancel = %+v", c)
+	}
+}
+
+func testNoDriverFound(t *testing.T, s store.Store) {
+	tr := mustCreate(t, s, "rider-1")
+	got, ev, err := transition(s, t, tr.ID, lifecycle.EventNoDriverFound, lifecycle.ActorSystem, "", "no supply within 5 km")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != lifecycle.StateNoDriverFound || got.EndedAt.IsZero() || got.EndReason != "no supply within 5 km" || ev.Actor != lifecycle.ActorSystem {
+		t.Fatalf("trip = %+v", got)
+	}
+	if _, _, err := s.AssignDriver(ctx(t), store.AssignDriver{TripID: tr.ID, DriverID: "d", IdempotencyKey: "x"}); !errors.Is(err, store.ErrTripNotRequested) {
+		t.Fatalf("assign after no driver found err = %v", err)
+	}
+}
+
+func testTransitionIdempotent(t *testing.T, s store.Store) {
+	tr := mustCreate(t, s, "rider-1")
+	mustAssign(t, s, tr.ID, "driver-1")
+	req := store.Transition{TripID: tr.ID, Event: lifecycle.EventArrive, Actor: lifecycle.ActorDriver, ActorID: "driver-1", IdempotencyKey: "arrive-1"}
+	first, ev1, err := s.Transition(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, ev2, err := s.Transition(ctx(t), req)
+	if err != nil || ev2.ID != ev1.ID || again.Version != first.Version {
+		t.Fatalf("repeat = %+v, %+v, %v", again, ev2, err)
+	}
+	other := req
+	other.TripID = mustCreate(t, s, "rider-2").ID
+	if _, _, err := s.Transition(ctx(t), other); !errors.Is(err, store.ErrIdempotencyKeyReused) {
+		t.Fatalf("key reuse on another trip err = %v", err)
+	}
+	h, _ := s.History(ctx(t), tr.ID)
+	if len(h) != 3 {
+		t.Fatalf("history has %d events, want 3", len(h))
+	}
+}
+
+func testList(t *testing.T, s store.Store) {
+	var trips []store.Trip
+	for i := range 6 {
+		trips = append(trips, mustCreate(t, s, fmt.Sprintf("rider-%d", i%2)))
+	}
+	mustAssign(t, s, trips[1].ID, "driver-1")
+	mustAssign(t, s, trips[2].ID, "driver-2")
+	mustTransition(t, s, trips[3].ID, lifecycle.EventCancel, lifecycle.ActorRider, "rider-1")
+	ids := func(p store.Page) []uuid.UUID {
+		var out []uuid.UUID
+		for _, t := range p.Trips {
+			out = append(out, t.ID)
+		}
+		return out
+	}
+	set := func(idx ...int) map[uuid.UUID]bool {
+		m := map[uuid.UUID]bool{}
+		for _, i := range idx {
+			m[trips[i].ID] = true
+		}
+		return m
+	}
+	tests := []struct {
+		name string
+		f    store.Filter
+		want map[uuid.UUID]bool
+	}{
+		{"all", store.Filter{}, set(0, 1, 2, 3, 4, 5)},
+		{"requested", store.Filter{States: []lifecycle.State{lifecycle.StateRequested}}, set(0, 4, 5)},
+		{"assigned or cancelled", store.Filter{States: []lifecycle.State{lifecycle.StateDriverAssigned, lifecycle.StateCancelled}}, set(1, 2, 3)},
+		{"rider", store.Filter{RiderID: "rider-1"}, set(1, 3, 5)},
+		{"driver", store.Filter{DriverID: "driver-2"}, set(2)},
+		{"rider and state", store.Filter{RiderID: "rider-0", States: []lifecycle.State{lifecycle.StateRequested}}, set(0, 4)},
+		{"created range", store.Filter{CreatedAfter: trips[2].CreatedAt, CreatedBefore: trips[4].CreatedAt}, set(2, 3)},
+		{"nobody", store.Filter{RiderID: "nobody"}, set()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := s.List(ctx(t), tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ids(p)
+			if len(got) != len(tt.want) || p.NextPageToken != "" {
+				t.Fatalf("got %d trips (next %q), want %d", len(got), p.NextPageToken, len(tt.want))
+			}
+			for _, id := range got {
+				if !tt.want[id] {
+					t.Fatalf("unexpected trip %s", id)
+				}
+			}
+			for i := 1; i < len(p.Trips); i++ {
+				if p.Trips[i].CreatedAt.After(p.Trips[i-1].CreatedAt) {
+					t.Fatalf("not newest first")
+				}
+			}
+		})
+	}
+	if _, err := s.List(ctx(t), store.Filter{PageToken: "garbage!"}); !errors.Is(err, store.ErrInvalidArgument) {
+		t.Fatalf("bad token err = %v", err)
+	}
+}
+
+func testListPaging(t *testing.T, s store.Store) {
+	const n = 11
+	for range n {
+		mustCreate(t, s, "rider-p")
+	}
+	seen := map[uuid.UUID]bool{}
+	var order []store.Trip
+	token := ""
+	pages := 0
+	for {
+		p, err := s.List(ctx(t), store.Filter{RiderID: "rider-p", PageSize: 4, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if len(p.Trips) > 4 {
+			t.Fatalf("page of %d", len(p.Trips))
+		}
+		// A trip created while paging sorts first and must not disturb the
+		// pages after the first.
+		if pages == 1 {
+			mustCreate(t, s, "rider-p")
+		}
+		for _, tr := range p.Trips {
+			if seen[tr.ID] {
+				t.Fatalf("trip %s on two pages", tr.ID)
+			}
+			seen[tr.ID] = true
+			order = append(order, tr)
+		}
+		if p.NextPageToken == "" {
+			break
+		}
+		token = p.NextPageToken
+	}
+	if len(order) != n || pages != 3 {
+		t.Fatalf("paged %d trips in %d pages, want %d in 3", len(order), pages, n)
+	}
+	for i := 1; i < len(order); i++ {
+		a, b := order[i-1], order[i]
+		if b.CreatedAt.After(a.CreatedAt) || (b.CreatedAt.Equal(a.CreatedAt) && b.ID.String() > a.ID.String()) {
+			t.Fatalf("order broken at %d", i)
+		}
+	}
+}
+
+func testEventsAndTailer(t *testing.T, s store.Store) {
+	tail := store.NewTailer(s, 2*time.Second)
+	// Events committed before the first poll are not delivered.
+	mustCreate(t, s, "rider-old")
+	if evs, err := tail.Poll(ctx(t)); err != nil || len(evs) != 0 {
+		t.Fatalf("first poll = %v, %v", evs, err)
+	}
+	tr := mustCreate(t, s, "rider-1")
+	mustAssign(t, s, tr.ID, "driver-1")
+	var got []store.Event
+	deadline := time.Now().Add(5 * time.Second)
+	for len(got) < 2 && time.Now().Before(deadline) {
+		evs, err := tail.Poll(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, evs...)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(got) != 2 || got[0].Type != lifecycle.EventCreate || got[1].Type != lifecycle.EventAssign || got[1].TripID != tr.ID {
+		t.Fatalf("tailed %+v", got)
+	}
+	if got[1].Trip.DriverID != "driver-1" || got[1].Trip.Version != 2 {
+		t.Fatalf("event snapshot = %+v", got[1].Trip)
+	}
+	// Each event once: the lookback re-read does not repeat them.
+	evs, err := tail.Poll(ctx(t))
+	if err != nil || len(evs) != 0 {
+		t.Fatalf("repeat poll = %d events, %v", len(evs), err)
+	}
+	all, err := s.Events(ctx(t), store.EventQuery{Since: got[0].At})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) < 2 || all[0].ID != got[0].ID {
+		t.Fatalf("Events(since) = %d events", len(all))
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i].At.Before(all[i-1].At) {
+			t.Fatalf("Events not in At order")
+		}
+	}
+	lim, err := s.Events(ctx(t), store.EventQuery{Since: got[0].At, Limit: 1})
+	if err != nil || len(lim) != 1 {
+		t.Fatalf("Events(limit 1) = %d, %v", len(lim), err)
+	}
+}
+
+func testListRequestedOlderThan(t *testing.T, s store.Store) {
+	a := mustCreate(t, s, "rider-a")
+	b := mustCreate(t, s, "rider-b")
+	c := mustCreate(t, s, "rider-c")
+	mustAssign(t, s, b.ID, "driver-b")
+	// c was dispatched, then the driver withdrew: it is REQUESTED again and
+	// its last change is recent.
+	mustAssign(t, s, c.ID, "driver-c")
+	back := mustTransition(t, s, c.ID, lifecycle.EventUnassign, lifecycle.ActorDriver, "driver-c")
+	cutoff := back.UpdatedAt
+	got, err := s.ListRequestedOlderThan(ctx(t), cutoff, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != a.ID {
+		t.Fatalf("got %d trips, want only %s", len(got), a.ID)
+	}
+	got, err = s.ListRequestedOlderThan(ctx(t), cutoff.Add(time.Microsecond), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != a.ID || got[1].ID != c.ID {
+		t.Fatalf("got %v, want [a c] oldest first", got)
+	}
+	if got, _ := s.ListRequestedOlderThan(ctx(t), cutoff.Add(time.Microsecond), 1); len(got) != 1 {
+		t.Fatalf("limit ignored")
+	}
+}
+
+// testConcurrentAssign races assignments of few drivers to many trips and
+// checks the invariants: no driver on two active trips, no trip with two
+// drivers, and every reported success is what the store holds.
+func testConcurrentAssign(t *testing.T, s store.Store) {
+	const trips, drivers, calls = 12, 5, 60
+	ids := make([]uuid.UUID, trips)
+	for i := range ids {
+		ids[i] = mustCreate(t, s, fmt.Sprintf("rider-%d", i)).ID
+	}
+	type win struct {
+		trip   uuid.UUID
+		driver string
+		event  uuid.UUID
+	}
+	var (
+		mu   sync.Mutex
+		wins []win
+		wg   sync.WaitGroup
+	)
+	for i := range calls {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(i), 7))
+			trip := ids[r.IntN(trips)]
+			driver := fmt.Sprintf("driver-%d", r.IntN(drivers))
+			_, ev, err := s.AssignDriver(ctx(t), store.AssignDriver{TripID: trip, DriverID: driver, IdempotencyKey: fmt.Sprintf("call-%d", i)})
+			switch {
+			case err == nil:
+				mu.Lock()
+				wins = append(wins, win{trip, driver, ev.ID})
+				mu.Unlock()
+			case errors.Is(err, store.ErrTripNotRequested), errors.Is(err, store.ErrDriverBusy):
+			default:
+				t.Errorf("AssignDriver: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	CheckAssignments(t, s, ids, len(wins))
+	for _, w := range wins {
+		tr, err := s.Get(ctx(t), w.trip)
+		if err != nil || tr.DriverID != w.driver {
+			t.Fatalf("winner %s→%s not in store: %+v %v", w.driver, w.trip, tr, err)
+		}
+		h, _ := s.History(ctx(t), w.trip)
+		if len(h) != 2 || h[1].ID != w.event || h[1].DriverID != w.driver {
+			t.Fatalf("winner's assign event missing: %+v", h)
+		}
+	}
+}
+
+// CheckAssignments checks the assignment invariants over trips ids and that
+// the number of assigned trips equals successes.
+func CheckAssignments(t *testing.T, s store.Store, ids []uuid.UUID, successes int) {
+	t.Helper()
+	byDriver := map[string]uuid.UUID{}
+	assigned := 0
+	for _, id := range ids {
+		tr, err := s.Get(ctx(t), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := s.History(ctx(t), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assigns := 0
+		for _, ev := range h {
+			if ev.Type == lifecycle.EventAssign {
+				assigns++
+			}
+		}
+		switch tr.State {
+		case lifecycle.StateRequested:
+			if tr.DriverID != "" || assigns != 0 {
+				t.Fatalf("requested trip %s has driver %q / %d assign events", id, tr.DriverID, assigns)
+			}
+		case lifecycle.StateDriverAssigned:
+			assigned++
+			if assigns != 1 {
+				t.Fatalf("trip %s has %d assign events: two drivers", id, assigns)
+			}
+			if other, dup := byDriver[tr.DriverID]; dup {
+				t.Fatalf("driver %s on trips %s and %s", tr.DriverID, other, id)
+			}
+			byDriver[tr.DriverID] = id
+		default:
+			t.Fatalf("trip %s in %s", id, tr.State)
+		}
+	}
+	if assigned != successes {
+		t.Fatalf("%d trips assigned, %d successful calls", assigned, successes)
+	}
+}
+
+func testRate(t *testing.T, s store.Store) {
+	tr := mustCreate(t, s, "rider-1")
+	if _, err := s.Rate(ctx(t), store.Rate{TripID: tr.ID, RiderID: "rider-1", Stars: 5}); !errors.Is(err, store.ErrNotCompleted) {
+		t.Fatalf("rate before completion err = %v", err)
+	}
+	mustAssign(t, s, tr.ID, "driver-1")
+	mustTransition(t, s, tr.ID, lifecycle.EventArrive, lifecycle.ActorDriver, "driver-1")
+	mustTransition(t, s, tr.ID, lifecycle.EventStart, lifecycle.ActorDriver, "driver-1")
+	done := mustTransition(t, s, tr.ID, lifecycle.EventComplete, lifecycle.ActorDriver, "driver-1")
+	tests := []struct {
+		name string
+		req  store.Rate
+		want error
+	}{
+		{"other rider", store.Rate{TripID: tr.ID, RiderID: "rider-2", Stars: 4}, lifecycle.ErrActorNotAllowed},
+		{"zero stars", store.Rate{TripID: tr.ID, RiderID: "rider-1", Stars: 0}, store.ErrInvalidArgument},
+		{"six stars", store.Rate{TripID: tr.ID, RiderID: "rider-1", Stars: 6}, store.ErrInvalidArgument},
+		{"unknown trip", store.Rate{TripID: uuid.New(), RiderID: "rider-1", Stars: 4}, store.ErrNotFound},
+		{"rated", store.Rate{TripID: tr.ID, RiderID: "rider-1", Stars: 3, Comment: "ok"}, nil},
+		{"re-rated", store.Rate{TripID: tr.ID, RiderID: "rider-1", Stars: 5}, nil},
+	}
+	for _, tt := range tests {
+		got, err := s.Rate(ctx(t), tt.req)
+		if !errors.Is(err, tt.want) {
+			t.Fatalf("%s: err = %v, want %v", tt.name, err, tt.want)
+		}
+		if err == nil && got.Rating != tt.req.Stars {
+			t.Fatalf("%s: rating = %d", tt.name, got.Rating)
+		}
+	}
+	got, _ := s.Get(ctx(t), tr.ID)
+	if got.Rating != 5 || got.Version != done.Version || !got.UpdatedAt.Equal(done.UpdatedAt) {
+		t.Fatalf("after rating: %+v", got)
+	}
+}

@@ -1,0 +1,186 @@
+// Package tripclient is how other services call the trip service. It wraps
+// the generated client and turns statuses back into the trip service's
+// errors, so callers match them with errors.Is (ErrDriverBusy,
+// ErrTripNotRequested, …) instead of comparing codes and strings.
+package tripclient
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
+	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
+	"github.com/hexride/hexride/services/trip"
+	"github.com/hexride/hexride/services/trip/lifecycle"
+	"github.com/hexride/hexride/services/trip/store"
+)
+
+// Errors a call can be matched against with errors.Is.
+var (
+	ErrNotFound             = store.ErrNotFound
+	ErrTripNotRequested     = store.ErrTripNotRequested
+	ErrDriverBusy           = store.ErrDriverBusy
+	ErrInvalidTransition    = lifecycle.ErrInvalidTransition
+	ErrActorNotAllowed      = lifecycle.ErrActorNotAllowed
+	ErrNotCompleted         = store.ErrNotCompleted
+	ErrIdempotencyKeyReused = store.ErrIdempotencyKeyReused
+	ErrInvalidArgument      = store.ErrInvalidArgument
+	// ErrRetriesExhausted: the store gave up on contention; retrying with
+	// the same idempotency key is safe.
+	ErrRetriesExhausted = errors.New("trip store retries exhausted")
+)
+
+var reasons = map[string]error{
+	trip.ReasonNotFound:          ErrNotFound,
+	trip.ReasonTripNotRequested:  ErrTripNotRequested,
+	trip.ReasonDriverBusy:        ErrDriverBusy,
+	trip.ReasonInvalidTransition: ErrInvalidTransition,
+	trip.ReasonActorNotAllowed:   ErrActorNotAllowed,
+	trip.ReasonNotCompleted:      ErrNotCompleted,
+	trip.ReasonKeyReused:         ErrIdempotencyKeyReused,
+	trip.ReasonInvalidArgument:   ErrInvalidArgument,
+	trip.ReasonRetriesExhausted:  ErrRetriesExhausted,
+}
+
+// Error is a failed call: the status, and the domain error it stands for
+// (nil when the status carries no known reason).
+type Error struct {
+	Status *status.Status
+	Err    error
+}
+
+func (e *Error) Error() string { return e.Status.Err().Error() }
+
+// Unwrap returns the domain error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// GRPCStatus lets status.FromError and status.Code see the status.
+func (e *Error) GRPCStatus() *status.Status { return e.Status }
+
+// FromStatus converts an error returned by a generated client call.
+func FromStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	out := &Error{Status: st}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == trip.ErrorDomain {
+			out.Err = reasons[info.GetReason()]
+		}
+	}
+	if out.Err == nil && st.Code() == codes.InvalidArgument {
+		out.Err = ErrInvalidArgument
+	}
+	return out
+}
+
+// Client calls the trip service.
+type Client struct {
+	rpc tripv1.TripServiceClient
+}
+
+// New returns a client over conn.
+func New(conn grpc.ClientConnInterface) *Client {
+	return &Client{rpc: tripv1.NewTripServiceClient(conn)}
+}
+
+// Raw returns the generated client.
+func (c *Client) Raw() tripv1.TripServiceClient { return c.rpc }
+
+// CreateTrip creates a trip (or returns the one the key created first:
+// created == false).
+func (c *Client) CreateTrip(ctx context.Context, req *tripv1.CreateTripRequest, opts ...grpc.CallOption) (t *commonv1.Trip, created bool, err error) {
+	resp, err := c.rpc.CreateTrip(ctx, req, opts...)
+	if err != nil {
+		return nil, false, FromStatus(err)
+	}
+	return resp.GetTrip(), resp.GetCreated(), nil
+}
+
+// AssignDriver assigns driverID to a REQUESTED trip: ErrTripNotRequested if
+// another driver won, ErrDriverBusy if the driver has an active trip.
+func (c *Client) AssignDriver(ctx context.Context, tripID, driverID, idempotencyKey string, opts ...grpc.CallOption) (*commonv1.Trip, error) {
+	resp, err := c.rpc.AssignDriver(ctx, &tripv1.AssignDriverRequest{TripId: tripID, DriverId: driverID, IdempotencyKey: idempotencyKey}, opts...)
+	if err != nil {
+		return nil, FromStatus(err)
+	}
+	return resp.GetTrip(), nil
+}
+
+// Transition fires an event on a trip.
+func (c *Client) Transition(ctx context.Context, req *tripv1.TransitionRequest, opts ...grpc.CallOption) (*commonv1.Trip, *commonv1.TripEvent, error) {
+	resp, err := c.rpc.Transition(ctx, req, opts...)
+	if err != nil {
+		return nil, nil, FromStatus(err)
+	}
+	return resp.GetTrip(), resp.GetEvent(), nil
+}
+
+// RateTrip records the rider's rating of a completed trip.
+func (c *Client) RateTrip(ctx context.Context, req *tripv1.RateTripRequest, opts ...grpc.CallOption) (*commonv1.Trip, error) {
+	resp, err := c.rpc.RateTrip(ctx, req, opts...)
+	if err != nil {
+		return nil, FromStatus(err)
+	}
+	return resp.GetTrip(), nil
+}
+
+// GetTrip returns a trip.
+func (c *Client) GetTrip(ctx context.Context, tripID string, opts ...grpc.CallOption) (*commonv1.Trip, error) {
+	resp, err := c.rpc.GetTrip(ctx, &tripv1.GetTripRequest{TripId: tripID}, opts...)
+	if err != nil {
+		return nil, FromStatus(err)
+	}
+	return resp.GetTrip(), nil
+}
+
+// ListTrips returns one page of trips.
+func (c *Client) ListTrips(ctx context.Context, req *tripv1.ListTripsRequest, opts ...grpc.CallOption) (*tripv1.ListTripsResponse, error) {
+	resp, err := c.rpc.ListTrips(ctx, req, opts...)
+	if err != nil {
+		return nil, FromStatus(err)
+	}
+	return resp, nil
+}
+
+// Events returns a trip's history, oldest first.
+func (c *Client) Events(ctx context.Context, tripID string, opts ...grpc.CallOption) ([]*commonv1.TripEvent, error) {
+	resp, err := c.rpc.GetTripEvents(ctx, &tripv1.GetTripEventsRequest{TripId: tripID}, opts...)
+	if err != nil {
+		return nil, FromStatus(err)
+	}
+	return resp.GetEvents(), nil
+}
+
+// Watch streams changes to fn until ctx is cancelled (returns nil), fn
+// returns an error (returned), or the stream fails (returned, converted).
+func (c *Client) Watch(ctx context.Context, req *tripv1.WatchTripsRequest, fn func(*commonv1.TripEvent) error, opts ...grpc.CallOption) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.rpc.WatchTrips(ctx, req, opts...)
+	if err != nil {
+		return FromStatus(err)
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+				return nil
+			}
+			return FromStatus(err)
+		}
+		if err := fn(resp.GetEvent()); err != nil {
+			return err
+		}
+	}
+}
