@@ -1,0 +1,215 @@
+// Package grpcserver builds the gRPC server every hexride process runs: one
+// listener, per-service health, reflection, panic recovery, request
+// validation against the protovalidate rules in proto/, keepalive that
+// detects dead streams, and a drain that leaves without failing a client call.
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"buf.build/go/protovalidate"
+	validateinterceptor "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/protovalidate"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Addr is the host:port to listen on; port 0 picks a free port.
+	Addr string
+	// DrainWait is how long Drain waits between reporting NOT_SERVING and
+	// stopping, so discovery (Consul health checks, resolvers) sees the
+	// instance leave before its connections close.
+	DrainWait time.Duration
+	// StopTimeout bounds GracefulStop; after it in-flight calls are cut.
+	StopTimeout time.Duration
+	// MaxRecvMsgBytes caps one received message.
+	MaxRecvMsgBytes int
+	// KeepaliveTime is how long a connection may be idle before the server
+	// pings it; KeepaliveTimeout is how long it waits for the answer before
+	// closing it, ending the streams on it (a dead driver app is noticed).
+	KeepaliveTime    time.Duration
+	KeepaliveTimeout time.Duration
+}
+
+// Errors returned by Config.Validate.
+var (
+	ErrNoAddr          = errors.New("grpcserver: listen address is required")
+	ErrNegativeTimeout = errors.New("grpcserver: durations must not be negative")
+)
+
+// DefaultConfig returns the production defaults listening on addr.
+func DefaultConfig(addr string) Config {
+	return Config{
+		Addr:             addr,
+		DrainWait:        2 * time.Second,
+		StopTimeout:      10 * time.Second,
+		MaxRecvMsgBytes:  4 << 20,
+		KeepaliveTime:    15 * time.Second,
+		KeepaliveTimeout: 10 * time.Second,
+	}
+}
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	if c.Addr == "" {
+		return ErrNoAddr
+	}
+	if c.DrainWait < 0 || c.StopTimeout < 0 || c.KeepaliveTime < 0 || c.KeepaliveTimeout < 0 || c.MaxRecvMsgBytes < 0 {
+		return ErrNegativeTimeout
+	}
+	return nil
+}
+
+// Server is a listening gRPC server with health and reflection.
+type Server struct {
+	cfg      Config
+	logger   *slog.Logger
+	grpc     *grpc.Server
+	health   *health.Server
+	listener net.Listener
+	draining chan struct{}
+	drainOne sync.Once
+}
+
+// Options are extra pieces a process plugs into its server.
+type Options struct {
+	// UnaryInterceptors and StreamInterceptors run after recovery and before
+	// validation (authentication belongs here).
+	UnaryInterceptors  []grpc.UnaryServerInterceptor
+	StreamInterceptors []grpc.StreamServerInterceptor
+	// ServerOptions are appended to the grpc.NewServer options (stats
+	// handlers, credentials).
+	ServerOptions []grpc.ServerOption
+	// SkipValidation lists stream message types that handlers validate one
+	// by one, so one bad message is refused without ending the stream.
+	SkipValidation []protoreflect.MessageType
+}
+
+// New listens on cfg.Addr and builds the server. Register services on
+// Registrar before Serve.
+func New(cfg Config, logger *slog.Logger, opts Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	validator, err := protovalidate.New()
+	if err != nil {
+		return nil, fmt.Errorf("grpcserver: build validator: %w", err)
+	}
+	lis, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("grpcserver: listen on %s: %w", cfg.Addr, err)
+	}
+	recoverPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		logger.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		return status.Error(codes.Internal, "internal error")
+	})
+	validateOpts := []validateinterceptor.Option{validateinterceptor.WithIgnoreMessages(opts.SkipValidation...)}
+	unary := append([]grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(recoverPanic)}, opts.UnaryInterceptors...)
+	unary = append(unary, validateinterceptor.UnaryServerInterceptor(validator, validateOpts...))
+	stream := append([]grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(recoverPanic)}, opts.StreamInterceptors...)
+	stream = append(stream, validateinterceptor.StreamServerInterceptor(validator, validateOpts...))
+
+	serverOpts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}
+	if cfg.MaxRecvMsgBytes > 0 {
+		serverOpts = append(serverOpts, grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes))
+	}
+	serverOpts = append(serverOpts, opts.ServerOptions...)
+	s := &Server{
+		cfg:      cfg,
+		logger:   logger,
+		grpc:     grpc.NewServer(serverOpts...),
+		health:   health.NewServer(),
+		listener: lis,
+		draining: make(chan struct{}),
+	}
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	return s, nil
+}
+
+// Registrar is where services register their handlers.
+func (s *Server) Registrar() grpc.ServiceRegistrar { return s.grpc }
+
+// Addr is the address the server listens on (with the real port).
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// SetServing reports a service (its full gRPC name) SERVING or NOT_SERVING
+// on the health service; the overall ("") status follows the last call.
+func (s *Server) SetServing(service string, serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus(service, st)
+	s.health.SetServingStatus("", st)
+}
+
+// Draining is closed when Drain stops taking calls. Long-lived stream
+// handlers select on it and return codes.Unavailable so their clients
+// reconnect to another instance instead of holding GracefulStop open.
+func (s *Server) Draining() <-chan struct{} { return s.draining }
+
+// ErrDraining is what stream handlers return when the server drains.
+var ErrDraining = status.Error(codes.Unavailable, "server is draining; reconnect")
+
+// Serve serves until Drain or Stop; it returns nil after a drain.
+func (s *Server) Serve() error {
+	err := s.grpc.Serve(s.listener)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return err
+}
+
+// Drain leaves gracefully: every service reports NOT_SERVING, the server
+// waits DrainWait for discovery to notice, then stops accepting calls and
+// waits up to StopTimeout for the running ones before cutting them. Streams
+// see their contexts cancelled when the connections close.
+func (s *Server) Drain(ctx context.Context) {
+	s.health.Shutdown() // every service NOT_SERVING, and stays so
+	select {
+	case <-time.After(s.cfg.DrainWait):
+	case <-ctx.Done():
+	}
+	s.drainOne.Do(func() { close(s.draining) })
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	timer := time.NewTimer(s.cfg.StopTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		s.logger.Warn("graceful stop timed out; cutting remaining calls", "timeout", s.cfg.StopTimeout)
+		s.grpc.Stop()
+		<-done
+	}
+}
+
+// Stop stops at once, cutting calls in flight.
+func (s *Server) Stop() {
+	s.drainOne.Do(func() { close(s.draining) })
+	s.grpc.Stop()
+}
