@@ -900,9 +900,12 @@ type NearbyDriver struct {
 	// Status.
 	Status DriverStatus `protobuf:"varint,4,opt,name=status,proto3,enum=hexride.matching.v1.DriverStatus" json:"status,omitempty"`
 	// Vehicle product.
-	Product       v1.Product `protobuf:"varint,5,opt,name=product,proto3,enum=hexride.common.v1.Product" json:"product,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Product v1.Product `protobuf:"varint,5,opt,name=product,proto3,enum=hexride.common.v1.Product" json:"product,omitempty"`
+	// Address of the driver instance holding the driver's stream (internal:
+	// where a worker pushes an offer to a driver a neighbour indexes).
+	GatewayAddress string `protobuf:"bytes,6,opt,name=gateway_address,json=gatewayAddress,proto3" json:"gateway_address,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *NearbyDriver) Reset() {
@@ -968,6 +971,13 @@ func (x *NearbyDriver) GetProduct() v1.Product {
 		return x.Product
 	}
 	return v1.Product(0)
+}
+
+func (x *NearbyDriver) GetGatewayAddress() string {
+	if x != nil {
+		return x.GatewayAddress
+	}
+	return ""
 }
 
 // NearbyDriversResponse is nearest first.
@@ -1510,13 +1520,14 @@ const file_hexride_matching_v1_matching_proto_rawDesc = "" +
 	"\n" +
 	"local_only\x18\x06 \x01(\bR\tlocalOnly\x120\n" +
 	"\n" +
-	"driver_ids\x18\a \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10d\"\ar\x05\x10\x01\x18\x80\x01R\tdriverIds\"\x94\x02\n" +
+	"driver_ids\x18\a \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10d\"\ar\x05\x10\x01\x18\x80\x01R\tdriverIds\"\xbd\x02\n" +
 	"\fNearbyDriver\x12=\n" +
 	"\bposition\x18\x01 \x01(\v2!.hexride.common.v1.DriverPositionR\bposition\x12'\n" +
 	"\x0fdistance_meters\x18\x02 \x01(\x01R\x0edistanceMeters\x12+\n" +
 	"\x03eta\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03eta\x129\n" +
 	"\x06status\x18\x04 \x01(\x0e2!.hexride.matching.v1.DriverStatusR\x06status\x124\n" +
-	"\aproduct\x18\x05 \x01(\x0e2\x1a.hexride.common.v1.ProductR\aproduct\"T\n" +
+	"\aproduct\x18\x05 \x01(\x0e2\x1a.hexride.common.v1.ProductR\aproduct\x12'\n" +
+	"\x0fgateway_address\x18\x06 \x01(\tR\x0egatewayAddress\"T\n" +
 	"\x15NearbyDriversResponse\x12;\n" +
 	"\adrivers\x18\x01 \x03(\v2!.hexride.matching.v1.NearbyDriverR\adrivers\";\n" +
 	"\x10CellStatsRequest\x12'\n" +

@@ -1060,7 +1060,7 @@ const file_hexride_rider_v1_rider_proto_rawDesc = "" +
 	"\x05quote\x18\x01 \x01(\v2\x17.hexride.rider.v1.QuoteR\x05quote\"p\n" +
 	"\x12RequestRideRequest\x12%\n" +
 	"\bquote_id\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x04R\aquoteId\x123\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\bR\aquoteId\x123\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x0eidempotencyKey\"B\n" +
 	"\x13RequestRideResponse\x12+\n" +

@@ -1043,7 +1043,7 @@ const file_hexride_trip_v1_trip_proto_rawDesc = "" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\aproduct\x12A\n" +
 	"\vquoted_fare\x18\x06 \x01(\v2\x18.hexride.common.v1.MoneyB\x06\xbaH\x03\xc8\x01\x01R\n" +
 	"quotedFare\x12#\n" +
-	"\bquote_id\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\aquoteId\x12\x1f\n" +
+	"\bquote_id\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\aquoteId\x12\x1f\n" +
 	"\x06region\x18\b \x01(\tB\a\xbaH\x04r\x02\x18@R\x06region\"[\n" +
 	"\x12CreateTripResponse\x12+\n" +
 	"\x04trip\x18\x01 \x01(\v2\x17.hexride.common.v1.TripR\x04trip\x12\x18\n" +
