@@ -1,0 +1,466 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"buf.build/go/protovalidate"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/hexride/hexride/geo"
+	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
+	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
+	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
+	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
+	"github.com/hexride/hexride/services/matching/matchingclient"
+	"github.com/hexride/hexride/services/trip/tripclient"
+)
+
+func cellOf(partition uint64) geo.Cell { return geo.Cell(partition) }
+
+// Gateway is the driver-facing engine behind the gRPC handlers.
+type Gateway struct {
+	cfg       Config
+	matching  *matchingclient.Client
+	trips     *tripclient.Client
+	logger    *slog.Logger
+	validator protovalidate.Validator
+	batcher   *batcher
+	now       func() time.Time
+
+	mu       sync.Mutex
+	sessions map[string]*session
+}
+
+// session is one driver's Connect stream and what the gateway knows of the
+// driver.
+type session struct {
+	driverID string
+	out      chan *driverv1.ConnectResponse
+	done     chan struct{} // closed when the stream handler returns
+	kick     context.CancelFunc
+	limiter  *rate.Limiter
+
+	mu        sync.Mutex
+	online    bool
+	product   commonv1.Product
+	busy      bool
+	last      *driverv1.LocationSample
+	partition uint64
+	offers    map[string]*driverv1.Offer // offer id → offer awaiting a reply
+}
+
+// NewGateway builds the engine. Run must be running for locations to reach
+// matching and trip updates to reach drivers.
+func NewGateway(cfg Config, matching *matchingclient.Client, trips *tripclient.Client, logger *slog.Logger) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	v, err := protovalidate.New()
+	if err != nil {
+		return nil, err
+	}
+	return &Gateway{
+		cfg:       cfg,
+		matching:  matching,
+		trips:     trips,
+		logger:    logger,
+		validator: v,
+		batcher:   newBatcher(cfg, matching, logger),
+		now:       time.Now,
+		sessions:  map[string]*session{},
+	}, nil
+}
+
+// Run sends location batches and relays trip updates until ctx ends.
+func (g *Gateway) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); g.batcher.run(ctx) }()
+	go func() { defer wg.Done(); g.watchTrips(ctx) }()
+	wg.Wait()
+}
+
+// ConnectedDrivers is the number of open driver streams.
+func (g *Gateway) ConnectedDrivers() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.sessions)
+}
+
+// attach registers a new stream for the driver, ending any older one.
+func (g *Gateway) attach(driverID string, kick context.CancelFunc) *session {
+	s := &session{
+		driverID: driverID,
+		out:      make(chan *driverv1.ConnectResponse, g.cfg.SendQueue),
+		done:     make(chan struct{}),
+		kick:     kick,
+		limiter:  rate.NewLimiter(rate.Limit(g.cfg.SampleRate), g.cfg.SampleBurst),
+		offers:   map[string]*driverv1.Offer{},
+	}
+	g.mu.Lock()
+	old := g.sessions[driverID]
+	g.sessions[driverID] = s
+	g.mu.Unlock()
+	if old != nil {
+		old.kick()
+		// The new stream inherits what the driver was doing.
+		old.mu.Lock()
+		s.online, s.product, s.busy, s.last, s.partition = old.online, old.product, old.busy, old.last, old.partition
+		old.mu.Unlock()
+	}
+	return s
+}
+
+// detach removes the session if it is still the driver's current one and
+// takes the driver out of the index.
+func (g *Gateway) detach(s *session) {
+	g.mu.Lock()
+	current := g.sessions[s.driverID] == s
+	if current {
+		delete(g.sessions, s.driverID)
+	}
+	g.mu.Unlock()
+	if !current {
+		return
+	}
+	s.mu.Lock()
+	partition, had := s.partition, s.last != nil
+	s.mu.Unlock()
+	if had {
+		g.batcher.addDeparture(pendingDeparture{
+			dep:       &matchingv1.DriverDeparture{DriverId: s.driverID, Partition: cellOf(partition).String()},
+			partition: partition,
+		})
+	}
+}
+
+func (g *Gateway) session(driverID string) (*session, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s, ok := g.sessions[driverID]
+	return s, ok
+}
+
+// push queues a message for the driver's stream. A stream whose queue is full
+// is cut: its app is not reading and will reconnect.
+func (g *Gateway) push(driverID string, msg *driverv1.ConnectResponse) error {
+	s, ok := g.session(driverID)
+	if !ok {
+		return status.Errorf(codes.NotFound, "driver %s has no stream here", driverID)
+	}
+	if offer := msg.GetOffer(); offer != nil {
+		s.mu.Lock()
+		s.offers[offer.GetOfferId()] = offer
+		s.mu.Unlock()
+	}
+	select {
+	case s.out <- msg:
+		return nil
+	case <-s.done:
+		return status.Errorf(codes.NotFound, "driver %s disconnected", driverID)
+	default:
+		s.kick()
+		return status.Errorf(codes.Unavailable, "driver %s is not reading its stream", driverID)
+	}
+}
+
+// ack builds the reply to client message seq.
+func ack(seq uint64, err error) *driverv1.ConnectResponse {
+	a := &driverv1.Ack{Seq: seq, Accepted: err == nil}
+	if err != nil {
+		a.Reason = err.Error()
+	}
+	return &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Ack{Ack: a}}
+}
+
+// Sample refusal reasons (sent in Ack.reason).
+var (
+	errRateLimited  = errors.New("rate_limited")
+	errImplausible  = errors.New("implausible_motion")
+	errStale        = errors.New("timestamp_out_of_range")
+	errInaccurate   = errors.New("accuracy_too_low")
+	errNotOnline    = errors.New("not_online")
+	errInvalid      = errors.New("invalid")
+	errUnknownOffer = errors.New("unknown_offer")
+	errNoProduct    = errors.New("product_required")
+)
+
+// handle processes one client message and returns the reply to send.
+func (g *Gateway) handle(ctx context.Context, s *session, req *driverv1.ConnectRequest) []*driverv1.ConnectResponse {
+	if err := g.validator.Validate(req); err != nil {
+		return []*driverv1.ConnectResponse{ack(req.GetSeq(), fmt.Errorf("%w: %v", errInvalid, err))}
+	}
+	switch m := req.GetMsg().(type) {
+	case *driverv1.ConnectRequest_Location:
+		return []*driverv1.ConnectResponse{ack(req.GetSeq(), g.location(s, m.Location))}
+	case *driverv1.ConnectRequest_Availability:
+		return []*driverv1.ConnectResponse{ack(req.GetSeq(), g.availability(s, m.Availability))}
+	case *driverv1.ConnectRequest_OfferReply:
+		result, err := g.reply(ctx, s, m.OfferReply)
+		out := []*driverv1.ConnectResponse{ack(req.GetSeq(), err)}
+		if result != nil {
+			out = append(out, &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_OfferResult{OfferResult: result}})
+		}
+		return out
+	}
+	return []*driverv1.ConnectResponse{ack(req.GetSeq(), errInvalid)}
+}
+
+func (g *Gateway) location(s *session, sample *driverv1.LocationSample) error {
+	now := g.now()
+	at := sample.GetRecordedAt().AsTime()
+	switch {
+	case at.Before(now.Add(-g.cfg.MaxSampleAge)) || at.After(now.Add(g.cfg.MaxSampleSkew)):
+		return errStale
+	case float64(sample.GetAccuracyM()) > g.cfg.MaxAccuracyM:
+		return errInaccurate
+	case !s.limiter.AllowN(now, 1):
+		return errRateLimited
+	}
+	pos := geo.LatLng{Lat: sample.GetPosition().GetLat(), Lng: sample.GetPosition().GetLng()}
+	partition, err := geo.CellAt(pos, g.cfg.PartitionResolution)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errInvalid, err)
+	}
+	s.mu.Lock()
+	if s.last != nil {
+		prev := s.last.GetPosition()
+		dt := at.Sub(s.last.GetRecordedAt().AsTime()).Seconds()
+		dist := geo.Distance(geo.LatLng{Lat: prev.GetLat(), Lng: prev.GetLng()}, pos)
+		if dt <= 0 && dist > 1 || dt > 0 && dist/dt*3.6 > g.cfg.MaxSpeedKPH {
+			s.mu.Unlock()
+			return errImplausible
+		}
+	}
+	prevPartition, hadPrev := s.partition, s.last != nil
+	s.last, s.partition = sample, uint64(partition)
+	online, product, busy := s.online, s.product, s.busy
+	s.mu.Unlock()
+
+	if hadPrev && prevPartition != uint64(partition) {
+		// The old owner must drop the driver so two workers never offer it.
+		g.batcher.addDeparture(pendingDeparture{
+			dep:       &matchingv1.DriverDeparture{DriverId: s.driverID, Partition: cellOf(prevPartition).String()},
+			partition: prevPartition,
+		})
+	}
+	if !online {
+		return nil // kept as the last position; indexed once the driver goes online
+	}
+	g.batcher.addLocation(pendingLocation{loc: g.indexEntry(s.driverID, sample, product, busy), partition: uint64(partition)})
+	return nil
+}
+
+func (g *Gateway) indexEntry(driverID string, sample *driverv1.LocationSample, product commonv1.Product, busy bool) *matchingv1.DriverLocation {
+	st := matchingv1.DriverStatus_DRIVER_STATUS_AVAILABLE
+	if busy {
+		st = matchingv1.DriverStatus_DRIVER_STATUS_BUSY
+	}
+	return &matchingv1.DriverLocation{
+		DriverId:       driverID,
+		Position:       sample.GetPosition(),
+		HeadingDeg:     sample.GetHeadingDeg(),
+		SpeedMps:       sample.GetSpeedMps(),
+		Product:        product,
+		Status:         st,
+		GatewayAddress: g.cfg.AdvertiseAddr,
+		RecordedAt:     sample.GetRecordedAt(),
+	}
+}
+
+func (g *Gateway) availability(s *session, a *driverv1.AvailabilityChange) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch a.GetAvailability() {
+	case driverv1.Availability_AVAILABILITY_ONLINE:
+		if a.GetProduct() == commonv1.Product_PRODUCT_UNSPECIFIED {
+			return errNoProduct
+		}
+		s.online, s.product = true, a.GetProduct()
+		if s.last != nil {
+			g.batcher.addLocation(pendingLocation{loc: g.indexEntry(s.driverID, s.last, s.product, s.busy), partition: s.partition})
+		}
+	case driverv1.Availability_AVAILABILITY_OFFLINE:
+		s.online = false
+		if s.last != nil {
+			g.batcher.addDeparture(pendingDeparture{
+				dep:       &matchingv1.DriverDeparture{DriverId: s.driverID, Partition: cellOf(s.partition).String()},
+				partition: s.partition,
+			})
+		}
+	}
+	return nil
+}
+
+// reply forwards an offer reply to the matching worker that made the offer.
+func (g *Gateway) reply(ctx context.Context, s *session, r *driverv1.OfferReply) (*driverv1.OfferResult, error) {
+	s.mu.Lock()
+	offer, ok := s.offers[r.GetOfferId()]
+	delete(s.offers, r.GetOfferId())
+	s.mu.Unlock()
+	if !ok || offer.GetTripId() != r.GetTripId() {
+		return nil, errUnknownOffer
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.CallTimeout)
+	defer cancel()
+	resp, err := g.matching.ReplyOffer(ctx, &matchingv1.ReplyOfferRequest{
+		OfferId:  r.GetOfferId(),
+		TripId:   r.GetTripId(),
+		DriverId: s.driverID,
+		Decision: r.GetDecision(),
+		Pickup:   offer.GetPickup(),
+	})
+	if err != nil {
+		g.logger.Warn("offer reply failed", "driver", s.driverID, "trip", r.GetTripId(), "err", err)
+		return &driverv1.OfferResult{OfferId: r.GetOfferId(), TripId: r.GetTripId(), Outcome: driverv1.OfferOutcome_OFFER_OUTCOME_WITHDRAWN, Detail: status.Convert(err).Message()}, nil
+	}
+	if resp.GetOutcome() == driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED {
+		g.setBusy(s, true)
+	}
+	return &driverv1.OfferResult{OfferId: r.GetOfferId(), TripId: r.GetTripId(), Outcome: resp.GetOutcome()}, nil
+}
+
+// setBusy changes the driver's dispatch status and re-indexes it at once so
+// matching stops (or resumes) offering it trips.
+func (g *Gateway) setBusy(s *session, busy bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy == busy {
+		return
+	}
+	s.busy = busy
+	if s.online && s.last != nil {
+		g.batcher.addLocation(pendingLocation{loc: g.indexEntry(s.driverID, s.last, s.product, busy), partition: s.partition})
+	}
+}
+
+// serve runs one Connect stream: a reader goroutine handles client messages,
+// this goroutine writes everything queued for the driver.
+func (g *Gateway) serve(ctx context.Context, driverID string, recv func() (*driverv1.ConnectRequest, error), send func(*driverv1.ConnectResponse) error, draining <-chan struct{}) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s := g.attach(driverID, cancel)
+	defer close(s.done)
+	defer g.detach(s)
+
+	if err := send(&driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Cadence{Cadence: &driverv1.Cadence{LocationInterval: durationpb.New(g.cfg.LocationInterval)}}}); err != nil {
+		return err
+	}
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			req, err := recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			for _, reply := range g.handle(ctx, s, req) {
+				select {
+				case s.out <- reply:
+				case <-ctx.Done():
+					recvErr <- ctx.Err()
+					return
+				}
+			}
+		}
+	}()
+	for {
+		select {
+		case msg := <-s.out:
+			if err := send(msg); err != nil {
+				return err
+			}
+		case err := <-recvErr:
+			if status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return ignoreEOF(err)
+		case <-draining:
+			return status.Error(codes.Unavailable, "gateway is draining; reconnect")
+		case <-ctx.Done():
+			if s2, ok := g.session(driverID); ok && s2 != s {
+				return status.Error(codes.Aborted, "replaced by a newer connection")
+			}
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// watchTrips relays every trip change to the driver involved, if its stream
+// is here, and keeps the driver's busy flag in step with its trips. It
+// reconnects with backoff until ctx ends.
+func (g *Gateway) watchTrips(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := g.trips.Watch(ctx, &tripv1.WatchTripsRequest{}, func(ev *commonv1.TripEvent) error {
+			backoff = 100 * time.Millisecond
+			g.relay(ev)
+			return nil
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		g.logger.Debug("trip watch ended; reconnecting", "err", err, "backoff", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (g *Gateway) relay(ev *commonv1.TripEvent) {
+	driverID := ev.GetDriverId()
+	if driverID == "" {
+		driverID = ev.GetTrip().GetDriverId()
+	}
+	if driverID == "" {
+		return
+	}
+	s, ok := g.session(driverID)
+	if !ok {
+		return
+	}
+	switch ev.GetToState() {
+	case commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED, commonv1.TripState_TRIP_STATE_DRIVER_ARRIVED, commonv1.TripState_TRIP_STATE_IN_PROGRESS:
+		g.setBusy(s, true)
+	default:
+		g.setBusy(s, false)
+	}
+	_ = g.push(driverID, &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_TripUpdate{TripUpdate: &driverv1.TripUpdate{Trip: ev.GetTrip(), Event: ev.GetType()}}})
+}
+
+// act fires a driver trip action through the trip service.
+func (g *Gateway) act(ctx context.Context, driverID, tripID, key, reason string, event commonv1.TripEventType) (*commonv1.Trip, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.CallTimeout)
+	defer cancel()
+	trip, _, err := g.trips.Transition(ctx, &tripv1.TransitionRequest{
+		TripId:         tripID,
+		Event:          event,
+		Actor:          commonv1.Actor_ACTOR_DRIVER,
+		ActorId:        driverID,
+		Reason:         reason,
+		IdempotencyKey: "driver:" + driverID + ":" + key,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return trip, nil
+}
+
+func ignoreEOF(err error) error {
+	if err == nil || errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}

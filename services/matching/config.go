@@ -1,0 +1,97 @@
+// Package matching hosts the dispatch engine for the H3 partitions this
+// worker owns: the live supply index, candidate search across partition
+// borders, the offer cascade that pushes offers to driver gateways and
+// assigns through the trip service, surge per cell, and the recovery sweep
+// that picks up REQUESTED trips whose dispatch was lost with a worker.
+package matching
+
+import (
+	"errors"
+	"time"
+
+	"github.com/hexride/hexride/dispatch"
+	"github.com/hexride/hexride/services/matching/ring"
+)
+
+// Config configures an Engine.
+type Config struct {
+	// Self is this worker as the membership lists it.
+	Self ring.Member
+	// PartitionResolution is the H3 resolution of partitions; every process
+	// must use the same.
+	PartitionResolution int
+	// Index configures the supply index (resolution, driver TTL).
+	Index dispatch.IndexConfig
+	// Surge configures demand/supply tracking and multipliers per cell.
+	Surge dispatch.SurgeConfig
+	// OfferTimeout is how long a driver has to answer an offer.
+	OfferTimeout time.Duration
+	// DispatchDeadline is how long a dispatch looks for a driver before it
+	// gives up with NO_DRIVER_FOUND.
+	DispatchDeadline time.Duration
+	// SearchRadiusM is the first search radius; the cascade widens it up to
+	// MaxSearchRadiusM when candidates run out.
+	SearchRadiusM    float64
+	MaxSearchRadiusM float64
+	// Candidates is how many drivers a search collects (K).
+	Candidates int
+	// RetrySearchEvery is how long a dispatch with no candidates waits before
+	// searching again (supply may still be refilling after a partition move).
+	RetrySearchEvery time.Duration
+	// RecoveryInterval is how often the worker looks for REQUESTED trips in
+	// its partitions that no worker is dispatching; RecoveryAge is how old
+	// such a trip must be (younger ones are still being handed over).
+	RecoveryInterval time.Duration
+	RecoveryAge      time.Duration
+	// ExpireInterval is how often silent drivers are dropped from the index.
+	ExpireInterval time.Duration
+	// CallTimeout bounds every outgoing unary call.
+	CallTimeout time.Duration
+}
+
+// Config errors.
+var (
+	ErrNoSelf      = errors.New("matching: self id and address are required")
+	ErrBadDuration = errors.New("matching: durations must be positive")
+	ErrBadSearch   = errors.New("matching: search radius and candidate count must be positive, radius ≤ max radius")
+	ErrBadPartRes  = errors.New("matching: partition resolution must be coarser than the index resolution")
+)
+
+// DefaultConfig returns production defaults for the worker self.
+func DefaultConfig(self ring.Member) Config {
+	return Config{
+		Self:                self,
+		PartitionResolution: 6,
+		Index:               dispatch.DefaultIndexConfig(),
+		Surge:               dispatch.DefaultSurgeConfig(),
+		OfferTimeout:        10 * time.Second,
+		DispatchDeadline:    90 * time.Second,
+		SearchRadiusM:       3000,
+		MaxSearchRadiusM:    10000,
+		Candidates:          5,
+		RetrySearchEvery:    time.Second,
+		RecoveryInterval:    3 * time.Second,
+		RecoveryAge:         5 * time.Second,
+		ExpireInterval:      5 * time.Second,
+		CallTimeout:         5 * time.Second,
+	}
+}
+
+// Validate reports the first problem.
+func (c Config) Validate() error {
+	switch {
+	case c.Self.ID == "" || c.Self.Address == "":
+		return ErrNoSelf
+	case c.PartitionResolution < 0 || c.PartitionResolution >= c.Index.Resolution:
+		return ErrBadPartRes
+	case c.OfferTimeout <= 0 || c.DispatchDeadline <= 0 || c.RetrySearchEvery <= 0 || c.RecoveryInterval <= 0 ||
+		c.RecoveryAge <= 0 || c.ExpireInterval <= 0 || c.CallTimeout <= 0:
+		return ErrBadDuration
+	case c.SearchRadiusM <= 0 || c.MaxSearchRadiusM < c.SearchRadiusM || c.Candidates <= 0:
+		return ErrBadSearch
+	}
+	if err := c.Index.Validate(); err != nil {
+		return err
+	}
+	return c.Surge.Validate()
+}

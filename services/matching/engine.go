@@ -1,0 +1,594 @@
+package matching
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/hexride/hexride/dispatch"
+	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/infra/dial"
+	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
+	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
+	"github.com/hexride/hexride/services/matching/matchingclient"
+	"github.com/hexride/hexride/services/matching/ring"
+	"github.com/hexride/hexride/services/trip/tripclient"
+)
+
+// Engine is one matching worker's logic, behind the gRPC handler.
+type Engine struct {
+	cfg        Config
+	index      *dispatch.Index
+	membership ring.Membership
+	peers      *matchingclient.Client
+	gateways   *dial.Pool
+	trips      *tripclient.Client
+	logger     *slog.Logger
+	clock      dispatch.Clock
+	scorer     *dispatch.ETAScorer
+	surge      *dispatch.Surge
+
+	mu       sync.Mutex
+	inflight map[string]*run   // trip id → its running dispatch
+	offering map[string]string // driver id → trip id of the offer out to it
+	wg       sync.WaitGroup    // running dispatches
+	baseCtx  context.Context   // dispatches run under it; cancelled by Run's end
+}
+
+// Deps are the engine's collaborators.
+type Deps struct {
+	Membership ring.Membership
+	// Peers reaches other matching workers.
+	Peers *matchingclient.Client
+	// Gateways dials driver gateways by address to push offers.
+	Gateways *dial.Pool
+	Trips    *tripclient.Client
+	Logger   *slog.Logger
+	Clock    dispatch.Clock
+}
+
+// NewEngine builds a worker. Run must be running for dispatches, recovery,
+// expiry and partition hand-over to happen.
+func NewEngine(cfg Config, deps Deps) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Clock == nil {
+		deps.Clock = dispatch.SystemClock{}
+	}
+	index, err := dispatch.NewIndex(cfg.Index, deps.Clock)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg:        cfg,
+		index:      index,
+		membership: deps.Membership,
+		peers:      deps.Peers,
+		gateways:   deps.Gateways,
+		trips:      deps.Trips,
+		logger:     deps.Logger,
+		clock:      deps.Clock,
+		inflight:   map[string]*run{},
+		offering:   map[string]string{},
+		baseCtx:    context.Background(),
+	}
+	if err := e.initDispatch(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Index exposes the supply index (tests and the console read it).
+func (e *Engine) Index() *dispatch.Index { return e.index }
+
+// partitionOf returns the partition of a position.
+func (e *Engine) partitionOf(p geo.LatLng) (geo.Cell, error) {
+	c, err := geo.CellAt(p, e.cfg.PartitionResolution)
+	if err != nil {
+		return 0, status.Errorf(codes.InvalidArgument, "position %v: %v", p, err)
+	}
+	return c, nil
+}
+
+// owner returns the owner of partition and whether it is this worker.
+func (e *Engine) owner(partition geo.Cell) (ring.Member, bool, bool) {
+	r, _ := e.membership.Ring()
+	m, ok := r.Owner(uint64(partition))
+	return m, ok, ok && m.ID == e.cfg.Self.ID
+}
+
+// checkOwner returns nil if this worker owns the partition of p, else the
+// ABORTED NotOwner status naming the owner.
+func (e *Engine) checkOwner(p geo.LatLng) (geo.Cell, error) {
+	partition, err := e.partitionOf(p)
+	if err != nil {
+		return 0, err
+	}
+	m, found, mine := e.owner(partition)
+	if !mine {
+		return partition, matchingclient.NotOwnerError(partition, m, found)
+	}
+	return partition, nil
+}
+
+// Ingest applies one batch: locations in owned partitions go into the
+// index, the rest come back grouped by owner.
+func (e *Engine) Ingest(req *matchingv1.IngestLocationsRequest) *matchingv1.IngestLocationsResponse {
+	resp := &matchingv1.IngestLocationsResponse{BatchSeq: req.GetBatchSeq()}
+	notOwned := map[string]*matchingv1.NotOwnedLocations{}
+	for _, loc := range req.GetLocations() {
+		pos := latLng(loc.GetPosition())
+		partition, err := e.partitionOf(pos)
+		if err != nil {
+			continue
+		}
+		m, found, mine := e.owner(partition)
+		if !mine {
+			if !found {
+				continue
+			}
+			group, ok := notOwned[m.ID]
+			if !ok {
+				group = &matchingv1.NotOwnedLocations{Owner: &commonv1.NotOwner{Partition: partition.String(), OwnerId: m.ID, OwnerAddress: m.Address}}
+				notOwned[m.ID] = group
+			}
+			group.Locations = append(group.Locations, loc)
+			continue
+		}
+		st := statusOf(loc.GetStatus())
+		if st == dispatch.StatusOffline {
+			e.index.Remove(loc.GetDriverId())
+			continue
+		}
+		if e.isOffered(loc.GetDriverId()) && st == dispatch.StatusAvailable {
+			// An offer is out to this driver: keep it out of other searches.
+			st = dispatch.StatusBusy
+		}
+		err = e.index.Upsert(dispatch.Location{
+			DriverID: loc.GetDriverId(),
+			Pos:      pos,
+			Heading:  float64(loc.GetHeadingDeg()),
+			Speed:    float64(loc.GetSpeedMps()),
+			Product:  productKey(loc.GetProduct()),
+			Status:   st,
+			Gateway:  loc.GetGatewayAddress(),
+			At:       loc.GetRecordedAt().AsTime(),
+		})
+		if err == nil {
+			resp.Accepted++
+		}
+	}
+	for _, dep := range req.GetDepartures() {
+		partition, err := geo.ParseCell(dep.GetPartition())
+		if err != nil {
+			continue
+		}
+		// Remove only if the indexed entry is still in the partition left; a
+		// newer location in another partition of ours must stay.
+		if d, ok := e.index.Get(dep.GetDriverId()); ok {
+			if p, err := d.Cell.Parent(e.cfg.PartitionResolution); err == nil && p == partition {
+				e.index.Remove(dep.GetDriverId())
+			}
+		}
+	}
+	for _, g := range notOwned {
+		resp.NotOwned = append(resp.NotOwned, g)
+	}
+	return resp
+}
+
+// partitionsWithin returns the partitions that have a point within radius
+// metres of centre (breadth-first over neighbours, pruned by the exact
+// minimum distance to each partition cell).
+func (e *Engine) partitionsWithin(centre geo.LatLng, radius float64) ([]geo.Cell, error) {
+	start, err := e.partitionOf(centre)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[geo.Cell]bool{start: true}
+	out := []geo.Cell{start}
+	for queue := []geo.Cell{start}; len(queue) > 0; queue = queue[1:] {
+		neighbours, err := geo.Neighbors(queue[0])
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range neighbours {
+			if seen[n] {
+				continue
+			}
+			seen[n] = true
+			g, err := geo.Geometry(n)
+			if err != nil {
+				return nil, err
+			}
+			if g.MinDistance(centre) <= radius {
+				out = append(out, n)
+				queue = append(queue, n)
+			}
+		}
+	}
+	return out, nil
+}
+
+// nearbyQuery is a search for candidates around a point.
+type nearbyQuery struct {
+	centre      geo.LatLng
+	radius      float64
+	limit       int
+	product     string
+	includeBusy bool
+	exclude     map[string]struct{}
+	driverIDs   []string
+	localOnly   bool
+}
+
+// nearby answers a search from the local index and, unless localOnly, from
+// the owners of every other partition within the radius; the answer is the
+// nearest limit drivers overall (ties by id), as if one index held them all.
+func (e *Engine) nearby(ctx context.Context, q nearbyQuery) ([]dispatch.Candidate, error) {
+	local, err := e.localNearby(q)
+	if err != nil {
+		return nil, err
+	}
+	if q.localOnly {
+		return local, nil
+	}
+	var targets []string
+	if len(q.driverIDs) > 0 {
+		for _, m := range e.peers.Members() {
+			if m.ID != e.cfg.Self.ID {
+				targets = append(targets, m.Address)
+			}
+		}
+	} else {
+		partitions, err := e.partitionsWithin(q.centre, q.radius)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range partitions {
+			if m, found, mine := e.owner(p); found && !mine && !slices.Contains(targets, m.Address) {
+				targets = append(targets, m.Address)
+			}
+		}
+	}
+	if len(targets) == 0 {
+		return local, nil
+	}
+	req := &matchingv1.NearbyDriversRequest{
+		Center:       toProtoLatLng(q.centre),
+		RadiusMeters: q.radius,
+		Limit:        int32(q.limit),
+		Product:      productOf(q.product),
+		IncludeBusy:  q.includeBusy,
+		LocalOnly:    true,
+		DriverIds:    q.driverIDs,
+	}
+	type answer struct {
+		drivers []*matchingv1.NearbyDriver
+		err     error
+	}
+	answers := make(chan answer, len(targets))
+	for _, addr := range targets {
+		go func() {
+			client, err := e.peers.At(addr)
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+			defer cancel()
+			resp, err := client.NearbyDrivers(cctx, req)
+			answers <- answer{drivers: resp.GetDrivers(), err: err}
+		}()
+	}
+	merged := local
+	for range targets {
+		a := <-answers
+		if a.err != nil {
+			// A neighbour that cannot answer shrinks the pool; it must not
+			// fail the search.
+			e.logger.Warn("neighbour search failed", "err", a.err)
+			continue
+		}
+		for _, d := range a.drivers {
+			if _, skip := q.exclude[d.GetPosition().GetDriverId()]; skip {
+				continue
+			}
+			merged = append(merged, candidateOf(d))
+		}
+	}
+	return mergeCandidates(merged, q.limit), nil
+}
+
+// mergeCandidates de-duplicates by driver (the fresher entry wins: a driver
+// may linger on an old owner for a moment) and keeps the nearest limit.
+func mergeCandidates(cs []dispatch.Candidate, limit int) []dispatch.Candidate {
+	best := map[string]dispatch.Candidate{}
+	for _, c := range cs {
+		if old, ok := best[c.ID]; !ok || c.Seen.After(old.Seen) {
+			best[c.ID] = c
+		}
+	}
+	out := make([]dispatch.Candidate, 0, len(best))
+	for _, c := range best {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b dispatch.Candidate) int {
+		switch {
+		case a.Distance < b.Distance:
+			return -1
+		case a.Distance > b.Distance:
+			return 1
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}
+
+func candidateOf(d *matchingv1.NearbyDriver) dispatch.Candidate {
+	p := d.GetPosition()
+	return dispatch.Candidate{
+		Driver: dispatch.Driver{
+			ID:      p.GetDriverId(),
+			Pos:     latLng(p.GetPosition()),
+			Heading: float64(p.GetHeadingDeg()),
+			Speed:   float64(p.GetSpeedMps()),
+			Product: productKey(d.GetProduct()),
+			Status:  statusOf(d.GetStatus()),
+			Gateway: d.GetGatewayAddress(),
+			Seen:    p.GetRecordedAt().AsTime(),
+		},
+		Distance: d.GetDistanceMeters(),
+	}
+}
+
+func (e *Engine) localNearby(q nearbyQuery) ([]dispatch.Candidate, error) {
+	if len(q.driverIDs) > 0 {
+		var out []dispatch.Candidate
+		for _, id := range q.driverIDs {
+			if d, ok := e.index.Get(id); ok {
+				out = append(out, dispatch.Candidate{Driver: d, Distance: geo.Distance(q.centre, d.Pos)})
+			}
+		}
+		return mergeCandidates(out, q.limit), nil
+	}
+	if q.includeBusy {
+		// The console's view: every status, scanned (not a hot path).
+		var out []dispatch.Candidate
+		for _, d := range e.index.Snapshot() {
+			if q.product != "" && d.Product != q.product {
+				continue
+			}
+			if dist := geo.Distance(q.centre, d.Pos); dist <= q.radius {
+				out = append(out, dispatch.Candidate{Driver: d, Distance: dist})
+			}
+		}
+		return mergeCandidates(out, q.limit), nil
+	}
+	cs, err := e.index.Nearest(dispatch.Query{
+		Pos:       q.centre,
+		K:         q.limit,
+		MaxRadius: q.radius,
+		Product:   q.product,
+		MaxAge:    e.cfg.Index.TTL,
+		Exclude:   q.exclude,
+	})
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "search: %v", err)
+	}
+	return cs, nil
+}
+
+// nearbyToProto renders candidates for the API.
+func (e *Engine) nearbyToProto(centre geo.LatLng, cs []dispatch.Candidate) []*matchingv1.NearbyDriver {
+	out := make([]*matchingv1.NearbyDriver, len(cs))
+	for i, c := range cs {
+		out[i] = &matchingv1.NearbyDriver{
+			Position: &commonv1.DriverPosition{
+				DriverId:   c.ID,
+				Position:   toProtoLatLng(c.Pos),
+				HeadingDeg: headingOrZero(c.Heading),
+				SpeedMps:   float32(c.Speed),
+				RecordedAt: timestamppb.New(c.Seen),
+			},
+			DistanceMeters: c.Distance,
+			Eta:            durationpb.New(e.eta(centre, c)),
+			Status:         statusToProto(c.Status),
+			Product:        productOf(c.Product),
+			GatewayAddress: c.Gateway,
+		}
+	}
+	return out
+}
+
+func headingOrZero(h float64) float32 {
+	if h != h || h < 0 {
+		return 0
+	}
+	return float32(h)
+}
+
+// Partitions reports the partition map as this worker sees it.
+func (e *Engine) Partitions() *matchingv1.PartitionsResponse {
+	r, _ := e.membership.Ring()
+	resp := &matchingv1.PartitionsResponse{
+		PartitionResolution: int32(e.cfg.PartitionResolution),
+		IndexResolution:     int32(e.cfg.Index.Resolution),
+		Self:                &matchingv1.Member{Id: e.cfg.Self.ID, Address: e.cfg.Self.Address},
+		DriverTtl:           durationpb.New(e.cfg.Index.TTL),
+	}
+	for _, m := range r.Members() {
+		resp.Members = append(resp.Members, &matchingv1.Member{Id: m.ID, Address: m.Address})
+	}
+	counts := map[geo.Cell]int32{}
+	for _, d := range e.index.Snapshot() {
+		if p, err := d.Cell.Parent(e.cfg.PartitionResolution); err == nil {
+			counts[p]++
+		}
+	}
+	for p, n := range counts {
+		owner, _ := r.Owner(uint64(p))
+		resp.Partitions = append(resp.Partitions, &matchingv1.PartitionOwner{
+			Partition:      p.String(),
+			Owner:          &matchingv1.Member{Id: owner.ID, Address: owner.Address},
+			IndexedDrivers: n,
+		})
+	}
+	slices.SortFunc(resp.Partitions, func(a, b *matchingv1.PartitionOwner) int {
+		if a.Partition < b.Partition {
+			return -1
+		}
+		if a.Partition > b.Partition {
+			return 1
+		}
+		return 0
+	})
+	return resp
+}
+
+// dropForeign removes drivers of partitions this worker no longer owns
+// after a membership change; their new owners refill from the next samples.
+func (e *Engine) dropForeign() int {
+	dropped := 0
+	owned := map[geo.Cell]bool{}
+	for _, d := range e.index.Snapshot() {
+		p, err := d.Cell.Parent(e.cfg.PartitionResolution)
+		if err != nil {
+			continue
+		}
+		mine, ok := owned[p]
+		if !ok {
+			_, _, mine = e.owner(p)
+			owned[p] = mine
+		}
+		if !mine && e.index.Remove(d.ID) {
+			dropped++
+		}
+	}
+	return dropped
+}
+
+// Run runs the worker's background loops until ctx ends, then waits for the
+// dispatches in flight to stop.
+func (e *Engine) Run(ctx context.Context) {
+	e.mu.Lock()
+	e.baseCtx = ctx
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); e.watchMembership(ctx) }()
+	go func() { defer wg.Done(); e.expireLoop(ctx) }()
+	go func() { defer wg.Done(); e.recoveryLoop(ctx) }()
+	wg.Wait()
+	e.wg.Wait()
+}
+
+func (e *Engine) watchMembership(ctx context.Context) {
+	for {
+		r, changed := e.membership.Ring()
+		if n := e.dropForeign(); n > 0 {
+			e.logger.Info("partitions moved away", "members", r.Len(), "dropped_drivers", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+func (e *Engine) expireLoop(ctx context.Context) {
+	t := time.NewTicker(e.cfg.ExpireInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			now := e.clock.Now()
+			e.index.Expire(now)
+			e.sampleSupply(now)
+		}
+	}
+}
+
+func errorf(code codes.Code, format string, args ...any) error {
+	return status.Error(code, fmt.Sprintf(format, args...))
+}
+
+// CellStats reports supply per cell (index resolution or coarser) for cells
+// whose partitions this worker owns; others are NotOwner.
+func (e *Engine) CellStats(cells []geo.Cell) (*matchingv1.CellStatsResponse, error) {
+	resp := &matchingv1.CellStatsResponse{}
+	for _, c := range cells {
+		centre, err := c.Center()
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "cell %s: %v", c, err)
+		}
+		if _, err := e.checkOwner(centre); err != nil {
+			return nil, err
+		}
+		supply, err := e.index.CellSupply(c, "")
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "cell %s: %v", c, err)
+		}
+		stat := &matchingv1.CellStat{
+			Cell:            c.String(),
+			SupplyAvailable: int32(supply.Available),
+			SupplyBusy:      int32(supply.Busy),
+			SurgeMultiplier: 1,
+		}
+		if sc, ok := e.surgeCell(c); ok {
+			if reading, err := e.surge.At(sc, e.clock.Now()); err == nil {
+				stat.Demand, stat.SurgeMultiplier = int32(reading.Demand), reading.Multiplier
+			}
+		}
+		resp.Cells = append(resp.Cells, stat)
+	}
+	return resp, nil
+}
+
+// surgeCell is the surge cell containing c (c at the surge resolution or
+// finer); false for cells coarser than surge cells.
+func (e *Engine) surgeCell(c geo.Cell) (geo.Cell, bool) {
+	res := e.cfg.Surge.Resolution
+	if c.Resolution() < res {
+		return 0, false
+	}
+	p, err := c.Parent(res)
+	return p, err == nil
+}
+
+// sampleSupply feeds the surge tracker the available drivers per surge
+// cell, and lets it forget idle cells.
+func (e *Engine) sampleSupply(now time.Time) {
+	counts := map[geo.Cell]int{}
+	for _, d := range e.index.Snapshot() {
+		if d.Status != dispatch.StatusAvailable {
+			continue
+		}
+		if sc, ok := e.surgeCell(d.Cell); ok {
+			counts[sc]++
+		}
+	}
+	for c, n := range counts {
+		_ = e.surge.RecordSupply(c, n, now)
+	}
+	e.surge.Prune(now)
+}

@@ -1,0 +1,165 @@
+package matching
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/infra/auth"
+	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
+)
+
+// Handler serves MatchingService over an Engine. Every RPC is internal:
+// only service principals may call it.
+type Handler struct {
+	matchingv1.UnimplementedMatchingServiceServer
+	engine   *Engine
+	draining <-chan struct{}
+}
+
+var _ matchingv1.MatchingServiceServer = (*Handler)(nil)
+
+// NewHandler serves e; ingest streams end with UNAVAILABLE when draining
+// closes, so gateways move them to the partitions' next owners.
+func NewHandler(e *Engine, draining <-chan struct{}) *Handler {
+	return &Handler{engine: e, draining: draining}
+}
+
+// Register adds the service to r.
+func (h *Handler) Register(r grpc.ServiceRegistrar) { matchingv1.RegisterMatchingServiceServer(r, h) }
+
+func internal(ctx context.Context) error {
+	_, err := auth.Require(ctx, auth.RoleService, auth.RoleDispatcher)
+	return err
+}
+
+// IngestLocations implements MatchingService.
+func (h *Handler) IngestLocations(stream grpc.BidiStreamingServer[matchingv1.IngestLocationsRequest, matchingv1.IngestLocationsResponse]) error {
+	if _, err := auth.Require(stream.Context(), auth.RoleService); err != nil {
+		return err
+	}
+	type received struct {
+		req *matchingv1.IngestLocationsRequest
+		err error
+	}
+	batches := make(chan received)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			select {
+			case batches <- received{req, err}:
+			case <-stream.Context().Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case b := <-batches:
+			if errors.Is(b.err, io.EOF) {
+				return nil
+			}
+			if b.err != nil {
+				return b.err
+			}
+			if err := stream.Send(h.engine.Ingest(b.req)); err != nil {
+				return err
+			}
+		case <-h.draining:
+			return status.Error(codes.Unavailable, "matching worker is draining")
+		}
+	}
+}
+
+// Dispatch implements MatchingService.
+func (h *Handler) Dispatch(ctx context.Context, req *matchingv1.DispatchRequest) (*matchingv1.DispatchResponse, error) {
+	if err := internal(ctx); err != nil {
+		return nil, err
+	}
+	var deadline time.Time
+	if req.GetDeadline() != nil {
+		deadline = req.GetDeadline().AsTime()
+	}
+	return h.engine.Dispatch(req.GetTrip(), deadline)
+}
+
+// CancelDispatch implements MatchingService.
+func (h *Handler) CancelDispatch(ctx context.Context, req *matchingv1.CancelDispatchRequest) (*matchingv1.CancelDispatchResponse, error) {
+	if err := internal(ctx); err != nil {
+		return nil, err
+	}
+	if h.engine.CancelDispatch(req.GetTripId()) {
+		return &matchingv1.CancelDispatchResponse{Cancelled: true}, nil
+	}
+	if _, err := h.engine.checkOwner(latLng(req.GetPickup())); err != nil {
+		return nil, err
+	}
+	return &matchingv1.CancelDispatchResponse{}, nil
+}
+
+// ReplyOffer implements MatchingService.
+func (h *Handler) ReplyOffer(ctx context.Context, req *matchingv1.ReplyOfferRequest) (*matchingv1.ReplyOfferResponse, error) {
+	if err := internal(ctx); err != nil {
+		return nil, err
+	}
+	return h.engine.ReplyOffer(ctx, req)
+}
+
+// NearbyDrivers implements MatchingService.
+func (h *Handler) NearbyDrivers(ctx context.Context, req *matchingv1.NearbyDriversRequest) (*matchingv1.NearbyDriversResponse, error) {
+	if err := internal(ctx); err != nil {
+		return nil, err
+	}
+	centre := latLng(req.GetCenter())
+	if !req.GetLocalOnly() && len(req.GetDriverIds()) == 0 {
+		if _, err := h.engine.checkOwner(centre); err != nil {
+			return nil, err
+		}
+	}
+	cs, err := h.engine.nearby(ctx, nearbyQuery{
+		centre:      centre,
+		radius:      req.GetRadiusMeters(),
+		limit:       int(req.GetLimit()),
+		product:     productKey(req.GetProduct()),
+		includeBusy: req.GetIncludeBusy(),
+		driverIDs:   req.GetDriverIds(),
+		localOnly:   req.GetLocalOnly(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &matchingv1.NearbyDriversResponse{Drivers: h.engine.nearbyToProto(centre, cs)}, nil
+}
+
+// CellStats implements MatchingService.
+func (h *Handler) CellStats(ctx context.Context, req *matchingv1.CellStatsRequest) (*matchingv1.CellStatsResponse, error) {
+	if err := internal(ctx); err != nil {
+		return nil, err
+	}
+	cells := make([]geo.Cell, 0, len(req.GetCells()))
+	for _, s := range req.GetCells() {
+		c, err := geo.ParseCell(s)
+		if err != nil || !c.IsValid() {
+			return nil, status.Errorf(codes.InvalidArgument, "cell %q is not an H3 cell", s)
+		}
+		cells = append(cells, c)
+	}
+	return h.engine.CellStats(cells)
+}
+
+// Partitions implements MatchingService.
+func (h *Handler) Partitions(ctx context.Context, _ *matchingv1.PartitionsRequest) (*matchingv1.PartitionsResponse, error) {
+	if err := internal(ctx); err != nil {
+		return nil, err
+	}
+	return h.engine.Partitions(), nil
+}

@@ -1,0 +1,81 @@
+// Package rider is the rider app's entry point: quotes that lock a fare,
+// ride requests that become trips and start dispatch, cancellation, and the
+// rider's view of a trip (including the assigned driver's position, live).
+// It reaches the trip service and the matching workers only through their
+// client packages.
+package rider
+
+import (
+	"errors"
+	"time"
+
+	"github.com/hexride/hexride/geo"
+	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
+	riderv1 "github.com/hexride/hexride/proto/hexride/rider/v1"
+)
+
+// Config configures the rider engine.
+type Config struct {
+	// NearbyRadiusM is how far GetQuote looks for drivers to estimate the
+	// pickup ETA.
+	NearbyRadiusM float64
+	// DispatchDeadline bounds how long a request looks for a driver.
+	DispatchDeadline time.Duration
+	// PositionInterval is how often WatchTrip refreshes the assigned
+	// driver's position.
+	PositionInterval time.Duration
+	// CallTimeout bounds every outgoing unary call.
+	CallTimeout time.Duration
+	// SurgeResolution is the H3 resolution surge is kept at (the index
+	// resolution by default).
+	SurgeResolution int
+	// Region is where new trips are homed.
+	Region string
+}
+
+// Config errors.
+var ErrBadConfig = errors.New("rider: radius, durations and resolution must be positive")
+
+// DefaultConfig returns production defaults.
+func DefaultConfig() Config {
+	return Config{
+		NearbyRadiusM:    5000,
+		DispatchDeadline: 90 * time.Second,
+		PositionInterval: 2 * time.Second,
+		CallTimeout:      5 * time.Second,
+		SurgeResolution:  9,
+	}
+}
+
+// Validate reports the first problem.
+func (c Config) Validate() error {
+	if c.NearbyRadiusM <= 0 || c.DispatchDeadline <= 0 || c.PositionInterval <= 0 || c.CallTimeout <= 0 ||
+		c.SurgeResolution < 0 || c.SurgeResolution > geo.MaxResolution {
+		return ErrBadConfig
+	}
+	return nil
+}
+
+// QuoteClaims is what a verified quote id says.
+type QuoteClaims struct {
+	RiderID string
+	Product commonv1.Product
+	Pickup  geo.LatLng
+	Dropoff geo.LatLng
+	Fare    *commonv1.Money
+}
+
+// Pricing prices rides and signs and verifies the quotes that lock fares.
+type Pricing interface {
+	// Quote prices a ride for rider at the given surge and signs it.
+	Quote(riderID string, product commonv1.Product, pickup, dropoff geo.LatLng, surge float64, now time.Time) (*riderv1.Quote, error)
+	// Verify checks a quote id's signature, expiry and rider; errors wrap
+	// ErrQuoteInvalid or ErrQuoteExpired.
+	Verify(quoteID, riderID string, now time.Time) (QuoteClaims, error)
+}
+
+// Quote verification errors.
+var (
+	ErrQuoteInvalid = errors.New("quote is not valid")
+	ErrQuoteExpired = errors.New("quote expired")
+)

@@ -1,0 +1,386 @@
+package rider
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/infra/auth"
+	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
+	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
+	riderv1 "github.com/hexride/hexride/proto/hexride/rider/v1"
+	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
+	"github.com/hexride/hexride/services/matching/matchingclient"
+	"github.com/hexride/hexride/services/trip/tripclient"
+)
+
+// Service implements RiderService. The caller is always the rider named by
+// its credentials.
+type Service struct {
+	riderv1.UnimplementedRiderServiceServer
+	cfg      Config
+	trips    *tripclient.Client
+	matching *matchingclient.Client
+	pricing  Pricing
+	logger   *slog.Logger
+	now      func() time.Time
+	draining <-chan struct{}
+}
+
+var _ riderv1.RiderServiceServer = (*Service)(nil)
+
+// New builds the service; WatchTrip streams end with UNAVAILABLE when
+// draining closes.
+func New(cfg Config, trips *tripclient.Client, matching *matchingclient.Client, pricing Pricing, logger *slog.Logger, draining <-chan struct{}) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, trips: trips, matching: matching, pricing: pricing, logger: logger, now: time.Now, draining: draining}, nil
+}
+
+// Register adds the service to r.
+func (s *Service) Register(r grpc.ServiceRegistrar) { riderv1.RegisterRiderServiceServer(r, s) }
+
+// toStatus maps rider-side domain errors to gRPC codes; errors that are
+// already statuses (from the trip and matching services) pass through.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, ErrQuoteExpired):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrQuoteInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrNoPrice):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func (s *Service) rider(ctx context.Context) (string, error) {
+	p, err := auth.Require(ctx, auth.RoleRider)
+	if err != nil {
+		return "", err
+	}
+	return p.Subject, nil
+}
+
+func (s *Service) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.CallTimeout)
+}
+
+// GetQuote implements RiderService.
+func (s *Service) GetQuote(ctx context.Context, req *riderv1.GetQuoteRequest) (*riderv1.GetQuoteResponse, error) {
+	riderID, err := s.rider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pickup := geo.LatLng{Lat: req.GetPickup().GetLat(), Lng: req.GetPickup().GetLng()}
+	dropoff := geo.LatLng{Lat: req.GetDropoff().GetLat(), Lng: req.GetDropoff().GetLng()}
+	cell, err := geo.CellAt(pickup, s.cfg.SurgeResolution)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "pickup: %v", err)
+	}
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	surge := 1.0
+	// Supply and surge are best effort: a quote without them is still a
+	// quote (at no surge), which beats failing the rider.
+	if stat, err := s.matching.CellStats(cctx, cell); err == nil && stat.GetSurgeMultiplier() >= 1 {
+		surge = stat.GetSurgeMultiplier()
+	} else if err != nil {
+		s.logger.WarnContext(ctx, "surge unavailable", "cell", cell.String(), "err", err)
+	}
+	quote, err := s.pricing.Quote(riderID, req.GetProduct(), pickup, dropoff, surge, s.now())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	quote.PickupCell = cell.String()
+	nearby, err := s.matching.NearbyDrivers(cctx, &matchingv1.NearbyDriversRequest{
+		Center:       req.GetPickup(),
+		RadiusMeters: s.cfg.NearbyRadiusM,
+		Limit:        10,
+		Product:      req.GetProduct(),
+	})
+	if err != nil {
+		s.logger.WarnContext(ctx, "nearby drivers unavailable", "err", err)
+	} else if drivers := nearby.GetDrivers(); len(drivers) > 0 {
+		quote.NearbyDrivers = int32(len(drivers))
+		quote.PickupEta = drivers[0].GetEta()
+	}
+	return &riderv1.GetQuoteResponse{Quote: quote}, nil
+}
+
+// RequestRide implements RiderService.
+func (s *Service) RequestRide(ctx context.Context, req *riderv1.RequestRideRequest) (*riderv1.RequestRideResponse, error) {
+	riderID, err := s.rider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	claims, err := s.pricing.Verify(req.GetQuoteId(), riderID, s.now())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	trip, _, err := s.trips.CreateTrip(cctx, &tripv1.CreateTripRequest{
+		IdempotencyKey: "rider:" + riderID + ":" + req.GetIdempotencyKey(),
+		RiderId:        riderID,
+		Pickup:         &commonv1.LatLng{Lat: claims.Pickup.Lat, Lng: claims.Pickup.Lng},
+		Dropoff:        &commonv1.LatLng{Lat: claims.Dropoff.Lat, Lng: claims.Dropoff.Lng},
+		Product:        claims.Product,
+		QuotedFare:     claims.Fare,
+		QuoteId:        req.GetQuoteId(),
+		Region:         s.cfg.Region,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if trip.GetState() == commonv1.TripState_TRIP_STATE_REQUESTED {
+		// A lost Dispatch is not fatal: the trip is REQUESTED in the store
+		// and the owning worker's recovery sweep picks it up.
+		_, err := s.matching.Dispatch(cctx, &matchingv1.DispatchRequest{
+			Trip:     trip,
+			Deadline: timestamppb.New(trip.GetCreatedAt().AsTime().Add(s.cfg.DispatchDeadline)),
+		})
+		if err != nil {
+			s.logger.WarnContext(ctx, "dispatch not started; recovery will pick the trip up", "trip", trip.GetId(), "err", err)
+		}
+	}
+	return &riderv1.RequestRideResponse{Trip: trip}, nil
+}
+
+// ownTrip fetches a trip and checks it is the caller's.
+func (s *Service) ownTrip(ctx context.Context, riderID, tripID string) (*commonv1.Trip, error) {
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	trip, err := s.trips.GetTrip(cctx, tripID)
+	if err != nil {
+		return nil, err
+	}
+	if trip.GetRiderId() != riderID {
+		// Not NotFound: the id exists, and hiding that is not worth the
+		// confusion; PermissionDenied is what a client can act on.
+		return nil, status.Errorf(codes.PermissionDenied, "trip %s is not yours", tripID)
+	}
+	return trip, nil
+}
+
+// CancelRide implements RiderService.
+func (s *Service) CancelRide(ctx context.Context, req *riderv1.CancelRideRequest) (*riderv1.CancelRideResponse, error) {
+	riderID, err := s.rider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	trip, err := s.ownTrip(ctx, riderID, req.GetTripId())
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	cancelled, _, err := s.trips.Transition(cctx, &tripv1.TransitionRequest{
+		TripId:         req.GetTripId(),
+		Event:          commonv1.TripEventType_TRIP_EVENT_TYPE_CANCELLED,
+		Actor:          commonv1.Actor_ACTOR_RIDER,
+		ActorId:        riderID,
+		Reason:         req.GetReason(),
+		IdempotencyKey: "rider:" + riderID + ":" + req.GetIdempotencyKey(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if trip.GetState() == commonv1.TripState_TRIP_STATE_REQUESTED {
+		// Stop offering it; if this is lost the dispatch finds the trip
+		// cancelled at its next assign and stops then.
+		if _, err := s.matching.CancelDispatch(cctx, &matchingv1.CancelDispatchRequest{TripId: trip.GetId(), Pickup: trip.GetPickup()}); err != nil {
+			s.logger.WarnContext(ctx, "cancel dispatch failed", "trip", trip.GetId(), "err", err)
+		}
+	}
+	return &riderv1.CancelRideResponse{Trip: cancelled}, nil
+}
+
+// GetTrip implements RiderService.
+func (s *Service) GetTrip(ctx context.Context, req *riderv1.GetTripRequest) (*riderv1.GetTripResponse, error) {
+	riderID, err := s.rider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	trip, err := s.ownTrip(ctx, riderID, req.GetTripId())
+	if err != nil {
+		return nil, err
+	}
+	resp := &riderv1.GetTripResponse{Trip: trip}
+	if hasDriver(trip) {
+		resp.DriverPosition, _ = s.driverPosition(ctx, trip.GetDriverId(), trip.GetPickup())
+	}
+	return resp, nil
+}
+
+func hasDriver(t *commonv1.Trip) bool {
+	switch t.GetState() {
+	case commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED, commonv1.TripState_TRIP_STATE_DRIVER_ARRIVED, commonv1.TripState_TRIP_STATE_IN_PROGRESS:
+		return t.GetDriverId() != ""
+	}
+	return false
+}
+
+// driverPosition looks the driver up in the supply index.
+func (s *Service) driverPosition(ctx context.Context, driverID string, near *commonv1.LatLng) (*commonv1.DriverPosition, error) {
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	resp, err := s.matching.NearbyDrivers(cctx, &matchingv1.NearbyDriversRequest{
+		Center:       near,
+		RadiusMeters: 50000,
+		Limit:        1,
+		IncludeBusy:  true,
+		DriverIds:    []string{driverID},
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range resp.GetDrivers() {
+		if d.GetPosition().GetDriverId() == driverID {
+			return d.GetPosition(), nil
+		}
+	}
+	return nil, status.Errorf(codes.NotFound, "driver %s is not indexed", driverID)
+}
+
+// ListTrips implements RiderService.
+func (s *Service) ListTrips(ctx context.Context, req *riderv1.ListTripsRequest) (*riderv1.ListTripsResponse, error) {
+	riderID, err := s.rider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	size := req.GetPageSize()
+	if size == 0 {
+		size = 20
+	}
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	resp, err := s.trips.ListTrips(cctx, &tripv1.ListTripsRequest{RiderId: riderID, PageSize: size, PageToken: req.GetPageToken()})
+	if err != nil {
+		return nil, err
+	}
+	return &riderv1.ListTripsResponse{Trips: resp.GetTrips(), NextPageToken: resp.GetNextPageToken()}, nil
+}
+
+// RateTrip implements RiderService.
+func (s *Service) RateTrip(ctx context.Context, req *riderv1.RateTripRequest) (*riderv1.RateTripResponse, error) {
+	riderID, err := s.rider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	rated, err := s.trips.RateTrip(cctx, &tripv1.RateTripRequest{TripId: req.GetTripId(), RiderId: riderID, Stars: req.GetStars(), Comment: req.GetComment()})
+	if err != nil {
+		return nil, err
+	}
+	return &riderv1.RateTripResponse{Trip: rated}, nil
+}
+
+// WatchTrip implements RiderService: the trip's current state first, then
+// every change, and the driver's position while one is assigned. It ends
+// when the trip reaches a terminal state.
+func (s *Service) WatchTrip(req *riderv1.WatchTripRequest, stream grpc.ServerStreamingServer[riderv1.WatchTripResponse]) error {
+	ctx := stream.Context()
+	riderID, err := s.rider(ctx)
+	if err != nil {
+		return err
+	}
+	trip, err := s.ownTrip(ctx, riderID, req.GetTripId())
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&riderv1.WatchTripResponse{Update: &riderv1.WatchTripResponse_Trip{Trip: trip}}); err != nil {
+		return err
+	}
+	if isTerminal(trip.GetState()) {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events := make(chan *commonv1.Trip)
+	watchErr := make(chan error, 1)
+	go func() {
+		// send_initial closes the gap between the GetTrip above and the
+		// watch starting: the current state comes first, and versions
+		// already sent are skipped below.
+		watchErr <- s.trips.Watch(ctx, &tripv1.WatchTripsRequest{TripIds: []string{trip.GetId()}, SendInitial: true}, func(ev *commonv1.TripEvent) error {
+			select {
+			case events <- ev.GetTrip():
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	ticker := time.NewTicker(s.cfg.PositionInterval)
+	defer ticker.Stop()
+	var lastPos *commonv1.DriverPosition
+	for {
+		select {
+		case t := <-events:
+			if t.GetVersion() <= trip.GetVersion() {
+				continue // already sent (the watch may replay)
+			}
+			trip = t
+			if err := stream.Send(&riderv1.WatchTripResponse{Update: &riderv1.WatchTripResponse_Trip{Trip: trip}}); err != nil {
+				return err
+			}
+			if isTerminal(trip.GetState()) {
+				return nil
+			}
+		case <-ticker.C:
+			if !hasDriver(trip) {
+				continue
+			}
+			near := trip.GetPickup()
+			if lastPos != nil {
+				near = lastPos.GetPosition()
+			}
+			pos, err := s.driverPosition(ctx, trip.GetDriverId(), near)
+			if err != nil || proto.Equal(pos, lastPos) {
+				continue
+			}
+			lastPos = pos
+			if err := stream.Send(&riderv1.WatchTripResponse{Update: &riderv1.WatchTripResponse_DriverPosition{DriverPosition: pos}}); err != nil {
+				return err
+			}
+		case err := <-watchErr:
+			if err == nil {
+				err = status.Error(codes.Unavailable, "trip watch ended; reconnect")
+			}
+			return err
+		case <-s.draining:
+			return status.Error(codes.Unavailable, "server is draining; reconnect")
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+func isTerminal(s commonv1.TripState) bool {
+	switch s {
+	case commonv1.TripState_TRIP_STATE_COMPLETED, commonv1.TripState_TRIP_STATE_CANCELLED, commonv1.TripState_TRIP_STATE_NO_DRIVER_FOUND:
+		return true
+	}
+	return false
+}
