@@ -38,6 +38,10 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"dev", "run the whole platform in one process, no external services", devCmd},
+		{"migrate", "apply the trip store's database migrations (--db DSN)", migrateCmd},
+		{"serve", "run any subset of the services (--services rider,driver,matching,trip)", serveCmd},
+		{"sim", "drive a deployment with simulated driver and rider apps", simCmd},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
 			_, err := fmt.Fprintln(stdout, "hexride", version)
 			return err

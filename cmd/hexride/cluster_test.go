@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// The process-level tests run `hexride serve` as separate OS processes on
+// loopback ports, with a real Consul agent and a real PostgreSQL, the way
+// the platform runs in production.
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// hexrideBinary builds the binary once per test run.
+func hexrideBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "hexride-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "hexride")
+		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// proc is one running hexride process.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	addr string
+	log  *os.File
+	done chan error
+}
+
+var servingLine = regexp.MustCompile(`hexride serving \S+ on (\S+)`)
+
+// startProc starts `hexride serve` with args and waits until it serves.
+func startProc(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	logFile, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(hexrideBinary(t), append([]string{"serve"}, args...)...)
+	cmd.Stderr = logFile
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logFile, done: make(chan error, 1)}
+	addrCh := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
+				addrCh <- m[1]
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			tail, _ := os.ReadFile(logFile.Name())
+			if len(tail) > 4000 {
+				tail = tail[len(tail)-4000:]
+			}
+			t.Logf("--- %s log (tail) ---\n%s", name, tail)
+		}
+		logFile.Close()
+	})
+	select {
+	case p.addr = <-addrCh:
+	case err := <-p.done:
+		tail, _ := os.ReadFile(logFile.Name())
+		t.Fatalf("%s exited before serving: %v\n%s", name, err, tail)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s did not start in time", name)
+	}
+	return p
+}
+
+// signal sends sig and waits for the exit; it returns the exit error.
+func (p *proc) stop(t *testing.T, sig syscall.Signal, timeout time.Duration) error {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %s: %v", p.name, err)
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %v of %v", p.name, timeout, sig)
+		return nil
+	}
+}
+
+// waitServing polls the process's health service until the named gRPC
+// service reports SERVING.
+func waitServing(t *testing.T, addr, service string) {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s at %s not serving: %v %v", service, addr, resp, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// testQuoteKey is a fixed quote-signing key shared by the test's riders.
+var testQuoteKey = hex.EncodeToString([]byte(strings.Repeat("k", 32)))

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/hexride/hexride/services/node"
+	"github.com/hexride/hexride/services/sim"
+)
+
+// devCmd runs every service in one process on embedded defaults: in-memory
+// trip store, in-process discovery, one matching worker owning every
+// partition. No external service is needed.
+func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := node.DefaultConfig()
+	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7070", "gRPC listen address (loopback: dev runs without TLS or tokens)")
+	withSim := fs.Bool("sim", false, "also run a simulated city against the platform")
+	simDrivers := fs.Int("sim-drivers", 100, "with --sim: simulated drivers")
+	simRate := fs.Float64("sim-rate", 1, "with --sim: ride requests per second")
+	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if err := applyEnv(fs, os.Getenv); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	cfg.Version = version
+	cfg.QuoteKey = make([]byte, 32)
+	if _, err := rand.Read(cfg.QuoteKey); err != nil {
+		return err
+	}
+	n, err := node.Start(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "hexride dev: all services on %s (plaintext, loopback only)\n", n.Addr())
+	fmt.Fprintf(stdout, "simulate a city:\n  go run ./cmd/hexride sim --target %s --duration 30s\n", n.Addr())
+
+	simDone := make(chan struct{})
+	if *withSim {
+		scfg := sim.DefaultConfig()
+		scfg.RiderTargets, scfg.DriverTargets = []string{n.Addr()}, []string{n.Addr()}
+		scfg.Drivers, scfg.Rate = *simDrivers, *simRate
+		scfg.Duration = 24 * time.Hour
+		go func() {
+			defer close(simDone)
+			if _, err := sim.Run(ctx, scfg); err != nil {
+				logger.Error("simulator stopped", "err", err)
+			}
+		}()
+	} else {
+		close(simDone)
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-n.Done():
+		if err != nil {
+			return err
+		}
+	}
+	<-simDone
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.DrainWait+cfg.StopTimeout+5*time.Second)
+	defer cancel()
+	n.Shutdown(drainCtx)
+	return nil
+}

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hexride/hexride/services/trip/store/sqlstore"
+)
+
+func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dsn := fs.String("db", "", "trip store DSN (postgres://…); required")
+	region := fs.String("primary-region", "", "CockroachDB only: the database's primary region")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if err := applyEnv(fs, os.Getenv); err != nil {
+		return err
+	}
+	if *dsn == "" {
+		return fmt.Errorf("migrate: --db (or HEXRIDE_DB) is required")
+	}
+	logger, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, *dsn)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer pool.Close()
+	opts := []sqlstore.MigrateOption{sqlstore.WithMigrateLogger(logger)}
+	if *region != "" {
+		opts = append(opts, sqlstore.WithPrimaryRegion(*region))
+	}
+	report, err := sqlstore.Migrate(ctx, pool, opts...)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	_, err = fmt.Fprintln(stdout, report.String())
+	return err
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hexride/hexride/services/node"
+)
+
+// envPrefix: every flag can also be set as HEXRIDE_<FLAG> (dashes become
+// underscores); a flag on the command line wins.
+const envPrefix = "HEXRIDE_"
+
+// applyEnv sets each flag not given on the command line from its
+// environment variable.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		key := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(key); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", key, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// newLogger writes JSON logs at level to w.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// nodeFlags binds the flags that configure a node.
+func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services *string, quoteKey *string, logLevel *string) {
+	fs.StringVar(services, "services", strings.Join(node.AllServices, ","), "comma-separated services to run: rider,driver,matching,trip")
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "gRPC listen address")
+	fs.StringVar(&cfg.AdvertiseAddr, "advertise", "", "address peers dial (default: the listen address)")
+	fs.StringVar(&cfg.ConsulAddr, "consul", "", "Consul agent HTTP address (empty: in-process discovery)")
+	fs.StringVar(&cfg.DatabaseURL, "db", "", "trip store DSN, postgres:// (empty: in-memory)")
+	fs.StringVar(&cfg.Region, "region", cfg.Region, "region of this process")
+	fs.StringVar(&cfg.Zone, "zone", cfg.Zone, "zone of this process")
+	fs.IntVar(&cfg.PartitionResolution, "partition-res", cfg.PartitionResolution, "H3 resolution of matching partitions (same on every process)")
+	fs.DurationVar(&cfg.OfferTimeout, "offer-timeout", cfg.OfferTimeout, "how long a driver has to answer an offer")
+	fs.DurationVar(&cfg.DispatchDeadline, "dispatch-deadline", cfg.DispatchDeadline, "how long a request looks for a driver")
+	fs.DurationVar(&cfg.DriverTTL, "driver-ttl", cfg.DriverTTL, "drop drivers silent for longer")
+	fs.DurationVar(&cfg.CheckInterval, "check-interval", cfg.CheckInterval, "Consul health check interval")
+	fs.DurationVar(&cfg.RecoveryInterval, "recovery-interval", cfg.RecoveryInterval, "how often matching re-dispatches orphaned requests")
+	fs.DurationVar(&cfg.DrainWait, "drain-wait", cfg.DrainWait, "on shutdown, wait this long after leaving discovery")
+	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "then wait at most this long for calls in flight")
+	fs.StringVar(quoteKey, "quote-key", "", "hex key (≥32 bytes) signing quotes; every rider instance must share it")
+	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := node.DefaultConfig()
+	var services, quoteKey, logLevel string
+	nodeFlags(fs, &cfg, &services, &quoteKey, &logLevel)
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if err := applyEnv(fs, os.Getenv); err != nil {
+		return err
+	}
+	cfg.Services = splitList(services)
+	cfg.Version = version
+	if quoteKey != "" {
+		key, err := hex.DecodeString(quoteKey)
+		if err != nil {
+			return fmt.Errorf("--quote-key: %w", err)
+		}
+		cfg.QuoteKey = key
+	}
+	logger, err := newLogger(stderr, logLevel)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	return runNode(ctx, cfg, logger, stdout)
+}
+
+// runNode starts a node and drains it when ctx ends (SIGTERM, SIGINT).
+func runNode(ctx context.Context, cfg node.Config, logger *slog.Logger, stdout io.Writer) error {
+	n, err := node.Start(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "hexride serving %s on %s\n", strings.Join(cfg.Services, ","), n.Addr())
+	select {
+	case <-ctx.Done():
+	case err := <-n.Done():
+		if err != nil {
+			return err
+		}
+	}
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.DrainWait+cfg.StopTimeout+5*time.Second)
+	defer cancel()
+	n.Shutdown(drainCtx)
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hexride/hexride/services/sim"
+)
+
+// simCmd drives a deployment through its public APIs like a city of apps.
+func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := sim.DefaultConfig()
+	target := fs.String("target", "127.0.0.1:7070", "gRPC address of rider and driver services (comma-separated for several)")
+	riderTarget := fs.String("rider-target", "", "rider instances, if not --target")
+	driverTarget := fs.String("driver-target", "", "driver instances, if not --target")
+	fs.IntVar(&cfg.Drivers, "drivers", cfg.Drivers, "driver apps")
+	fs.IntVar(&cfg.Requests, "riders", 0, "ride requests in all (0: as many as --rate and --duration give)")
+	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "ride requests per second")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long riders keep requesting")
+	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "then how long to wait for rides in flight")
+	city := fs.String("city", "sf", "sf, or bbox=minLat,minLng,maxLat,maxLng")
+	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed")
+	fs.Float64Var(&cfg.AcceptProbability, "accept", cfg.AcceptProbability, "probability a driver accepts an offer")
+	fs.Float64Var(&cfg.RiderCancelProbability, "cancel", cfg.RiderCancelProbability, "probability a rider cancels while waiting")
+	fs.DurationVar(&cfg.DriveTime, "drive-time", 3*time.Second, "wall-clock time of each simulated drive leg (0: real time at city speed)")
+	asJSON := fs.Bool("json", false, "print the summary as one JSON object on the last line")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if err := applyEnv(fs, os.Getenv); err != nil {
+		return err
+	}
+	cfg.RiderTargets = splitList(*target)
+	cfg.DriverTargets = cfg.RiderTargets
+	if *riderTarget != "" {
+		cfg.RiderTargets = splitList(*riderTarget)
+	}
+	if *driverTarget != "" {
+		cfg.DriverTargets = splitList(*driverTarget)
+	}
+	box, err := parseCity(*city)
+	if err != nil {
+		return err
+	}
+	cfg.City = box
+	cfg.Progress = func(s sim.Stats) {
+		fmt.Fprintf(stderr, "\r%5.0fs requests %d matched %d completed %d cancelled %d no-driver %d in-flight %d errors %d match p50 %.0fms p99 %.0fms ",
+			s.ElapsedS, s.Requests, s.Matched, s.Completed, s.Cancelled, s.NoDriver, s.InFlight, s.Errors, s.MatchP50MS, s.MatchP99MS)
+	}
+	stats, err := sim.Run(ctx, cfg)
+	fmt.Fprintln(stderr)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		out, err := json.Marshal(stats)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(stdout, string(out))
+		return err
+	}
+	fmt.Fprintf(stdout, "requests %d, matched %d, completed %d, cancelled %d, no driver %d, lost %d, errors %d\n",
+		stats.Requests, stats.Matched, stats.Completed, stats.Cancelled, stats.NoDriver, stats.Lost, stats.Errors)
+	fmt.Fprintf(stdout, "time to match p50 %.0f ms, p99 %.0f ms; pickup ETA p50 %.0f s; %d location updates (%.1f/s)\n",
+		stats.MatchP50MS, stats.MatchP99MS, stats.PickupETAP50S, stats.LocationUpdates, stats.LocationUpdatesPS)
+	return nil
+}
+
+func parseCity(s string) (sim.BBox, error) {
+	if s == "sf" {
+		return sim.SanFrancisco, nil
+	}
+	spec, ok := strings.CutPrefix(s, "bbox=")
+	if !ok {
+		return sim.BBox{}, fmt.Errorf("--city %q: want sf or bbox=minLat,minLng,maxLat,maxLng", s)
+	}
+	parts := strings.Split(spec, ",")
+	if len(parts) != 4 {
+		return sim.BBox{}, fmt.Errorf("--city %q: want four numbers", s)
+	}
+	var v [4]float64
+	for i, p := range parts {
+		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil {
+			return sim.BBox{}, fmt.Errorf("--city %q: %w", s, err)
+		}
+		v[i] = f
+	}
+	return sim.BBox{MinLat: v[0], MinLng: v[1], MaxLat: v[2], MaxLng: v[3]}, nil
+}

@@ -1,0 +1,163 @@
+// Package node runs any subset of the hexride services in one process: one
+// gRPC listener with health and reflection, discovery through Consul (or
+// in-process when no Consul address is given, for `hexride dev`), the trip
+// store (SQL or in-memory), and a drain on shutdown that leaves without
+// failing client calls.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Service names, as --services takes them.
+const (
+	Rider    = "rider"
+	Driver   = "driver"
+	Matching = "matching"
+	Trip     = "trip"
+)
+
+// AllServices lists every service.
+var AllServices = []string{Rider, Driver, Matching, Trip}
+
+// ConsulName is a service's name in Consul.
+func ConsulName(service string) string { return "hexride-" + service }
+
+// Config configures a node.
+type Config struct {
+	// Services to run.
+	Services []string
+	// Addr is the gRPC listen address.
+	Addr string
+	// AdvertiseAddr is what peers dial; empty means the listen address
+	// (which then must not be a wildcard).
+	AdvertiseAddr string
+	// ConsulAddr is the Consul agent's HTTP address; empty means in-process
+	// discovery (every service this node needs must run in it).
+	ConsulAddr string
+	// CheckInterval is the Consul health-check interval.
+	CheckInterval time.Duration
+	// DatabaseURL is the trip store's DSN; empty means in-memory.
+	DatabaseURL string
+	// Region and Zone tag registrations and home new trips.
+	Region, Zone string
+	// Version is reported in Consul metadata.
+	Version string
+	// PartitionResolution is the H3 resolution of matching partitions.
+	PartitionResolution int
+	// OfferTimeout and DispatchDeadline tune matching.
+	OfferTimeout     time.Duration
+	DispatchDeadline time.Duration
+	// DriverTTL drops silent drivers from the index.
+	DriverTTL time.Duration
+	// RecoveryInterval and RecoveryAge tune the re-dispatch sweep.
+	RecoveryInterval time.Duration
+	RecoveryAge      time.Duration
+	// DrainWait is how long a draining node stays up after leaving
+	// discovery; StopTimeout bounds the graceful stop after it.
+	DrainWait   time.Duration
+	StopTimeout time.Duration
+	// QuoteKey signs quotes; every rider instance must share it.
+	QuoteKey []byte
+	// QuoteTTL is how long a quote locks its fare.
+	QuoteTTL time.Duration
+}
+
+// DefaultConfig returns production defaults.
+func DefaultConfig() Config {
+	return Config{
+		Services:            slices.Clone(AllServices),
+		Addr:                "127.0.0.1:7070",
+		CheckInterval:       2 * time.Second,
+		Region:              "local",
+		Zone:                "local-a",
+		Version:             "dev",
+		PartitionResolution: 6,
+		OfferTimeout:        10 * time.Second,
+		DispatchDeadline:    90 * time.Second,
+		DriverTTL:           30 * time.Second,
+		RecoveryInterval:    3 * time.Second,
+		RecoveryAge:         5 * time.Second,
+		DrainWait:           3 * time.Second,
+		StopTimeout:         10 * time.Second,
+		QuoteTTL:            5 * time.Minute,
+	}
+}
+
+// Config errors.
+var (
+	ErrNoServices      = errors.New("node: at least one service is required")
+	ErrUnknownService  = errors.New("node: unknown service")
+	ErrBadAddr         = errors.New("node: bad address")
+	ErrNeedsDiscovery  = errors.New("node: without --consul every service this node calls must run in it")
+	ErrBadDuration     = errors.New("node: durations must be positive")
+	ErrShortQuoteKey   = errors.New("node: the quote key must be at least 32 bytes")
+	ErrBadPartitionRes = errors.New("node: partition resolution must be 0..8")
+)
+
+// Has reports whether the node runs service.
+func (c Config) Has(service string) bool { return slices.Contains(c.Services, service) }
+
+// needs lists the services each service calls.
+var needs = map[string][]string{
+	Rider:    {Trip, Matching},
+	Driver:   {Trip, Matching},
+	Matching: {Trip, Driver},
+	Trip:     nil,
+}
+
+// Validate reports the first problem.
+func (c Config) Validate() error {
+	if len(c.Services) == 0 {
+		return ErrNoServices
+	}
+	for _, s := range c.Services {
+		if !slices.Contains(AllServices, s) {
+			return fmt.Errorf("%w %q (want %s)", ErrUnknownService, s, strings.Join(AllServices, ","))
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("%w: listen %q: %v", ErrBadAddr, c.Addr, err)
+	}
+	adv := c.advertise()
+	host, port, err := net.SplitHostPort(adv)
+	if err != nil {
+		return fmt.Errorf("%w: advertise %q: %v", ErrBadAddr, adv, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return fmt.Errorf("%w: advertise %q is not dialable; set --advertise", ErrBadAddr, adv)
+	}
+	_ = port
+	if c.ConsulAddr == "" {
+		for _, s := range c.Services {
+			for _, dep := range needs[s] {
+				if !c.Has(dep) {
+					return fmt.Errorf("%w: %s calls %s", ErrNeedsDiscovery, s, dep)
+				}
+			}
+		}
+	}
+	if c.CheckInterval <= 0 || c.OfferTimeout <= 0 || c.DispatchDeadline <= 0 || c.DriverTTL <= 0 ||
+		c.RecoveryInterval <= 0 || c.RecoveryAge <= 0 || c.DrainWait < 0 || c.StopTimeout <= 0 || c.QuoteTTL <= 0 {
+		return ErrBadDuration
+	}
+	if c.Has(Rider) && len(c.QuoteKey) < 32 {
+		return ErrShortQuoteKey
+	}
+	if c.PartitionResolution < 0 || c.PartitionResolution > 8 {
+		return ErrBadPartitionRes
+	}
+	return nil
+}
+
+func (c Config) advertise() string {
+	if c.AdvertiseAddr != "" {
+		return c.AdvertiseAddr
+	}
+	return c.Addr
+}

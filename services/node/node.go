@@ -1,0 +1,295 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/hexride/hexride/dispatch"
+	"github.com/hexride/hexride/infra/auth"
+	"github.com/hexride/hexride/infra/consul"
+	"github.com/hexride/hexride/infra/dial"
+	"github.com/hexride/hexride/infra/grpcserver"
+	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
+	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
+	riderv1 "github.com/hexride/hexride/proto/hexride/rider/v1"
+	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
+	"github.com/hexride/hexride/services/driver"
+	"github.com/hexride/hexride/services/matching"
+	"github.com/hexride/hexride/services/matching/matchingclient"
+	"github.com/hexride/hexride/services/matching/ring"
+	"github.com/hexride/hexride/services/rider"
+	"github.com/hexride/hexride/services/trip"
+	"github.com/hexride/hexride/services/trip/store"
+	"github.com/hexride/hexride/services/trip/store/memstore"
+	"github.com/hexride/hexride/services/trip/store/sqlstore"
+	"github.com/hexride/hexride/services/trip/tripclient"
+)
+
+// grpcNames are the gRPC service names each service serves (health
+// statuses and Consul checks use them).
+var grpcNames = map[string][]string{
+	Rider:    {riderv1.RiderService_ServiceDesc.ServiceName},
+	Driver:   {driverv1.DriverService_ServiceDesc.ServiceName, driverv1.DriverGatewayService_ServiceDesc.ServiceName},
+	Matching: {matchingv1.MatchingService_ServiceDesc.ServiceName},
+	Trip:     {tripv1.TripService_ServiceDesc.ServiceName},
+}
+
+// Node is a running process's set of services.
+type Node struct {
+	cfg       Config
+	logger    *slog.Logger
+	server    *grpcserver.Server
+	advertise string
+
+	runCtx     context.Context
+	stopRun    context.CancelFunc
+	loops      sync.WaitGroup
+	served     chan error
+	closers    []func()
+	registrars []*consul.Registrar
+
+	// Engine is the matching engine when the node runs matching.
+	Engine *matching.Engine
+	// Gateway is the driver gateway when the node runs driver.
+	Gateway *driver.Gateway
+
+	shutdownOnce sync.Once
+}
+
+// Start builds and starts the node; it returns once the listener serves
+// and every service is registered.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	scfg := grpcserver.DefaultConfig(cfg.Addr)
+	scfg.DrainWait, scfg.StopTimeout = cfg.DrainWait, cfg.StopTimeout
+	authn := auth.HeaderAuthenticator{}
+	srv, err := grpcserver.New(scfg, logger, grpcserver.Options{
+		UnaryInterceptors:  []grpc.UnaryServerInterceptor{auth.UnaryServerInterceptor(authn)},
+		StreamInterceptors: []grpc.StreamServerInterceptor{auth.StreamServerInterceptor(authn)},
+		SkipValidation:     driver.StreamValidatedByHandler(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, logger: logger, server: srv, advertise: cfg.AdvertiseAddr, served: make(chan error, 1)}
+	if n.advertise == "" {
+		n.advertise = srv.Addr()
+	}
+	n.runCtx, n.stopRun = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			srv.Stop()
+			n.stopRun()
+			n.loops.Wait()
+			n.close()
+		}
+	}()
+
+	dialOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(auth.HeaderCredentials{Principal: auth.Principal{Role: auth.RoleService, Subject: "node-" + n.advertise}}),
+	}
+	pool := dial.NewPool(dialOpts...)
+	n.closers = append(n.closers, func() { _ = pool.Close() })
+
+	// Discovery: Consul, or this process for every peer.
+	var (
+		targetOf   func(service string) string
+		resolveOps []grpc.DialOption
+		membership ring.Membership
+		consulAPI  *consulClient
+	)
+	self := ring.Member{ID: instanceID(Matching, n.advertise), Address: n.advertise}
+	if cfg.ConsulAddr == "" {
+		targetOf = func(string) string { return n.advertise }
+		membership = ring.NewStatic(self)
+	} else {
+		consulAPI, err = newConsulClient(cfg.ConsulAddr, logger)
+		if err != nil {
+			return nil, err
+		}
+		resolveOps = consulAPI.builder.DialOptions()
+		targetOf = func(service string) string { return "consul:///" + ConsulName(service) }
+		static := ring.NewStatic()
+		membership = static
+		n.goLoop(func(ctx context.Context) { followMembers(ctx, consulAPI.watcher, static) })
+	}
+	tripConn, err := grpc.NewClient(targetOf(Trip), append(dialOpts, resolveOps...)...)
+	if err != nil {
+		return nil, fmt.Errorf("dial trip: %w", err)
+	}
+	n.closers = append(n.closers, func() { _ = tripConn.Close() })
+	trips := tripclient.New(tripConn)
+	matchingClient := matchingclient.New(membership, pool, cfg.PartitionResolution)
+
+	reg := srv.Registrar()
+	if cfg.Has(Trip) {
+		st, closeStore, err := openStore(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return nil, err
+		}
+		n.closers = append(n.closers, closeStore)
+		ts, err := trip.NewServer(st, trip.WithLogger(logger))
+		if err != nil {
+			return nil, err
+		}
+		n.closers = append(n.closers, ts.Close)
+		ts.Register(reg)
+		// Watch streams end when the node drains (their clients re-watch
+		// on another instance) instead of holding the graceful stop open.
+		go func() { <-srv.Draining(); ts.Close() }()
+	}
+	if cfg.Has(Matching) {
+		mcfg := matching.DefaultConfig(self)
+		mcfg.PartitionResolution = cfg.PartitionResolution
+		mcfg.OfferTimeout = cfg.OfferTimeout
+		mcfg.DispatchDeadline = cfg.DispatchDeadline
+		mcfg.Index.TTL = cfg.DriverTTL
+		mcfg.RecoveryInterval, mcfg.RecoveryAge = cfg.RecoveryInterval, cfg.RecoveryAge
+		engine, err := matching.NewEngine(mcfg, matching.Deps{
+			Membership: membership, Peers: matchingClient, Gateways: pool, Trips: trips, Logger: logger.With("service", Matching),
+		})
+		if err != nil {
+			return nil, err
+		}
+		matching.NewHandler(engine, srv.Draining()).Register(reg)
+		n.Engine = engine
+		n.goLoop(engine.Run)
+	}
+	if cfg.Has(Driver) {
+		dcfg := driver.DefaultConfig(n.advertise)
+		dcfg.PartitionResolution = cfg.PartitionResolution
+		gw, err := driver.NewGateway(dcfg, matchingClient, trips, logger.With("service", Driver))
+		if err != nil {
+			return nil, err
+		}
+		driver.NewHandler(gw, srv.Draining()).Register(reg)
+		n.Gateway = gw
+		n.goLoop(gw.Run)
+	}
+	if cfg.Has(Rider) {
+		pricing, err := rider.NewPricing(cfg.QuoteKey, cfg.QuoteTTL)
+		if err != nil {
+			return nil, err
+		}
+		rcfg := rider.DefaultConfig()
+		rcfg.DispatchDeadline = cfg.DispatchDeadline
+		rcfg.Region = cfg.Region
+		rcfg.SurgeResolution = dispatch.DefaultIndexConfig().Resolution
+		rs, err := rider.New(rcfg, trips, matchingClient, pricing, logger.With("service", Rider), srv.Draining())
+		if err != nil {
+			return nil, err
+		}
+		rs.Register(reg)
+	}
+
+	go func() { n.served <- srv.Serve() }()
+	for _, s := range cfg.Services {
+		for _, name := range grpcNames[s] {
+			srv.SetServing(name, true)
+		}
+	}
+	if consulAPI != nil {
+		if err := n.register(ctx, consulAPI); err != nil {
+			return nil, err
+		}
+	}
+	logger.Info("node serving", "addr", srv.Addr(), "advertise", n.advertise, "services", cfg.Services, "consul", cfg.ConsulAddr)
+	return n, nil
+}
+
+// Addr is the address the node listens on.
+func (n *Node) Addr() string { return n.server.Addr() }
+
+// AdvertiseAddr is the address peers dial.
+func (n *Node) AdvertiseAddr() string { return n.advertise }
+
+// Done carries Serve's result when the server stops.
+func (n *Node) Done() <-chan error { return n.served }
+
+func (n *Node) goLoop(fn func(context.Context)) {
+	n.loops.Add(1)
+	go func() {
+		defer n.loops.Done()
+		fn(n.runCtx)
+	}()
+}
+
+func instanceID(service, advertise string) string { return ConsulName(service) + "-" + advertise }
+
+func (n *Node) register(ctx context.Context, c *consulClient) error {
+	host, portStr, err := net.SplitHostPort(n.advertise)
+	if err != nil {
+		return err
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return err
+	}
+	for _, s := range n.cfg.Services {
+		rc := consul.DefaultRegistrationConfig(ConsulName(s), host, port)
+		rc.ID = instanceID(s, n.advertise)
+		rc.Region, rc.Zone, rc.Version = n.cfg.Region, n.cfg.Zone, n.cfg.Version
+		rc.Check.GRPCService = grpcNames[s][0]
+		rc.Check.Interval = n.cfg.CheckInterval
+		rc.Check.Timeout = max(n.cfg.CheckInterval/2, 500*time.Millisecond)
+		rc.Logger = n.logger
+		r, err := consul.NewRegistrar(c.api.Agent(), rc)
+		if err != nil {
+			return err
+		}
+		if err := r.Register(ctx); err != nil {
+			return fmt.Errorf("register %s in consul: %w", s, err)
+		}
+		n.registrars = append(n.registrars, r)
+		n.goLoop(func(ctx context.Context) { _ = r.Run(ctx) })
+	}
+	return nil
+}
+
+// Shutdown drains the node: leave Consul, report NOT_SERVING, wait for
+// discovery to notice, stop taking calls and finish the running ones, then
+// stop the engines and close the store. Safe to call more than once.
+func (n *Node) Shutdown(ctx context.Context) {
+	n.shutdownOnce.Do(func() {
+		for _, r := range n.registrars {
+			if err := r.Deregister(ctx); err != nil {
+				n.logger.Warn("consul deregister failed", "id", r.ID(), "err", err)
+			}
+		}
+		n.server.Drain(ctx)
+		n.stopRun()
+		n.loops.Wait()
+		n.close()
+		n.logger.Info("node stopped", "addr", n.advertise)
+	})
+}
+
+func (n *Node) close() {
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		n.closers[i]()
+	}
+	n.closers = nil
+}
+
+// openStore opens the SQL store for dsn, or an in-memory one.
+func openStore(ctx context.Context, dsn string) (store.Store, func(), error) {
+	if dsn == "" {
+		return memstore.New(), func() {}, nil
+	}
+	st, err := sqlstore.Open(ctx, dsn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open trip store: %w", err)
+	}
+	return st, st.Close, nil
+}

@@ -1,0 +1,306 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/infra/auth"
+	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
+	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
+)
+
+// driverAgent is one simulated driver app.
+type driverAgent struct {
+	id     string
+	cfg    Config
+	client driverv1.DriverServiceClient
+	rec    *recorder
+	rng    *rand.Rand
+
+	pos      geo.LatLng
+	heading  float64
+	target   *geo.LatLng // where the current trip leg goes
+	onTrip   string
+	seq      uint64
+	lastSent time.Time
+	locSeqs  map[uint64]bool // location samples awaiting their ack
+	rides    chan rideEvent  // outlives sessions: a ride goes on across reconnects
+}
+
+const (
+	cruiseMPS = 9.0  // ~32 km/h while waiting for offers
+	driveMPS  = 14.0 // ~50 km/h on a trip
+)
+
+func (d *driverAgent) ctx(ctx context.Context) context.Context {
+	return auth.OutgoingContext(ctx, auth.Principal{Role: auth.RoleDriver, Subject: d.id})
+}
+
+// run keeps the app connected until ctx ends, reconnecting like a phone
+// would when a gateway drains or the network drops.
+func (d *driverAgent) run(ctx context.Context) {
+	d.rides = make(chan rideEvent, 4)
+	d.locSeqs = map[uint64]bool{}
+	backoff := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		err := d.session(ctx, ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if status.Code(err) != codes.Unavailable {
+			d.rec.error(fmt.Errorf("driver %s stream: %w", d.id, err))
+		}
+		select {
+		case <-time.After(backoff + time.Duration(d.rng.Int64N(int64(backoff)))):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(2*backoff, 3*time.Second)
+	}
+}
+
+type rideEvent struct {
+	trip *commonv1.Trip
+	err  error
+}
+
+func (d *driverAgent) session(root, ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	clear(d.locSeqs)
+	stream, err := d.client.Connect(d.ctx(ctx))
+	if err != nil {
+		return err
+	}
+	send := func(m *driverv1.ConnectRequest) error {
+		d.seq++
+		m.Seq = d.seq
+		return stream.Send(m)
+	}
+	if err := send(&driverv1.ConnectRequest{Msg: &driverv1.ConnectRequest_Availability{Availability: &driverv1.AvailabilityChange{
+		Availability: driverv1.Availability_AVAILABILITY_ONLINE, Product: commonv1.Product_PRODUCT_STANDARD,
+	}}}); err != nil {
+		return err
+	}
+	sendLocation := func(now time.Time) error {
+		m := d.location(now)
+		if err := send(m); err != nil {
+			return err
+		}
+		d.locSeqs[m.Seq] = true
+		return nil
+	}
+	if err := sendLocation(time.Now()); err != nil {
+		return err
+	}
+	incoming := make(chan *driverv1.ConnectResponse)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case incoming <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	replies := make(chan *driverv1.OfferReply, 4)
+	interval := d.cfg.LocationInterval
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = stream.CloseSend()
+			return nil
+		case err := <-recvErr:
+			return err
+		case now := <-ticker.C:
+			if err := sendLocation(now); err != nil {
+				return err
+			}
+		case r := <-replies:
+			if err := send(&driverv1.ConnectRequest{Msg: &driverv1.ConnectRequest_OfferReply{OfferReply: r}}); err != nil {
+				return err
+			}
+		case ev := <-d.rides:
+			if ev.err != nil && status.Code(ev.err) != codes.FailedPrecondition {
+				d.rec.error(fmt.Errorf("driver %s trip action: %w", d.id, ev.err))
+			}
+			if d.onTrip != "" && (ev.trip == nil || ev.trip.GetId() == d.onTrip) {
+				d.rec.driverOff(d.id, d.onTrip)
+				d.onTrip, d.target = "", nil
+			}
+		case m := <-incoming:
+			switch msg := m.GetMsg().(type) {
+			case *driverv1.ConnectResponse_Cadence:
+				if iv := msg.Cadence.GetLocationInterval().AsDuration(); iv > 0 && iv < interval {
+					interval = iv
+					ticker.Reset(interval)
+				}
+			case *driverv1.ConnectResponse_Ack:
+				if d.locSeqs[msg.Ack.GetSeq()] {
+					delete(d.locSeqs, msg.Ack.GetSeq())
+					if msg.Ack.GetAccepted() {
+						d.rec.do(func(s *Stats) { s.LocationUpdates++ })
+					}
+				}
+			case *driverv1.ConnectResponse_Offer:
+				d.answer(ctx, msg.Offer, replies)
+			case *driverv1.ConnectResponse_OfferResult:
+				if msg.OfferResult.GetOutcome() == driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED && d.onTrip == "" {
+					d.onTrip = msg.OfferResult.GetTripId()
+					d.rec.driverOn(d.id, d.onTrip)
+					go d.ride(root, d.onTrip, d.rides)
+				}
+			case *driverv1.ConnectResponse_TripUpdate:
+				t := msg.TripUpdate.GetTrip()
+				if t.GetId() == d.onTrip {
+					switch t.GetState() {
+					case commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED:
+						p := geo.LatLng{Lat: t.GetPickup().GetLat(), Lng: t.GetPickup().GetLng()}
+						d.target = &p
+					case commonv1.TripState_TRIP_STATE_IN_PROGRESS:
+						p := geo.LatLng{Lat: t.GetDropoff().GetLat(), Lng: t.GetDropoff().GetLng()}
+						d.target = &p
+					}
+				}
+			}
+		}
+	}
+}
+
+// answer decides on an offer after the configured delay.
+func (d *driverAgent) answer(ctx context.Context, o *driverv1.Offer, replies chan<- *driverv1.OfferReply) {
+	d.rec.offerSeen(o.GetTripId(), time.Now())
+	decision := driverv1.OfferDecision_OFFER_DECISION_DECLINE
+	if d.onTrip == "" && d.rng.Float64() < d.cfg.AcceptProbability {
+		decision = driverv1.OfferDecision_OFFER_DECISION_ACCEPT
+		d.rec.do(func(s *Stats) { s.OffersAccepted++ })
+	} else {
+		d.rec.do(func(s *Stats) { s.OffersDeclined++ })
+	}
+	reply := &driverv1.OfferReply{OfferId: o.GetOfferId(), TripId: o.GetTripId(), Decision: decision}
+	time.AfterFunc(d.cfg.ReplyDelay, func() {
+		select {
+		case replies <- reply:
+		case <-ctx.Done():
+		}
+	})
+}
+
+// ride drives an assigned trip through arrive, start and complete. A trip
+// cancelled under it ends the ride (FailedPrecondition from the next action).
+func (d *driverAgent) ride(ctx context.Context, tripID string, done chan<- rideEvent) {
+	actions := []func(context.Context, string) (*commonv1.Trip, error){
+		func(ctx context.Context, key string) (*commonv1.Trip, error) {
+			r, err := d.client.ArriveAtPickup(ctx, &driverv1.ArriveAtPickupRequest{TripId: tripID, IdempotencyKey: key})
+			return r.GetTrip(), err
+		},
+		func(ctx context.Context, key string) (*commonv1.Trip, error) {
+			r, err := d.client.StartTrip(ctx, &driverv1.StartTripRequest{TripId: tripID, IdempotencyKey: key})
+			return r.GetTrip(), err
+		},
+		func(ctx context.Context, key string) (*commonv1.Trip, error) {
+			r, err := d.client.CompleteTrip(ctx, &driverv1.CompleteTripRequest{TripId: tripID, IdempotencyKey: key})
+			return r.GetTrip(), err
+		},
+	}
+	var trip *commonv1.Trip
+	for i, act := range actions {
+		select {
+		case <-time.After(d.driveTime()):
+		case <-ctx.Done():
+			return
+		}
+		key := fmt.Sprintf("%s-%d", tripID, i)
+		var err error
+		for attempt := 0; ; attempt++ {
+			cctx, cancel := context.WithTimeout(d.ctx(ctx), 5*time.Second)
+			trip, err = act(cctx, key)
+			cancel()
+			// Retry what a draining or restarting instance returns; the
+			// idempotency key makes a retry of a committed action harmless.
+			if err == nil || attempt >= 5 || !retryable(err) || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		if err != nil {
+			select {
+			case done <- rideEvent{err: err}:
+			case <-ctx.Done():
+			}
+			return
+		}
+	}
+	select {
+	case done <- rideEvent{trip: trip}:
+	case <-ctx.Done():
+	}
+}
+
+func retryable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
+		return true
+	}
+	return false
+}
+
+func (d *driverAgent) driveTime() time.Duration {
+	if d.cfg.DriveTime > 0 {
+		return d.cfg.DriveTime
+	}
+	return 20 * time.Second
+}
+
+// location moves the car since the last sample and reports where it is.
+func (d *driverAgent) location(now time.Time) *driverv1.ConnectRequest {
+	dt := now.Sub(d.lastSent).Seconds()
+	if d.lastSent.IsZero() || dt > 10 {
+		dt = 0
+	}
+	d.lastSent = now
+	speed := cruiseMPS
+	if d.target != nil {
+		speed = driveMPS
+		d.heading = geo.Bearing(d.pos, *d.target)
+		if geo.Distance(d.pos, *d.target) < speed*dt {
+			d.pos, dt = *d.target, 0
+		}
+	} else {
+		d.heading += d.rng.NormFloat64() * 20
+	}
+	next := geo.Destination(d.pos, d.heading, speed*dt)
+	if !d.cfg.City.Contains(next) {
+		d.heading += 180 // turn back into the city
+		next = d.pos
+	}
+	d.pos = next
+	for d.heading < 0 {
+		d.heading += 360
+	}
+	for d.heading >= 360 {
+		d.heading -= 360
+	}
+	return &driverv1.ConnectRequest{Msg: &driverv1.ConnectRequest_Location{Location: &driverv1.LocationSample{
+		Position:   &commonv1.LatLng{Lat: d.pos.Lat, Lng: d.pos.Lng},
+		HeadingDeg: float32(d.heading),
+		SpeedMps:   float32(speed),
+		AccuracyM:  5,
+		RecordedAt: timestamppb.New(now),
+	}}}
+}

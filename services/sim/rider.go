@@ -1,0 +1,147 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/infra/auth"
+	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
+	riderv1 "github.com/hexride/hexride/proto/hexride/rider/v1"
+)
+
+// ride is one rider's request, followed to a terminal state.
+type ride struct {
+	riderID string
+	cfg     Config
+	client  riderv1.RiderServiceClient
+	rec     *recorder
+	pickup  geo.LatLng
+	dropoff geo.LatLng
+	cancel  bool // the rider cancels while waiting
+}
+
+func (r *ride) ctx(ctx context.Context) context.Context {
+	return auth.OutgoingContext(ctx, auth.Principal{Role: auth.RoleRider, Subject: r.riderID})
+}
+
+// withRetry calls fn until it succeeds, fails for good, or ctx ends; a
+// draining or restarting instance answers Unavailable, which a real app
+// retries.
+func withRetry[T any](ctx context.Context, fn func(context.Context) (T, error)) (T, error) {
+	var out T
+	var err error
+	for attempt := 0; attempt < 8; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		out, err = fn(cctx)
+		cancel()
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			return out, err
+		}
+		select {
+		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+		case <-ctx.Done():
+			return out, err
+		}
+	}
+	return out, err
+}
+
+// run requests the ride and follows it until a terminal state or until
+// giveUp; it reports whether the ride ended.
+func (r *ride) run(ctx context.Context, key string) {
+	ctx = r.ctx(ctx)
+	quote, err := withRetry(ctx, func(ctx context.Context) (*riderv1.GetQuoteResponse, error) {
+		return r.client.GetQuote(ctx, &riderv1.GetQuoteRequest{
+			Pickup:  &commonv1.LatLng{Lat: r.pickup.Lat, Lng: r.pickup.Lng},
+			Dropoff: &commonv1.LatLng{Lat: r.dropoff.Lat, Lng: r.dropoff.Lng},
+			Product: commonv1.Product_PRODUCT_STANDARD,
+		})
+	})
+	if err != nil {
+		r.rec.error(fmt.Errorf("GetQuote: %w", err))
+		return
+	}
+	req, err := withRetry(ctx, func(ctx context.Context) (*riderv1.RequestRideResponse, error) {
+		return r.client.RequestRide(ctx, &riderv1.RequestRideRequest{QuoteId: quote.GetQuote().GetQuoteId(), IdempotencyKey: key})
+	})
+	if err != nil {
+		r.rec.error(fmt.Errorf("RequestRide: %w", err))
+		return
+	}
+	trip := req.GetTrip()
+	r.rec.requestedTrip(trip.GetId(), time.Now(), quote.GetQuote().GetPickupEta().AsDuration())
+	if r.cancel {
+		time.AfterFunc(time.Duration(500+rand.IntN(1500))*time.Millisecond, func() {
+			_, err := withRetry(ctx, func(ctx context.Context) (*riderv1.CancelRideResponse, error) {
+				return r.client.CancelRide(ctx, &riderv1.CancelRideRequest{TripId: trip.GetId(), Reason: "changed my mind", IdempotencyKey: key + "-cancel"})
+			})
+			if err != nil && status.Code(err) != codes.FailedPrecondition && ctx.Err() == nil {
+				r.rec.error(fmt.Errorf("CancelRide: %w", err))
+			}
+		})
+	}
+	r.follow(ctx, trip)
+}
+
+// follow watches the trip, re-opening the watch if an instance drains,
+// until it ends or ctx ends (then the ride counts as lost).
+func (r *ride) follow(ctx context.Context, trip *commonv1.Trip) {
+	matched := false
+	for {
+		stream, err := r.client.WatchTrip(ctx, &riderv1.WatchTripRequest{TripId: trip.GetId()})
+		if err == nil {
+			for {
+				var m *riderv1.WatchTripResponse
+				m, err = stream.Recv()
+				if err != nil {
+					break
+				}
+				t := m.GetTrip()
+				if t == nil {
+					continue
+				}
+				if !matched && t.GetDriverId() != "" && t.GetState() != commonv1.TripState_TRIP_STATE_REQUESTED {
+					matched = true
+					r.rec.matched(t.GetId(), time.Now())
+				}
+				if r.terminal(t) {
+					return
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			r.rec.do(func(s *Stats) { s.Lost++; s.InFlight-- })
+			return
+		}
+		if !errors.Is(err, io.EOF) && !retryable(err) {
+			r.rec.error(fmt.Errorf("WatchTrip: %w", err))
+		}
+		select {
+		case <-time.After(300 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// terminal records a terminal trip and reports whether t is one.
+func (r *ride) terminal(t *commonv1.Trip) bool {
+	switch t.GetState() {
+	case commonv1.TripState_TRIP_STATE_COMPLETED:
+		r.rec.do(func(s *Stats) { s.Completed++; s.InFlight-- })
+	case commonv1.TripState_TRIP_STATE_CANCELLED:
+		r.rec.do(func(s *Stats) { s.Cancelled++; s.InFlight--; s.CancelReasons[t.GetEndReason()]++ })
+	case commonv1.TripState_TRIP_STATE_NO_DRIVER_FOUND:
+		r.rec.do(func(s *Stats) { s.NoDriver++; s.InFlight--; s.NoDriverReasons[t.GetEndReason()]++ })
+	default:
+		return false
+	}
+	return true
+}

@@ -1,0 +1,155 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+
+	"github.com/hexride/hexride/geo"
+	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
+	riderv1 "github.com/hexride/hexride/proto/hexride/rider/v1"
+)
+
+// Run drives the deployment: drivers connect first, then riders request at
+// the configured rate; after the request phase the run waits up to Grace for
+// rides in flight, then stops every app and returns what it measured.
+func Run(ctx context.Context, cfg Config) (Stats, error) {
+	if err := cfg.Validate(); err != nil {
+		return Stats{}, err
+	}
+	riderConn, err := dialAll(cfg.RiderTargets)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer riderConn.Close()
+	driverConn, err := dialAll(cfg.DriverTargets)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer driverConn.Close()
+
+	rec := newRecorder()
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
+	spots := make([]geo.LatLng, 4)
+	for i := range spots {
+		spots[i] = cfg.City.Random(rng)
+	}
+	place := func(r *rand.Rand) geo.LatLng {
+		if r.Float64() < cfg.HotSpots {
+			spot := spots[r.IntN(len(spots))]
+			p := geo.Destination(spot, r.Float64()*360, r.Float64()*1500)
+			if cfg.City.Contains(p) {
+				return p
+			}
+		}
+		return cfg.City.Random(r)
+	}
+
+	driversCtx, stopDrivers := context.WithCancel(ctx)
+	defer stopDrivers()
+	var drivers sync.WaitGroup
+	for i := range cfg.Drivers {
+		d := &driverAgent{
+			id:     fmt.Sprintf("sim-driver-%d", i),
+			cfg:    cfg,
+			client: driverv1.NewDriverServiceClient(driverConn),
+			rec:    rec,
+			rng:    rand.New(rand.NewPCG(cfg.Seed, uint64(i)+1)),
+		}
+		d.pos = place(d.rng)
+		d.heading = d.rng.Float64() * 360
+		drivers.Add(1)
+		go func() { defer drivers.Done(); d.run(driversCtx) }()
+	}
+	progressDone := make(chan struct{})
+	if cfg.Progress != nil {
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					cfg.Progress(rec.snapshot())
+				case <-progressDone:
+					return
+				}
+			}
+		}()
+	}
+	defer close(progressDone)
+	// Give the drivers one location round to be indexed.
+	select {
+	case <-time.After(2 * cfg.LocationInterval):
+	case <-ctx.Done():
+	}
+
+	ridesCtx, stopRides := context.WithCancel(ctx)
+	defer stopRides()
+	var rides sync.WaitGroup
+	interval := time.Duration(float64(time.Second) / cfg.Rate)
+	ticker := time.NewTicker(interval)
+	deadline := time.After(cfg.Duration)
+request:
+	for n := 0; cfg.Requests == 0 || n < cfg.Requests; n++ {
+		r := &ride{
+			riderID: fmt.Sprintf("sim-rider-%d", n),
+			cfg:     cfg,
+			client:  riderv1.NewRiderServiceClient(riderConn),
+			rec:     rec,
+			pickup:  place(rng),
+			dropoff: place(rng),
+			cancel:  rng.Float64() < cfg.RiderCancelProbability,
+		}
+		rides.Add(1)
+		go func(key string) { defer rides.Done(); r.run(ridesCtx, key) }(fmt.Sprintf("sim-%d-%d", cfg.Seed, n))
+		select {
+		case <-ticker.C:
+		case <-deadline:
+			break request
+		case <-ctx.Done():
+			break request
+		}
+	}
+	ticker.Stop()
+	ridesDone := make(chan struct{})
+	go func() { rides.Wait(); close(ridesDone) }()
+	select {
+	case <-ridesDone:
+	case <-time.After(cfg.Grace):
+		stopRides() // rides still open now count as lost
+		<-ridesDone
+	case <-ctx.Done():
+		stopRides()
+		<-ridesDone
+	}
+	stopDrivers()
+	drivers.Wait()
+	return rec.snapshot(), nil
+}
+
+// dialAll returns one connection balancing round-robin over every target, so
+// an app fails over when an instance drains, as behind a load balancer.
+func dialAll(targets []string) (*grpc.ClientConn, error) {
+	r := manual.NewBuilderWithScheme("sim")
+	addrs := make([]resolver.Address, len(targets))
+	for i, t := range targets {
+		addrs[i] = resolver.Address{Addr: t}
+	}
+	r.InitialState(resolver.State{Addresses: addrs})
+	cc, err := grpc.NewClient("sim:///hexride",
+		grpc.WithResolvers(r),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("sim: dial %v: %w", targets, err)
+	}
+	return cc, nil
+}

@@ -1,0 +1,164 @@
+package sim
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// Stats is what a run measured.
+type Stats struct {
+	Requests        int `json:"requests"`
+	Matched         int `json:"matched"`
+	Completed       int `json:"completed"`
+	Cancelled       int `json:"cancelled"`
+	NoDriver        int `json:"no_driver"`
+	Lost            int `json:"lost"`
+	InFlight        int `json:"in_flight"`
+	Errors          int `json:"errors"`
+	OffersReceived  int `json:"offers_received"`
+	OffersAccepted  int `json:"offers_accepted"`
+	OffersDeclined  int `json:"offers_declined"`
+	LocationUpdates int `json:"location_updates"`
+	// Latencies in milliseconds (and pickup ETA in seconds) at the 50th and
+	// 99th percentiles.
+	MatchP50MS        float64        `json:"match_p50_ms"`
+	MatchP99MS        float64        `json:"match_p99_ms"`
+	OfferP50MS        float64        `json:"offer_p50_ms"`
+	OfferP99MS        float64        `json:"offer_p99_ms"`
+	PickupETAP50S     float64        `json:"pickup_eta_p50_s"`
+	LocationUpdatesPS float64        `json:"location_updates_per_s"`
+	ElapsedS          float64        `json:"elapsed_s"`
+	DoubleAssignments int            `json:"double_assignments"`
+	CancelReasons     map[string]int `json:"cancel_reasons,omitempty"`
+	NoDriverReasons   map[string]int `json:"no_driver_reasons,omitempty"`
+	ErrorSamples      []string       `json:"error_samples,omitempty"`
+}
+
+// recorder collects measurements from every agent.
+type recorder struct {
+	mu        sync.Mutex
+	start     time.Time
+	s         Stats
+	requested map[string]time.Time // trip id → when RequestRide returned
+	offered   map[string]bool      // trip id → first offer seen
+	match     []time.Duration
+	offer     []time.Duration
+	eta       []time.Duration
+	active    map[string]string // driver id → trip id it is on
+}
+
+func newRecorder() *recorder {
+	return &recorder{
+		start:     time.Now(),
+		requested: map[string]time.Time{},
+		offered:   map[string]bool{},
+		active:    map[string]string{},
+		s:         Stats{CancelReasons: map[string]int{}, NoDriverReasons: map[string]int{}},
+	}
+}
+
+func (r *recorder) do(f func(s *Stats)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(&r.s)
+}
+
+func (r *recorder) error(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.s.Errors++
+	if len(r.s.ErrorSamples) < 10 {
+		r.s.ErrorSamples = append(r.s.ErrorSamples, err.Error())
+	}
+}
+
+func (r *recorder) requestedTrip(id string, at time.Time, eta time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.s.Requests++
+	r.s.InFlight++
+	r.requested[id] = at
+	if eta > 0 {
+		r.eta = append(r.eta, eta)
+	}
+}
+
+func (r *recorder) offerSeen(tripID string, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.s.OffersReceived++
+	if r.offered[tripID] {
+		return
+	}
+	r.offered[tripID] = true
+	if t0, ok := r.requested[tripID]; ok {
+		r.offer = append(r.offer, at.Sub(t0))
+	}
+}
+
+func (r *recorder) matched(tripID string, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.s.Matched++
+	if t0, ok := r.requested[tripID]; ok {
+		r.match = append(r.match, at.Sub(t0))
+	}
+}
+
+// driverOn records that a driver started a trip; a driver already on
+// another trip is a double assignment (the platform must never allow it).
+func (r *recorder) driverOn(driverID, tripID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if other, busy := r.active[driverID]; busy && other != tripID {
+		r.s.DoubleAssignments++
+	}
+	r.active[driverID] = tripID
+}
+
+func (r *recorder) driverOff(driverID, tripID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.active[driverID] == tripID {
+		delete(r.active, driverID)
+	}
+}
+
+func (r *recorder) snapshot() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.s
+	s.CancelReasons = copyMap(r.s.CancelReasons)
+	s.NoDriverReasons = copyMap(r.s.NoDriverReasons)
+	s.ErrorSamples = slices.Clone(r.s.ErrorSamples)
+	s.ElapsedS = time.Since(r.start).Seconds()
+	if s.ElapsedS > 0 {
+		s.LocationUpdatesPS = float64(s.LocationUpdates) / s.ElapsedS
+	}
+	s.MatchP50MS, s.MatchP99MS = ms(percentile(r.match, 50)), ms(percentile(r.match, 99))
+	s.OfferP50MS, s.OfferP99MS = ms(percentile(r.offer, 50)), ms(percentile(r.offer, 99))
+	s.PickupETAP50S = percentile(r.eta, 50).Seconds()
+	return s
+}
+
+func copyMap(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// percentile is the nearest-rank percentile; 0 for no samples.
+func percentile(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	sorted := slices.Clone(ds)
+	slices.Sort(sorted)
+	rank := (p*len(sorted) + 99) / 100
+	return sorted[max(rank-1, 0)]
+}
