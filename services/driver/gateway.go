@@ -320,8 +320,15 @@ func (g *Gateway) reply(ctx context.Context, s *session, r *driverv1.OfferReply)
 		Pickup:   offer.GetPickup(),
 	})
 	if err != nil {
-		g.logger.Warn("offer reply failed", "driver", s.driverID, "trip", r.GetTripId(), "err", err)
-		return &driverv1.OfferResult{OfferId: r.GetOfferId(), TripId: r.GetTripId(), Outcome: driverv1.OfferOutcome_OFFER_OUTCOME_WITHDRAWN, Detail: status.Convert(err).Message()}, nil
+		// The worker may have committed the assignment before failing to
+		// answer (it died, or the answer was lost): the trip store knows.
+		g.logger.Warn("offer reply failed; asking the trip store", "driver", s.driverID, "trip", r.GetTripId(), "err", err)
+		outcome := driverv1.OfferOutcome_OFFER_OUTCOME_WITHDRAWN
+		if trip, terr := g.trips.GetTrip(ctx, r.GetTripId()); terr == nil && trip.GetDriverId() == s.driverID && activeState(trip.GetState()) {
+			outcome = driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED
+			g.setBusy(s, true)
+		}
+		return &driverv1.OfferResult{OfferId: r.GetOfferId(), TripId: r.GetTripId(), Outcome: outcome, Detail: status.Convert(err).Message()}, nil
 	}
 	if resp.GetOutcome() == driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED {
 		g.setBusy(s, true)
@@ -431,12 +438,7 @@ func (g *Gateway) relay(ev *commonv1.TripEvent) {
 	if !ok {
 		return
 	}
-	switch ev.GetToState() {
-	case commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED, commonv1.TripState_TRIP_STATE_DRIVER_ARRIVED, commonv1.TripState_TRIP_STATE_IN_PROGRESS:
-		g.setBusy(s, true)
-	default:
-		g.setBusy(s, false)
-	}
+	g.setBusy(s, activeState(ev.GetToState()) && ev.GetTrip().GetDriverId() == driverID)
 	_ = g.push(driverID, &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_TripUpdate{TripUpdate: &driverv1.TripUpdate{Trip: ev.GetTrip(), Event: ev.GetType()}}})
 }
 
@@ -463,4 +465,13 @@ func ignoreEOF(err error) error {
 		return nil
 	}
 	return err
+}
+
+// activeState reports whether a trip in state s holds its driver.
+func activeState(s commonv1.TripState) bool {
+	switch s {
+	case commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED, commonv1.TripState_TRIP_STATE_DRIVER_ARRIVED, commonv1.TripState_TRIP_STATE_IN_PROGRESS:
+		return true
+	}
+	return false
 }

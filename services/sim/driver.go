@@ -167,6 +167,13 @@ func (d *driverAgent) session(root, ctx context.Context) error {
 				}
 			case *driverv1.ConnectResponse_TripUpdate:
 				t := msg.TripUpdate.GetTrip()
+				if d.onTrip == "" && t.GetDriverId() == d.id && t.GetState() == commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED {
+					// The trip store is the truth: an assignment whose offer
+					// answer was lost still reaches the app as an update.
+					d.onTrip = t.GetId()
+					d.rec.driverOn(d.id, d.onTrip)
+					go d.ride(root, d.onTrip, d.rides)
+				}
 				if t.GetId() == d.onTrip {
 					switch t.GetState() {
 					case commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED:
