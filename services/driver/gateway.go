@@ -475,3 +475,17 @@ func activeState(s commonv1.TripState) bool {
 	}
 	return false
 }
+
+// takeOffline takes a connected driver out of dispatch and tells its app.
+func (g *Gateway) takeOffline(driverID string) error {
+	s, ok := g.session(driverID)
+	if !ok {
+		return status.Errorf(codes.NotFound, "driver %s has no stream here", driverID)
+	}
+	if err := g.availability(s, &driverv1.AvailabilityChange{Availability: driverv1.Availability_AVAILABILITY_OFFLINE}); err != nil {
+		return err
+	}
+	return g.push(driverID, &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Availability{Availability: &driverv1.AvailabilityChange{
+		Availability: driverv1.Availability_AVAILABILITY_OFFLINE,
+	}}})
+}

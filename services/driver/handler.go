@@ -63,6 +63,17 @@ func (h *Handler) PushToDriver(ctx context.Context, req *driverv1.PushToDriverRe
 	return &driverv1.PushToDriverResponse{}, nil
 }
 
+// TakeOffline implements DriverGatewayService (a dispatcher's action).
+func (h *Handler) TakeOffline(ctx context.Context, req *driverv1.TakeOfflineRequest) (*driverv1.TakeOfflineResponse, error) {
+	if _, err := auth.Require(ctx, auth.RoleService, auth.RoleDispatcher); err != nil {
+		return nil, err
+	}
+	if err := h.gw.takeOffline(req.GetDriverId()); err != nil {
+		return nil, err
+	}
+	return &driverv1.TakeOfflineResponse{}, nil
+}
+
 func (h *Handler) action(ctx context.Context, tripID, key, reason string, event commonv1.TripEventType) (*commonv1.Trip, error) {
 	p, err := auth.Require(ctx, auth.RoleDriver)
 	if err != nil {

@@ -85,6 +85,7 @@ func (e *Engine) Dispatch(trip *commonv1.Trip, deadline time.Time) (*matchingv1.
 	}
 	started := e.start(trip, deadline)
 	if started {
+		e.stats.dispatches.Add(1)
 		if pc, err := geo.CellAt(latLng(trip.GetPickup()), e.cfg.Surge.Resolution); err == nil {
 			_ = e.surge.RecordDemand(pc, e.clock.Now())
 		}
@@ -202,8 +203,10 @@ func (e *Engine) dispatch(ctx context.Context, r *run) {
 					continue
 				}
 				offer = o
+				e.stats.offersSent.Add(1)
 			case dispatch.RevokeOffer:
 				if offer != nil && offer.candidate.ID == a.DriverID {
+					e.stats.expired.Add(1)
 					e.notify(offer.candidate.Candidate, offer.id, r, driverv1.OfferOutcome_OFFER_OUTCOME_EXPIRED)
 					e.release(a.DriverID, true)
 					offer = nil
@@ -215,6 +218,7 @@ func (e *Engine) dispatch(ctx context.Context, r *run) {
 					_ = e.index.SetStatus(a.DriverID, dispatch.StatusBusy)
 					offer = nil
 					waiting.answer(driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED, trip)
+					e.stats.accepted.Add(1)
 					log.Info("driver assigned", "driver", a.DriverID, "offers", len(cascade.Offered()))
 					return
 				}
@@ -253,6 +257,7 @@ func (e *Engine) dispatch(ctx context.Context, r *run) {
 			switch {
 			case !rep.accept:
 				rep.answer(driverv1.OfferOutcome_OFFER_OUTCOME_DECLINED, nil)
+				e.stats.declined.Add(1)
 				e.release(rep.driverID, true)
 				offer = nil
 			case len(actions) == 0:
@@ -378,7 +383,9 @@ func (e *Engine) giveUp(r *run, reason dispatch.Reason) {
 	})
 	if err != nil && !errors.Is(err, tripclient.ErrInvalidTransition) {
 		e.logger.Warn("could not record no driver found", "trip", r.trip.GetId(), "err", err)
+		return
 	}
+	e.stats.noDriver.Add(1)
 }
 
 // giveUpText is the reason recorded on the trip for each give-up.

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -35,6 +37,8 @@ type Engine struct {
 	clock      dispatch.Clock
 	scorer     *dispatch.ETAScorer
 	surge      *dispatch.Surge
+
+	stats counters
 
 	mu       sync.Mutex
 	inflight map[string]*run   // trip id → its running dispatch
@@ -432,6 +436,7 @@ func (e *Engine) Partitions() *matchingv1.PartitionsResponse {
 		IndexResolution:     int32(e.cfg.Index.Resolution),
 		Self:                &matchingv1.Member{Id: e.cfg.Self.ID, Address: e.cfg.Self.Address},
 		DriverTtl:           durationpb.New(e.cfg.Index.TTL),
+		Stats:               e.workerStats(),
 	}
 	for _, m := range r.Members() {
 		resp.Members = append(resp.Members, &matchingv1.Member{Id: m.ID, Address: m.Address})
@@ -536,6 +541,9 @@ func errorf(code codes.Code, format string, args ...any) error {
 // whose partitions this worker owns; others are NotOwner.
 func (e *Engine) CellStats(cells []geo.Cell) (*matchingv1.CellStatsResponse, error) {
 	resp := &matchingv1.CellStatsResponse{}
+	if len(cells) == 0 {
+		cells = e.ownedCellsWithSupply()
+	}
 	for _, c := range cells {
 		centre, err := c.Center()
 		if err != nil {
@@ -591,4 +599,71 @@ func (e *Engine) sampleSupply(now time.Time) {
 		_ = e.surge.RecordSupply(c, n, now)
 	}
 	e.surge.Prune(now)
+}
+
+// counters are the worker's dispatch counters since it started.
+type counters struct {
+	dispatches, offersSent, accepted, declined, expired, noDriver atomic.Int64
+}
+
+func (e *Engine) workerStats() *matchingv1.WorkerStats {
+	st := &matchingv1.WorkerStats{
+		Dispatches:     e.stats.dispatches.Load(),
+		OffersSent:     e.stats.offersSent.Load(),
+		OffersAccepted: e.stats.accepted.Load(),
+		OffersDeclined: e.stats.declined.Load(),
+		OffersExpired:  e.stats.expired.Load(),
+		NoDriver:       e.stats.noDriver.Load(),
+	}
+	for _, d := range e.index.Snapshot() {
+		switch d.Status {
+		case dispatch.StatusAvailable:
+			st.DriversAvailable++
+		case dispatch.StatusBusy:
+			st.DriversBusy++
+		}
+	}
+	e.mu.Lock()
+	st.InFlight = int32(len(e.inflight))
+	e.mu.Unlock()
+	return st
+}
+
+// ownedCellsWithSupply lists the index cells holding drivers in partitions
+// this worker owns (the console's "every cell" view).
+func (e *Engine) ownedCellsWithSupply() []geo.Cell {
+	seen := map[geo.Cell]bool{}
+	var out []geo.Cell
+	for _, d := range e.index.Snapshot() {
+		if seen[d.Cell] {
+			continue
+		}
+		seen[d.Cell] = true
+		if p, err := d.Cell.Parent(e.cfg.PartitionResolution); err == nil {
+			if _, _, mine := e.owner(p); mine {
+				out = append(out, d.Cell)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ListDrivers returns up to limit indexed drivers, by id.
+func (e *Engine) ListDrivers(limit int) *matchingv1.ListDriversResponse {
+	drivers := e.index.Snapshot()
+	slices.SortFunc(drivers, func(a, b dispatch.Driver) int { return strings.Compare(a.ID, b.ID) })
+	resp := &matchingv1.ListDriversResponse{}
+	if len(drivers) > limit {
+		drivers, resp.Truncated = drivers[:limit], true
+	}
+	cands := make([]dispatch.Candidate, len(drivers))
+	for i, d := range drivers {
+		cands[i] = dispatch.Candidate{Driver: d}
+	}
+	resp.Drivers = e.nearbyToProto(geo.LatLng{}, cands)
+	for _, d := range resp.Drivers {
+		d.Eta = nil
+	}
+	return resp
 }

@@ -163,3 +163,11 @@ func (h *Handler) Partitions(ctx context.Context, _ *matchingv1.PartitionsReques
 	}
 	return h.engine.Partitions(), nil
 }
+
+// ListDrivers implements MatchingService.
+func (h *Handler) ListDrivers(ctx context.Context, req *matchingv1.ListDriversRequest) (*matchingv1.ListDriversResponse, error) {
+	if err := internal(ctx); err != nil {
+		return nil, err
+	}
+	return h.engine.ListDrivers(int(req.GetLimit())), nil
+}

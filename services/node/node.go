@@ -56,6 +56,11 @@ type Node struct {
 	closers    []func()
 	registrars []*consul.Registrar
 
+	// Trips, Matching and Pool are the node's clients of its peers (the
+	// console and tools reach the services through them).
+	Trips    *tripclient.Client
+	Matching *matchingclient.Client
+	Pool     *dial.Pool
 	// Engine is the matching engine when the node runs matching.
 	Engine *matching.Engine
 	// Gateway is the driver gateway when the node runs driver.
@@ -131,6 +136,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.closers = append(n.closers, func() { _ = tripConn.Close() })
 	trips := tripclient.New(tripConn)
 	matchingClient := matchingclient.New(membership, pool, cfg.PartitionResolution)
+	n.Trips, n.Matching, n.Pool = trips, matchingClient, pool
 
 	reg := srv.Registrar()
 	if cfg.Has(Trip) {

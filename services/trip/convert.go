@@ -23,6 +23,7 @@ var (
 		lifecycle.EventCancel:        commonv1.TripEventType_TRIP_EVENT_TYPE_CANCELLED,
 		lifecycle.EventNoDriverFound: commonv1.TripEventType_TRIP_EVENT_TYPE_NO_DRIVER_FOUND,
 		lifecycle.EventUnassign:      commonv1.TripEventType_TRIP_EVENT_TYPE_UNASSIGNED,
+		lifecycle.EventRedispatch:    commonv1.TripEventType_TRIP_EVENT_TYPE_REDISPATCHED,
 	}
 	eventFromProto = invert(eventToProto)
 

@@ -79,10 +79,11 @@ const (
 	EventCancel        Event = "cancel"
 	EventNoDriverFound Event = "no_driver_found"
 	EventUnassign      Event = "unassign"
+	EventRedispatch    Event = "redispatch"
 )
 
 // Events lists every event.
-var Events = []Event{EventCreate, EventAssign, EventArrive, EventStart, EventComplete, EventCancel, EventNoDriverFound, EventUnassign}
+var Events = []Event{EventCreate, EventAssign, EventArrive, EventStart, EventComplete, EventCancel, EventNoDriverFound, EventUnassign, EventRedispatch}
 
 // Valid reports whether e is a known event.
 func (e Event) Valid() bool { return slices.Contains(Events, e) }
@@ -187,6 +188,7 @@ var Table = []Rule{
 	{StateRequested, EventAssign, []Actor{ActorSystem, ActorDispatcher}, StateDriverAssigned},
 	{StateRequested, EventCancel, []Actor{ActorRider, ActorDispatcher, ActorSystem}, StateCancelled},
 	{StateRequested, EventNoDriverFound, []Actor{ActorSystem, ActorDispatcher}, StateNoDriverFound},
+	{StateRequested, EventRedispatch, []Actor{ActorDispatcher, ActorSystem}, StateRequested},
 	{StateDriverAssigned, EventArrive, []Actor{ActorDriver, ActorDispatcher}, StateDriverArrived},
 	{StateDriverAssigned, EventCancel, []Actor{ActorRider, ActorDispatcher, ActorSystem}, StateCancelled},
 	{StateDriverAssigned, EventUnassign, []Actor{ActorDriver, ActorDispatcher, ActorSystem}, StateRequested},

@@ -183,6 +183,9 @@ const (
 	// The assigned driver withdrew before pickup and the trip went back to
 	// REQUESTED for another driver (DRIVER_ASSIGNED/DRIVER_ARRIVED → REQUESTED).
 	TripEventType_TRIP_EVENT_TYPE_UNASSIGNED TripEventType = 8
+	// A dispatcher (or the system) restarted dispatch of a REQUESTED trip that
+	// looked stuck (REQUESTED → REQUESTED).
+	TripEventType_TRIP_EVENT_TYPE_REDISPATCHED TripEventType = 9
 )
 
 // Enum value maps for TripEventType.
@@ -197,6 +200,7 @@ var (
 		6: "TRIP_EVENT_TYPE_CANCELLED",
 		7: "TRIP_EVENT_TYPE_NO_DRIVER_FOUND",
 		8: "TRIP_EVENT_TYPE_UNASSIGNED",
+		9: "TRIP_EVENT_TYPE_REDISPATCHED",
 	}
 	TripEventType_value = map[string]int32{
 		"TRIP_EVENT_TYPE_UNSPECIFIED":     0,
@@ -208,6 +212,7 @@ var (
 		"TRIP_EVENT_TYPE_CANCELLED":       6,
 		"TRIP_EVENT_TYPE_NO_DRIVER_FOUND": 7,
 		"TRIP_EVENT_TYPE_UNASSIGNED":      8,
+		"TRIP_EVENT_TYPE_REDISPATCHED":    9,
 	}
 )
 
@@ -1003,7 +1008,7 @@ const file_hexride_common_v1_common_proto_rawDesc = "" +
 	"\x16TRIP_STATE_IN_PROGRESS\x10\x04\x12\x18\n" +
 	"\x14TRIP_STATE_COMPLETED\x10\x05\x12\x18\n" +
 	"\x14TRIP_STATE_CANCELLED\x10\x06\x12\x1e\n" +
-	"\x1aTRIP_STATE_NO_DRIVER_FOUND\x10\a*\xa8\x02\n" +
+	"\x1aTRIP_STATE_NO_DRIVER_FOUND\x10\a*\xca\x02\n" +
 	"\rTripEventType\x12\x1f\n" +
 	"\x1bTRIP_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17TRIP_EVENT_TYPE_CREATED\x10\x01\x12\x1c\n" +
@@ -1013,7 +1018,8 @@ const file_hexride_common_v1_common_proto_rawDesc = "" +
 	"\x19TRIP_EVENT_TYPE_COMPLETED\x10\x05\x12\x1d\n" +
 	"\x19TRIP_EVENT_TYPE_CANCELLED\x10\x06\x12#\n" +
 	"\x1fTRIP_EVENT_TYPE_NO_DRIVER_FOUND\x10\a\x12\x1e\n" +
-	"\x1aTRIP_EVENT_TYPE_UNASSIGNED\x10\b*i\n" +
+	"\x1aTRIP_EVENT_TYPE_UNASSIGNED\x10\b\x12 \n" +
+	"\x1cTRIP_EVENT_TYPE_REDISPATCHED\x10\t*i\n" +
 	"\x05Actor\x12\x15\n" +
 	"\x11ACTOR_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vACTOR_RIDER\x10\x01\x12\x10\n" +

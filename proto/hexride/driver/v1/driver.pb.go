@@ -523,6 +523,7 @@ type ConnectResponse struct {
 	//	*ConnectResponse_TripUpdate
 	//	*ConnectResponse_Ack
 	//	*ConnectResponse_Cadence
+	//	*ConnectResponse_Availability
 	Msg           isConnectResponse_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -610,6 +611,15 @@ func (x *ConnectResponse) GetCadence() *Cadence {
 	return nil
 }
 
+func (x *ConnectResponse) GetAvailability() *AvailabilityChange {
+	if x != nil {
+		if x, ok := x.Msg.(*ConnectResponse_Availability); ok {
+			return x.Availability
+		}
+	}
+	return nil
+}
+
 type isConnectResponse_Msg interface {
 	isConnectResponse_Msg()
 }
@@ -639,6 +649,12 @@ type ConnectResponse_Cadence struct {
 	Cadence *Cadence `protobuf:"bytes,5,opt,name=cadence,proto3,oneof"`
 }
 
+type ConnectResponse_Availability struct {
+	// The platform changed the driver's availability (a dispatcher took
+	// the driver offline).
+	Availability *AvailabilityChange `protobuf:"bytes,6,opt,name=availability,proto3,oneof"`
+}
+
 func (*ConnectResponse_Offer) isConnectResponse_Msg() {}
 
 func (*ConnectResponse_OfferResult) isConnectResponse_Msg() {}
@@ -648,6 +664,8 @@ func (*ConnectResponse_TripUpdate) isConnectResponse_Msg() {}
 func (*ConnectResponse_Ack) isConnectResponse_Msg() {}
 
 func (*ConnectResponse_Cadence) isConnectResponse_Msg() {}
+
+func (*ConnectResponse_Availability) isConnectResponse_Msg() {}
 
 // Offer asks the driver to take a trip before it expires.
 type Offer struct {
@@ -1462,14 +1480,15 @@ const file_hexride_driver_v1_driver_proto_rawDesc = "" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\aofferId\x12!\n" +
 	"\atrip_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06tripId\x12H\n" +
 	"\bdecision\x18\x03 \x01(\x0e2 .hexride.driver.v1.OfferDecisionB\n" +
-	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\bdecision\"\xb5\x02\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\bdecision\"\x82\x03\n" +
 	"\x0fConnectResponse\x120\n" +
 	"\x05offer\x18\x01 \x01(\v2\x18.hexride.driver.v1.OfferH\x00R\x05offer\x12C\n" +
 	"\foffer_result\x18\x02 \x01(\v2\x1e.hexride.driver.v1.OfferResultH\x00R\vofferResult\x12@\n" +
 	"\vtrip_update\x18\x03 \x01(\v2\x1d.hexride.driver.v1.TripUpdateH\x00R\n" +
 	"tripUpdate\x12*\n" +
 	"\x03ack\x18\x04 \x01(\v2\x16.hexride.driver.v1.AckH\x00R\x03ack\x126\n" +
-	"\acadence\x18\x05 \x01(\v2\x1a.hexride.driver.v1.CadenceH\x00R\acadenceB\x05\n" +
+	"\acadence\x18\x05 \x01(\v2\x1a.hexride.driver.v1.CadenceH\x00R\acadence\x12K\n" +
+	"\favailability\x18\x06 \x01(\v2%.hexride.driver.v1.AvailabilityChangeH\x00R\favailabilityB\x05\n" +
 	"\x03msg\"\xc4\x04\n" +
 	"\x05Offer\x12\x19\n" +
 	"\boffer_id\x18\x01 \x01(\tR\aofferId\x12\x17\n" +
@@ -1610,36 +1629,37 @@ var file_hexride_driver_v1_driver_proto_depIdxs = []int32{
 	10, // 10: hexride.driver.v1.ConnectResponse.trip_update:type_name -> hexride.driver.v1.TripUpdate
 	11, // 11: hexride.driver.v1.ConnectResponse.ack:type_name -> hexride.driver.v1.Ack
 	12, // 12: hexride.driver.v1.ConnectResponse.cadence:type_name -> hexride.driver.v1.Cadence
-	22, // 13: hexride.driver.v1.Offer.pickup:type_name -> hexride.common.v1.LatLng
-	22, // 14: hexride.driver.v1.Offer.dropoff:type_name -> hexride.common.v1.LatLng
-	24, // 15: hexride.driver.v1.Offer.product:type_name -> hexride.common.v1.Product
-	25, // 16: hexride.driver.v1.Offer.fare:type_name -> hexride.common.v1.Money
-	26, // 17: hexride.driver.v1.Offer.pickup_eta:type_name -> google.protobuf.Duration
-	23, // 18: hexride.driver.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
-	21, // 19: hexride.driver.v1.Offer.trace_context:type_name -> hexride.driver.v1.Offer.TraceContextEntry
-	2,  // 20: hexride.driver.v1.OfferResult.outcome:type_name -> hexride.driver.v1.OfferOutcome
-	27, // 21: hexride.driver.v1.TripUpdate.trip:type_name -> hexride.common.v1.Trip
-	28, // 22: hexride.driver.v1.TripUpdate.event:type_name -> hexride.common.v1.TripEventType
-	26, // 23: hexride.driver.v1.Cadence.location_interval:type_name -> google.protobuf.Duration
-	27, // 24: hexride.driver.v1.ArriveAtPickupResponse.trip:type_name -> hexride.common.v1.Trip
-	27, // 25: hexride.driver.v1.StartTripResponse.trip:type_name -> hexride.common.v1.Trip
-	27, // 26: hexride.driver.v1.CompleteTripResponse.trip:type_name -> hexride.common.v1.Trip
-	27, // 27: hexride.driver.v1.CancelTripResponse.trip:type_name -> hexride.common.v1.Trip
-	3,  // 28: hexride.driver.v1.DriverService.Connect:input_type -> hexride.driver.v1.ConnectRequest
-	13, // 29: hexride.driver.v1.DriverService.ArriveAtPickup:input_type -> hexride.driver.v1.ArriveAtPickupRequest
-	15, // 30: hexride.driver.v1.DriverService.StartTrip:input_type -> hexride.driver.v1.StartTripRequest
-	17, // 31: hexride.driver.v1.DriverService.CompleteTrip:input_type -> hexride.driver.v1.CompleteTripRequest
-	19, // 32: hexride.driver.v1.DriverService.CancelTrip:input_type -> hexride.driver.v1.CancelTripRequest
-	7,  // 33: hexride.driver.v1.DriverService.Connect:output_type -> hexride.driver.v1.ConnectResponse
-	14, // 34: hexride.driver.v1.DriverService.ArriveAtPickup:output_type -> hexride.driver.v1.ArriveAtPickupResponse
-	16, // 35: hexride.driver.v1.DriverService.StartTrip:output_type -> hexride.driver.v1.StartTripResponse
-	18, // 36: hexride.driver.v1.DriverService.CompleteTrip:output_type -> hexride.driver.v1.CompleteTripResponse
-	20, // 37: hexride.driver.v1.DriverService.CancelTrip:output_type -> hexride.driver.v1.CancelTripResponse
-	33, // [33:38] is the sub-list for method output_type
-	28, // [28:33] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	5,  // 13: hexride.driver.v1.ConnectResponse.availability:type_name -> hexride.driver.v1.AvailabilityChange
+	22, // 14: hexride.driver.v1.Offer.pickup:type_name -> hexride.common.v1.LatLng
+	22, // 15: hexride.driver.v1.Offer.dropoff:type_name -> hexride.common.v1.LatLng
+	24, // 16: hexride.driver.v1.Offer.product:type_name -> hexride.common.v1.Product
+	25, // 17: hexride.driver.v1.Offer.fare:type_name -> hexride.common.v1.Money
+	26, // 18: hexride.driver.v1.Offer.pickup_eta:type_name -> google.protobuf.Duration
+	23, // 19: hexride.driver.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 20: hexride.driver.v1.Offer.trace_context:type_name -> hexride.driver.v1.Offer.TraceContextEntry
+	2,  // 21: hexride.driver.v1.OfferResult.outcome:type_name -> hexride.driver.v1.OfferOutcome
+	27, // 22: hexride.driver.v1.TripUpdate.trip:type_name -> hexride.common.v1.Trip
+	28, // 23: hexride.driver.v1.TripUpdate.event:type_name -> hexride.common.v1.TripEventType
+	26, // 24: hexride.driver.v1.Cadence.location_interval:type_name -> google.protobuf.Duration
+	27, // 25: hexride.driver.v1.ArriveAtPickupResponse.trip:type_name -> hexride.common.v1.Trip
+	27, // 26: hexride.driver.v1.StartTripResponse.trip:type_name -> hexride.common.v1.Trip
+	27, // 27: hexride.driver.v1.CompleteTripResponse.trip:type_name -> hexride.common.v1.Trip
+	27, // 28: hexride.driver.v1.CancelTripResponse.trip:type_name -> hexride.common.v1.Trip
+	3,  // 29: hexride.driver.v1.DriverService.Connect:input_type -> hexride.driver.v1.ConnectRequest
+	13, // 30: hexride.driver.v1.DriverService.ArriveAtPickup:input_type -> hexride.driver.v1.ArriveAtPickupRequest
+	15, // 31: hexride.driver.v1.DriverService.StartTrip:input_type -> hexride.driver.v1.StartTripRequest
+	17, // 32: hexride.driver.v1.DriverService.CompleteTrip:input_type -> hexride.driver.v1.CompleteTripRequest
+	19, // 33: hexride.driver.v1.DriverService.CancelTrip:input_type -> hexride.driver.v1.CancelTripRequest
+	7,  // 34: hexride.driver.v1.DriverService.Connect:output_type -> hexride.driver.v1.ConnectResponse
+	14, // 35: hexride.driver.v1.DriverService.ArriveAtPickup:output_type -> hexride.driver.v1.ArriveAtPickupResponse
+	16, // 36: hexride.driver.v1.DriverService.StartTrip:output_type -> hexride.driver.v1.StartTripResponse
+	18, // 37: hexride.driver.v1.DriverService.CompleteTrip:output_type -> hexride.driver.v1.CompleteTripResponse
+	20, // 38: hexride.driver.v1.DriverService.CancelTrip:output_type -> hexride.driver.v1.CancelTripResponse
+	34, // [34:39] is the sub-list for method output_type
+	29, // [29:34] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_hexride_driver_v1_driver_proto_init() }
@@ -1658,6 +1678,7 @@ func file_hexride_driver_v1_driver_proto_init() {
 		(*ConnectResponse_TripUpdate)(nil),
 		(*ConnectResponse_Ack)(nil),
 		(*ConnectResponse_Cadence)(nil),
+		(*ConnectResponse_Availability)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -22,6 +22,98 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// TakeOfflineRequest names the driver.
+type TakeOfflineRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The driver.
+	DriverId string `protobuf:"bytes,1,opt,name=driver_id,json=driverId,proto3" json:"driver_id,omitempty"`
+	// Why (shown to the driver and kept in the audit log).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TakeOfflineRequest) Reset() {
+	*x = TakeOfflineRequest{}
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TakeOfflineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TakeOfflineRequest) ProtoMessage() {}
+
+func (x *TakeOfflineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TakeOfflineRequest.ProtoReflect.Descriptor instead.
+func (*TakeOfflineRequest) Descriptor() ([]byte, []int) {
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *TakeOfflineRequest) GetDriverId() string {
+	if x != nil {
+		return x.DriverId
+	}
+	return ""
+}
+
+func (x *TakeOfflineRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// TakeOfflineResponse confirms.
+type TakeOfflineResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TakeOfflineResponse) Reset() {
+	*x = TakeOfflineResponse{}
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TakeOfflineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TakeOfflineResponse) ProtoMessage() {}
+
+func (x *TakeOfflineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TakeOfflineResponse.ProtoReflect.Descriptor instead.
+func (*TakeOfflineResponse) Descriptor() ([]byte, []int) {
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{1}
+}
+
 // PushToDriverRequest carries the message to deliver.
 type PushToDriverRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -35,7 +127,7 @@ type PushToDriverRequest struct {
 
 func (x *PushToDriverRequest) Reset() {
 	*x = PushToDriverRequest{}
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[0]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +139,7 @@ func (x *PushToDriverRequest) String() string {
 func (*PushToDriverRequest) ProtoMessage() {}
 
 func (x *PushToDriverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[0]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +152,7 @@ func (x *PushToDriverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushToDriverRequest.ProtoReflect.Descriptor instead.
 func (*PushToDriverRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{0}
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PushToDriverRequest) GetDriverId() string {
@@ -86,7 +178,7 @@ type PushToDriverResponse struct {
 
 func (x *PushToDriverResponse) Reset() {
 	*x = PushToDriverResponse{}
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[1]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -98,7 +190,7 @@ func (x *PushToDriverResponse) String() string {
 func (*PushToDriverResponse) ProtoMessage() {}
 
 func (x *PushToDriverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[1]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -111,21 +203,28 @@ func (x *PushToDriverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushToDriverResponse.ProtoReflect.Descriptor instead.
 func (*PushToDriverResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{1}
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{3}
 }
 
 var File_hexride_driver_v1_gateway_proto protoreflect.FileDescriptor
 
 const file_hexride_driver_v1_gateway_proto_rawDesc = "" +
 	"\n" +
-	"\x1fhexride/driver/v1/gateway.proto\x12\x11hexride.driver.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1ehexride/driver/v1/driver.proto\"\x84\x01\n" +
+	"\x1fhexride/driver/v1/gateway.proto\x12\x11hexride.driver.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1ehexride/driver/v1/driver.proto\"a\n" +
+	"\x12TakeOfflineRequest\x12'\n" +
+	"\tdriver_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\bdriverId\x12\"\n" +
+	"\x06reason\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\xf4\x03R\x06reason\"\x15\n" +
+	"\x13TakeOfflineResponse\"\x84\x01\n" +
 	"\x13PushToDriverRequest\x12'\n" +
 	"\tdriver_id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\bdriverId\x12D\n" +
 	"\amessage\x18\x02 \x01(\v2\".hexride.driver.v1.ConnectResponseB\x06\xbaH\x03\xc8\x01\x01R\amessage\"\x16\n" +
-	"\x14PushToDriverResponse2w\n" +
+	"\x14PushToDriverResponse2\xd5\x01\n" +
 	"\x14DriverGatewayService\x12_\n" +
-	"\fPushToDriver\x12&.hexride.driver.v1.PushToDriverRequest\x1a'.hexride.driver.v1.PushToDriverResponseB=Z;github.com/hexride/hexride/proto/hexride/driver/v1;driverv1b\x06proto3"
+	"\fPushToDriver\x12&.hexride.driver.v1.PushToDriverRequest\x1a'.hexride.driver.v1.PushToDriverResponse\x12\\\n" +
+	"\vTakeOffline\x12%.hexride.driver.v1.TakeOfflineRequest\x1a&.hexride.driver.v1.TakeOfflineResponseB=Z;github.com/hexride/hexride/proto/hexride/driver/v1;driverv1b\x06proto3"
 
 var (
 	file_hexride_driver_v1_gateway_proto_rawDescOnce sync.Once
@@ -139,18 +238,22 @@ func file_hexride_driver_v1_gateway_proto_rawDescGZIP() []byte {
 	return file_hexride_driver_v1_gateway_proto_rawDescData
 }
 
-var file_hexride_driver_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_hexride_driver_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_hexride_driver_v1_gateway_proto_goTypes = []any{
-	(*PushToDriverRequest)(nil),  // 0: hexride.driver.v1.PushToDriverRequest
-	(*PushToDriverResponse)(nil), // 1: hexride.driver.v1.PushToDriverResponse
-	(*ConnectResponse)(nil),      // 2: hexride.driver.v1.ConnectResponse
+	(*TakeOfflineRequest)(nil),   // 0: hexride.driver.v1.TakeOfflineRequest
+	(*TakeOfflineResponse)(nil),  // 1: hexride.driver.v1.TakeOfflineResponse
+	(*PushToDriverRequest)(nil),  // 2: hexride.driver.v1.PushToDriverRequest
+	(*PushToDriverResponse)(nil), // 3: hexride.driver.v1.PushToDriverResponse
+	(*ConnectResponse)(nil),      // 4: hexride.driver.v1.ConnectResponse
 }
 var file_hexride_driver_v1_gateway_proto_depIdxs = []int32{
-	2, // 0: hexride.driver.v1.PushToDriverRequest.message:type_name -> hexride.driver.v1.ConnectResponse
-	0, // 1: hexride.driver.v1.DriverGatewayService.PushToDriver:input_type -> hexride.driver.v1.PushToDriverRequest
-	1, // 2: hexride.driver.v1.DriverGatewayService.PushToDriver:output_type -> hexride.driver.v1.PushToDriverResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
+	4, // 0: hexride.driver.v1.PushToDriverRequest.message:type_name -> hexride.driver.v1.ConnectResponse
+	2, // 1: hexride.driver.v1.DriverGatewayService.PushToDriver:input_type -> hexride.driver.v1.PushToDriverRequest
+	0, // 2: hexride.driver.v1.DriverGatewayService.TakeOffline:input_type -> hexride.driver.v1.TakeOfflineRequest
+	3, // 3: hexride.driver.v1.DriverGatewayService.PushToDriver:output_type -> hexride.driver.v1.PushToDriverResponse
+	1, // 4: hexride.driver.v1.DriverGatewayService.TakeOffline:output_type -> hexride.driver.v1.TakeOfflineResponse
+	3, // [3:5] is the sub-list for method output_type
+	1, // [1:3] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -168,7 +271,7 @@ func file_hexride_driver_v1_gateway_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hexride_driver_v1_gateway_proto_rawDesc), len(file_hexride_driver_v1_gateway_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

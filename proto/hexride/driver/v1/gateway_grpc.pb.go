@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	DriverGatewayService_PushToDriver_FullMethodName = "/hexride.driver.v1.DriverGatewayService/PushToDriver"
+	DriverGatewayService_TakeOffline_FullMethodName  = "/hexride.driver.v1.DriverGatewayService/TakeOffline"
 )
 
 // DriverGatewayServiceClient is the client API for DriverGatewayService service.
@@ -34,6 +35,10 @@ type DriverGatewayServiceClient interface {
 	// NOT_FOUND when this instance holds no stream for the driver (the driver
 	// disconnected or reconnected elsewhere).
 	PushToDriver(ctx context.Context, in *PushToDriverRequest, opts ...grpc.CallOption) (*PushToDriverResponse, error)
+	// TakeOffline takes a connected driver out of dispatch (a dispatcher's
+	// action): the driver leaves the supply index and the app is told. It
+	// fails with NOT_FOUND when this instance holds no stream for the driver.
+	TakeOffline(ctx context.Context, in *TakeOfflineRequest, opts ...grpc.CallOption) (*TakeOfflineResponse, error)
 }
 
 type driverGatewayServiceClient struct {
@@ -54,6 +59,16 @@ func (c *driverGatewayServiceClient) PushToDriver(ctx context.Context, in *PushT
 	return out, nil
 }
 
+func (c *driverGatewayServiceClient) TakeOffline(ctx context.Context, in *TakeOfflineRequest, opts ...grpc.CallOption) (*TakeOfflineResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TakeOfflineResponse)
+	err := c.cc.Invoke(ctx, DriverGatewayService_TakeOffline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverGatewayServiceServer is the server API for DriverGatewayService service.
 // All implementations must embed UnimplementedDriverGatewayServiceServer
 // for forward compatibility.
@@ -66,6 +81,10 @@ type DriverGatewayServiceServer interface {
 	// NOT_FOUND when this instance holds no stream for the driver (the driver
 	// disconnected or reconnected elsewhere).
 	PushToDriver(context.Context, *PushToDriverRequest) (*PushToDriverResponse, error)
+	// TakeOffline takes a connected driver out of dispatch (a dispatcher's
+	// action): the driver leaves the supply index and the app is told. It
+	// fails with NOT_FOUND when this instance holds no stream for the driver.
+	TakeOffline(context.Context, *TakeOfflineRequest) (*TakeOfflineResponse, error)
 	mustEmbedUnimplementedDriverGatewayServiceServer()
 }
 
@@ -78,6 +97,9 @@ type UnimplementedDriverGatewayServiceServer struct{}
 
 func (UnimplementedDriverGatewayServiceServer) PushToDriver(context.Context, *PushToDriverRequest) (*PushToDriverResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PushToDriver not implemented")
+}
+func (UnimplementedDriverGatewayServiceServer) TakeOffline(context.Context, *TakeOfflineRequest) (*TakeOfflineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TakeOffline not implemented")
 }
 func (UnimplementedDriverGatewayServiceServer) mustEmbedUnimplementedDriverGatewayServiceServer() {}
 func (UnimplementedDriverGatewayServiceServer) testEmbeddedByValue()                              {}
@@ -118,6 +140,24 @@ func _DriverGatewayService_PushToDriver_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DriverGatewayService_TakeOffline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TakeOfflineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverGatewayServiceServer).TakeOffline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverGatewayService_TakeOffline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverGatewayServiceServer).TakeOffline(ctx, req.(*TakeOfflineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DriverGatewayService_ServiceDesc is the grpc.ServiceDesc for DriverGatewayService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -128,6 +168,10 @@ var DriverGatewayService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PushToDriver",
 			Handler:    _DriverGatewayService_PushToDriver_Handler,
+		},
+		{
+			MethodName: "TakeOffline",
+			Handler:    _DriverGatewayService_TakeOffline_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -89,6 +89,107 @@ func (DriverStatus) EnumDescriptor() ([]byte, []int) {
 	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{0}
 }
 
+// ListDriversRequest bounds the answer.
+type ListDriversRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many drivers, 1..20000.
+	Limit         int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDriversRequest) Reset() {
+	*x = ListDriversRequest{}
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDriversRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDriversRequest) ProtoMessage() {}
+
+func (x *ListDriversRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDriversRequest.ProtoReflect.Descriptor instead.
+func (*ListDriversRequest) Descriptor() ([]byte, []int) {
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ListDriversRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListDriversResponse lists indexed drivers.
+type ListDriversResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Drivers (distance and ETA unset), by driver id.
+	Drivers []*NearbyDriver `protobuf:"bytes,1,rep,name=drivers,proto3" json:"drivers,omitempty"`
+	// True when limit cut the list.
+	Truncated     bool `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDriversResponse) Reset() {
+	*x = ListDriversResponse{}
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDriversResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDriversResponse) ProtoMessage() {}
+
+func (x *ListDriversResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDriversResponse.ProtoReflect.Descriptor instead.
+func (*ListDriversResponse) Descriptor() ([]byte, []int) {
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListDriversResponse) GetDrivers() []*NearbyDriver {
+	if x != nil {
+		return x.Drivers
+	}
+	return nil
+}
+
+func (x *ListDriversResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
 // DriverLocation is one index update for a driver.
 type DriverLocation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -114,7 +215,7 @@ type DriverLocation struct {
 
 func (x *DriverLocation) Reset() {
 	*x = DriverLocation{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[0]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -126,7 +227,7 @@ func (x *DriverLocation) String() string {
 func (*DriverLocation) ProtoMessage() {}
 
 func (x *DriverLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[0]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -139,7 +240,7 @@ func (x *DriverLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriverLocation.ProtoReflect.Descriptor instead.
 func (*DriverLocation) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{0}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *DriverLocation) GetDriverId() string {
@@ -212,7 +313,7 @@ type DriverDeparture struct {
 
 func (x *DriverDeparture) Reset() {
 	*x = DriverDeparture{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[1]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +325,7 @@ func (x *DriverDeparture) String() string {
 func (*DriverDeparture) ProtoMessage() {}
 
 func (x *DriverDeparture) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[1]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +338,7 @@ func (x *DriverDeparture) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriverDeparture.ProtoReflect.Descriptor instead.
 func (*DriverDeparture) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{1}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DriverDeparture) GetDriverId() string {
@@ -269,7 +370,7 @@ type IngestLocationsRequest struct {
 
 func (x *IngestLocationsRequest) Reset() {
 	*x = IngestLocationsRequest{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[2]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +382,7 @@ func (x *IngestLocationsRequest) String() string {
 func (*IngestLocationsRequest) ProtoMessage() {}
 
 func (x *IngestLocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[2]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +395,7 @@ func (x *IngestLocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestLocationsRequest.ProtoReflect.Descriptor instead.
 func (*IngestLocationsRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{2}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *IngestLocationsRequest) GetBatchSeq() uint64 {
@@ -331,7 +432,7 @@ type NotOwnedLocations struct {
 
 func (x *NotOwnedLocations) Reset() {
 	*x = NotOwnedLocations{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[3]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -343,7 +444,7 @@ func (x *NotOwnedLocations) String() string {
 func (*NotOwnedLocations) ProtoMessage() {}
 
 func (x *NotOwnedLocations) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[3]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -356,7 +457,7 @@ func (x *NotOwnedLocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotOwnedLocations.ProtoReflect.Descriptor instead.
 func (*NotOwnedLocations) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{3}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *NotOwnedLocations) GetOwner() *v1.NotOwner {
@@ -388,7 +489,7 @@ type IngestLocationsResponse struct {
 
 func (x *IngestLocationsResponse) Reset() {
 	*x = IngestLocationsResponse{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[4]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +501,7 @@ func (x *IngestLocationsResponse) String() string {
 func (*IngestLocationsResponse) ProtoMessage() {}
 
 func (x *IngestLocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[4]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +514,7 @@ func (x *IngestLocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestLocationsResponse.ProtoReflect.Descriptor instead.
 func (*IngestLocationsResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{4}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *IngestLocationsResponse) GetBatchSeq() uint64 {
@@ -451,7 +552,7 @@ type DispatchRequest struct {
 
 func (x *DispatchRequest) Reset() {
 	*x = DispatchRequest{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[5]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -463,7 +564,7 @@ func (x *DispatchRequest) String() string {
 func (*DispatchRequest) ProtoMessage() {}
 
 func (x *DispatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[5]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -476,7 +577,7 @@ func (x *DispatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DispatchRequest.ProtoReflect.Descriptor instead.
 func (*DispatchRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{5}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DispatchRequest) GetTrip() *v1.Trip {
@@ -506,7 +607,7 @@ type DispatchResponse struct {
 
 func (x *DispatchResponse) Reset() {
 	*x = DispatchResponse{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[6]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -518,7 +619,7 @@ func (x *DispatchResponse) String() string {
 func (*DispatchResponse) ProtoMessage() {}
 
 func (x *DispatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[6]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -531,7 +632,7 @@ func (x *DispatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DispatchResponse.ProtoReflect.Descriptor instead.
 func (*DispatchResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{6}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DispatchResponse) GetPartition() string {
@@ -561,7 +662,7 @@ type CancelDispatchRequest struct {
 
 func (x *CancelDispatchRequest) Reset() {
 	*x = CancelDispatchRequest{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[7]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +674,7 @@ func (x *CancelDispatchRequest) String() string {
 func (*CancelDispatchRequest) ProtoMessage() {}
 
 func (x *CancelDispatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[7]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +687,7 @@ func (x *CancelDispatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDispatchRequest.ProtoReflect.Descriptor instead.
 func (*CancelDispatchRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{7}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CancelDispatchRequest) GetTripId() string {
@@ -614,7 +715,7 @@ type CancelDispatchResponse struct {
 
 func (x *CancelDispatchResponse) Reset() {
 	*x = CancelDispatchResponse{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[8]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +727,7 @@ func (x *CancelDispatchResponse) String() string {
 func (*CancelDispatchResponse) ProtoMessage() {}
 
 func (x *CancelDispatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[8]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +740,7 @@ func (x *CancelDispatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDispatchResponse.ProtoReflect.Descriptor instead.
 func (*CancelDispatchResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{8}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelDispatchResponse) GetCancelled() bool {
@@ -668,7 +769,7 @@ type ReplyOfferRequest struct {
 
 func (x *ReplyOfferRequest) Reset() {
 	*x = ReplyOfferRequest{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[9]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +781,7 @@ func (x *ReplyOfferRequest) String() string {
 func (*ReplyOfferRequest) ProtoMessage() {}
 
 func (x *ReplyOfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[9]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +794,7 @@ func (x *ReplyOfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplyOfferRequest.ProtoReflect.Descriptor instead.
 func (*ReplyOfferRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{9}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReplyOfferRequest) GetOfferId() string {
@@ -744,7 +845,7 @@ type ReplyOfferResponse struct {
 
 func (x *ReplyOfferResponse) Reset() {
 	*x = ReplyOfferResponse{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[10]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +857,7 @@ func (x *ReplyOfferResponse) String() string {
 func (*ReplyOfferResponse) ProtoMessage() {}
 
 func (x *ReplyOfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[10]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +870,7 @@ func (x *ReplyOfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplyOfferResponse.ProtoReflect.Descriptor instead.
 func (*ReplyOfferResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{10}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReplyOfferResponse) GetOutcome() v11.OfferOutcome {
@@ -811,7 +912,7 @@ type NearbyDriversRequest struct {
 
 func (x *NearbyDriversRequest) Reset() {
 	*x = NearbyDriversRequest{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[11]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +924,7 @@ func (x *NearbyDriversRequest) String() string {
 func (*NearbyDriversRequest) ProtoMessage() {}
 
 func (x *NearbyDriversRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[11]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +937,7 @@ func (x *NearbyDriversRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NearbyDriversRequest.ProtoReflect.Descriptor instead.
 func (*NearbyDriversRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{11}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NearbyDriversRequest) GetCenter() *v1.LatLng {
@@ -910,7 +1011,7 @@ type NearbyDriver struct {
 
 func (x *NearbyDriver) Reset() {
 	*x = NearbyDriver{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[12]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1023,7 @@ func (x *NearbyDriver) String() string {
 func (*NearbyDriver) ProtoMessage() {}
 
 func (x *NearbyDriver) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[12]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1036,7 @@ func (x *NearbyDriver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NearbyDriver.ProtoReflect.Descriptor instead.
 func (*NearbyDriver) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{12}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NearbyDriver) GetPosition() *v1.DriverPosition {
@@ -991,7 +1092,7 @@ type NearbyDriversResponse struct {
 
 func (x *NearbyDriversResponse) Reset() {
 	*x = NearbyDriversResponse{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[13]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1104,7 @@ func (x *NearbyDriversResponse) String() string {
 func (*NearbyDriversResponse) ProtoMessage() {}
 
 func (x *NearbyDriversResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[13]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1117,7 @@ func (x *NearbyDriversResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NearbyDriversResponse.ProtoReflect.Descriptor instead.
 func (*NearbyDriversResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{13}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NearbyDriversResponse) GetDrivers() []*NearbyDriver {
@@ -1038,7 +1139,7 @@ type CellStatsRequest struct {
 
 func (x *CellStatsRequest) Reset() {
 	*x = CellStatsRequest{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[14]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1050,7 +1151,7 @@ func (x *CellStatsRequest) String() string {
 func (*CellStatsRequest) ProtoMessage() {}
 
 func (x *CellStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[14]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1063,7 +1164,7 @@ func (x *CellStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CellStatsRequest.ProtoReflect.Descriptor instead.
 func (*CellStatsRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{14}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CellStatsRequest) GetCells() []string {
@@ -1092,7 +1193,7 @@ type CellStat struct {
 
 func (x *CellStat) Reset() {
 	*x = CellStat{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[15]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1205,7 @@ func (x *CellStat) String() string {
 func (*CellStat) ProtoMessage() {}
 
 func (x *CellStat) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[15]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1218,7 @@ func (x *CellStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CellStat.ProtoReflect.Descriptor instead.
 func (*CellStat) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{15}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CellStat) GetCell() string {
@@ -1166,7 +1267,7 @@ type CellStatsResponse struct {
 
 func (x *CellStatsResponse) Reset() {
 	*x = CellStatsResponse{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[16]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1279,7 @@ func (x *CellStatsResponse) String() string {
 func (*CellStatsResponse) ProtoMessage() {}
 
 func (x *CellStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[16]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1292,7 @@ func (x *CellStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CellStatsResponse.ProtoReflect.Descriptor instead.
 func (*CellStatsResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{16}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CellStatsResponse) GetCells() []*CellStat {
@@ -1210,7 +1311,7 @@ type PartitionsRequest struct {
 
 func (x *PartitionsRequest) Reset() {
 	*x = PartitionsRequest{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[17]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1323,7 @@ func (x *PartitionsRequest) String() string {
 func (*PartitionsRequest) ProtoMessage() {}
 
 func (x *PartitionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[17]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1336,7 @@ func (x *PartitionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionsRequest.ProtoReflect.Descriptor instead.
 func (*PartitionsRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{17}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{19}
 }
 
 // Member is a matching worker.
@@ -1251,7 +1352,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[18]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1364,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[18]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1377,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{18}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Member) GetId() string {
@@ -1308,7 +1409,7 @@ type PartitionOwner struct {
 
 func (x *PartitionOwner) Reset() {
 	*x = PartitionOwner{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[19]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1421,7 @@ func (x *PartitionOwner) String() string {
 func (*PartitionOwner) ProtoMessage() {}
 
 func (x *PartitionOwner) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[19]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1434,7 @@ func (x *PartitionOwner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionOwner.ProtoReflect.Descriptor instead.
 func (*PartitionOwner) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{19}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PartitionOwner) GetPartition() string {
@@ -1371,14 +1472,16 @@ type PartitionsResponse struct {
 	// Partitions with indexed drivers on the answering worker and their owners.
 	Partitions []*PartitionOwner `protobuf:"bytes,5,rep,name=partitions,proto3" json:"partitions,omitempty"`
 	// How long a silent driver stays in the index.
-	DriverTtl     *durationpb.Duration `protobuf:"bytes,6,opt,name=driver_ttl,json=driverTtl,proto3" json:"driver_ttl,omitempty"`
+	DriverTtl *durationpb.Duration `protobuf:"bytes,6,opt,name=driver_ttl,json=driverTtl,proto3" json:"driver_ttl,omitempty"`
+	// The answering worker's counters since it started.
+	Stats         *WorkerStats `protobuf:"bytes,7,opt,name=stats,proto3" json:"stats,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PartitionsResponse) Reset() {
 	*x = PartitionsResponse{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[20]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1493,7 @@ func (x *PartitionsResponse) String() string {
 func (*PartitionsResponse) ProtoMessage() {}
 
 func (x *PartitionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[20]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1506,7 @@ func (x *PartitionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionsResponse.ProtoReflect.Descriptor instead.
 func (*PartitionsResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{20}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PartitionsResponse) GetPartitionResolution() int32 {
@@ -1448,11 +1551,141 @@ func (x *PartitionsResponse) GetDriverTtl() *durationpb.Duration {
 	return nil
 }
 
+func (x *PartitionsResponse) GetStats() *WorkerStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+// WorkerStats are one worker's dispatch counters since it started.
+type WorkerStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Drivers in the index, by status.
+	DriversAvailable int32 `protobuf:"varint,1,opt,name=drivers_available,json=driversAvailable,proto3" json:"drivers_available,omitempty"`
+	// Drivers in the index on a trip or holding an offer.
+	DriversBusy int32 `protobuf:"varint,2,opt,name=drivers_busy,json=driversBusy,proto3" json:"drivers_busy,omitempty"`
+	// Dispatches started here.
+	Dispatches int64 `protobuf:"varint,3,opt,name=dispatches,proto3" json:"dispatches,omitempty"`
+	// Offers pushed to drivers.
+	OffersSent int64 `protobuf:"varint,4,opt,name=offers_sent,json=offersSent,proto3" json:"offers_sent,omitempty"`
+	// Offers accepted and assigned.
+	OffersAccepted int64 `protobuf:"varint,5,opt,name=offers_accepted,json=offersAccepted,proto3" json:"offers_accepted,omitempty"`
+	// Offers declined.
+	OffersDeclined int64 `protobuf:"varint,6,opt,name=offers_declined,json=offersDeclined,proto3" json:"offers_declined,omitempty"`
+	// Offers that lapsed unanswered.
+	OffersExpired int64 `protobuf:"varint,7,opt,name=offers_expired,json=offersExpired,proto3" json:"offers_expired,omitempty"`
+	// Dispatches that ended NO_DRIVER_FOUND.
+	NoDriver int64 `protobuf:"varint,8,opt,name=no_driver,json=noDriver,proto3" json:"no_driver,omitempty"`
+	// Dispatches in flight now.
+	InFlight      int32 `protobuf:"varint,9,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerStats) Reset() {
+	*x = WorkerStats{}
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerStats) ProtoMessage() {}
+
+func (x *WorkerStats) ProtoReflect() protoreflect.Message {
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerStats.ProtoReflect.Descriptor instead.
+func (*WorkerStats) Descriptor() ([]byte, []int) {
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *WorkerStats) GetDriversAvailable() int32 {
+	if x != nil {
+		return x.DriversAvailable
+	}
+	return 0
+}
+
+func (x *WorkerStats) GetDriversBusy() int32 {
+	if x != nil {
+		return x.DriversBusy
+	}
+	return 0
+}
+
+func (x *WorkerStats) GetDispatches() int64 {
+	if x != nil {
+		return x.Dispatches
+	}
+	return 0
+}
+
+func (x *WorkerStats) GetOffersSent() int64 {
+	if x != nil {
+		return x.OffersSent
+	}
+	return 0
+}
+
+func (x *WorkerStats) GetOffersAccepted() int64 {
+	if x != nil {
+		return x.OffersAccepted
+	}
+	return 0
+}
+
+func (x *WorkerStats) GetOffersDeclined() int64 {
+	if x != nil {
+		return x.OffersDeclined
+	}
+	return 0
+}
+
+func (x *WorkerStats) GetOffersExpired() int64 {
+	if x != nil {
+		return x.OffersExpired
+	}
+	return 0
+}
+
+func (x *WorkerStats) GetNoDriver() int64 {
+	if x != nil {
+		return x.NoDriver
+	}
+	return 0
+}
+
+func (x *WorkerStats) GetInFlight() int32 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
 var File_hexride_matching_v1_matching_proto protoreflect.FileDescriptor
 
 const file_hexride_matching_v1_matching_proto_rawDesc = "" +
 	"\n" +
-	"\"hexride/matching/v1/matching.proto\x12\x13hexride.matching.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ehexride/common/v1/common.proto\x1a\x1ehexride/driver/v1/driver.proto\"\xdf\x03\n" +
+	"\"hexride/matching/v1/matching.proto\x12\x13hexride.matching.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ehexride/common/v1/common.proto\x1a\x1ehexride/driver/v1/driver.proto\"7\n" +
+	"\x12ListDriversRequest\x12!\n" +
+	"\x05limit\x18\x01 \x01(\x05B\v\xbaH\b\x1a\x06\x18\xa0\x9c\x01(\x01R\x05limit\"p\n" +
+	"\x13ListDriversResponse\x12;\n" +
+	"\adrivers\x18\x01 \x03(\v2!.hexride.matching.v1.NearbyDriverR\adrivers\x12\x1c\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"\xdf\x03\n" +
 	"\x0eDriverLocation\x12'\n" +
 	"\tdriver_id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\bdriverId\x12=\n" +
@@ -1548,7 +1781,7 @@ const file_hexride_matching_v1_matching_proto_rawDesc = "" +
 	"\x0ePartitionOwner\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\tR\tpartition\x121\n" +
 	"\x05owner\x18\x02 \x01(\v2\x1b.hexride.matching.v1.MemberR\x05owner\x12'\n" +
-	"\x0findexed_drivers\x18\x03 \x01(\x05R\x0eindexedDrivers\"\xd9\x02\n" +
+	"\x0findexed_drivers\x18\x03 \x01(\x05R\x0eindexedDrivers\"\x91\x03\n" +
 	"\x12PartitionsResponse\x121\n" +
 	"\x14partition_resolution\x18\x01 \x01(\x05R\x13partitionResolution\x12)\n" +
 	"\x10index_resolution\x18\x02 \x01(\x05R\x0findexResolution\x12/\n" +
@@ -1558,12 +1791,26 @@ const file_hexride_matching_v1_matching_proto_rawDesc = "" +
 	"partitions\x18\x05 \x03(\v2#.hexride.matching.v1.PartitionOwnerR\n" +
 	"partitions\x128\n" +
 	"\n" +
-	"driver_ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\tdriverTtl*}\n" +
+	"driver_ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\tdriverTtl\x126\n" +
+	"\x05stats\x18\a \x01(\v2 .hexride.matching.v1.WorkerStatsR\x05stats\"\xd1\x02\n" +
+	"\vWorkerStats\x12+\n" +
+	"\x11drivers_available\x18\x01 \x01(\x05R\x10driversAvailable\x12!\n" +
+	"\fdrivers_busy\x18\x02 \x01(\x05R\vdriversBusy\x12\x1e\n" +
+	"\n" +
+	"dispatches\x18\x03 \x01(\x03R\n" +
+	"dispatches\x12\x1f\n" +
+	"\voffers_sent\x18\x04 \x01(\x03R\n" +
+	"offersSent\x12'\n" +
+	"\x0foffers_accepted\x18\x05 \x01(\x03R\x0eoffersAccepted\x12'\n" +
+	"\x0foffers_declined\x18\x06 \x01(\x03R\x0eoffersDeclined\x12%\n" +
+	"\x0eoffers_expired\x18\a \x01(\x03R\roffersExpired\x12\x1b\n" +
+	"\tno_driver\x18\b \x01(\x03R\bnoDriver\x12\x1b\n" +
+	"\tin_flight\x18\t \x01(\x05R\binFlight*}\n" +
 	"\fDriverStatus\x12\x1d\n" +
 	"\x19DRIVER_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17DRIVER_STATUS_AVAILABLE\x10\x01\x12\x16\n" +
 	"\x12DRIVER_STATUS_BUSY\x10\x02\x12\x19\n" +
-	"\x15DRIVER_STATUS_OFFLINE\x10\x032\xc9\x05\n" +
+	"\x15DRIVER_STATUS_OFFLINE\x10\x032\xab\x06\n" +
 	"\x0fMatchingService\x12p\n" +
 	"\x0fIngestLocations\x12+.hexride.matching.v1.IngestLocationsRequest\x1a,.hexride.matching.v1.IngestLocationsResponse(\x010\x01\x12W\n" +
 	"\bDispatch\x12$.hexride.matching.v1.DispatchRequest\x1a%.hexride.matching.v1.DispatchResponse\x12i\n" +
@@ -1573,7 +1820,8 @@ const file_hexride_matching_v1_matching_proto_rawDesc = "" +
 	"\rNearbyDrivers\x12).hexride.matching.v1.NearbyDriversRequest\x1a*.hexride.matching.v1.NearbyDriversResponse\x12Z\n" +
 	"\tCellStats\x12%.hexride.matching.v1.CellStatsRequest\x1a&.hexride.matching.v1.CellStatsResponse\x12]\n" +
 	"\n" +
-	"Partitions\x12&.hexride.matching.v1.PartitionsRequest\x1a'.hexride.matching.v1.PartitionsResponseBAZ?github.com/hexride/hexride/proto/hexride/matching/v1;matchingv1b\x06proto3"
+	"Partitions\x12&.hexride.matching.v1.PartitionsRequest\x1a'.hexride.matching.v1.PartitionsResponse\x12`\n" +
+	"\vListDrivers\x12'.hexride.matching.v1.ListDriversRequest\x1a(.hexride.matching.v1.ListDriversResponseBAZ?github.com/hexride/hexride/proto/hexride/matching/v1;matchingv1b\x06proto3"
 
 var (
 	file_hexride_matching_v1_matching_proto_rawDescOnce sync.Once
@@ -1588,89 +1836,96 @@ func file_hexride_matching_v1_matching_proto_rawDescGZIP() []byte {
 }
 
 var file_hexride_matching_v1_matching_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hexride_matching_v1_matching_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_hexride_matching_v1_matching_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_hexride_matching_v1_matching_proto_goTypes = []any{
 	(DriverStatus)(0),               // 0: hexride.matching.v1.DriverStatus
-	(*DriverLocation)(nil),          // 1: hexride.matching.v1.DriverLocation
-	(*DriverDeparture)(nil),         // 2: hexride.matching.v1.DriverDeparture
-	(*IngestLocationsRequest)(nil),  // 3: hexride.matching.v1.IngestLocationsRequest
-	(*NotOwnedLocations)(nil),       // 4: hexride.matching.v1.NotOwnedLocations
-	(*IngestLocationsResponse)(nil), // 5: hexride.matching.v1.IngestLocationsResponse
-	(*DispatchRequest)(nil),         // 6: hexride.matching.v1.DispatchRequest
-	(*DispatchResponse)(nil),        // 7: hexride.matching.v1.DispatchResponse
-	(*CancelDispatchRequest)(nil),   // 8: hexride.matching.v1.CancelDispatchRequest
-	(*CancelDispatchResponse)(nil),  // 9: hexride.matching.v1.CancelDispatchResponse
-	(*ReplyOfferRequest)(nil),       // 10: hexride.matching.v1.ReplyOfferRequest
-	(*ReplyOfferResponse)(nil),      // 11: hexride.matching.v1.ReplyOfferResponse
-	(*NearbyDriversRequest)(nil),    // 12: hexride.matching.v1.NearbyDriversRequest
-	(*NearbyDriver)(nil),            // 13: hexride.matching.v1.NearbyDriver
-	(*NearbyDriversResponse)(nil),   // 14: hexride.matching.v1.NearbyDriversResponse
-	(*CellStatsRequest)(nil),        // 15: hexride.matching.v1.CellStatsRequest
-	(*CellStat)(nil),                // 16: hexride.matching.v1.CellStat
-	(*CellStatsResponse)(nil),       // 17: hexride.matching.v1.CellStatsResponse
-	(*PartitionsRequest)(nil),       // 18: hexride.matching.v1.PartitionsRequest
-	(*Member)(nil),                  // 19: hexride.matching.v1.Member
-	(*PartitionOwner)(nil),          // 20: hexride.matching.v1.PartitionOwner
-	(*PartitionsResponse)(nil),      // 21: hexride.matching.v1.PartitionsResponse
-	(*v1.LatLng)(nil),               // 22: hexride.common.v1.LatLng
-	(v1.Product)(0),                 // 23: hexride.common.v1.Product
-	(*timestamppb.Timestamp)(nil),   // 24: google.protobuf.Timestamp
-	(*v1.NotOwner)(nil),             // 25: hexride.common.v1.NotOwner
-	(*v1.Trip)(nil),                 // 26: hexride.common.v1.Trip
-	(v11.OfferDecision)(0),          // 27: hexride.driver.v1.OfferDecision
-	(v11.OfferOutcome)(0),           // 28: hexride.driver.v1.OfferOutcome
-	(*v1.DriverPosition)(nil),       // 29: hexride.common.v1.DriverPosition
-	(*durationpb.Duration)(nil),     // 30: google.protobuf.Duration
+	(*ListDriversRequest)(nil),      // 1: hexride.matching.v1.ListDriversRequest
+	(*ListDriversResponse)(nil),     // 2: hexride.matching.v1.ListDriversResponse
+	(*DriverLocation)(nil),          // 3: hexride.matching.v1.DriverLocation
+	(*DriverDeparture)(nil),         // 4: hexride.matching.v1.DriverDeparture
+	(*IngestLocationsRequest)(nil),  // 5: hexride.matching.v1.IngestLocationsRequest
+	(*NotOwnedLocations)(nil),       // 6: hexride.matching.v1.NotOwnedLocations
+	(*IngestLocationsResponse)(nil), // 7: hexride.matching.v1.IngestLocationsResponse
+	(*DispatchRequest)(nil),         // 8: hexride.matching.v1.DispatchRequest
+	(*DispatchResponse)(nil),        // 9: hexride.matching.v1.DispatchResponse
+	(*CancelDispatchRequest)(nil),   // 10: hexride.matching.v1.CancelDispatchRequest
+	(*CancelDispatchResponse)(nil),  // 11: hexride.matching.v1.CancelDispatchResponse
+	(*ReplyOfferRequest)(nil),       // 12: hexride.matching.v1.ReplyOfferRequest
+	(*ReplyOfferResponse)(nil),      // 13: hexride.matching.v1.ReplyOfferResponse
+	(*NearbyDriversRequest)(nil),    // 14: hexride.matching.v1.NearbyDriversRequest
+	(*NearbyDriver)(nil),            // 15: hexride.matching.v1.NearbyDriver
+	(*NearbyDriversResponse)(nil),   // 16: hexride.matching.v1.NearbyDriversResponse
+	(*CellStatsRequest)(nil),        // 17: hexride.matching.v1.CellStatsRequest
+	(*CellStat)(nil),                // 18: hexride.matching.v1.CellStat
+	(*CellStatsResponse)(nil),       // 19: hexride.matching.v1.CellStatsResponse
+	(*PartitionsRequest)(nil),       // 20: hexride.matching.v1.PartitionsRequest
+	(*Member)(nil),                  // 21: hexride.matching.v1.Member
+	(*PartitionOwner)(nil),          // 22: hexride.matching.v1.PartitionOwner
+	(*PartitionsResponse)(nil),      // 23: hexride.matching.v1.PartitionsResponse
+	(*WorkerStats)(nil),             // 24: hexride.matching.v1.WorkerStats
+	(*v1.LatLng)(nil),               // 25: hexride.common.v1.LatLng
+	(v1.Product)(0),                 // 26: hexride.common.v1.Product
+	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
+	(*v1.NotOwner)(nil),             // 28: hexride.common.v1.NotOwner
+	(*v1.Trip)(nil),                 // 29: hexride.common.v1.Trip
+	(v11.OfferDecision)(0),          // 30: hexride.driver.v1.OfferDecision
+	(v11.OfferOutcome)(0),           // 31: hexride.driver.v1.OfferOutcome
+	(*v1.DriverPosition)(nil),       // 32: hexride.common.v1.DriverPosition
+	(*durationpb.Duration)(nil),     // 33: google.protobuf.Duration
 }
 var file_hexride_matching_v1_matching_proto_depIdxs = []int32{
-	22, // 0: hexride.matching.v1.DriverLocation.position:type_name -> hexride.common.v1.LatLng
-	23, // 1: hexride.matching.v1.DriverLocation.product:type_name -> hexride.common.v1.Product
-	0,  // 2: hexride.matching.v1.DriverLocation.status:type_name -> hexride.matching.v1.DriverStatus
-	24, // 3: hexride.matching.v1.DriverLocation.recorded_at:type_name -> google.protobuf.Timestamp
-	1,  // 4: hexride.matching.v1.IngestLocationsRequest.locations:type_name -> hexride.matching.v1.DriverLocation
-	2,  // 5: hexride.matching.v1.IngestLocationsRequest.departures:type_name -> hexride.matching.v1.DriverDeparture
-	25, // 6: hexride.matching.v1.NotOwnedLocations.owner:type_name -> hexride.common.v1.NotOwner
-	1,  // 7: hexride.matching.v1.NotOwnedLocations.locations:type_name -> hexride.matching.v1.DriverLocation
-	4,  // 8: hexride.matching.v1.IngestLocationsResponse.not_owned:type_name -> hexride.matching.v1.NotOwnedLocations
-	26, // 9: hexride.matching.v1.DispatchRequest.trip:type_name -> hexride.common.v1.Trip
-	24, // 10: hexride.matching.v1.DispatchRequest.deadline:type_name -> google.protobuf.Timestamp
-	22, // 11: hexride.matching.v1.CancelDispatchRequest.pickup:type_name -> hexride.common.v1.LatLng
-	27, // 12: hexride.matching.v1.ReplyOfferRequest.decision:type_name -> hexride.driver.v1.OfferDecision
-	22, // 13: hexride.matching.v1.ReplyOfferRequest.pickup:type_name -> hexride.common.v1.LatLng
-	28, // 14: hexride.matching.v1.ReplyOfferResponse.outcome:type_name -> hexride.driver.v1.OfferOutcome
-	26, // 15: hexride.matching.v1.ReplyOfferResponse.trip:type_name -> hexride.common.v1.Trip
-	22, // 16: hexride.matching.v1.NearbyDriversRequest.center:type_name -> hexride.common.v1.LatLng
-	23, // 17: hexride.matching.v1.NearbyDriversRequest.product:type_name -> hexride.common.v1.Product
-	29, // 18: hexride.matching.v1.NearbyDriver.position:type_name -> hexride.common.v1.DriverPosition
-	30, // 19: hexride.matching.v1.NearbyDriver.eta:type_name -> google.protobuf.Duration
-	0,  // 20: hexride.matching.v1.NearbyDriver.status:type_name -> hexride.matching.v1.DriverStatus
-	23, // 21: hexride.matching.v1.NearbyDriver.product:type_name -> hexride.common.v1.Product
-	13, // 22: hexride.matching.v1.NearbyDriversResponse.drivers:type_name -> hexride.matching.v1.NearbyDriver
-	16, // 23: hexride.matching.v1.CellStatsResponse.cells:type_name -> hexride.matching.v1.CellStat
-	19, // 24: hexride.matching.v1.PartitionOwner.owner:type_name -> hexride.matching.v1.Member
-	19, // 25: hexride.matching.v1.PartitionsResponse.self:type_name -> hexride.matching.v1.Member
-	19, // 26: hexride.matching.v1.PartitionsResponse.members:type_name -> hexride.matching.v1.Member
-	20, // 27: hexride.matching.v1.PartitionsResponse.partitions:type_name -> hexride.matching.v1.PartitionOwner
-	30, // 28: hexride.matching.v1.PartitionsResponse.driver_ttl:type_name -> google.protobuf.Duration
-	3,  // 29: hexride.matching.v1.MatchingService.IngestLocations:input_type -> hexride.matching.v1.IngestLocationsRequest
-	6,  // 30: hexride.matching.v1.MatchingService.Dispatch:input_type -> hexride.matching.v1.DispatchRequest
-	8,  // 31: hexride.matching.v1.MatchingService.CancelDispatch:input_type -> hexride.matching.v1.CancelDispatchRequest
-	10, // 32: hexride.matching.v1.MatchingService.ReplyOffer:input_type -> hexride.matching.v1.ReplyOfferRequest
-	12, // 33: hexride.matching.v1.MatchingService.NearbyDrivers:input_type -> hexride.matching.v1.NearbyDriversRequest
-	15, // 34: hexride.matching.v1.MatchingService.CellStats:input_type -> hexride.matching.v1.CellStatsRequest
-	18, // 35: hexride.matching.v1.MatchingService.Partitions:input_type -> hexride.matching.v1.PartitionsRequest
-	5,  // 36: hexride.matching.v1.MatchingService.IngestLocations:output_type -> hexride.matching.v1.IngestLocationsResponse
-	7,  // 37: hexride.matching.v1.MatchingService.Dispatch:output_type -> hexride.matching.v1.DispatchResponse
-	9,  // 38: hexride.matching.v1.MatchingService.CancelDispatch:output_type -> hexride.matching.v1.CancelDispatchResponse
-	11, // 39: hexride.matching.v1.MatchingService.ReplyOffer:output_type -> hexride.matching.v1.ReplyOfferResponse
-	14, // 40: hexride.matching.v1.MatchingService.NearbyDrivers:output_type -> hexride.matching.v1.NearbyDriversResponse
-	17, // 41: hexride.matching.v1.MatchingService.CellStats:output_type -> hexride.matching.v1.CellStatsResponse
-	21, // 42: hexride.matching.v1.MatchingService.Partitions:output_type -> hexride.matching.v1.PartitionsResponse
-	36, // [36:43] is the sub-list for method output_type
-	29, // [29:36] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	15, // 0: hexride.matching.v1.ListDriversResponse.drivers:type_name -> hexride.matching.v1.NearbyDriver
+	25, // 1: hexride.matching.v1.DriverLocation.position:type_name -> hexride.common.v1.LatLng
+	26, // 2: hexride.matching.v1.DriverLocation.product:type_name -> hexride.common.v1.Product
+	0,  // 3: hexride.matching.v1.DriverLocation.status:type_name -> hexride.matching.v1.DriverStatus
+	27, // 4: hexride.matching.v1.DriverLocation.recorded_at:type_name -> google.protobuf.Timestamp
+	3,  // 5: hexride.matching.v1.IngestLocationsRequest.locations:type_name -> hexride.matching.v1.DriverLocation
+	4,  // 6: hexride.matching.v1.IngestLocationsRequest.departures:type_name -> hexride.matching.v1.DriverDeparture
+	28, // 7: hexride.matching.v1.NotOwnedLocations.owner:type_name -> hexride.common.v1.NotOwner
+	3,  // 8: hexride.matching.v1.NotOwnedLocations.locations:type_name -> hexride.matching.v1.DriverLocation
+	6,  // 9: hexride.matching.v1.IngestLocationsResponse.not_owned:type_name -> hexride.matching.v1.NotOwnedLocations
+	29, // 10: hexride.matching.v1.DispatchRequest.trip:type_name -> hexride.common.v1.Trip
+	27, // 11: hexride.matching.v1.DispatchRequest.deadline:type_name -> google.protobuf.Timestamp
+	25, // 12: hexride.matching.v1.CancelDispatchRequest.pickup:type_name -> hexride.common.v1.LatLng
+	30, // 13: hexride.matching.v1.ReplyOfferRequest.decision:type_name -> hexride.driver.v1.OfferDecision
+	25, // 14: hexride.matching.v1.ReplyOfferRequest.pickup:type_name -> hexride.common.v1.LatLng
+	31, // 15: hexride.matching.v1.ReplyOfferResponse.outcome:type_name -> hexride.driver.v1.OfferOutcome
+	29, // 16: hexride.matching.v1.ReplyOfferResponse.trip:type_name -> hexride.common.v1.Trip
+	25, // 17: hexride.matching.v1.NearbyDriversRequest.center:type_name -> hexride.common.v1.LatLng
+	26, // 18: hexride.matching.v1.NearbyDriversRequest.product:type_name -> hexride.common.v1.Product
+	32, // 19: hexride.matching.v1.NearbyDriver.position:type_name -> hexride.common.v1.DriverPosition
+	33, // 20: hexride.matching.v1.NearbyDriver.eta:type_name -> google.protobuf.Duration
+	0,  // 21: hexride.matching.v1.NearbyDriver.status:type_name -> hexride.matching.v1.DriverStatus
+	26, // 22: hexride.matching.v1.NearbyDriver.product:type_name -> hexride.common.v1.Product
+	15, // 23: hexride.matching.v1.NearbyDriversResponse.drivers:type_name -> hexride.matching.v1.NearbyDriver
+	18, // 24: hexride.matching.v1.CellStatsResponse.cells:type_name -> hexride.matching.v1.CellStat
+	21, // 25: hexride.matching.v1.PartitionOwner.owner:type_name -> hexride.matching.v1.Member
+	21, // 26: hexride.matching.v1.PartitionsResponse.self:type_name -> hexride.matching.v1.Member
+	21, // 27: hexride.matching.v1.PartitionsResponse.members:type_name -> hexride.matching.v1.Member
+	22, // 28: hexride.matching.v1.PartitionsResponse.partitions:type_name -> hexride.matching.v1.PartitionOwner
+	33, // 29: hexride.matching.v1.PartitionsResponse.driver_ttl:type_name -> google.protobuf.Duration
+	24, // 30: hexride.matching.v1.PartitionsResponse.stats:type_name -> hexride.matching.v1.WorkerStats
+	5,  // 31: hexride.matching.v1.MatchingService.IngestLocations:input_type -> hexride.matching.v1.IngestLocationsRequest
+	8,  // 32: hexride.matching.v1.MatchingService.Dispatch:input_type -> hexride.matching.v1.DispatchRequest
+	10, // 33: hexride.matching.v1.MatchingService.CancelDispatch:input_type -> hexride.matching.v1.CancelDispatchRequest
+	12, // 34: hexride.matching.v1.MatchingService.ReplyOffer:input_type -> hexride.matching.v1.ReplyOfferRequest
+	14, // 35: hexride.matching.v1.MatchingService.NearbyDrivers:input_type -> hexride.matching.v1.NearbyDriversRequest
+	17, // 36: hexride.matching.v1.MatchingService.CellStats:input_type -> hexride.matching.v1.CellStatsRequest
+	20, // 37: hexride.matching.v1.MatchingService.Partitions:input_type -> hexride.matching.v1.PartitionsRequest
+	1,  // 38: hexride.matching.v1.MatchingService.ListDrivers:input_type -> hexride.matching.v1.ListDriversRequest
+	7,  // 39: hexride.matching.v1.MatchingService.IngestLocations:output_type -> hexride.matching.v1.IngestLocationsResponse
+	9,  // 40: hexride.matching.v1.MatchingService.Dispatch:output_type -> hexride.matching.v1.DispatchResponse
+	11, // 41: hexride.matching.v1.MatchingService.CancelDispatch:output_type -> hexride.matching.v1.CancelDispatchResponse
+	13, // 42: hexride.matching.v1.MatchingService.ReplyOffer:output_type -> hexride.matching.v1.ReplyOfferResponse
+	16, // 43: hexride.matching.v1.MatchingService.NearbyDrivers:output_type -> hexride.matching.v1.NearbyDriversResponse
+	19, // 44: hexride.matching.v1.MatchingService.CellStats:output_type -> hexride.matching.v1.CellStatsResponse
+	23, // 45: hexride.matching.v1.MatchingService.Partitions:output_type -> hexride.matching.v1.PartitionsResponse
+	2,  // 46: hexride.matching.v1.MatchingService.ListDrivers:output_type -> hexride.matching.v1.ListDriversResponse
+	39, // [39:47] is the sub-list for method output_type
+	31, // [31:39] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_hexride_matching_v1_matching_proto_init() }
@@ -1684,7 +1939,7 @@ func file_hexride_matching_v1_matching_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hexride_matching_v1_matching_proto_rawDesc), len(file_hexride_matching_v1_matching_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

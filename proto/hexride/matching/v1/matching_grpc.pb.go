@@ -32,6 +32,7 @@ const (
 	MatchingService_NearbyDrivers_FullMethodName   = "/hexride.matching.v1.MatchingService/NearbyDrivers"
 	MatchingService_CellStats_FullMethodName       = "/hexride.matching.v1.MatchingService/CellStats"
 	MatchingService_Partitions_FullMethodName      = "/hexride.matching.v1.MatchingService/Partitions"
+	MatchingService_ListDrivers_FullMethodName     = "/hexride.matching.v1.MatchingService/ListDrivers"
 )
 
 // MatchingServiceClient is the client API for MatchingService service.
@@ -61,6 +62,9 @@ type MatchingServiceClient interface {
 	CellStats(ctx context.Context, in *CellStatsRequest, opts ...grpc.CallOption) (*CellStatsResponse, error)
 	// Partitions returns the partition map as this worker sees it.
 	Partitions(ctx context.Context, in *PartitionsRequest, opts ...grpc.CallOption) (*PartitionsResponse, error)
+	// ListDrivers returns the drivers in this worker's index (every status),
+	// for the dispatcher console's map. Callers merge every worker's answer.
+	ListDrivers(ctx context.Context, in *ListDriversRequest, opts ...grpc.CallOption) (*ListDriversResponse, error)
 }
 
 type matchingServiceClient struct {
@@ -144,6 +148,16 @@ func (c *matchingServiceClient) Partitions(ctx context.Context, in *PartitionsRe
 	return out, nil
 }
 
+func (c *matchingServiceClient) ListDrivers(ctx context.Context, in *ListDriversRequest, opts ...grpc.CallOption) (*ListDriversResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDriversResponse)
+	err := c.cc.Invoke(ctx, MatchingService_ListDrivers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MatchingServiceServer is the server API for MatchingService service.
 // All implementations must embed UnimplementedMatchingServiceServer
 // for forward compatibility.
@@ -171,6 +185,9 @@ type MatchingServiceServer interface {
 	CellStats(context.Context, *CellStatsRequest) (*CellStatsResponse, error)
 	// Partitions returns the partition map as this worker sees it.
 	Partitions(context.Context, *PartitionsRequest) (*PartitionsResponse, error)
+	// ListDrivers returns the drivers in this worker's index (every status),
+	// for the dispatcher console's map. Callers merge every worker's answer.
+	ListDrivers(context.Context, *ListDriversRequest) (*ListDriversResponse, error)
 	mustEmbedUnimplementedMatchingServiceServer()
 }
 
@@ -201,6 +218,9 @@ func (UnimplementedMatchingServiceServer) CellStats(context.Context, *CellStatsR
 }
 func (UnimplementedMatchingServiceServer) Partitions(context.Context, *PartitionsRequest) (*PartitionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Partitions not implemented")
+}
+func (UnimplementedMatchingServiceServer) ListDrivers(context.Context, *ListDriversRequest) (*ListDriversResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDrivers not implemented")
 }
 func (UnimplementedMatchingServiceServer) mustEmbedUnimplementedMatchingServiceServer() {}
 func (UnimplementedMatchingServiceServer) testEmbeddedByValue()                         {}
@@ -338,6 +358,24 @@ func _MatchingService_Partitions_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MatchingService_ListDrivers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDriversRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MatchingServiceServer).ListDrivers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MatchingService_ListDrivers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MatchingServiceServer).ListDrivers(ctx, req.(*ListDriversRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MatchingService_ServiceDesc is the grpc.ServiceDesc for MatchingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -368,6 +406,10 @@ var MatchingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Partitions",
 			Handler:    _MatchingService_Partitions_Handler,
+		},
+		{
+			MethodName: "ListDrivers",
+			Handler:    _MatchingService_ListDrivers_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
