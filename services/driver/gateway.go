@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"buf.build/go/protovalidate"
+	"go.opentelemetry.io/otel/propagation"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -36,6 +37,9 @@ type Gateway struct {
 	batcher   *batcher
 	now       func() time.Time
 
+	metrics    gatewayMetrics
+	propagator propagation.TextMapPropagator
+
 	mu       sync.Mutex
 	sessions map[string]*session
 }
@@ -60,23 +64,32 @@ type session struct {
 
 // NewGateway builds the engine. Run must be running for locations to reach
 // matching and trip updates to reach drivers.
-func NewGateway(cfg Config, matching *matchingclient.Client, trips *tripclient.Client, logger *slog.Logger) (*Gateway, error) {
+func NewGateway(cfg Config, matching *matchingclient.Client, trips *tripclient.Client, logger *slog.Logger, tel Telemetry) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	metrics, err := newGatewayMetrics(tel.Meter)
+	if err != nil {
+		return nil, err
+	}
+	if tel.Propagator == nil {
+		tel.Propagator = propagation.TraceContext{}
 	}
 	v, err := protovalidate.New()
 	if err != nil {
 		return nil, err
 	}
 	return &Gateway{
-		cfg:       cfg,
-		matching:  matching,
-		trips:     trips,
-		logger:    logger,
-		validator: v,
-		batcher:   newBatcher(cfg, matching, logger),
-		now:       time.Now,
-		sessions:  map[string]*session{},
+		cfg:        cfg,
+		matching:   matching,
+		trips:      trips,
+		logger:     logger,
+		validator:  v,
+		batcher:    newBatcher(cfg, matching, logger),
+		now:        time.Now,
+		sessions:   map[string]*session{},
+		metrics:    metrics,
+		propagator: tel.Propagator,
 	}, nil
 }
 
@@ -201,7 +214,11 @@ func (g *Gateway) handle(ctx context.Context, s *session, req *driverv1.ConnectR
 	}
 	switch m := req.GetMsg().(type) {
 	case *driverv1.ConnectRequest_Location:
-		return []*driverv1.ConnectResponse{ack(req.GetSeq(), g.location(s, m.Location))}
+		err := g.location(s, m.Location)
+		if err == nil {
+			g.metrics.locations.Add(ctx, 1)
+		}
+		return []*driverv1.ConnectResponse{ack(req.GetSeq(), err)}
 	case *driverv1.ConnectRequest_Availability:
 		return []*driverv1.ConnectResponse{ack(req.GetSeq(), g.availability(s, m.Availability))}
 	case *driverv1.ConnectRequest_OfferReply:
@@ -310,7 +327,7 @@ func (g *Gateway) reply(ctx context.Context, s *session, r *driverv1.OfferReply)
 	if !ok || offer.GetTripId() != r.GetTripId() {
 		return nil, errUnknownOffer
 	}
-	ctx, cancel := context.WithTimeout(ctx, g.cfg.CallTimeout)
+	ctx, cancel := context.WithTimeout(g.offerContext(ctx, offer.GetTraceContext()), g.cfg.CallTimeout)
 	defer cancel()
 	resp, err := g.matching.ReplyOffer(ctx, &matchingv1.ReplyOfferRequest{
 		OfferId:  r.GetOfferId(),
@@ -322,7 +339,7 @@ func (g *Gateway) reply(ctx context.Context, s *session, r *driverv1.OfferReply)
 	if err != nil {
 		// The worker may have committed the assignment before failing to
 		// answer (it died, or the answer was lost): the trip store knows.
-		g.logger.Warn("offer reply failed; asking the trip store", "driver", s.driverID, "trip", r.GetTripId(), "err", err)
+		g.logger.WarnContext(ctx, "offer reply failed; asking the trip store", "driver", s.driverID, "trip", r.GetTripId(), "err", err)
 		outcome := driverv1.OfferOutcome_OFFER_OUTCOME_WITHDRAWN
 		if trip, terr := g.trips.GetTrip(ctx, r.GetTripId()); terr == nil && trip.GetDriverId() == s.driverID && activeState(trip.GetState()) {
 			outcome = driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED
@@ -353,6 +370,9 @@ func (g *Gateway) setBusy(s *session, busy bool) {
 // serve runs one Connect stream: a reader goroutine handles client messages,
 // this goroutine writes everything queued for the driver.
 func (g *Gateway) serve(ctx context.Context, driverID string, recv func() (*driverv1.ConnectRequest, error), send func(*driverv1.ConnectResponse) error, draining <-chan struct{}) error {
+	g.metrics.streams.Add(ctx, 1, driverStreams)
+	defer g.metrics.streams.Add(context.WithoutCancel(ctx), -1, driverStreams)
+	defer g.metrics.disconnects.Add(context.WithoutCancel(ctx), 1, driverStreams)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s := g.attach(driverID, cancel)

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -24,6 +27,7 @@ import (
 // run is one trip's dispatch in flight on this worker.
 type run struct {
 	trip     *commonv1.Trip
+	parent   trace.SpanContext // the Dispatch call's span, if any
 	deadline time.Time
 	cancel   context.CancelCauseFunc
 	replies  chan offerReply
@@ -32,6 +36,7 @@ type run struct {
 
 // offerReply is a driver's answer routed to the run that made the offer.
 type offerReply struct {
+	ctx      context.Context // the ReplyOffer call (its span parents the assignment)
 	offerID  string
 	driverID string
 	accept   bool
@@ -69,7 +74,7 @@ func (e *Engine) isOffered(driverID string) bool {
 
 // Dispatch starts finding a driver for a REQUESTED trip whose pickup this
 // worker owns; a trip already in flight here is left alone.
-func (e *Engine) Dispatch(trip *commonv1.Trip, deadline time.Time) (*matchingv1.DispatchResponse, error) {
+func (e *Engine) Dispatch(ctx context.Context, trip *commonv1.Trip, deadline time.Time) (*matchingv1.DispatchResponse, error) {
 	if _, err := uuid.Parse(trip.GetId()); err != nil || trip.GetPickup() == nil {
 		return nil, status.Error(codes.InvalidArgument, "trip needs an id and a pickup")
 	}
@@ -83,7 +88,7 @@ func (e *Engine) Dispatch(trip *commonv1.Trip, deadline time.Time) (*matchingv1.
 	if deadline.IsZero() {
 		deadline = e.clock.Now().Add(e.cfg.DispatchDeadline)
 	}
-	started := e.start(trip, deadline)
+	started := e.start(trip, deadline, spanParent(ctx))
 	if started {
 		e.stats.dispatches.Add(1)
 		if pc, err := geo.CellAt(latLng(trip.GetPickup()), e.cfg.Surge.Resolution); err == nil {
@@ -93,14 +98,14 @@ func (e *Engine) Dispatch(trip *commonv1.Trip, deadline time.Time) (*matchingv1.
 	return &matchingv1.DispatchResponse{Partition: partition.String(), Started: started}, nil
 }
 
-func (e *Engine) start(trip *commonv1.Trip, deadline time.Time) bool {
+func (e *Engine) start(trip *commonv1.Trip, deadline time.Time, parent trace.SpanContext) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, ok := e.inflight[trip.GetId()]; ok {
 		return false
 	}
 	ctx, cancel := context.WithCancelCause(e.baseCtx)
-	r := &run{trip: trip, deadline: deadline, cancel: cancel, replies: make(chan offerReply), done: make(chan struct{})}
+	r := &run{trip: trip, parent: parent, deadline: deadline, cancel: cancel, replies: make(chan offerReply), done: make(chan struct{})}
 	e.inflight[trip.GetId()] = r
 	e.wg.Add(1)
 	go func() {
@@ -138,6 +143,7 @@ func (e *Engine) ReplyOffer(ctx context.Context, req *matchingv1.ReplyOfferReque
 		return &matchingv1.ReplyOfferResponse{Outcome: driverv1.OfferOutcome_OFFER_OUTCOME_WITHDRAWN}, nil
 	}
 	reply := offerReply{
+		ctx:      ctx,
 		offerID:  req.GetOfferId(),
 		driverID: req.GetDriverId(),
 		accept:   req.GetDecision() == driverv1.OfferDecision_OFFER_DECISION_ACCEPT,
@@ -162,17 +168,29 @@ func (e *Engine) ReplyOffer(ctx context.Context, req *matchingv1.ReplyOfferReque
 type pendingOffer struct {
 	id        string
 	candidate dispatch.Ranked
+	span      trace.Span
+	sent      time.Time
+}
+
+// end closes the offer's span with its outcome and counts it.
+func (e *Engine) endOffer(ctx context.Context, o *pendingOffer, outcome string) {
+	e.countOffer(ctx, outcome)
+	o.span.SetAttributes(attribute.String("outcome", outcome), attribute.Float64("wait_s", e.clock.Now().Sub(o.sent).Seconds()))
+	o.span.End()
 }
 
 // dispatch hosts the trip's offer cascade: the cascade decides (pure, in
 // package dispatch), this loop does the I/O its actions ask for and feeds
 // the outcomes back, until the trip is assigned or the cascade gives up.
 func (e *Engine) dispatch(ctx context.Context, r *run) {
+	ctx, span := e.tracer.Start(trace.ContextWithSpanContext(ctx, r.parent), "dispatch",
+		trace.WithAttributes(attribute.String("trip.id", r.trip.GetId()), attribute.Bool("recovered", !r.parent.IsValid())))
+	defer span.End()
 	log := e.logger.With("trip", r.trip.GetId())
 	now := e.clock.Now()
 	cascade, err := dispatch.NewCascade(r.trip.GetId(), e.cascadeConfig(max(r.deadline.Sub(now), time.Millisecond)))
 	if err != nil {
-		log.Error("bad cascade config", "err", err)
+		log.ErrorContext(ctx, "bad cascade config", "err", err)
 		return
 	}
 	var (
@@ -181,6 +199,7 @@ func (e *Engine) dispatch(ctx context.Context, r *run) {
 	)
 	defer func() {
 		if offer != nil {
+			e.endOffer(ctx, offer, "withdrawn")
 			e.release(offer.candidate.ID, false)
 		}
 	}()
@@ -198,7 +217,8 @@ func (e *Engine) dispatch(ctx context.Context, r *run) {
 			case dispatch.SendOffer:
 				o, err := e.sendOffer(ctx, r.trip, a)
 				if err != nil {
-					log.Debug("offer not delivered", "driver", a.Candidate.ID, "err", err)
+					e.countOffer(ctx, "unreachable")
+					log.DebugContext(ctx, "offer not delivered", "driver", a.Candidate.ID, "err", err)
 					actions = append(actions, cascade.Reply(e.clock.Now(), a.Candidate.ID, false)...)
 					continue
 				}
@@ -207,33 +227,44 @@ func (e *Engine) dispatch(ctx context.Context, r *run) {
 			case dispatch.RevokeOffer:
 				if offer != nil && offer.candidate.ID == a.DriverID {
 					e.stats.expired.Add(1)
+					e.endOffer(ctx, offer, "expired")
 					e.notify(offer.candidate.Candidate, offer.id, r, driverv1.OfferOutcome_OFFER_OUTCOME_EXPIRED)
 					e.release(a.DriverID, true)
 					offer = nil
 				}
 			case dispatch.Assign:
-				trip, err := e.assign(ctx, r.trip.GetId(), a.DriverID)
+				actx := ctx
+				if waiting != nil {
+					// The accept's trace: offer → driver's reply → assignment.
+					actx = trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(waiting.ctx))
+				}
+				trip, err := e.assign(actx, r.trip.GetId(), a.DriverID)
 				if err == nil {
 					e.release(a.DriverID, false)
 					_ = e.index.SetStatus(a.DriverID, dispatch.StatusBusy)
+					e.endOffer(ctx, offer, "accepted")
 					offer = nil
 					waiting.answer(driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED, trip)
 					e.stats.accepted.Add(1)
-					log.Info("driver assigned", "driver", a.DriverID, "offers", len(cascade.Offered()))
+					e.metrics.timeToMatch.Record(ctx, e.clock.Now().Sub(r.trip.GetCreatedAt().AsTime()).Seconds())
+					span.SetAttributes(attribute.String("outcome", "assigned"), attribute.String("driver.id", a.DriverID))
+					log.InfoContext(ctx, "driver assigned", "driver", a.DriverID, "offers", len(cascade.Offered()))
 					return
 				}
 				waiting.answer(driverv1.OfferOutcome_OFFER_OUTCOME_WITHDRAWN, nil)
 				waiting = nil
 				e.release(a.DriverID, true)
+				e.endOffer(ctx, offer, "lost_race")
 				offer = nil
 				if errors.Is(err, tripclient.ErrTripNotRequested) && e.tripGone(ctx, r.trip.GetId()) {
-					log.Info("dispatch ended: trip no longer requested")
+					log.InfoContext(ctx, "dispatch ended: trip no longer requested")
 					return
 				}
-				log.Debug("assignment failed", "driver", a.DriverID, "err", err)
+				log.DebugContext(ctx, "assignment failed", "driver", a.DriverID, "err", err)
 				actions = append(actions, cascade.AssignResult(e.clock.Now(), a.DriverID, err)...)
 			case dispatch.GiveUp:
-				e.giveUp(r, a.Reason)
+				span.SetAttributes(attribute.String("outcome", string(a.Reason)), attribute.Int("offers", a.Offered))
+				e.giveUp(ctx, r, a.Reason)
 				return
 			}
 		}
@@ -259,6 +290,7 @@ func (e *Engine) dispatch(ctx context.Context, r *run) {
 				rep.answer(driverv1.OfferOutcome_OFFER_OUTCOME_DECLINED, nil)
 				e.stats.declined.Add(1)
 				e.release(rep.driverID, true)
+				e.endOffer(ctx, offer, "declined")
 				offer = nil
 			case len(actions) == 0:
 				rep.answer(driverv1.OfferOutcome_OFFER_OUTCOME_EXPIRED, nil)
@@ -269,9 +301,11 @@ func (e *Engine) dispatch(ctx context.Context, r *run) {
 			// Cancelled by the rider (CancelDispatch), or this worker stops
 			// (recovery on the partition's owner re-dispatches the trip).
 			cascade.Cancel(e.clock.Now())
+			span.SetAttributes(attribute.String("outcome", "cancelled"))
 			if offer != nil {
 				e.notify(offer.candidate.Candidate, offer.id, r, driverv1.OfferOutcome_OFFER_OUTCOME_WITHDRAWN)
 				e.release(offer.candidate.ID, true)
+				e.endOffer(ctx, offer, "withdrawn")
 				offer = nil
 			}
 			return
@@ -303,6 +337,9 @@ func (rep *offerReply) answer(outcome driverv1.OfferOutcome, trip *commonv1.Trip
 // search finds and ranks candidates around the pickup, across partition
 // borders.
 func (e *Engine) search(ctx context.Context, trip *commonv1.Trip, radius float64, exclude map[string]struct{}) []dispatch.Ranked {
+	ctx, span := e.tracer.Start(ctx, "dispatch.search", trace.WithAttributes(
+		attribute.Float64("radius_m", radius), attribute.Int("excluded", len(exclude))))
+	defer span.End()
 	pickup := latLng(trip.GetPickup())
 	cands, err := e.nearby(ctx, nearbyQuery{
 		centre:  pickup,
@@ -312,10 +349,16 @@ func (e *Engine) search(ctx context.Context, trip *commonv1.Trip, radius float64
 		exclude: exclude,
 	})
 	if err != nil {
-		e.logger.Warn("candidate search failed", "trip", trip.GetId(), "err", err)
+		span.RecordError(err)
+		e.logger.WarnContext(ctx, "candidate search failed", "trip", trip.GetId(), "err", err)
 		return nil
 	}
-	return e.scorer.Rank(dispatch.RankRequest{Pickup: pickup, At: e.clock.Now()}, cands)
+	span.SetAttributes(attribute.Int("candidates", len(cands)))
+	_, rankSpan := e.tracer.Start(ctx, "dispatch.rank")
+	ranked := e.scorer.Rank(dispatch.RankRequest{Pickup: pickup, At: e.clock.Now()}, cands)
+	rankSpan.SetAttributes(rankAttributes(ranked)...)
+	rankSpan.End()
+	return ranked
 }
 
 // sendOffer reserves the driver (no other dispatch on this worker offers it
@@ -332,8 +375,13 @@ func (e *Engine) sendOffer(ctx context.Context, trip *commonv1.Trip, a dispatch.
 	e.mu.Unlock()
 	_ = e.index.SetStatus(c.ID, dispatch.StatusBusy)
 
-	o := &pendingOffer{id: uuid.NewString(), candidate: c}
+	octx, span := e.tracer.Start(ctx, "dispatch.offer", trace.WithAttributes(
+		attribute.String("driver.id", c.ID), attribute.Float64("eta_s", c.Parts.ETA.Seconds()), attribute.Float64("distance_m", c.Distance)))
+	o := &pendingOffer{id: uuid.NewString(), candidate: c, span: span, sent: e.clock.Now()}
+	carrier := propagation.MapCarrier{}
+	e.propagator.Inject(octx, carrier)
 	msg := &driverv1.Offer{
+		TraceContext:         carrier,
 		OfferId:              o.id,
 		TripId:               trip.GetId(),
 		Pickup:               trip.GetPickup(),
@@ -344,8 +392,11 @@ func (e *Engine) sendOffer(ctx context.Context, trip *commonv1.Trip, a dispatch.
 		PickupDistanceMeters: c.Distance,
 		ExpiresAt:            timestamppb.New(a.Expires),
 	}
-	if err := e.push(ctx, c.Candidate, &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Offer{Offer: msg}}); err != nil {
+	if err := e.push(octx, c.Candidate, &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Offer{Offer: msg}}); err != nil {
 		e.release(c.ID, true)
+		span.RecordError(err)
+		span.SetAttributes(attribute.String("outcome", "unreachable"))
+		span.End()
 		return nil, fmt.Errorf("%w: %v", errUnreachable, err)
 	}
 	return o, nil
@@ -364,11 +415,11 @@ func (e *Engine) release(driverID string, available bool) {
 
 // giveUp records why a dispatch ended without a driver. A cancelled
 // dispatch records nothing: the cancel already did.
-func (e *Engine) giveUp(r *run, reason dispatch.Reason) {
+func (e *Engine) giveUp(ctx context.Context, r *run, reason dispatch.Reason) {
 	if reason == dispatch.ReasonCancelled {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.CallTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.CallTimeout)
 	defer cancel()
 	text, ok := giveUpText[reason]
 	if !ok {
@@ -382,7 +433,7 @@ func (e *Engine) giveUp(r *run, reason dispatch.Reason) {
 		IdempotencyKey: "no-driver:" + r.trip.GetId(),
 	})
 	if err != nil && !errors.Is(err, tripclient.ErrInvalidTransition) {
-		e.logger.Warn("could not record no driver found", "trip", r.trip.GetId(), "err", err)
+		e.logger.WarnContext(ctx, "could not record no driver found", "trip", r.trip.GetId(), "err", err)
 		return
 	}
 	e.stats.noDriver.Add(1)
@@ -405,9 +456,18 @@ var (
 // one-active-trip-per-driver index decide races. Transient failures retry
 // with the same idempotency key, so a commit whose answer was lost is not
 // applied twice.
-func (e *Engine) assign(ctx context.Context, tripID, driverID string) (*commonv1.Trip, error) {
-	var err error
+func (e *Engine) assign(ctx context.Context, tripID, driverID string) (_ *commonv1.Trip, err error) {
+	ctx, span := e.tracer.Start(ctx, "dispatch.assign", trace.WithAttributes(attribute.String("driver.id", driverID)))
+	retries := 0
+	defer func() {
+		span.SetAttributes(attribute.Int("retries", retries))
+		if err != nil {
+			span.RecordError(err)
+		}
+		span.End()
+	}()
 	for attempt := range 3 {
+		retries = attempt
 		if attempt > 0 {
 			select {
 			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
@@ -512,7 +572,7 @@ func (e *Engine) recover(ctx context.Context) error {
 				// died late: give it a fair search of its own.
 				deadline = floor
 			}
-			if e.start(trip, deadline) {
+			if e.start(trip, deadline, trace.SpanContext{}) {
 				e.logger.Info("recovered dispatch", "trip", trip.GetId(), "partition", partition.String())
 			}
 		}

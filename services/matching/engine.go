@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -37,6 +40,9 @@ type Engine struct {
 	clock      dispatch.Clock
 	scorer     *dispatch.ETAScorer
 	surge      *dispatch.Surge
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
+	metrics    engineMetrics
 
 	stats counters
 
@@ -57,6 +63,10 @@ type Deps struct {
 	Trips    *tripclient.Client
 	Logger   *slog.Logger
 	Clock    dispatch.Clock
+	// Tracer, Meter and Propagator are the process's telemetry (nil: none).
+	Tracer     trace.TracerProvider
+	Meter      metric.MeterProvider
+	Propagator propagation.TextMapPropagator
 }
 
 // NewEngine builds a worker. Run must be running for dispatches, recovery,
@@ -86,6 +96,9 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 		baseCtx:    context.Background(),
 	}
 	if err := e.initDispatch(); err != nil {
+		return nil, err
+	}
+	if err := e.initTelemetry(deps); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -300,7 +313,7 @@ func (e *Engine) nearby(ctx context.Context, q nearbyQuery) ([]dispatch.Candidat
 		if a.err != nil {
 			// A neighbour that cannot answer shrinks the pool; it must not
 			// fail the search.
-			e.logger.Warn("neighbour search failed", "err", a.err)
+			e.logger.WarnContext(ctx, "neighbour search failed", "err", a.err)
 			continue
 		}
 		for _, d := range a.drivers {
@@ -469,8 +482,9 @@ func (e *Engine) Partitions() *matchingv1.PartitionsResponse {
 
 // dropForeign removes drivers of partitions this worker no longer owns
 // after a membership change; their new owners refill from the next samples.
-func (e *Engine) dropForeign() int {
-	dropped := 0
+// It returns how many drivers and partitions it dropped.
+func (e *Engine) dropForeign() (int, int) {
+	dropped, moved := 0, 0
 	owned := map[geo.Cell]bool{}
 	for _, d := range e.index.Snapshot() {
 		p, err := d.Cell.Parent(e.cfg.PartitionResolution)
@@ -481,12 +495,15 @@ func (e *Engine) dropForeign() int {
 		if !ok {
 			_, _, mine = e.owner(p)
 			owned[p] = mine
+			if !mine {
+				moved++
+			}
 		}
 		if !mine && e.index.Remove(d.ID) {
 			dropped++
 		}
 	}
-	return dropped
+	return dropped, moved
 }
 
 // Run runs the worker's background loops until ctx ends, then waits for the
@@ -507,8 +524,9 @@ func (e *Engine) Run(ctx context.Context) {
 func (e *Engine) watchMembership(ctx context.Context) {
 	for {
 		r, changed := e.membership.Ring()
-		if n := e.dropForeign(); n > 0 {
-			e.logger.Info("partitions moved away", "members", r.Len(), "dropped_drivers", n)
+		if n, moved := e.dropForeign(); n > 0 {
+			e.metrics.moves.Add(ctx, int64(moved))
+			e.logger.Info("partitions moved away", "members", r.Len(), "partitions", moved, "dropped_drivers", n)
 		}
 		select {
 		case <-ctx.Done():

@@ -89,7 +89,7 @@ func (h *Handler) Dispatch(ctx context.Context, req *matchingv1.DispatchRequest)
 	if req.GetDeadline() != nil {
 		deadline = req.GetDeadline().AsTime()
 	}
-	return h.engine.Dispatch(req.GetTrip(), deadline)
+	return h.engine.Dispatch(ctx, req.GetTrip(), deadline)
 }
 
 // CancelDispatch implements MatchingService.

@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -33,18 +36,29 @@ type Service struct {
 	logger   *slog.Logger
 	now      func() time.Time
 	draining <-chan struct{}
+	streams  metric.Int64UpDownCounter
 }
 
 var _ riderv1.RiderServiceServer = (*Service)(nil)
 
 // New builds the service; WatchTrip streams end with UNAVAILABLE when
 // draining closes.
-func New(cfg Config, trips *tripclient.Client, matching *matchingclient.Client, pricing Pricing, logger *slog.Logger, draining <-chan struct{}) (*Service, error) {
+func New(cfg Config, trips *tripclient.Client, matching *matchingclient.Client, pricing Pricing, logger *slog.Logger, draining <-chan struct{}, meter metric.MeterProvider) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, trips: trips, matching: matching, pricing: pricing, logger: logger, now: time.Now, draining: draining}, nil
+	if meter == nil {
+		meter = noop.NewMeterProvider()
+	}
+	streams, err := meter.Meter("hexride").Int64UpDownCounter("hexride_active_streams",
+		metric.WithDescription("Open long-lived streams, by service."))
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, trips: trips, matching: matching, pricing: pricing, logger: logger, now: time.Now, draining: draining, streams: streams}, nil
 }
+
+var riderStreams = metric.WithAttributes(attribute.String("service", "rider"))
 
 // Register adds the service to r.
 func (s *Service) Register(r grpc.ServiceRegistrar) { riderv1.RegisterRiderServiceServer(r, s) }
@@ -305,6 +319,8 @@ func (s *Service) WatchTrip(req *riderv1.WatchTripRequest, stream grpc.ServerStr
 	if err != nil {
 		return err
 	}
+	s.streams.Add(ctx, 1, riderStreams)
+	defer s.streams.Add(context.WithoutCancel(ctx), -1, riderStreams)
 	trip, err := s.ownTrip(ctx, riderID, req.GetTripId())
 	if err != nil {
 		return err

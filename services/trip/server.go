@@ -23,6 +23,7 @@ import (
 
 	"buf.build/go/protovalidate"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -65,6 +66,9 @@ type Server struct {
 	lookback     time.Duration
 	watchBuffer  int
 	hub          *hub
+
+	meterProvider metric.MeterProvider
+	metrics       tripMetrics
 }
 
 // NewServer returns a Server over st. Call Close when done. The store stays
@@ -87,6 +91,11 @@ func NewServer(st store.Store, opts ...Option) (*Server, error) {
 		}
 		s.validator = v
 	}
+	m, err := newTripMetrics(s.meterProvider)
+	if err != nil {
+		return nil, fmt.Errorf("trip: metrics: %w", err)
+	}
+	s.metrics = m
 	s.hub = newHub(st, s.pollInterval, s.lookback, s.watchBuffer, s.log)
 	return s, nil
 }
@@ -136,6 +145,9 @@ func (s *Server) CreateTrip(ctx context.Context, req *tripv1.CreateTripRequest) 
 	if err != nil {
 		return nil, err
 	}
+	if created {
+		s.metrics.transition(ctx, store.Event{To: t.State})
+	}
 	return &tripv1.CreateTripResponse{Trip: TripToProto(t), Created: created}, nil
 }
 
@@ -149,10 +161,11 @@ func (s *Server) AssignDriver(ctx context.Context, req *tripv1.AssignDriverReque
 	if err != nil {
 		return nil, err
 	}
-	t, _, err := s.store.AssignDriver(ctx, store.AssignDriver{TripID: id, DriverID: req.GetDriverId(), IdempotencyKey: req.GetIdempotencyKey()})
+	t, ev, err := s.store.AssignDriver(ctx, store.AssignDriver{TripID: id, DriverID: req.GetDriverId(), IdempotencyKey: req.GetIdempotencyKey()})
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.transition(ctx, ev)
 	return &tripv1.AssignDriverResponse{Trip: TripToProto(t)}, nil
 }
 
@@ -181,6 +194,7 @@ func (s *Server) Transition(ctx context.Context, req *tripv1.TransitionRequest) 
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.transition(ctx, e)
 	return &tripv1.TransitionResponse{Trip: TripToProto(t), Event: EventToProto(e)}, nil
 }
 
@@ -281,6 +295,8 @@ func (s *Server) WatchTrips(req *tripv1.WatchTripsRequest, stream grpc.ServerStr
 		return err
 	}
 	ctx := stream.Context()
+	s.metrics.streams.Add(ctx, 1, streamAttrs)
+	defer s.metrics.streams.Add(context.WithoutCancel(ctx), -1, streamAttrs)
 	f := watchFilter{riderID: req.GetRiderId(), driverID: req.GetDriverId()}
 	var ids []uuid.UUID
 	if len(req.GetTripIds()) > 0 {

@@ -1,0 +1,125 @@
+package matching
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/hexride/hexride/dispatch"
+	"github.com/hexride/hexride/geo"
+)
+
+// engineMetrics are the dispatch-health instruments (names: infra/telemetry).
+type engineMetrics struct {
+	timeToMatch metric.Float64Histogram
+	offers      metric.Int64Counter
+	moves       metric.Int64Counter
+}
+
+var timeToMatchBuckets = []float64{0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 90, 120}
+
+func (e *Engine) initTelemetry(d Deps) error {
+	if d.Tracer == nil {
+		d.Tracer = tracenoop.NewTracerProvider()
+	}
+	if d.Meter == nil {
+		d.Meter = metricnoop.NewMeterProvider()
+	}
+	if d.Propagator == nil {
+		d.Propagator = propagation.TraceContext{}
+	}
+	e.tracer = d.Tracer.Tracer("github.com/hexride/hexride/services/matching")
+	e.propagator = d.Propagator
+	m := d.Meter.Meter("hexride")
+	var err error
+	if e.metrics.timeToMatch, err = m.Float64Histogram("hexride_time_to_match",
+		metric.WithUnit("s"),
+		metric.WithDescription("Time from a ride request to its driver's assignment."),
+		metric.WithExplicitBucketBoundaries(timeToMatchBuckets...)); err != nil {
+		return err
+	}
+	if e.metrics.offers, err = m.Int64Counter("hexride_offers",
+		metric.WithDescription("Offers made to drivers, by outcome (accepted, declined, expired, unreachable, lost_race).")); err != nil {
+		return err
+	}
+	if e.metrics.moves, err = m.Int64Counter("hexride_partition_moves",
+		metric.WithDescription("Partitions that moved away from this worker after membership changes.")); err != nil {
+		return err
+	}
+	e.metrics.moves.Add(context.Background(), 0) // exported from the start, so rate() works
+
+	if _, err = m.Int64ObservableGauge("hexride_indexed_drivers",
+		metric.WithDescription("Drivers in this worker's supply index, by partition."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			for p, n := range e.driversPerPartition() {
+				o.Observe(int64(n), metric.WithAttributes(attribute.String("partition", p.String())))
+			}
+			return nil
+		})); err != nil {
+		return err
+	}
+	if _, err = m.Int64ObservableGauge("hexride_no_owner_partitions",
+		metric.WithDescription("Partitions holding drivers here that no member owns in this worker's view."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			r, _ := e.membership.Ring()
+			if r.Len() > 0 {
+				o.Observe(0)
+				return nil
+			}
+			o.Observe(int64(len(e.driversPerPartition())))
+			return nil
+		})); err != nil {
+		return err
+	}
+	_, err = m.Int64ObservableGauge("hexride_dispatches_in_flight",
+		metric.WithDescription("Dispatches running on this worker."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			e.mu.Lock()
+			n := len(e.inflight)
+			e.mu.Unlock()
+			o.Observe(int64(n))
+			return nil
+		}))
+	return err
+}
+
+func (e *Engine) driversPerPartition() map[geo.Cell]int {
+	counts := map[geo.Cell]int{}
+	for _, d := range e.index.Snapshot() {
+		if p, err := d.Cell.Parent(e.cfg.PartitionResolution); err == nil {
+			counts[p]++
+		}
+	}
+	return counts
+}
+
+func (e *Engine) countOffer(ctx context.Context, outcome string) {
+	e.metrics.offers.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+}
+
+// rankAttributes describes the top candidates and why they rank so.
+func rankAttributes(ranked []dispatch.Ranked) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{attribute.Int("candidates", len(ranked))}
+	for i, r := range ranked {
+		if i == 3 {
+			break
+		}
+		prefix := "rank." + string(rune('1'+i)) + "."
+		attrs = append(attrs,
+			attribute.String(prefix+"driver", r.ID),
+			attribute.Float64(prefix+"eta_s", r.Parts.ETA.Seconds()),
+			attribute.Float64(prefix+"distance_m", r.Parts.Distance),
+			attribute.Float64(prefix+"heading_off_deg", r.Parts.HeadingOff),
+			attribute.Float64(prefix+"turn_penalty_s", r.Parts.TurnPenalty.Seconds()),
+		)
+	}
+	return attrs
+}
+
+// spanParent carries a span context into a goroutine that outlives the RPC.
+func spanParent(ctx context.Context) trace.SpanContext { return trace.SpanContextFromContext(ctx) }
