@@ -1,0 +1,168 @@
+package dispatch
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/hexride/hexride/geo"
+)
+
+// SpeedModel gives the expected driving speed, in metres per second, for a
+// drive starting in cell at time at.
+type SpeedModel interface {
+	Speed(cell geo.Cell, at time.Time) float64
+}
+
+// ConstantSpeed is the same speed everywhere, always (m/s).
+type ConstantSpeed float64
+
+// Speed implements SpeedModel.
+func (s ConstantSpeed) Speed(geo.Cell, time.Time) float64 { return float64(s) }
+
+// SpeedTable looks speeds up by cell, then by local hour, then falls back to
+// Default. Zero entries mean "not set". It is read-only once in use.
+type SpeedTable struct {
+	ByCell  map[geo.Cell]float64
+	ByHour  [24]float64
+	Default float64
+	// Location is the time zone of ByHour; nil means UTC.
+	Location *time.Location
+}
+
+// Speed implements SpeedModel.
+func (t *SpeedTable) Speed(cell geo.Cell, at time.Time) float64 {
+	if v := t.ByCell[cell]; v > 0 {
+		return v
+	}
+	loc := t.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	if v := t.ByHour[at.In(loc).Hour()]; v > 0 {
+		return v
+	}
+	return t.Default
+}
+
+var (
+	_ SpeedModel = ConstantSpeed(0)
+	_ SpeedModel = (*SpeedTable)(nil)
+)
+
+// RankConfig configures the [ETAScorer].
+type RankConfig struct {
+	// RoadFactor converts straight-line to road distance (≥ 1; default 1.4).
+	RoadFactor float64
+	// Speeds gives driving speed; default ConstantSpeed(8.33) (30 km/h).
+	Speeds SpeedModel
+	// TurnPenalty is the extra time for a driver heading directly away
+	// from the pickup (a U-turn); it ramps linearly from 0 at 90° off the
+	// bearing to the pickup to the full value at 180°. Default 60s.
+	TurnPenalty time.Duration
+	// MinMovingSpeed: below it (m/s) heading is noise and ignored (default 1).
+	MinMovingSpeed float64
+}
+
+// DefaultRankConfig returns the defaults.
+func DefaultRankConfig() RankConfig {
+	return RankConfig{RoadFactor: 1.4, Speeds: ConstantSpeed(30 / 3.6), TurnPenalty: time.Minute, MinMovingSpeed: 1}
+}
+
+// Validate checks the config.
+func (c RankConfig) Validate() error {
+	switch {
+	case !(c.RoadFactor >= 1) || math.IsInf(c.RoadFactor, 0):
+		return fmt.Errorf("%w: road factor %v must be ≥ 1", ErrInvalidConfig, c.RoadFactor)
+	case c.Speeds == nil:
+		return fmt.Errorf("%w: nil speed model", ErrInvalidConfig)
+	case c.TurnPenalty < 0:
+		return fmt.Errorf("%w: negative turn penalty", ErrInvalidConfig)
+	case c.MinMovingSpeed < 0:
+		return fmt.Errorf("%w: negative min moving speed", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// RankRequest is what a scorer knows about the trip.
+type RankRequest struct {
+	Pickup geo.LatLng
+	At     time.Time
+}
+
+// ScoreParts explains a score ("why this driver").
+type ScoreParts struct {
+	Distance     float64       // straight line, metres
+	RoadDistance float64       // Distance × road factor
+	Speed        float64       // m/s used
+	Drive        time.Duration // RoadDistance / Speed
+	HeadingOff   float64       // degrees between heading and bearing to pickup; NaN if unknown/ignored
+	TurnPenalty  time.Duration
+	ETA          time.Duration // Drive + TurnPenalty
+}
+
+// Ranked is a candidate with its score: lower is better.
+type Ranked struct {
+	Candidate
+	Score float64 // seconds of estimated pickup time
+	Parts ScoreParts
+}
+
+// Scorer orders candidates for a trip, best first, keeping the score parts.
+// Implementations must be deterministic (ties broken by driver id).
+type Scorer interface {
+	Rank(req RankRequest, cands []Candidate) []Ranked
+}
+
+// ETAScorer ranks by estimated pickup time.
+type ETAScorer struct {
+	cfg RankConfig
+}
+
+var _ Scorer = (*ETAScorer)(nil)
+
+// NewETAScorer builds the default scorer.
+func NewETAScorer(cfg RankConfig) (*ETAScorer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &ETAScorer{cfg: cfg}, nil
+}
+
+// Estimate scores one candidate.
+func (s *ETAScorer) Estimate(req RankRequest, c Candidate) Ranked {
+	p := ScoreParts{Distance: c.Distance, HeadingOff: math.NaN()}
+	p.RoadDistance = c.Distance * s.cfg.RoadFactor
+	p.Speed = s.cfg.Speeds.Speed(c.Cell, req.At)
+	if !(p.Speed > 0) {
+		p.Speed = 0.1 // a broken table must not divide by zero; makes the driver last
+	}
+	drive := p.RoadDistance / p.Speed
+	p.Drive = time.Duration(drive * float64(time.Second))
+	pen := 0.0
+	if !math.IsNaN(c.Heading) && c.Speed >= s.cfg.MinMovingSpeed && c.Distance > 1 {
+		p.HeadingOff = geo.AngleDiff(c.Heading, geo.Bearing(c.Pos, req.Pickup))
+		if p.HeadingOff > 90 {
+			pen = s.cfg.TurnPenalty.Seconds() * (p.HeadingOff - 90) / 90
+		}
+	}
+	p.TurnPenalty = time.Duration(pen * float64(time.Second))
+	p.ETA = p.Drive + p.TurnPenalty
+	return Ranked{Candidate: c, Score: drive + pen, Parts: p}
+}
+
+// Rank implements Scorer.
+func (s *ETAScorer) Rank(req RankRequest, cands []Candidate) []Ranked {
+	out := make([]Ranked, len(cands))
+	for i, c := range cands {
+		out[i] = s.Estimate(req, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Score != out[j].Score {
+			return out[i].Score < out[j].Score
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
