@@ -21,10 +21,12 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.SetOutput(stderr)
 	cfg := node.DefaultConfig()
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7070", "gRPC listen address (loopback: dev runs without TLS or tokens)")
+	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "dispatcher console (web + JSON API) listen address; empty disables it")
 	withSim := fs.Bool("sim", false, "also run a simulated city against the platform")
 	simDrivers := fs.Int("sim-drivers", 100, "with --sim: simulated drivers")
 	simRate := fs.Float64("sim-rate", 1, "with --sim: ride requests per second")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	newTelemetry := telemetryFlags(fs, "hexride-dev")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -36,15 +38,24 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	cfg.Version = version
+	cfg.Console = cfg.HTTPAddr != ""
 	cfg.QuoteKey = make([]byte, 32)
 	if _, err := rand.Read(cfg.QuoteKey); err != nil {
 		return err
 	}
-	n, err := node.Start(ctx, cfg, logger)
+	tel, err := newTelemetry(ctx)
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx))
+	n, err := node.Start(ctx, cfg, logger, node.WithTelemetry(tel))
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "hexride dev: all services on %s (plaintext, loopback only)\n", n.Addr())
+	if addr := n.HTTPAddr(); addr != "" {
+		fmt.Fprintf(stdout, "dispatcher console: http://%s/\n", addr)
+	}
 	fmt.Fprintf(stdout, "simulate a city:\n  go run ./cmd/hexride sim --target %s --duration 30s\n", n.Addr())
 
 	simDone := make(chan struct{})

@@ -200,6 +200,23 @@ func checkInvariants(t *testing.T, dsn string, wantTrips int) map[string]int {
 	return states
 }
 
+// runSim runs the simulator in the background; its stats arrive on the
+// channel when it ends (a failed run fails the test).
+func runSim(t *testing.T, cfg sim.Config) <-chan sim.Stats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel)
+	done := make(chan sim.Stats, 1)
+	go func() {
+		s, err := sim.Run(ctx, cfg)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- s
+	}()
+	return done
+}
+
 // TestPlatformEndToEnd runs the platform as separate processes (1 rider, 2
 // driver, 3 matching, 1 trip) on Consul and PostgreSQL, drives 200 drivers
 // and 50 ride requests through it, and SIGKILLs one matching worker in the
@@ -220,17 +237,7 @@ func TestPlatformEndToEnd(t *testing.T) {
 	cfg.RiderCancelProbability = 0.1
 	cfg.Seed = 7
 
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	type result struct {
-		stats sim.Stats
-		err   error
-	}
-	done := make(chan result, 1)
-	go func() {
-		s, err := sim.Run(ctx, cfg)
-		done <- result{s, err}
-	}()
+	done := runSim(t, cfg)
 
 	// Mid-run (requests flow from about 2 s on, for about 12 s), kill a
 	// worker without letting it deregister.
@@ -242,11 +249,7 @@ func TestPlatformEndToEnd(t *testing.T) {
 	waitMembers(t, p.matching[2].addr, 2, 10*time.Second)
 	t.Logf("partitions moved off the killed worker %v after SIGKILL (%v total)", moved, time.Since(killedAt))
 
-	res := <-done
-	if res.err != nil {
-		t.Fatal(res.err)
-	}
-	s := res.stats
+	s := <-done
 	t.Logf("sim: %+v", s)
 	t.Logf("end-to-end: request→offer p50 %.0f ms p99 %.0f ms; request→DRIVER_ASSIGNED p50 %.0f ms p99 %.0f ms",
 		s.OfferP50MS, s.OfferP99MS, s.MatchP50MS, s.MatchP99MS)
@@ -290,17 +293,7 @@ func TestPlatformDrain(t *testing.T) {
 	cfg.RiderCancelProbability = 0
 	cfg.Seed = 11
 
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	type result struct {
-		stats sim.Stats
-		err   error
-	}
-	done := make(chan result, 1)
-	go func() {
-		s, err := sim.Run(ctx, cfg)
-		done <- result{s, err}
-	}()
+	done := runSim(t, cfg)
 	time.Sleep(6 * time.Second)
 	for _, victim := range []*proc{p.drivers[0], p.matching[0], p.riders[0]} {
 		start := time.Now()
@@ -310,11 +303,7 @@ func TestPlatformDrain(t *testing.T) {
 		t.Logf("%s drained in %v", victim.name, time.Since(start))
 		time.Sleep(2 * time.Second)
 	}
-	res := <-done
-	if res.err != nil {
-		t.Fatal(res.err)
-	}
-	s := res.stats
+	s := <-done
 	t.Logf("sim: %+v", s)
 	if s.Errors != 0 {
 		t.Errorf("%d failed client calls during drains: %v", s.Errors, s.ErrorSamples)

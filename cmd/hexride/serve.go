@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hexride/hexride/infra/telemetry"
 	"github.com/hexride/hexride/services/node"
 )
 
@@ -45,7 +46,8 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+	// Lines logged with a request's context carry its trace and span ids.
+	return slog.New(telemetry.NewTraceHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))), nil
 }
 
 // nodeFlags binds the flags that configure a node.
@@ -67,6 +69,8 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services *string, quoteKey *s
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "then wait at most this long for calls in flight")
 	fs.StringVar(quoteKey, "quote-key", "", "hex key (≥32 bytes) signing quotes; every rider instance must share it")
 	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cfg.HTTPAddr, "http", "", "HTTP address for /metrics (and the console with --console); empty: none")
+	fs.BoolVar(&cfg.Console, "console", false, "serve the dispatcher console on --http")
 }
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -75,6 +79,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := node.DefaultConfig()
 	var services, quoteKey, logLevel string
 	nodeFlags(fs, &cfg, &services, &quoteKey, &logLevel)
+	newTelemetry := telemetryFlags(fs, "hexride")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -97,12 +102,17 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	return runNode(ctx, cfg, logger, stdout)
+	tel, err := newTelemetry(ctx)
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx))
+	return runNode(ctx, cfg, logger, stdout, tel)
 }
 
 // runNode starts a node and drains it when ctx ends (SIGTERM, SIGINT).
-func runNode(ctx context.Context, cfg node.Config, logger *slog.Logger, stdout io.Writer) error {
-	n, err := node.Start(ctx, cfg, logger)
+func runNode(ctx context.Context, cfg node.Config, logger *slog.Logger, stdout io.Writer, tel *telemetry.Providers) error {
+	n, err := node.Start(ctx, cfg, logger, node.WithTelemetry(tel))
 	if err != nil {
 		return err
 	}

@@ -66,6 +66,11 @@ type Config struct {
 	QuoteKey []byte
 	// QuoteTTL is how long a quote locks its fare.
 	QuoteTTL time.Duration
+	// HTTPAddr is the HTTP listen address for /metrics and, with Console,
+	// the dispatcher console; empty means no HTTP.
+	HTTPAddr string
+	// Console serves the dispatcher console on HTTPAddr.
+	Console bool
 }
 
 // DefaultConfig returns production defaults.
@@ -151,6 +156,22 @@ func (c Config) Validate() error {
 	}
 	if c.PartitionResolution < 0 || c.PartitionResolution > 8 {
 		return ErrBadPartitionRes
+	}
+	if c.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			return fmt.Errorf("%w: http %q: %v", ErrBadAddr, c.HTTPAddr, err)
+		}
+	}
+	if c.Console {
+		if c.HTTPAddr == "" {
+			return fmt.Errorf("%w: the console needs an HTTP address", ErrBadAddr)
+		}
+		// The console calls trip, matching and driver.
+		for _, dep := range []string{Trip, Matching, Driver} {
+			if c.ConsulAddr == "" && !c.Has(dep) {
+				return fmt.Errorf("%w: the console calls %s", ErrNeedsDiscovery, dep)
+			}
+		}
 	}
 	return nil
 }

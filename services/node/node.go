@@ -9,6 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/exaring/otelpgx"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -17,6 +21,8 @@ import (
 	"github.com/hexride/hexride/infra/consul"
 	"github.com/hexride/hexride/infra/dial"
 	"github.com/hexride/hexride/infra/grpcserver"
+	"github.com/hexride/hexride/infra/postgres"
+	"github.com/hexride/hexride/infra/telemetry"
 	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 	riderv1 "github.com/hexride/hexride/proto/hexride/rider/v1"
@@ -61,19 +67,35 @@ type Node struct {
 	Trips    *tripclient.Client
 	Matching *matchingclient.Client
 	Pool     *dial.Pool
+	// Telemetry holds the node's providers (its /metrics handler).
+	Telemetry *telemetry.Providers
 	// Engine is the matching engine when the node runs matching.
 	Engine *matching.Engine
 	// Gateway is the driver gateway when the node runs driver.
 	Gateway *driver.Gateway
 
 	shutdownOnce sync.Once
+	http         *httpServer // the console's HTTP server (http.go); nil without HTTPAddr
 }
 
 // Start builds and starts the node; it returns once the listener serves
 // and every service is registered.
-func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err error) {
+func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	o := options{}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	tel := o.telemetry
+	if tel == nil {
+		tel = telemetry.Disabled()
+	}
+	otelOpts := []otelgrpc.Option{
+		otelgrpc.WithTracerProvider(tel.Tracer),
+		otelgrpc.WithMeterProvider(tel.Meter),
+		otelgrpc.WithPropagators(tel.Propagator),
 	}
 	scfg := grpcserver.DefaultConfig(cfg.Addr)
 	scfg.DrainWait, scfg.StopTimeout = cfg.DrainWait, cfg.StopTimeout
@@ -82,11 +104,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		UnaryInterceptors:  []grpc.UnaryServerInterceptor{auth.UnaryServerInterceptor(authn)},
 		StreamInterceptors: []grpc.StreamServerInterceptor{auth.StreamServerInterceptor(authn)},
 		SkipValidation:     driver.StreamValidatedByHandler(),
+		ServerOptions:      []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...))},
 	})
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, logger: logger, server: srv, advertise: cfg.AdvertiseAddr, served: make(chan error, 1)}
+	n := &Node{cfg: cfg, logger: logger, server: srv, advertise: cfg.AdvertiseAddr, served: make(chan error, 1), Telemetry: tel}
 	if n.advertise == "" {
 		n.advertise = srv.Addr()
 	}
@@ -94,6 +117,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	defer func() {
 		if err != nil {
 			srv.Stop()
+			n.stopHTTP(context.Background())
 			n.stopRun()
 			n.loops.Wait()
 			n.close()
@@ -102,6 +126,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelOpts...)),
 		grpc.WithPerRPCCredentials(auth.HeaderCredentials{Principal: auth.Principal{Role: auth.RoleService, Subject: "node-" + n.advertise}}),
 	}
 	pool := dial.NewPool(dialOpts...)
@@ -140,12 +165,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 
 	reg := srv.Registrar()
 	if cfg.Has(Trip) {
-		st, closeStore, err := openStore(ctx, cfg.DatabaseURL)
+		st, closeStore, err := openStore(ctx, cfg.DatabaseURL, tel)
 		if err != nil {
 			return nil, err
 		}
 		n.closers = append(n.closers, closeStore)
-		ts, err := trip.NewServer(st, trip.WithLogger(logger))
+		ts, err := trip.NewServer(st, trip.WithLogger(logger), trip.WithMeter(tel.Meter))
 		if err != nil {
 			return nil, err
 		}
@@ -164,6 +189,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		mcfg.RecoveryInterval, mcfg.RecoveryAge = cfg.RecoveryInterval, cfg.RecoveryAge
 		engine, err := matching.NewEngine(mcfg, matching.Deps{
 			Membership: membership, Peers: matchingClient, Gateways: pool, Trips: trips, Logger: logger.With("service", Matching),
+			Tracer: tel.Tracer, Meter: tel.Meter, Propagator: tel.Propagator,
 		})
 		if err != nil {
 			return nil, err
@@ -175,7 +201,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if cfg.Has(Driver) {
 		dcfg := driver.DefaultConfig(n.advertise)
 		dcfg.PartitionResolution = cfg.PartitionResolution
-		gw, err := driver.NewGateway(dcfg, matchingClient, trips, logger.With("service", Driver))
+		gw, err := driver.NewGateway(dcfg, matchingClient, trips, logger.With("service", Driver), driver.Telemetry{Meter: tel.Meter, Propagator: tel.Propagator})
 		if err != nil {
 			return nil, err
 		}
@@ -192,7 +218,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		rcfg.DispatchDeadline = cfg.DispatchDeadline
 		rcfg.Region = cfg.Region
 		rcfg.SurgeResolution = dispatch.DefaultIndexConfig().Resolution
-		rs, err := rider.New(rcfg, trips, matchingClient, pricing, logger.With("service", Rider), srv.Draining())
+		rs, err := rider.New(rcfg, trips, matchingClient, pricing, logger.With("service", Rider), srv.Draining(), tel.Meter)
 		if err != nil {
 			return nil, err
 		}
@@ -204,6 +230,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		for _, name := range grpcNames[s] {
 			srv.SetServing(name, true)
 		}
+	}
+	if err := n.startHTTP(); err != nil {
+		return nil, err
 	}
 	if consulAPI != nil {
 		if err := n.register(ctx, consulAPI); err != nil {
@@ -246,6 +275,11 @@ func (n *Node) register(ctx context.Context, c *consulClient) error {
 		rc := consul.DefaultRegistrationConfig(ConsulName(s), host, port)
 		rc.ID = instanceID(s, n.advertise)
 		rc.Region, rc.Zone, rc.Version = n.cfg.Region, n.cfg.Zone, n.cfg.Version
+		if addr := n.HTTPAddr(); addr != "" {
+			// Where Prometheus (through the collector's Consul discovery)
+			// scrapes this process.
+			rc.Meta = map[string]string{"metrics": addr}
+		}
 		rc.Check.GRPCService = grpcNames[s][0]
 		rc.Check.Interval = n.cfg.CheckInterval
 		rc.Check.Timeout = max(n.cfg.CheckInterval/2, 500*time.Millisecond)
@@ -268,6 +302,7 @@ func (n *Node) register(ctx context.Context, c *consulClient) error {
 // stop the engines and close the store. Safe to call more than once.
 func (n *Node) Shutdown(ctx context.Context) {
 	n.shutdownOnce.Do(func() {
+		n.stopHTTP(ctx)
 		for _, r := range n.registrars {
 			if err := r.Deregister(ctx); err != nil {
 				n.logger.Warn("consul deregister failed", "id", r.ID(), "err", err)
@@ -288,14 +323,46 @@ func (n *Node) close() {
 	n.closers = nil
 }
 
-// openStore opens the SQL store for dsn, or an in-memory one.
-func openStore(ctx context.Context, dsn string) (store.Store, func(), error) {
+// openStore opens the SQL store for dsn (with pgx spans and a retry
+// counter), or an in-memory one.
+func openStore(ctx context.Context, dsn string, tel *telemetry.Providers) (store.Store, func(), error) {
+	// Exported whatever the store, so dashboards and alerts always find it
+	// (the in-memory store never retries).
+	retries, err := tel.HexrideMeter().Int64Counter(telemetry.MetricDBTxRetries,
+		metric.WithDescription("Transactions retried as a whole after a serialization failure (SQLSTATE 40001)."))
+	if err != nil {
+		return nil, nil, err
+	}
+	retries.Add(ctx, 0)
 	if dsn == "" {
 		return memstore.New(), func() {}, nil
 	}
-	st, err := sqlstore.Open(ctx, dsn)
+	pcfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("trip store DSN: %w", err)
+	}
+	pcfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(tel.Tracer), otelpgx.WithMeterProvider(tel.Meter))
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open trip store: %w", err)
 	}
-	return st, st.Close, nil
+	st, err := sqlstore.New(ctx, pool, sqlstore.WithTxOptions(postgres.WithOnRetry(func(ctx context.Context, _ postgres.RetryInfo) {
+		retries.Add(ctx, 1)
+	})))
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return st, pool.Close, nil
 }
+
+// Option configures Start.
+type Option func(*options)
+
+type options struct {
+	telemetry *telemetry.Providers
+}
+
+// WithTelemetry gives the node its trace and metric providers (default:
+// no traces, metrics kept for /metrics only).
+func WithTelemetry(p *telemetry.Providers) Option { return func(o *options) { o.telemetry = p } }

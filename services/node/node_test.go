@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hexride/hexride/infra/auth"
+	"github.com/hexride/hexride/infra/telemetry"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
@@ -31,6 +32,12 @@ var testKey = []byte(strings.Repeat("q", 32))
 // startNode runs the given services in-process on a loopback port.
 func startNode(t *testing.T, services ...string) (*Node, *grpc.ClientConn) {
 	t.Helper()
+	return startNodeWith(t, nil, services...)
+}
+
+// startNodeWith runs the services with the given telemetry (nil: none).
+func startNodeWith(t *testing.T, tel *telemetry.Providers, services ...string) (*Node, *grpc.ClientConn) {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Services = services
 	cfg.Addr = "127.0.0.1:0"
@@ -39,7 +46,11 @@ func startNode(t *testing.T, services ...string) (*Node, *grpc.ClientConn) {
 	cfg.DrainWait = 0
 	cfg.StopTimeout = 2 * time.Second
 	cfg.QuoteKey = testKey
-	n, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	var opts []Option
+	if tel != nil {
+		opts = append(opts, WithTelemetry(tel))
+	}
+	n, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,13 @@ package node
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -199,6 +204,19 @@ func TestMetricsAfterSim(t *testing.T) {
 			t.Errorf("%s = %v, want > 0", name, values[name])
 		}
 	}
+	checkObservabilityConfig(t, values)
+	// Exemplars link the time-to-match histogram to traces (OpenMetrics).
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`hexride_time_to_match_seconds_bucket\{[^}]*\} \d+ # \{[^}]*trace_id="[0-9a-f]{32}"`).Match(body) {
+		t.Error("no exemplar with a trace id on hexride_time_to_match_seconds")
+	}
 	// Present (they may be zero in a run without partition moves, retries
 	// or open streams at scrape time).
 	for _, name := range []string{"hexride_active_streams", "hexride_partition_moves_total", "hexride_dispatches_in_flight", "hexride_no_owner_partitions"} {
@@ -243,4 +261,59 @@ func scrape(t *testing.T, url string) map[string]float64 {
 		values[name] += v
 	}
 	return values
+}
+
+// checkObservabilityConfig fails if any dashboard panel or alert rule in
+// infra/observability names a metric the platform did not export.
+func checkObservabilityConfig(t *testing.T, exported map[string]float64) {
+	t.Helper()
+	var exprs []string
+	dashboards, err := filepath.Glob("../../infra/observability/grafana/*.json")
+	if err != nil || len(dashboards) < 4 {
+		t.Fatalf("dashboards: %v %v", dashboards, err)
+	}
+	for _, path := range dashboards {
+		var d struct {
+			Panels []struct {
+				Title   string `json:"title"`
+				Targets []struct {
+					Expr string `json:"expr"`
+				} `json:"targets"`
+			} `json:"panels"`
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, &d); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		for _, p := range d.Panels {
+			if len(p.Targets) == 0 {
+				t.Errorf("%s: panel %q has no query", path, p.Title)
+			}
+			for _, tg := range p.Targets {
+				exprs = append(exprs, tg.Expr)
+			}
+		}
+	}
+	alerts, err := os.ReadFile("../../infra/observability/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`(?m)^\s*expr:\s*(.+)$`).FindAllStringSubmatch(string(alerts), -1) {
+		exprs = append(exprs, m[1])
+	}
+	if len(exprs) < 20 {
+		t.Fatalf("only %d queries found", len(exprs))
+	}
+	labels := regexp.MustCompile(`\{[^}]*\}|\b(by|without)\s*\([^)]*\)`)
+	metricName := regexp.MustCompile(`\b(hexride|rpc)_[a-z0-9_]+`)
+	for _, e := range exprs {
+		for _, name := range metricName.FindAllString(labels.ReplaceAllString(e, ""), -1) {
+			if _, ok := exported[name]; !ok {
+				t.Errorf("query %q uses %s, which the platform does not export", e, name)
+			}
+		}
+	}
 }

@@ -1,0 +1,174 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/hexride/hexride/infra/dial"
+	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
+	"github.com/hexride/hexride/services/console"
+	"github.com/hexride/hexride/services/matching/matchingclient"
+	"github.com/hexride/hexride/services/matching/ring"
+	"github.com/hexride/hexride/services/trip/tripclient"
+)
+
+// httpReadHeaderTimeout bounds a client's request headers. There is no
+// write timeout: the console's live stream is long-lived (it sets its own
+// per-write deadlines).
+const httpReadHeaderTimeout = 10 * time.Second
+
+// httpServer is the node's HTTP side: the dispatcher console at / and
+// whatever else shares the address (metrics) on the same mux.
+type httpServer struct {
+	srv         *http.Server
+	ln          net.Listener
+	mux         *http.ServeMux
+	cancel      context.CancelFunc // ends the console's loops and live streams
+	wg          sync.WaitGroup     // Serve and the console's Run
+	closeEgress func()             // the console's client connections
+}
+
+// startHTTP serves /metrics and, with Config.Console, the console on
+// cfg.HTTPAddr (nothing when empty).
+func (n *Node) startHTTP() (err error) {
+	if n.cfg.HTTPAddr == "" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", n.Telemetry.MetricsHandler())
+	closeEgress := func() {}
+	var con *console.Console
+	if n.cfg.Console {
+		var deps console.Deps
+		deps, closeEgress, err = n.consoleDeps()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				closeEgress()
+			}
+		}()
+		if con, err = console.New(console.DefaultConfig(), deps); err != nil {
+			return err
+		}
+		mux.Handle("/", con)
+	}
+	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http listen %s: %w", n.cfg.HTTPAddr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &httpServer{
+		srv: &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: httpReadHeaderTimeout,
+			BaseContext:       func(net.Listener) context.Context { return ctx },
+		},
+		ln: ln, mux: mux, cancel: cancel, closeEgress: closeEgress,
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		if err := h.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.logger.Error("http server stopped", "err", err)
+		}
+	}()
+	if con != nil {
+		h.wg.Add(1)
+		go func() { defer h.wg.Done(); con.Run(ctx) }()
+	}
+	n.http = h
+	n.logger.Info("http serving", "addr", ln.Addr().String(), "console", con != nil)
+	return nil
+}
+
+// consoleDeps builds the console's clients on their own connections: the
+// console sends each dispatcher's principal per call, so its connections
+// carry none of their own (the node's carry its service principal).
+func (n *Node) consoleDeps() (console.Deps, func(), error) {
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+			otelgrpc.WithTracerProvider(n.Telemetry.Tracer),
+			otelgrpc.WithMeterProvider(n.Telemetry.Meter),
+			otelgrpc.WithPropagators(n.Telemetry.Propagator))),
+	}
+	tripTarget := n.advertise
+	if n.cfg.ConsulAddr != "" {
+		c, err := newConsulClient(n.cfg.ConsulAddr, n.logger)
+		if err != nil {
+			return console.Deps{}, nil, err
+		}
+		opts = append(opts, c.builder.DialOptions()...)
+		tripTarget = "consul:///" + ConsulName(Trip)
+	}
+	pool := dial.NewPool(opts...)
+	tripConn, err := pool.Get(tripTarget)
+	if err != nil {
+		_ = pool.Close()
+		return console.Deps{}, nil, err
+	}
+	deps := console.Deps{
+		Trips:    tripclient.New(tripConn),
+		Matching: matchingclient.New(membersOf{n.Matching}, pool, n.cfg.PartitionResolution),
+		Gateways: func(addr string) (driverv1.DriverGatewayServiceClient, error) {
+			cc, err := pool.Get(addr)
+			if err != nil {
+				return nil, err
+			}
+			return driverv1.NewDriverGatewayServiceClient(cc), nil
+		},
+		Logger: n.logger.With("service", "console"),
+	}
+	return deps, func() { _ = pool.Close() }, nil
+}
+
+// membersOf shows the node's view of the matching workers to the console's
+// own matching client.
+type membersOf struct{ c *matchingclient.Client }
+
+func (m membersOf) Ring() (*ring.Ring, <-chan struct{}) { return ring.New(m.c.Members()), nil }
+
+// HTTPMux is the mux the node's HTTP server serves (nil without
+// Config.HTTPAddr). Add handlers to it (e.g. /metrics) at any time; the
+// console answers every path nobody else claims.
+func (n *Node) HTTPMux() *http.ServeMux {
+	if n.http == nil {
+		return nil
+	}
+	return n.http.mux
+}
+
+// HTTPAddr is the address the HTTP server listens on ("" without one).
+func (n *Node) HTTPAddr() string {
+	if n.http == nil {
+		return ""
+	}
+	return n.http.ln.Addr().String()
+}
+
+// stopHTTP ends the live streams, stops taking requests, waits for the
+// running ones (until ctx is done, then closes them) and closes the
+// console's connections.
+func (n *Node) stopHTTP(ctx context.Context) {
+	h := n.http
+	if h == nil {
+		return
+	}
+	h.cancel()
+	if err := h.srv.Shutdown(ctx); err != nil {
+		_ = h.srv.Close()
+	}
+	h.wg.Wait()
+	h.closeEgress()
+}
