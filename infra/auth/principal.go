@@ -115,6 +115,11 @@ func (HeaderAuthenticator) Authenticate(ctx context.Context) (Principal, error) 
 // exempt lists methods callable without credentials (health and reflection,
 // which load balancers and grpcurl call).
 func exempt(fullMethod string) bool {
+	// One "/" after the service: "/grpc.health.v1.Health/../x.Svc/M" is
+	// not a health method (gRPC routes it by its last "/").
+	if strings.Count(fullMethod, "/") != 2 {
+		return false
+	}
 	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") ||
 		strings.HasPrefix(fullMethod, "/grpc.reflection.")
 }
