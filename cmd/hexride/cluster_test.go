@@ -2,7 +2,8 @@ package main
 
 import (
 	"bufio"
-	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -16,9 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/hexride/hexride/infra/auth"
+	"github.com/hexride/hexride/infra/tlsconfig/testpki"
 )
 
 // The process-level tests run `hexride serve` as separate OS processes on
@@ -131,29 +133,52 @@ func (p *proc) stop(t *testing.T, sig syscall.Signal, timeout time.Duration) err
 	}
 }
 
-// waitServing polls the process's health service until the named gRPC
-// service reports SERVING.
-func waitServing(t *testing.T, addr, service string) {
+// testQuoteKey is a fixed quote-signing key shared by the test's riders.
+var testQuoteKey = hex.EncodeToString([]byte(strings.Repeat("k", 32)))
+
+// testSecurity is a deployment's keys and certificates: a CA, one server
+// certificate and one service client certificate shared by the processes,
+// and a signing key for tokens.
+type testSecurity struct {
+	key              *auth.DevKey
+	server, client   testpki.Pair
+	appTransport     credentials.TransportCredentials // apps: verify the server, no certificate
+	serviceTransport credentials.TransportCredentials // tools acting as a service: mTLS
+}
+
+func newTestSecurity(t *testing.T) *testSecurity {
 	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dir := t.TempDir()
+	ca, err := testpki.NewCA(filepath.Join(dir, "pki"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cc.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
-		cancel()
-		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s at %s not serving: %v %v", service, addr, resp, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	s := &testSecurity{}
+	if s.server, err = ca.IssueServer("127.0.0.1", "localhost", "hexride"); err != nil {
+		t.Fatal(err)
 	}
+	if s.client, err = ca.IssueClient("e2e"); err != nil {
+		t.Fatal(err)
+	}
+	if s.key, err = auth.GenerateDevKey(filepath.Join(dir, "key")); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	s.appTransport = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, ServerName: "hexride", RootCAs: pool})
+	clientCert, err := tls.LoadX509KeyPair(s.client.CertFile, s.client.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.serviceTransport = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, ServerName: "hexride", RootCAs: pool, Certificates: []tls.Certificate{clientCert}})
+	return s
 }
 
-// testQuoteKey is a fixed quote-signing key shared by the test's riders.
-var testQuoteKey = hex.EncodeToString([]byte(strings.Repeat("k", 32)))
+// flags are the serve flags that turn JWT auth and mTLS on.
+func (s *testSecurity) flags() []string {
+	return []string{
+		"--jwks-file", s.key.JWKSPath(), "--jwt-issuer", auth.DevIssuer, "--jwt-audience", auth.DevAudience,
+		"--tls-cert", s.server.CertFile, "--tls-key", s.server.KeyFile, "--tls-ca", s.server.CAFile,
+		"--tls-client-cert", s.client.CertFile, "--tls-client-key", s.client.KeyFile,
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/hexride/hexride/infra/auth"
 	"github.com/hexride/hexride/services/node"
 	"github.com/hexride/hexride/services/sim"
 )
@@ -27,6 +28,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	simRate := fs.Float64("sim-rate", 1, "with --sim: ride requests per second")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	newTelemetry := telemetryFlags(fs, "hexride-dev")
+	keyDir := devKeyFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -38,6 +40,16 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	cfg.Version = version
+	// Auth as in production: tokens signed by a local development key that
+	// hexride token and hexride sim find in the same directory.
+	key, err := auth.LoadOrCreateDevKey(*keyDir)
+	if err != nil {
+		return err
+	}
+	cfg.Security = node.Security{
+		JWKSFile: key.JWKSPath(), Issuer: auth.DevIssuer, Audience: auth.DevAudience,
+		ServiceKeyDir: key.Dir, RateLimit: true,
+	}
 	cfg.Console = cfg.HTTPAddr != ""
 	cfg.QuoteKey = make([]byte, 32)
 	if _, err := rand.Read(cfg.QuoteKey); err != nil {
@@ -52,9 +64,17 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "hexride dev: all services on %s (plaintext, loopback only)\n", n.Addr())
+	fmt.Fprintf(stdout, "hexride dev: all services on %s (plaintext: loopback only; JWT auth enforced, dev key in %s)\n", n.Addr(), key.Dir)
 	if addr := n.HTTPAddr(); addr != "" {
 		fmt.Fprintf(stdout, "dispatcher console: http://%s/\n", addr)
+	}
+	fmt.Fprintln(stdout, "development tokens (12 h; mint more with: hexride token --role R --sub ID):")
+	for _, p := range []auth.Principal{{Role: auth.RoleRider, Subject: "rider-1"}, {Role: auth.RoleDriver, Subject: "driver-1"}, {Role: auth.RoleDispatcher, Subject: "dispatcher-1"}} {
+		tok, err := auth.Mint(key.Private, key.Kid, auth.DevIssuer, auth.DevAudience, p.Role, p.Subject, 12*time.Hour, time.Now())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "  %-10s %s\n", p.Role, tok)
 	}
 	fmt.Fprintf(stdout, "simulate a city:\n  go run ./cmd/hexride sim --target %s --duration 30s\n", n.Addr())
 
@@ -63,6 +83,9 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		scfg := sim.DefaultConfig()
 		scfg.RiderTargets, scfg.DriverTargets = []string{n.Addr()}, []string{n.Addr()}
 		scfg.Drivers, scfg.Rate = *simDrivers, *simRate
+		if scfg.Credentials, err = sim.DevCredentials(key); err != nil {
+			return err
+		}
 		scfg.Duration = 24 * time.Hour
 		go func() {
 			defer close(simDone)

@@ -12,9 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/hexride/hexride/infra/auth"
 	"github.com/hexride/hexride/infra/consul/consultest"
 	"github.com/hexride/hexride/infra/postgres/pgtest"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
@@ -29,10 +27,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// platform is one deployment: Consul, PostgreSQL and hexride processes.
+// platform is one deployment: Consul, PostgreSQL and hexride processes,
+// with JWT authentication and mutual TLS between services.
 type platform struct {
 	consul   *consultest.Agent
 	dsn      string
+	sec      *testSecurity
 	trip     *proc
 	matching []*proc
 	drivers  []*proc
@@ -40,7 +40,7 @@ type platform struct {
 }
 
 func (p *platform) flags(extra ...string) []string {
-	return append([]string{
+	return append(append([]string{
 		"--addr", "127.0.0.1:0",
 		"--consul", p.consul.Addr(),
 		"--partition-res", "7",
@@ -52,14 +52,14 @@ func (p *platform) flags(extra ...string) []string {
 		"--stop-timeout", "5s",
 		"--quote-key", testQuoteKey,
 		"--log-level", "info",
-	}, extra...)
+	}, p.sec.flags()...), extra...)
 }
 
 // startPlatform runs 1 trip, matchers matching, drivers driver and riders
 // rider processes.
 func startPlatform(t *testing.T, matchers, drivers, riders int) *platform {
 	t.Helper()
-	p := &platform{consul: consultest.Start(t), dsn: pgtest.DSN(t)}
+	p := &platform{consul: consultest.Start(t), dsn: pgtest.DSN(t), sec: newTestSecurity(t)}
 	out, err := exec.Command(hexrideBinary(t), "migrate", "--db", p.dsn).CombinedOutput()
 	if err != nil {
 		t.Fatalf("migrate: %v\n%s", err, out)
@@ -77,9 +77,24 @@ func startPlatform(t *testing.T, matchers, drivers, riders int) *platform {
 	}
 	// Every worker must see every other before traffic starts.
 	for _, m := range p.matching {
-		waitMembers(t, m.addr, matchers, 30*time.Second)
+		p.waitMembers(t, m.addr, matchers, 30*time.Second)
 	}
 	return p
+}
+
+// simConfig is a simulator configuration for this platform: apps reach it
+// over TLS with tokens signed by the platform's key.
+func (p *platform) simConfig(t *testing.T) sim.Config {
+	t.Helper()
+	cfg := sim.DefaultConfig()
+	cfg.RiderTargets, cfg.DriverTargets = addrs(p.riders), addrs(p.drivers)
+	cfg.Transport = p.sec.appTransport
+	creds, err := sim.DevCredentials(p.sec.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Credentials = creds
+	return cfg
 }
 
 func lastLine(s string) string {
@@ -95,26 +110,26 @@ func addrs(ps []*proc) []string {
 	return out
 }
 
-// partitions asks a matching worker for its partition map.
-func partitions(addr string) (*matchingv1.PartitionsResponse, error) {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// partitions asks a matching worker for its partition map, as a service
+// (its client certificate says so).
+func (p *platform) partitions(addr string) (*matchingv1.PartitionsResponse, error) {
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(p.sec.serviceTransport))
 	if err != nil {
 		return nil, err
 	}
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	ctx = auth.OutgoingContext(ctx, auth.Principal{Role: auth.RoleService, Subject: "test"})
 	return matchingv1.NewMatchingServiceClient(cc).Partitions(ctx, &matchingv1.PartitionsRequest{})
 }
 
 // waitMembers waits until the worker at addr sees exactly n members and
 // returns how long that took.
-func waitMembers(t *testing.T, addr string, n int, timeout time.Duration) time.Duration {
+func (p *platform) waitMembers(t *testing.T, addr string, n int, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
-		resp, err := partitions(addr)
+		resp, err := p.partitions(addr)
 		if err == nil && len(resp.GetMembers()) == n {
 			return time.Since(start)
 		}
@@ -224,8 +239,7 @@ func runSim(t *testing.T, cfg sim.Config) <-chan sim.Stats {
 // may ever hold two trips.
 func TestPlatformEndToEnd(t *testing.T) {
 	p := startPlatform(t, 3, 2, 1)
-	cfg := sim.DefaultConfig()
-	cfg.RiderTargets, cfg.DriverTargets = addrs(p.riders), addrs(p.drivers)
+	cfg := p.simConfig(t)
 	cfg.Drivers = 200
 	cfg.Requests = 50
 	cfg.Rate = 4
@@ -245,8 +259,8 @@ func TestPlatformEndToEnd(t *testing.T) {
 	victim := p.matching[1]
 	killedAt := time.Now()
 	_ = victim.stop(t, syscall.SIGKILL, 10*time.Second)
-	moved := waitMembers(t, p.matching[0].addr, 2, 10*time.Second)
-	waitMembers(t, p.matching[2].addr, 2, 10*time.Second)
+	moved := p.waitMembers(t, p.matching[0].addr, 2, 10*time.Second)
+	p.waitMembers(t, p.matching[2].addr, 2, 10*time.Second)
 	t.Logf("partitions moved off the killed worker %v after SIGKILL (%v total)", moved, time.Since(killedAt))
 
 	s := <-done
@@ -280,8 +294,7 @@ func TestPlatformEndToEnd(t *testing.T) {
 // the apps see no failed call.
 func TestPlatformDrain(t *testing.T) {
 	p := startPlatform(t, 2, 2, 2)
-	cfg := sim.DefaultConfig()
-	cfg.RiderTargets, cfg.DriverTargets = addrs(p.riders), addrs(p.drivers)
+	cfg := p.simConfig(t)
 	cfg.Drivers = 60
 	cfg.Requests = 30
 	cfg.Rate = 2

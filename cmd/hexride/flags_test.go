@@ -44,6 +44,8 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		text string
 	}{
 		{"unknown service", []string{"--services", "billing"}, node.ErrUnknownService, "billing"},
+		{"no authentication", []string{"--services", "trip"}, node.ErrNoAuth, "JWKS"},
+		{"tls without its key", []string{"--services", "trip", "--jwks-file", "k", "--jwt-issuer", "i", "--jwt-audience", "a", "--service-key-dir", "d", "--tls-cert", "c.pem", "--tls-ca", "ca.pem"}, node.ErrPartialTLS, "TLS"},
 		{"rider without discovery", []string{"--services", "rider", "--quote-key", strings.Repeat("ab", 32)}, node.ErrNeedsDiscovery, "rider calls"},
 		{"short quote key", []string{"--quote-key", "abcd"}, node.ErrShortQuoteKey, "quote key"},
 		{"bad quote key hex", []string{"--quote-key", "zz"}, nil, "--quote-key"},

@@ -42,6 +42,7 @@ func commands() []command {
 		{"migrate", "apply the trip store's database migrations (--db DSN)", migrateCmd},
 		{"serve", "run any subset of the services (--services rider,driver,matching,trip)", serveCmd},
 		{"sim", "drive a deployment with simulated driver and rider apps", simCmd},
+		{"token", "mint a development token (--role rider|driver|dispatcher --sub ID)", tokenCmd},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
 			_, err := fmt.Fprintln(stdout, "hexride", version)
 			return err

@@ -71,6 +71,19 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services *string, quoteKey *s
 	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.HTTPAddr, "http", "", "HTTP address for /metrics (and the console with --console); empty: none")
 	fs.BoolVar(&cfg.Console, "console", false, "serve the dispatcher console on --http")
+	sec := &cfg.Security
+	fs.StringVar(&sec.JWKSFile, "jwks-file", "", "JWKS file with the keys that verify bearer tokens")
+	fs.StringVar(&sec.JWKSURL, "jwks-url", "", "JWKS URL (https) with the keys that verify bearer tokens, refreshed periodically")
+	fs.StringVar(&sec.Issuer, "jwt-issuer", "", "required token issuer (iss)")
+	fs.StringVar(&sec.Audience, "jwt-audience", "", "required token audience (aud)")
+	fs.StringVar(&sec.ServiceKeyDir, "service-key-dir", "", "signing key whose tokens identify this process to its peers (when no client certificate does)")
+	fs.StringVar(&sec.CertFile, "tls-cert", "", "server certificate (PEM); TLS on every listener")
+	fs.StringVar(&sec.KeyFile, "tls-key", "", "server certificate key (PEM)")
+	fs.StringVar(&sec.CAFile, "tls-ca", "", "CA (PEM) verifying peers' certificates both ways")
+	fs.StringVar(&sec.ClientCertFile, "tls-client-cert", "", "client certificate (PEM) naming this service (URI SAN spiffe://hexride/service/<name>): mutual TLS to peers")
+	fs.StringVar(&sec.ClientKeyFile, "tls-client-key", "", "client certificate key (PEM)")
+	fs.StringVar(&sec.ServerName, "tls-server-name", "hexride", "name peers' server certificates must carry")
+	fs.BoolVar(&sec.RateLimit, "rate-limit", true, "limit riders, drivers and dispatchers per principal and RPC")
 }
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -99,6 +112,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	cfg.Security.Audit = stderr
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

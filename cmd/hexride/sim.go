@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hexride/hexride/infra/auth"
 	"github.com/hexride/hexride/services/sim"
 )
 
@@ -33,6 +34,7 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&cfg.RiderCancelProbability, "cancel", cfg.RiderCancelProbability, "probability a rider cancels while waiting")
 	fs.DurationVar(&cfg.DriveTime, "drive-time", 3*time.Second, "wall-clock time of each simulated drive leg (0: real time at city speed)")
 	asJSON := fs.Bool("json", false, "print the summary as one JSON object on the last line")
+	keyDir := devKeyFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -46,6 +48,14 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *driverTarget != "" {
 		cfg.DriverTargets = splitList(*driverTarget)
+	}
+	// The apps' tokens: minted from the development key hexride dev left.
+	key, err := auth.LoadDevKey(*keyDir)
+	if err != nil {
+		return fmt.Errorf("sim: no development key in %s (start hexride dev first, or pass --key-dir): %w", *keyDir, err)
+	}
+	if cfg.Credentials, err = sim.DevCredentials(key); err != nil {
+		return err
 	}
 	box, err := parseCity(*city)
 	if err != nil {

@@ -38,6 +38,7 @@ func startEnv(t *testing.T) *env {
 	cfg.RecoveryAge = time.Hour // trips created here stay REQUESTED until a test moves them
 	cfg.DrainWait, cfg.StopTimeout = 0, 2*time.Second
 	cfg.QuoteKey = []byte(strings.Repeat("k", 32))
+	cfg.Security.DevHeader, cfg.Security.Audit = true, io.Discard
 	n, err := node.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

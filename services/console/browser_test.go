@@ -115,7 +115,7 @@ var consoleURL = regexp.MustCompile(`dispatcher console: (http://\S+)`)
 // console URL it prints; stop interrupts it and waits for a clean exit.
 func startDev(t *testing.T, bin string) (url string, stop func()) {
 	t.Helper()
-	cmd := exec.Command(bin, "dev", "--sim", "--sim-rate", "2", "--addr", "127.0.0.1:0", "--http", "127.0.0.1:0")
+	cmd := exec.Command(bin, "dev", "--sim", "--sim-rate", "2", "--addr", "127.0.0.1:0", "--http", "127.0.0.1:0", "--key-dir", t.TempDir())
 	out := &watchWriter{want: consoleURL, found: make(chan string, 1)}
 	var stderr syncBuffer
 	cmd.Stdout, cmd.Stderr = out, &stderr

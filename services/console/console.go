@@ -19,6 +19,8 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/hexride/hexride/infra/audit"
+	"github.com/hexride/hexride/infra/auth"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
@@ -60,6 +62,11 @@ type Deps struct {
 	Logger   *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Outgoing gives a call's context the credentials that make it act as
+	// the principal (nil: the development principal header).
+	Outgoing func(ctx context.Context, p auth.Principal) (context.Context, error)
+	// Audit records dispatcher actions (nil: not recorded).
+	Audit audit.Recorder
 }
 
 //go:embed all:web/dist
@@ -117,9 +124,9 @@ func (c *Console) routes(static http.Handler) {
 	m.HandleFunc("GET /api/trips", c.api(c.listTrips))
 	m.HandleFunc("GET /api/trips/{id}", c.api(c.getTrip))
 	m.HandleFunc("GET /api/trips/{id}/events", c.api(c.getTripEvents))
-	m.HandleFunc("POST /api/trips/{id}/cancel", c.api(c.cancelTrip))
-	m.HandleFunc("POST /api/trips/{id}/redispatch", c.api(c.redispatchTrip))
-	m.HandleFunc("POST /api/drivers/{id}/offline", c.api(c.takeOffline))
+	m.HandleFunc("POST /api/trips/{id}/cancel", c.api(c.audited("trip.cancel", c.cancelTrip)))
+	m.HandleFunc("POST /api/trips/{id}/redispatch", c.api(c.audited("trip.redispatch", c.redispatchTrip)))
+	m.HandleFunc("POST /api/drivers/{id}/offline", c.api(c.audited("driver.offline", c.takeOffline)))
 	m.HandleFunc("GET /api/live", c.live)
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errNotFound("no such API endpoint"))

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"unicode"
 
+	"github.com/hexride/hexride/infra/audit"
 	"github.com/hexride/hexride/infra/auth"
 )
 
@@ -37,7 +38,36 @@ func (c *Console) dispatcher(r *http.Request) (auth.Principal, error) {
 // dispatcher's principal on calls made with it.
 func (c *Console) callContext(ctx context.Context, p auth.Principal) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
-	return auth.OutgoingContext(ctx, p), cancel
+	return c.as(ctx, p), cancel
+}
+
+// as returns ctx carrying p's credentials. A failure to make them is
+// logged; the call then fails Unauthenticated, which the caller reports.
+func (c *Console) as(ctx context.Context, p auth.Principal) context.Context {
+	if c.deps.Outgoing == nil {
+		return auth.OutgoingContext(ctx, p)
+	}
+	out, err := c.deps.Outgoing(ctx, p)
+	if err != nil {
+		c.log.ErrorContext(ctx, "cannot make credentials for the dispatcher", "dispatcher", p.Subject, "err", err)
+		return ctx
+	}
+	return out
+}
+
+// audited records a dispatcher action and its outcome in the audit log.
+func (c *Console) audited(action string, fn apiFunc) apiFunc {
+	return func(r *http.Request, p auth.Principal) (any, error) {
+		v, err := fn(r, p)
+		if c.deps.Audit != nil {
+			e := audit.Event{Actor: p.String(), Action: action, Target: r.PathValue("id"), Outcome: audit.OutcomeSucceeded}
+			if err != nil {
+				e.Outcome, e.Reason = audit.OutcomeFailed, err.Error()
+			}
+			c.deps.Audit.Record(r.Context(), e)
+		}
+		return v, err
+	}
 }
 
 // background is the principal of the console's own calls (watch, snapshots).
@@ -47,5 +77,5 @@ func (c *Console) background() auth.Principal {
 
 // outgoing returns ctx that sends the console's own principal.
 func (c *Console) outgoing(ctx context.Context) context.Context {
-	return auth.OutgoingContext(ctx, c.background())
+	return c.as(ctx, c.background())
 }

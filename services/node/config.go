@@ -71,6 +71,8 @@ type Config struct {
 	HTTPAddr string
 	// Console serves the dispatcher console on HTTPAddr.
 	Console bool
+	// Security: authentication, TLS, rate limits, audit.
+	Security Security
 }
 
 // DefaultConfig returns production defaults.
@@ -156,6 +158,9 @@ func (c Config) Validate() error {
 	}
 	if c.PartitionResolution < 0 || c.PartitionResolution > 8 {
 		return ErrBadPartitionRes
+	}
+	if err := c.Security.Validate(); err != nil {
+		return err
 	}
 	if c.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {

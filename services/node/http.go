@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,7 +12,6 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/hexride/hexride/infra/dial"
 	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
@@ -67,6 +67,9 @@ func (n *Node) startHTTP() (err error) {
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", n.cfg.HTTPAddr, err)
 	}
+	if n.sec.httpTLS != nil {
+		ln = tls.NewListener(ln, n.sec.httpTLS)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &httpServer{
 		srv: &http.Server{
@@ -97,7 +100,7 @@ func (n *Node) startHTTP() (err error) {
 // carry none of their own (the node's carry its service principal).
 func (n *Node) consoleDeps() (console.Deps, func(), error) {
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(n.sec.anonymous),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler(
 			otelgrpc.WithTracerProvider(n.Telemetry.Tracer),
 			otelgrpc.WithMeterProvider(n.Telemetry.Meter),
@@ -128,7 +131,9 @@ func (n *Node) consoleDeps() (console.Deps, func(), error) {
 			}
 			return driverv1.NewDriverGatewayServiceClient(cc), nil
 		},
-		Logger: n.logger.With("service", "console"),
+		Logger:   n.logger.With("service", "console"),
+		Outgoing: n.sec.outgoing,
+		Audit:    n.sec.audit,
 	}
 	return deps, func() { _ = pool.Close() }, nil
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,10 +15,8 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/hexride/hexride/dispatch"
-	"github.com/hexride/hexride/infra/auth"
 	"github.com/hexride/hexride/infra/consul"
 	"github.com/hexride/hexride/infra/dial"
 	"github.com/hexride/hexride/infra/grpcserver"
@@ -76,6 +75,7 @@ type Node struct {
 
 	shutdownOnce sync.Once
 	http         *httpServer // the console's HTTP server (http.go); nil without HTTPAddr
+	sec          *security
 }
 
 // Start builds and starts the node; it returns once the listener serves
@@ -97,19 +97,24 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		otelgrpc.WithMeterProvider(tel.Meter),
 		otelgrpc.WithPropagators(tel.Propagator),
 	}
-	scfg := grpcserver.DefaultConfig(cfg.Addr)
-	scfg.DrainWait, scfg.StopTimeout = cfg.DrainWait, cfg.StopTimeout
-	authn := auth.HeaderAuthenticator{}
-	srv, err := grpcserver.New(scfg, logger, grpcserver.Options{
-		UnaryInterceptors:  []grpc.UnaryServerInterceptor{auth.UnaryServerInterceptor(authn)},
-		StreamInterceptors: []grpc.StreamServerInterceptor{auth.StreamServerInterceptor(authn)},
-		SkipValidation:     driver.StreamValidatedByHandler(),
-		ServerOptions:      []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...))},
-	})
+	sec, err := buildSecurity(ctx, cfg.Security, "hexride-"+strings.Join(cfg.Services, "+"), logger)
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, logger: logger, server: srv, advertise: cfg.AdvertiseAddr, served: make(chan error, 1), Telemetry: tel}
+	scfg := grpcserver.DefaultConfig(cfg.Addr)
+	scfg.DrainWait, scfg.StopTimeout = cfg.DrainWait, cfg.StopTimeout
+	srv, err := grpcserver.New(scfg, logger, grpcserver.Options{
+		UnaryInterceptors:  sec.unary,
+		StreamInterceptors: sec.stream,
+		SkipValidation:     driver.StreamValidatedByHandler(),
+		ServerOptions:      append([]grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...))}, sec.serverOpts...),
+	})
+	if err != nil {
+		sec.close()
+		return nil, err
+	}
+	n := &Node{cfg: cfg, logger: logger, server: srv, advertise: cfg.AdvertiseAddr, served: make(chan error, 1), Telemetry: tel, sec: sec}
+	n.closers = append(n.closers, sec.close)
 	if n.advertise == "" {
 		n.advertise = srv.Addr()
 	}
@@ -124,11 +129,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		}
 	}()
 
-	dialOpts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelOpts...)),
-		grpc.WithPerRPCCredentials(auth.HeaderCredentials{Principal: auth.Principal{Role: auth.RoleService, Subject: "node-" + n.advertise}}),
-	}
+	dialOpts := append([]grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelOpts...))}, sec.dialOpts...)
 	pool := dial.NewPool(dialOpts...)
 	n.closers = append(n.closers, func() { _ = pool.Close() })
 
@@ -281,6 +282,11 @@ func (n *Node) register(ctx context.Context, c *consulClient) error {
 			rc.Meta = map[string]string{"metrics": addr}
 		}
 		rc.Check.GRPCService = grpcNames[s][0]
+		if n.cfg.Security.tls() {
+			// The agent checks health over TLS without a client certificate
+			// (health is exempt from authentication); it need not trust our CA.
+			rc.Check.UseTLS, rc.Check.TLSSkipVerify = true, true
+		}
 		rc.Check.Interval = n.cfg.CheckInterval
 		rc.Check.Timeout = max(n.cfg.CheckInterval/2, 500*time.Millisecond)
 		rc.Logger = n.logger

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"io"
 	"errors"
 	"log/slog"
 	"math"
@@ -46,6 +47,7 @@ func startNodeWith(t *testing.T, tel *telemetry.Providers, services ...string) (
 	cfg.DrainWait = 0
 	cfg.StopTimeout = 2 * time.Second
 	cfg.QuoteKey = testKey
+	cfg.Security.DevHeader, cfg.Security.Audit = true, io.Discard
 	var opts []Option
 	if tel != nil {
 		opts = append(opts, WithTelemetry(tel))
@@ -79,6 +81,7 @@ var (
 func TestConfigValidate(t *testing.T) {
 	base := DefaultConfig()
 	base.QuoteKey = testKey
+	base.Security.DevHeader = true
 	tests := []struct {
 		name   string
 		mutate func(*Config)
@@ -94,6 +97,11 @@ func TestConfigValidate(t *testing.T) {
 		{"short quote key", func(c *Config) { c.QuoteKey = []byte("short") }, ErrShortQuoteKey},
 		{"zero offer timeout", func(c *Config) { c.OfferTimeout = 0 }, ErrBadDuration},
 		{"partition res too fine", func(c *Config) { c.PartitionResolution = 9 }, ErrBadPartitionRes},
+		{"no authentication", func(c *Config) { c.Security = Security{} }, ErrNoAuth},
+		{"jwt without audience", func(c *Config) { c.Security = Security{JWKSFile: "k.json", Issuer: "i", ServiceKeyDir: "d"} }, ErrNoAuth},
+		{"jwt without a service identity", func(c *Config) { c.Security = Security{JWKSFile: "k.json", Issuer: "i", Audience: "a"} }, ErrNoServiceIDs},
+		{"tls without ca", func(c *Config) { c.Security.CertFile, c.Security.KeyFile = "c.pem", "k.pem" }, ErrPartialTLS},
+		{"client cert without tls", func(c *Config) { c.Security.ClientCertFile, c.Security.ClientKeyFile = "c.pem", "k.pem" }, ErrPartialTLS},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

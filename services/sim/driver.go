@@ -40,7 +40,7 @@ const (
 )
 
 func (d *driverAgent) ctx(ctx context.Context) context.Context {
-	return auth.OutgoingContext(ctx, auth.Principal{Role: auth.RoleDriver, Subject: d.id})
+	return d.cfg.as(ctx, d.rec, auth.Principal{Role: auth.RoleDriver, Subject: d.id})
 }
 
 // run keeps the app connected until ctx ends, reconnecting like a phone

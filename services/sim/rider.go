@@ -29,7 +29,7 @@ type ride struct {
 }
 
 func (r *ride) ctx(ctx context.Context) context.Context {
-	return auth.OutgoingContext(ctx, auth.Principal{Role: auth.RoleRider, Subject: r.riderID})
+	return r.cfg.as(ctx, r.rec, auth.Principal{Role: auth.RoleRider, Subject: r.riderID})
 }
 
 // withRetry calls fn until it succeeds, fails for good, or ctx ends; a

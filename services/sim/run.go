@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
@@ -24,12 +25,16 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	if err := cfg.Validate(); err != nil {
 		return Stats{}, err
 	}
-	riderConn, err := dialAll(cfg.RiderTargets)
+	transport := cfg.Transport
+	if transport == nil {
+		transport = insecure.NewCredentials()
+	}
+	riderConn, err := dialAll(cfg.RiderTargets, transport)
 	if err != nil {
 		return Stats{}, err
 	}
 	defer riderConn.Close()
-	driverConn, err := dialAll(cfg.DriverTargets)
+	driverConn, err := dialAll(cfg.DriverTargets, transport)
 	if err != nil {
 		return Stats{}, err
 	}
@@ -136,7 +141,7 @@ request:
 
 // dialAll returns one connection balancing round-robin over every target, so
 // an app fails over when an instance drains, as behind a load balancer.
-func dialAll(targets []string) (*grpc.ClientConn, error) {
+func dialAll(targets []string, transport credentials.TransportCredentials) (*grpc.ClientConn, error) {
 	r := manual.NewBuilderWithScheme("sim")
 	addrs := make([]resolver.Address, len(targets))
 	for i, t := range targets {
@@ -146,7 +151,7 @@ func dialAll(targets []string) (*grpc.ClientConn, error) {
 	cc, err := grpc.NewClient("sim:///hexride",
 		grpc.WithResolvers(r),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(transport),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("sim: dial %v: %w", targets, err)

@@ -8,6 +8,7 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"google.golang.org/grpc/credentials"
 	"math/rand/v2"
 	"time"
 
@@ -68,6 +69,11 @@ type Config struct {
 	ReplyDelay time.Duration
 	// Progress, if set, receives a snapshot of the counters every second.
 	Progress func(Stats)
+	// Credentials make each app's calls act as its rider or driver (nil:
+	// the development principal header, for test platforms).
+	Credentials Credentials
+	// Transport secures the connections (nil: plaintext).
+	Transport credentials.TransportCredentials
 }
 
 // DefaultConfig is a modest run over San Francisco.
