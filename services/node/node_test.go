@@ -2,8 +2,8 @@ package node
 
 import (
 	"context"
-	"io"
 	"errors"
+	"io"
 	"log/slog"
 	"math"
 	"strings"
