@@ -47,7 +47,7 @@ var statusRules = []struct {
 	{store.ErrTripNotRequested, codes.FailedPrecondition, ReasonTripNotRequested},
 	{store.ErrDriverBusy, codes.FailedPrecondition, ReasonDriverBusy},
 	{lifecycle.ErrInvalidTransition, codes.FailedPrecondition, ReasonInvalidTransition},
-	{lifecycle.ErrActorNotAllowed, codes.FailedPrecondition, ReasonActorNotAllowed},
+	{lifecycle.ErrActorNotAllowed, codes.PermissionDenied, ReasonActorNotAllowed},
 	{store.ErrNotCompleted, codes.FailedPrecondition, ReasonNotCompleted},
 	{store.ErrIdempotencyKeyReused, codes.AlreadyExists, ReasonKeyReused},
 	{store.ErrInvalidArgument, codes.InvalidArgument, ReasonInvalidArgument},
@@ -62,7 +62,7 @@ var statusRules = []struct {
 //	store.ErrTripNotRequested (lost CAS)      FailedPrecondition  TRIP_NOT_REQUESTED
 //	store.ErrDriverBusy                       FailedPrecondition  DRIVER_BUSY
 //	lifecycle.ErrInvalidTransition            FailedPrecondition  INVALID_TRANSITION
-//	lifecycle.ErrActorNotAllowed              FailedPrecondition  ACTOR_NOT_ALLOWED
+//	lifecycle.ErrActorNotAllowed              PermissionDenied    ACTOR_NOT_ALLOWED
 //	store.ErrNotCompleted                     FailedPrecondition  TRIP_NOT_COMPLETED
 //	store.ErrIdempotencyKeyReused             AlreadyExists       IDEMPOTENCY_KEY_REUSED
 //	store.ErrInvalidArgument, ErrInvalidCommand, protovalidate errors  InvalidArgument

@@ -33,7 +33,7 @@ func TestToStatus(t *testing.T) {
 		{"lost CAS", wrap(store.NotRequested(uuid.New(), lifecycle.StateDriverAssigned, nil)), codes.FailedPrecondition, tripclient.ErrTripNotRequested},
 		{"driver busy", wrap(store.ErrDriverBusy), codes.FailedPrecondition, tripclient.ErrDriverBusy},
 		{"invalid transition", wrap(&lifecycle.TransitionError{Err: lifecycle.ErrInvalidTransition}), codes.FailedPrecondition, tripclient.ErrInvalidTransition},
-		{"actor not allowed", wrap(&lifecycle.TransitionError{Err: lifecycle.ErrActorNotAllowed}), codes.FailedPrecondition, tripclient.ErrActorNotAllowed},
+		{"actor not allowed", wrap(&lifecycle.TransitionError{Err: lifecycle.ErrActorNotAllowed}), codes.PermissionDenied, tripclient.ErrActorNotAllowed},
 		{"not completed", wrap(store.ErrNotCompleted), codes.FailedPrecondition, tripclient.ErrNotCompleted},
 		{"key reused", wrap(store.ErrIdempotencyKeyReused), codes.AlreadyExists, tripclient.ErrIdempotencyKeyReused},
 		{"invalid argument", wrap(store.ErrInvalidArgument), codes.InvalidArgument, tripclient.ErrInvalidArgument},
