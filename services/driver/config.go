@@ -24,6 +24,10 @@ type Config struct {
 	// second, token bucket); samples beyond are refused, not queued.
 	SampleRate  float64
 	SampleBurst int
+	// MessageRate and MessageBurst bound every message a driver app sends
+	// on its stream (samples, availability, replies), per second.
+	MessageRate  float64
+	MessageBurst int
 	// MaxSpeedKPH: a sample implying faster motion since the previous one is
 	// refused as implausible (GPS jump or spoofing).
 	MaxSpeedKPH float64
@@ -59,6 +63,8 @@ func DefaultConfig(advertise string) Config {
 		LocationInterval:    4 * time.Second,
 		SampleRate:          1,
 		SampleBurst:         5,
+		MessageRate:         5,
+		MessageBurst:        20,
 		MaxSpeedKPH:         250,
 		MaxSampleAge:        2 * time.Minute,
 		MaxSampleSkew:       30 * time.Second,
@@ -77,7 +83,7 @@ func (c Config) Validate() error {
 		return ErrNoAdvertiseAddr
 	case c.PartitionResolution < 0 || c.PartitionResolution > 15:
 		return ErrBadResolution
-	case c.LocationInterval <= 0 || c.SampleRate <= 0 || c.SampleBurst <= 0 || c.MaxSpeedKPH <= 0 ||
+	case c.LocationInterval <= 0 || c.SampleRate <= 0 || c.SampleBurst <= 0 || c.MessageRate <= 0 || c.MessageBurst <= 0 || c.MaxSpeedKPH <= 0 ||
 		c.MaxSampleAge <= 0 || c.MaxSampleSkew <= 0 || c.MaxAccuracyM <= 0 || c.BatchInterval <= 0 ||
 		c.BatchSize <= 0 || c.SendQueue <= 0 || c.CallTimeout <= 0:
 		return ErrBadLimits

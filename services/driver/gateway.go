@@ -51,7 +51,8 @@ type session struct {
 	out      chan *driverv1.ConnectResponse
 	done     chan struct{} // closed when the stream handler returns
 	kick     context.CancelFunc
-	limiter  *rate.Limiter
+	limiter  *rate.Limiter // location samples
+	messages *rate.Limiter // every client message
 
 	mu        sync.Mutex
 	online    bool
@@ -117,6 +118,7 @@ func (g *Gateway) attach(driverID string, kick context.CancelFunc) *session {
 		done:     make(chan struct{}),
 		kick:     kick,
 		limiter:  rate.NewLimiter(rate.Limit(g.cfg.SampleRate), g.cfg.SampleBurst),
+		messages: rate.NewLimiter(rate.Limit(g.cfg.MessageRate), g.cfg.MessageBurst),
 		offers:   map[string]*driverv1.Offer{},
 	}
 	g.mu.Lock()
@@ -209,6 +211,9 @@ var (
 
 // handle processes one client message and returns the reply to send.
 func (g *Gateway) handle(ctx context.Context, s *session, req *driverv1.ConnectRequest) []*driverv1.ConnectResponse {
+	if !s.messages.AllowN(g.now(), 1) {
+		return []*driverv1.ConnectResponse{ack(req.GetSeq(), errRateLimited)}
+	}
 	if err := g.validator.Validate(req); err != nil {
 		return []*driverv1.ConnectResponse{ack(req.GetSeq(), fmt.Errorf("%w: %v", errInvalid, err))}
 	}
