@@ -24,5 +24,5 @@ const (
 // TimeToMatchBuckets are the histogram bounds of time to match, seconds.
 var TimeToMatchBuckets = []float64{0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 90, 120}
 
-// Meter returns the hexride meter of p (scope "hexride").
+// HexrideMeter returns the meter hexride's own instruments use (scope "hexride").
 func (p *Providers) HexrideMeter() metric.Meter { return p.Meter.Meter("hexride") }

@@ -7,6 +7,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/hexride/hexride/infra/telemetry"
 )
 
 // Telemetry is what the gateway records with (zero value: nothing).
@@ -30,15 +32,15 @@ func newGatewayMetrics(mp metric.MeterProvider) (gatewayMetrics, error) {
 	m := mp.Meter("hexride")
 	var g gatewayMetrics
 	var err error
-	if g.locations, err = m.Int64Counter("hexride_location_updates",
+	if g.locations, err = m.Int64Counter(telemetry.MetricLocationUpdates,
 		metric.WithDescription("Driver location samples accepted by the gateway.")); err != nil {
 		return g, err
 	}
-	if g.streams, err = m.Int64UpDownCounter("hexride_active_streams",
+	if g.streams, err = m.Int64UpDownCounter(telemetry.MetricActiveStreams,
 		metric.WithDescription("Open long-lived streams, by service.")); err != nil {
 		return g, err
 	}
-	g.disconnects, err = m.Int64Counter("hexride_stream_disconnects",
+	g.disconnects, err = m.Int64Counter(telemetry.MetricStreamDisconnects,
 		metric.WithDescription("Driver streams that ended, by service."))
 	return g, err
 }

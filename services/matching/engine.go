@@ -2,7 +2,6 @@ package matching
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -549,10 +548,6 @@ func (e *Engine) expireLoop(ctx context.Context) {
 			e.sampleSupply(now)
 		}
 	}
-}
-
-func errorf(code codes.Code, format string, args ...any) error {
-	return status.Error(code, fmt.Sprintf(format, args...))
 }
 
 // CellStats reports supply per cell (index resolution or coarser) for cells

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hexride/hexride/dispatch"
 	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/infra/telemetry"
 )
 
 // engineMetrics are the dispatch-health instruments (names: infra/telemetry).
@@ -20,8 +21,6 @@ type engineMetrics struct {
 	offers      metric.Int64Counter
 	moves       metric.Int64Counter
 }
-
-var timeToMatchBuckets = []float64{0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 90, 120}
 
 func (e *Engine) initTelemetry(d Deps) error {
 	if d.Tracer == nil {
@@ -37,23 +36,23 @@ func (e *Engine) initTelemetry(d Deps) error {
 	e.propagator = d.Propagator
 	m := d.Meter.Meter("hexride")
 	var err error
-	if e.metrics.timeToMatch, err = m.Float64Histogram("hexride_time_to_match",
+	if e.metrics.timeToMatch, err = m.Float64Histogram(telemetry.MetricTimeToMatch,
 		metric.WithUnit("s"),
 		metric.WithDescription("Time from a ride request to its driver's assignment."),
-		metric.WithExplicitBucketBoundaries(timeToMatchBuckets...)); err != nil {
+		metric.WithExplicitBucketBoundaries(telemetry.TimeToMatchBuckets...)); err != nil {
 		return err
 	}
-	if e.metrics.offers, err = m.Int64Counter("hexride_offers",
+	if e.metrics.offers, err = m.Int64Counter(telemetry.MetricOffers,
 		metric.WithDescription("Offers made to drivers, by outcome (accepted, declined, expired, unreachable, lost_race).")); err != nil {
 		return err
 	}
-	if e.metrics.moves, err = m.Int64Counter("hexride_partition_moves",
+	if e.metrics.moves, err = m.Int64Counter(telemetry.MetricPartitionMoves,
 		metric.WithDescription("Partitions that moved away from this worker after membership changes.")); err != nil {
 		return err
 	}
 	e.metrics.moves.Add(context.Background(), 0) // exported from the start, so rate() works
 
-	if _, err = m.Int64ObservableGauge("hexride_indexed_drivers",
+	if _, err = m.Int64ObservableGauge(telemetry.MetricIndexedDrivers,
 		metric.WithDescription("Drivers in this worker's supply index, by partition."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
 			for p, n := range e.driversPerPartition() {
@@ -63,7 +62,7 @@ func (e *Engine) initTelemetry(d Deps) error {
 		})); err != nil {
 		return err
 	}
-	if _, err = m.Int64ObservableGauge("hexride_no_owner_partitions",
+	if _, err = m.Int64ObservableGauge(telemetry.MetricNoOwnerPartitions,
 		metric.WithDescription("Partitions holding drivers here that no member owns in this worker's view."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
 			r, _ := e.membership.Ring()
@@ -76,7 +75,7 @@ func (e *Engine) initTelemetry(d Deps) error {
 		})); err != nil {
 		return err
 	}
-	_, err = m.Int64ObservableGauge("hexride_dispatches_in_flight",
+	_, err = m.Int64ObservableGauge(telemetry.MetricDispatchesInFlight,
 		metric.WithDescription("Dispatches running on this worker."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
 			e.mu.Lock()

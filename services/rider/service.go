@@ -17,6 +17,7 @@ import (
 
 	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/infra/auth"
+	"github.com/hexride/hexride/infra/telemetry"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 	riderv1 "github.com/hexride/hexride/proto/hexride/rider/v1"
@@ -50,7 +51,7 @@ func New(cfg Config, trips *tripclient.Client, matching *matchingclient.Client, 
 	if meter == nil {
 		meter = noop.NewMeterProvider()
 	}
-	streams, err := meter.Meter("hexride").Int64UpDownCounter("hexride_active_streams",
+	streams, err := meter.Meter("hexride").Int64UpDownCounter(telemetry.MetricActiveStreams,
 		metric.WithDescription("Open long-lived streams, by service."))
 	if err != nil {
 		return nil, err

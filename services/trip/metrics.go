@@ -7,14 +7,9 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 
+	"github.com/hexride/hexride/infra/telemetry"
 	"github.com/hexride/hexride/services/trip/lifecycle"
 	"github.com/hexride/hexride/services/trip/store"
-)
-
-// Metric names (see infra/telemetry).
-const (
-	metricTransitions   = "hexride_trip_transitions"
-	metricActiveStreams = "hexride_active_streams"
 )
 
 // WithMeter records trip transitions and open watch streams with mp
@@ -31,11 +26,11 @@ func newTripMetrics(mp metric.MeterProvider) (tripMetrics, error) {
 		mp = noop.NewMeterProvider()
 	}
 	m := mp.Meter("hexride")
-	transitions, err := m.Int64Counter(metricTransitions, metric.WithDescription("Trip state changes committed, by from and to state."))
+	transitions, err := m.Int64Counter(telemetry.MetricTripTransitions, metric.WithDescription("Trip state changes committed, by from and to state."))
 	if err != nil {
 		return tripMetrics{}, err
 	}
-	streams, err := m.Int64UpDownCounter(metricActiveStreams, metric.WithDescription("Open long-lived streams, by service."))
+	streams, err := m.Int64UpDownCounter(telemetry.MetricActiveStreams, metric.WithDescription("Open long-lived streams, by service."))
 	if err != nil {
 		return tripMetrics{}, err
 	}
