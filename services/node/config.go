@@ -132,14 +132,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: listen %q: %v", ErrBadAddr, c.Addr, err)
 	}
 	adv := c.advertise()
-	host, port, err := net.SplitHostPort(adv)
+	host, _, err := net.SplitHostPort(adv)
 	if err != nil {
 		return fmt.Errorf("%w: advertise %q: %v", ErrBadAddr, adv, err)
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		return fmt.Errorf("%w: advertise %q is not dialable; set --advertise", ErrBadAddr, adv)
 	}
-	_ = port
 	if c.ConsulAddr == "" {
 		for _, s := range c.Services {
 			for _, dep := range needs[s] {
