@@ -76,7 +76,11 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		fmt.Fprintf(stdout, "  %-10s %s\n", p.Role, tok)
 	}
-	fmt.Fprintf(stdout, "simulate a city:\n  go run ./cmd/hexride sim --target %s --duration 30s\n", n.Addr())
+	simCmd := "go run ./cmd/hexride sim --target " + n.Addr() + " --duration 30s"
+	if def, err := auth.DefaultDevKeyDir(); err != nil || def != key.Dir {
+		simCmd += " --key-dir " + key.Dir
+	}
+	fmt.Fprintf(stdout, "simulate a city:\n  %s\n", simCmd)
 
 	simDone := make(chan struct{})
 	if *withSim {
