@@ -113,8 +113,9 @@ func DefaultPolicies() PolicyTable {
 		driverService + "CompleteTrip":   driver,
 		driverService + "CancelTrip":     driver,
 
-		gatewayService + "PushToDriver": svc,
-		gatewayService + "TakeOffline":  console,
+		gatewayService + "PushToDriver":       svc,
+		gatewayService + "TakeOffline":        console,
+		gatewayService + "ListFlaggedDrivers": console,
 
 		matchService + "IngestLocations": svc,
 		matchService + "Dispatch":        console,

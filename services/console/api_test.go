@@ -80,7 +80,7 @@ func (e *env) createTrip(t *testing.T, rider string) *commonv1.Trip {
 
 // connectDriver opens a driver app stream and waits until the console
 // lists the driver.
-func (e *env) connectDriver(t *testing.T, id string) {
+func (e *env) connectDriver(t *testing.T, id string) driverv1.DriverService_ConnectClient {
 	t.Helper()
 	ctx, cancel := context.WithCancel(as(auth.RoleDriver, id))
 	t.Cleanup(cancel)
@@ -105,13 +105,14 @@ func (e *env) connectDriver(t *testing.T, id string) {
 		if code := e.do(t, "GET", "/api/drivers", "", nil, &out); code == 200 {
 			for _, d := range out.Drivers {
 				if d.ID == id {
-					return
+					return s
 				}
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("driver %s never listed", id)
+	return nil
 }
 
 // do sends a request and decodes the JSON answer into out (when not nil).
@@ -456,4 +457,43 @@ func abs(x float64) float64 {
 		return -x
 	}
 	return x
+}
+
+// TestFlaggedDrivers: a driver whose sample implies impossible motion is
+// listed as flagged in the snapshot and marked on the map.
+func TestFlaggedDrivers(t *testing.T) {
+	e := startEnv(t)
+	e.connectDriver(t, "d-honest")
+	s := e.connectDriver(t, "d-teleport")
+	jump := &driverv1.ConnectRequest{Seq: 3, Msg: &driverv1.ConnectRequest_Location{Location: &driverv1.LocationSample{
+		Position: &commonv1.LatLng{Lat: 48.85, Lng: 2.35}, SpeedMps: 5, AccuracyM: 5, RecordedAt: timestamppb.Now()}}}
+	if err := s.Send(jump); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		var out struct {
+			Drivers []struct {
+				ID      string
+				Flagged bool
+			}
+			Flagged []struct{ ID, Reason string }
+		}
+		if code := e.do(t, "GET", "/api/snapshot", "", nil, &out); code != 200 {
+			t.Fatalf("snapshot: %d", code)
+		}
+		if len(out.Flagged) == 1 {
+			if out.Flagged[0].ID != "d-teleport" || out.Flagged[0].Reason != "implausible_motion" {
+				t.Fatalf("flagged %v", out.Flagged)
+			}
+			for _, d := range out.Drivers {
+				if d.Flagged != (d.ID == "d-teleport") {
+					t.Fatalf("driver %s marked flagged=%v", d.ID, d.Flagged)
+				}
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the teleporting driver was never flagged")
 }

@@ -87,6 +87,18 @@ type driverJSON struct {
 	Status  string  `json:"status"`
 	Product string  `json:"product"`
 	Gateway string  `json:"gateway"`
+	// Flagged: the driver's gateway refused some of its samples as
+	// implausible (see snapshot.Flagged).
+	Flagged bool `json:"flagged,omitempty"`
+}
+
+// flaggedJSON is a driver whose samples a gateway refused.
+type flaggedJSON struct {
+	ID      string     `json:"id"`
+	Refused int32      `json:"refused"`
+	Reason  string     `json:"reason"`
+	At      *time.Time `json:"at"`
+	Gateway string     `json:"gateway"`
 }
 
 func enumName(s, prefix string) string { return strings.TrimPrefix(s, prefix) }

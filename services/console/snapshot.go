@@ -11,6 +11,7 @@ import (
 	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/infra/auth"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
+	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
 )
@@ -37,8 +38,11 @@ type snapshot struct {
 	Cells               []cellJSON      `json:"cells"`
 	Drivers             []driverJSON    `json:"drivers"`
 	DriversTruncated    bool            `json:"drivers_truncated"`
-	ActiveTrips         []*tripJSON     `json:"active_trips"`
-	KPIs                kpisJSON        `json:"kpis"`
+	// Flagged lists drivers whose samples their gateway refused as
+	// implausible (asked of the gateways holding indexed drivers).
+	Flagged     []flaggedJSON `json:"flagged"`
+	ActiveTrips []*tripJSON   `json:"active_trips"`
+	KPIs        kpisJSON      `json:"kpis"`
 	// Errors lists the workers (or services) that did not answer; the rest
 	// of the snapshot is still good.
 	Errors []string `json:"errors"`
@@ -113,7 +117,7 @@ func (c *Console) gather(ctx context.Context, p auth.Principal, w want) (*snapsh
 	wg.Wait()
 
 	s := &snapshot{Time: c.now().UTC(), Members: []memberJSON{}, Partitions: []partitionJSON{}, Cells: []cellJSON{},
-		Drivers: []driverJSON{}, ActiveTrips: []*tripJSON{}, Errors: []string{}}
+		Drivers: []driverJSON{}, ActiveTrips: []*tripJSON{}, Errors: []string{}, Flagged: []flaggedJSON{}}
 	var stats workerStats
 	seenMember := map[string]bool{}
 	seenDriver := map[string]bool{}
@@ -176,6 +180,9 @@ func (c *Console) gather(ctx context.Context, p auth.Principal, w want) (*snapsh
 	slices.SortFunc(s.Partitions, func(a, b partitionJSON) int { return cmp.Compare(a.ID, b.ID) })
 	slices.SortFunc(s.Cells, func(a, b cellJSON) int { return cmp.Compare(a.ID, b.ID) })
 	slices.SortFunc(s.Drivers, func(a, b driverJSON) int { return cmp.Compare(a.ID, b.ID) })
+	if w.drivers {
+		c.addFlagged(ctx, s)
+	}
 	s.ActiveTrips = append(s.ActiveTrips, tripsOf(active)...)
 	s.KPIs = c.kpis.compute(c.now())
 	s.KPIs.Workers = stats
@@ -252,4 +259,37 @@ func boundaryOf(cell string) [][2]float64 {
 		ring = append(ring, [2]float64{round6(p.Lat), round6(p.Lng)})
 	}
 	return append(ring, ring[0])
+}
+
+// addFlagged asks every gateway holding an indexed driver for the drivers
+// it flagged, and marks them on the map.
+func (c *Console) addFlagged(ctx context.Context, s *snapshot) {
+	gateways := map[string]bool{}
+	for _, d := range s.Drivers {
+		if d.Gateway != "" {
+			gateways[d.Gateway] = true
+		}
+	}
+	flagged := map[string]bool{}
+	for addr := range gateways {
+		gw, err := c.deps.Gateways(addr)
+		if err != nil {
+			s.Errors = append(s.Errors, fmt.Sprintf("gateway %s: %s", addr, errorMessage(err)))
+			continue
+		}
+		resp, err := gw.ListFlaggedDrivers(ctx, &driverv1.ListFlaggedDriversRequest{Limit: 200})
+		if err != nil {
+			s.Errors = append(s.Errors, fmt.Sprintf("gateway %s: %s", addr, errorMessage(err)))
+			continue
+		}
+		for _, f := range resp.GetDrivers() {
+			flagged[f.GetDriverId()] = true
+			s.Flagged = append(s.Flagged, flaggedJSON{ID: f.GetDriverId(), Refused: f.GetRefusedSamples(),
+				Reason: f.GetLastReason(), At: tsPtr(f.GetLastRefusedAt()), Gateway: addr})
+		}
+	}
+	slices.SortFunc(s.Flagged, func(a, b flaggedJSON) int { return cmp.Compare(a.ID, b.ID) })
+	for i := range s.Drivers {
+		s.Drivers[i].Flagged = flagged[s.Drivers[i].ID]
+	}
 }

@@ -42,6 +42,8 @@ type Gateway struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+
+	flagged flags
 }
 
 // session is one driver's Connect stream and what the gateway knows of the
@@ -222,6 +224,14 @@ func (g *Gateway) handle(ctx context.Context, s *session, req *driverv1.ConnectR
 		err := g.location(s, m.Location)
 		if err == nil {
 			g.metrics.locations.Add(ctx, 1)
+		} else if integrityRefusal(err) {
+			s.mu.Lock()
+			var last *commonv1.LatLng
+			if s.last != nil {
+				last = s.last.GetPosition()
+			}
+			s.mu.Unlock()
+			g.flagged.record(s.driverID, err, g.now(), last)
 		}
 		return []*driverv1.ConnectResponse{ack(req.GetSeq(), err)}
 	case *driverv1.ConnectRequest_Availability:

@@ -74,6 +74,14 @@ func (h *Handler) TakeOffline(ctx context.Context, req *driverv1.TakeOfflineRequ
 	return &driverv1.TakeOfflineResponse{}, nil
 }
 
+// ListFlaggedDrivers implements DriverGatewayService.
+func (h *Handler) ListFlaggedDrivers(ctx context.Context, req *driverv1.ListFlaggedDriversRequest) (*driverv1.ListFlaggedDriversResponse, error) {
+	if _, err := auth.Require(ctx, auth.RoleService, auth.RoleDispatcher); err != nil {
+		return nil, err
+	}
+	return &driverv1.ListFlaggedDriversResponse{Drivers: h.gw.flagged.list(int(req.GetLimit()))}, nil
+}
+
 func (h *Handler) action(ctx context.Context, tripID, key, reason string, event commonv1.TripEventType) (*commonv1.Trip, error) {
 	p, err := auth.Require(ctx, auth.RoleDriver)
 	if err != nil {

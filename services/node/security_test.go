@@ -212,6 +212,19 @@ func TestSecurity(t *testing.T) {
 		if a := next(t, s, ackFor(2)); a.GetAccepted() || a.GetReason() != "implausible_motion" {
 			t.Fatalf("San Francisco to London in 2 s: %v", a)
 		}
+		// The dispatcher sees the driver flagged; a rider may not look.
+		gw := driverv1.NewDriverGatewayServiceClient(cc)
+		if _, err := gw.ListFlaggedDrivers(as(auth.RoleRider, "rider-a"), &driverv1.ListFlaggedDriversRequest{Limit: 10}); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("rider listing flagged drivers: %v", err)
+		}
+		resp, err := gw.ListFlaggedDrivers(as(auth.RoleDispatcher, "ops"), &driverv1.ListFlaggedDriversRequest{Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.GetDrivers()) != 1 || resp.GetDrivers()[0].GetDriverId() != "driver-teleport" ||
+			resp.GetDrivers()[0].GetLastReason() != "implausible_motion" || resp.GetDrivers()[0].GetLastPosition().GetLat() != sfPickup.GetLat() {
+			t.Fatalf("flagged drivers: %v", resp.GetDrivers())
+		}
 	})
 
 	log := auditLog.String()

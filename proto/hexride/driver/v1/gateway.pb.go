@@ -8,8 +8,10 @@ package driverv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	v1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -21,6 +23,180 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// ListFlaggedDriversRequest bounds the answer.
+type ListFlaggedDriversRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many drivers, 1..1000.
+	Limit         int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFlaggedDriversRequest) Reset() {
+	*x = ListFlaggedDriversRequest{}
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFlaggedDriversRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFlaggedDriversRequest) ProtoMessage() {}
+
+func (x *ListFlaggedDriversRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFlaggedDriversRequest.ProtoReflect.Descriptor instead.
+func (*ListFlaggedDriversRequest) Descriptor() ([]byte, []int) {
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ListFlaggedDriversRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// FlaggedDriver is a driver whose samples were refused.
+type FlaggedDriver struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The driver.
+	DriverId string `protobuf:"bytes,1,opt,name=driver_id,json=driverId,proto3" json:"driver_id,omitempty"`
+	// Samples refused so far.
+	RefusedSamples int32 `protobuf:"varint,2,opt,name=refused_samples,json=refusedSamples,proto3" json:"refused_samples,omitempty"`
+	// Why the last one was refused (e.g. "implausible_motion").
+	LastReason string `protobuf:"bytes,3,opt,name=last_reason,json=lastReason,proto3" json:"last_reason,omitempty"`
+	// When the last one was refused.
+	LastRefusedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_refused_at,json=lastRefusedAt,proto3" json:"last_refused_at,omitempty"`
+	// The last accepted position, if any.
+	LastPosition  *v1.LatLng `protobuf:"bytes,5,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlaggedDriver) Reset() {
+	*x = FlaggedDriver{}
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlaggedDriver) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlaggedDriver) ProtoMessage() {}
+
+func (x *FlaggedDriver) ProtoReflect() protoreflect.Message {
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlaggedDriver.ProtoReflect.Descriptor instead.
+func (*FlaggedDriver) Descriptor() ([]byte, []int) {
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FlaggedDriver) GetDriverId() string {
+	if x != nil {
+		return x.DriverId
+	}
+	return ""
+}
+
+func (x *FlaggedDriver) GetRefusedSamples() int32 {
+	if x != nil {
+		return x.RefusedSamples
+	}
+	return 0
+}
+
+func (x *FlaggedDriver) GetLastReason() string {
+	if x != nil {
+		return x.LastReason
+	}
+	return ""
+}
+
+func (x *FlaggedDriver) GetLastRefusedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastRefusedAt
+	}
+	return nil
+}
+
+func (x *FlaggedDriver) GetLastPosition() *v1.LatLng {
+	if x != nil {
+		return x.LastPosition
+	}
+	return nil
+}
+
+// ListFlaggedDriversResponse lists flagged drivers.
+type ListFlaggedDriversResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Most recently refused first.
+	Drivers       []*FlaggedDriver `protobuf:"bytes,1,rep,name=drivers,proto3" json:"drivers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFlaggedDriversResponse) Reset() {
+	*x = ListFlaggedDriversResponse{}
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFlaggedDriversResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFlaggedDriversResponse) ProtoMessage() {}
+
+func (x *ListFlaggedDriversResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFlaggedDriversResponse.ProtoReflect.Descriptor instead.
+func (*ListFlaggedDriversResponse) Descriptor() ([]byte, []int) {
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListFlaggedDriversResponse) GetDrivers() []*FlaggedDriver {
+	if x != nil {
+		return x.Drivers
+	}
+	return nil
+}
 
 // TakeOfflineRequest names the driver.
 type TakeOfflineRequest struct {
@@ -35,7 +211,7 @@ type TakeOfflineRequest struct {
 
 func (x *TakeOfflineRequest) Reset() {
 	*x = TakeOfflineRequest{}
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[0]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +223,7 @@ func (x *TakeOfflineRequest) String() string {
 func (*TakeOfflineRequest) ProtoMessage() {}
 
 func (x *TakeOfflineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[0]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +236,7 @@ func (x *TakeOfflineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeOfflineRequest.ProtoReflect.Descriptor instead.
 func (*TakeOfflineRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{0}
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *TakeOfflineRequest) GetDriverId() string {
@@ -86,7 +262,7 @@ type TakeOfflineResponse struct {
 
 func (x *TakeOfflineResponse) Reset() {
 	*x = TakeOfflineResponse{}
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[1]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -98,7 +274,7 @@ func (x *TakeOfflineResponse) String() string {
 func (*TakeOfflineResponse) ProtoMessage() {}
 
 func (x *TakeOfflineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[1]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -111,7 +287,7 @@ func (x *TakeOfflineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeOfflineResponse.ProtoReflect.Descriptor instead.
 func (*TakeOfflineResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{1}
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{4}
 }
 
 // PushToDriverRequest carries the message to deliver.
@@ -127,7 +303,7 @@ type PushToDriverRequest struct {
 
 func (x *PushToDriverRequest) Reset() {
 	*x = PushToDriverRequest{}
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[2]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -139,7 +315,7 @@ func (x *PushToDriverRequest) String() string {
 func (*PushToDriverRequest) ProtoMessage() {}
 
 func (x *PushToDriverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[2]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -152,7 +328,7 @@ func (x *PushToDriverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushToDriverRequest.ProtoReflect.Descriptor instead.
 func (*PushToDriverRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{2}
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PushToDriverRequest) GetDriverId() string {
@@ -178,7 +354,7 @@ type PushToDriverResponse struct {
 
 func (x *PushToDriverResponse) Reset() {
 	*x = PushToDriverResponse{}
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[3]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -190,7 +366,7 @@ func (x *PushToDriverResponse) String() string {
 func (*PushToDriverResponse) ProtoMessage() {}
 
 func (x *PushToDriverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[3]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -203,14 +379,26 @@ func (x *PushToDriverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushToDriverResponse.ProtoReflect.Descriptor instead.
 func (*PushToDriverResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{3}
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{6}
 }
 
 var File_hexride_driver_v1_gateway_proto protoreflect.FileDescriptor
 
 const file_hexride_driver_v1_gateway_proto_rawDesc = "" +
 	"\n" +
-	"\x1fhexride/driver/v1/gateway.proto\x12\x11hexride.driver.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1ehexride/driver/v1/driver.proto\"a\n" +
+	"\x1fhexride/driver/v1/gateway.proto\x12\x11hexride.driver.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ehexride/common/v1/common.proto\x1a\x1ehexride/driver/v1/driver.proto\"=\n" +
+	"\x19ListFlaggedDriversRequest\x12 \n" +
+	"\x05limit\x18\x01 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x01R\x05limit\"\xfa\x01\n" +
+	"\rFlaggedDriver\x12\x1b\n" +
+	"\tdriver_id\x18\x01 \x01(\tR\bdriverId\x12'\n" +
+	"\x0frefused_samples\x18\x02 \x01(\x05R\x0erefusedSamples\x12\x1f\n" +
+	"\vlast_reason\x18\x03 \x01(\tR\n" +
+	"lastReason\x12B\n" +
+	"\x0flast_refused_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rlastRefusedAt\x12>\n" +
+	"\rlast_position\x18\x05 \x01(\v2\x19.hexride.common.v1.LatLngR\flastPosition\"X\n" +
+	"\x1aListFlaggedDriversResponse\x12:\n" +
+	"\adrivers\x18\x01 \x03(\v2 .hexride.driver.v1.FlaggedDriverR\adrivers\"a\n" +
 	"\x12TakeOfflineRequest\x12'\n" +
 	"\tdriver_id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\bdriverId\x12\"\n" +
@@ -221,10 +409,11 @@ const file_hexride_driver_v1_gateway_proto_rawDesc = "" +
 	"\tdriver_id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\bdriverId\x12D\n" +
 	"\amessage\x18\x02 \x01(\v2\".hexride.driver.v1.ConnectResponseB\x06\xbaH\x03\xc8\x01\x01R\amessage\"\x16\n" +
-	"\x14PushToDriverResponse2\xd5\x01\n" +
+	"\x14PushToDriverResponse2\xc8\x02\n" +
 	"\x14DriverGatewayService\x12_\n" +
 	"\fPushToDriver\x12&.hexride.driver.v1.PushToDriverRequest\x1a'.hexride.driver.v1.PushToDriverResponse\x12\\\n" +
-	"\vTakeOffline\x12%.hexride.driver.v1.TakeOfflineRequest\x1a&.hexride.driver.v1.TakeOfflineResponseB=Z;github.com/hexride/hexride/proto/hexride/driver/v1;driverv1b\x06proto3"
+	"\vTakeOffline\x12%.hexride.driver.v1.TakeOfflineRequest\x1a&.hexride.driver.v1.TakeOfflineResponse\x12q\n" +
+	"\x12ListFlaggedDrivers\x12,.hexride.driver.v1.ListFlaggedDriversRequest\x1a-.hexride.driver.v1.ListFlaggedDriversResponseB=Z;github.com/hexride/hexride/proto/hexride/driver/v1;driverv1b\x06proto3"
 
 var (
 	file_hexride_driver_v1_gateway_proto_rawDescOnce sync.Once
@@ -238,25 +427,35 @@ func file_hexride_driver_v1_gateway_proto_rawDescGZIP() []byte {
 	return file_hexride_driver_v1_gateway_proto_rawDescData
 }
 
-var file_hexride_driver_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_hexride_driver_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_hexride_driver_v1_gateway_proto_goTypes = []any{
-	(*TakeOfflineRequest)(nil),   // 0: hexride.driver.v1.TakeOfflineRequest
-	(*TakeOfflineResponse)(nil),  // 1: hexride.driver.v1.TakeOfflineResponse
-	(*PushToDriverRequest)(nil),  // 2: hexride.driver.v1.PushToDriverRequest
-	(*PushToDriverResponse)(nil), // 3: hexride.driver.v1.PushToDriverResponse
-	(*ConnectResponse)(nil),      // 4: hexride.driver.v1.ConnectResponse
+	(*ListFlaggedDriversRequest)(nil),  // 0: hexride.driver.v1.ListFlaggedDriversRequest
+	(*FlaggedDriver)(nil),              // 1: hexride.driver.v1.FlaggedDriver
+	(*ListFlaggedDriversResponse)(nil), // 2: hexride.driver.v1.ListFlaggedDriversResponse
+	(*TakeOfflineRequest)(nil),         // 3: hexride.driver.v1.TakeOfflineRequest
+	(*TakeOfflineResponse)(nil),        // 4: hexride.driver.v1.TakeOfflineResponse
+	(*PushToDriverRequest)(nil),        // 5: hexride.driver.v1.PushToDriverRequest
+	(*PushToDriverResponse)(nil),       // 6: hexride.driver.v1.PushToDriverResponse
+	(*timestamppb.Timestamp)(nil),      // 7: google.protobuf.Timestamp
+	(*v1.LatLng)(nil),                  // 8: hexride.common.v1.LatLng
+	(*ConnectResponse)(nil),            // 9: hexride.driver.v1.ConnectResponse
 }
 var file_hexride_driver_v1_gateway_proto_depIdxs = []int32{
-	4, // 0: hexride.driver.v1.PushToDriverRequest.message:type_name -> hexride.driver.v1.ConnectResponse
-	2, // 1: hexride.driver.v1.DriverGatewayService.PushToDriver:input_type -> hexride.driver.v1.PushToDriverRequest
-	0, // 2: hexride.driver.v1.DriverGatewayService.TakeOffline:input_type -> hexride.driver.v1.TakeOfflineRequest
-	3, // 3: hexride.driver.v1.DriverGatewayService.PushToDriver:output_type -> hexride.driver.v1.PushToDriverResponse
-	1, // 4: hexride.driver.v1.DriverGatewayService.TakeOffline:output_type -> hexride.driver.v1.TakeOfflineResponse
-	3, // [3:5] is the sub-list for method output_type
-	1, // [1:3] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	7, // 0: hexride.driver.v1.FlaggedDriver.last_refused_at:type_name -> google.protobuf.Timestamp
+	8, // 1: hexride.driver.v1.FlaggedDriver.last_position:type_name -> hexride.common.v1.LatLng
+	1, // 2: hexride.driver.v1.ListFlaggedDriversResponse.drivers:type_name -> hexride.driver.v1.FlaggedDriver
+	9, // 3: hexride.driver.v1.PushToDriverRequest.message:type_name -> hexride.driver.v1.ConnectResponse
+	5, // 4: hexride.driver.v1.DriverGatewayService.PushToDriver:input_type -> hexride.driver.v1.PushToDriverRequest
+	3, // 5: hexride.driver.v1.DriverGatewayService.TakeOffline:input_type -> hexride.driver.v1.TakeOfflineRequest
+	0, // 6: hexride.driver.v1.DriverGatewayService.ListFlaggedDrivers:input_type -> hexride.driver.v1.ListFlaggedDriversRequest
+	6, // 7: hexride.driver.v1.DriverGatewayService.PushToDriver:output_type -> hexride.driver.v1.PushToDriverResponse
+	4, // 8: hexride.driver.v1.DriverGatewayService.TakeOffline:output_type -> hexride.driver.v1.TakeOfflineResponse
+	2, // 9: hexride.driver.v1.DriverGatewayService.ListFlaggedDrivers:output_type -> hexride.driver.v1.ListFlaggedDriversResponse
+	7, // [7:10] is the sub-list for method output_type
+	4, // [4:7] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_hexride_driver_v1_gateway_proto_init() }
@@ -271,7 +470,7 @@ func file_hexride_driver_v1_gateway_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hexride_driver_v1_gateway_proto_rawDesc), len(file_hexride_driver_v1_gateway_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

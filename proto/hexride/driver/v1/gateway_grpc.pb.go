@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DriverGatewayService_PushToDriver_FullMethodName = "/hexride.driver.v1.DriverGatewayService/PushToDriver"
-	DriverGatewayService_TakeOffline_FullMethodName  = "/hexride.driver.v1.DriverGatewayService/TakeOffline"
+	DriverGatewayService_PushToDriver_FullMethodName       = "/hexride.driver.v1.DriverGatewayService/PushToDriver"
+	DriverGatewayService_TakeOffline_FullMethodName        = "/hexride.driver.v1.DriverGatewayService/TakeOffline"
+	DriverGatewayService_ListFlaggedDrivers_FullMethodName = "/hexride.driver.v1.DriverGatewayService/ListFlaggedDrivers"
 )
 
 // DriverGatewayServiceClient is the client API for DriverGatewayService service.
@@ -39,6 +40,11 @@ type DriverGatewayServiceClient interface {
 	// action): the driver leaves the supply index and the app is told. It
 	// fails with NOT_FOUND when this instance holds no stream for the driver.
 	TakeOffline(ctx context.Context, in *TakeOfflineRequest, opts ...grpc.CallOption) (*TakeOfflineResponse, error)
+	// ListFlaggedDrivers lists the drivers connected here whose location
+	// samples were refused as implausible (impossible speed, timestamps far
+	// off, poor accuracy), most recent first: possible GPS spoofing or a
+	// broken device, for a dispatcher to look at.
+	ListFlaggedDrivers(ctx context.Context, in *ListFlaggedDriversRequest, opts ...grpc.CallOption) (*ListFlaggedDriversResponse, error)
 }
 
 type driverGatewayServiceClient struct {
@@ -69,6 +75,16 @@ func (c *driverGatewayServiceClient) TakeOffline(ctx context.Context, in *TakeOf
 	return out, nil
 }
 
+func (c *driverGatewayServiceClient) ListFlaggedDrivers(ctx context.Context, in *ListFlaggedDriversRequest, opts ...grpc.CallOption) (*ListFlaggedDriversResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFlaggedDriversResponse)
+	err := c.cc.Invoke(ctx, DriverGatewayService_ListFlaggedDrivers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverGatewayServiceServer is the server API for DriverGatewayService service.
 // All implementations must embed UnimplementedDriverGatewayServiceServer
 // for forward compatibility.
@@ -85,6 +101,11 @@ type DriverGatewayServiceServer interface {
 	// action): the driver leaves the supply index and the app is told. It
 	// fails with NOT_FOUND when this instance holds no stream for the driver.
 	TakeOffline(context.Context, *TakeOfflineRequest) (*TakeOfflineResponse, error)
+	// ListFlaggedDrivers lists the drivers connected here whose location
+	// samples were refused as implausible (impossible speed, timestamps far
+	// off, poor accuracy), most recent first: possible GPS spoofing or a
+	// broken device, for a dispatcher to look at.
+	ListFlaggedDrivers(context.Context, *ListFlaggedDriversRequest) (*ListFlaggedDriversResponse, error)
 	mustEmbedUnimplementedDriverGatewayServiceServer()
 }
 
@@ -100,6 +121,9 @@ func (UnimplementedDriverGatewayServiceServer) PushToDriver(context.Context, *Pu
 }
 func (UnimplementedDriverGatewayServiceServer) TakeOffline(context.Context, *TakeOfflineRequest) (*TakeOfflineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TakeOffline not implemented")
+}
+func (UnimplementedDriverGatewayServiceServer) ListFlaggedDrivers(context.Context, *ListFlaggedDriversRequest) (*ListFlaggedDriversResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFlaggedDrivers not implemented")
 }
 func (UnimplementedDriverGatewayServiceServer) mustEmbedUnimplementedDriverGatewayServiceServer() {}
 func (UnimplementedDriverGatewayServiceServer) testEmbeddedByValue()                              {}
@@ -158,6 +182,24 @@ func _DriverGatewayService_TakeOffline_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DriverGatewayService_ListFlaggedDrivers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFlaggedDriversRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverGatewayServiceServer).ListFlaggedDrivers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverGatewayService_ListFlaggedDrivers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverGatewayServiceServer).ListFlaggedDrivers(ctx, req.(*ListFlaggedDriversRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DriverGatewayService_ServiceDesc is the grpc.ServiceDesc for DriverGatewayService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -172,6 +214,10 @@ var DriverGatewayService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TakeOffline",
 			Handler:    _DriverGatewayService_TakeOffline_Handler,
+		},
+		{
+			MethodName: "ListFlaggedDrivers",
+			Handler:    _DriverGatewayService_ListFlaggedDrivers_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

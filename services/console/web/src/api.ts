@@ -51,6 +51,7 @@ export interface Driver {
   status: string;
   product: string;
   gateway: string;
+  flagged?: boolean;
 }
 export interface KPIs {
   requests_per_min: number;
@@ -72,6 +73,7 @@ export interface KPIs {
     in_flight: number;
   };
 }
+export interface Flagged { id: string; refused: number; reason: string; at: string; gateway: string }
 export interface Snapshot {
   time: string;
   partition_resolution: number;
@@ -81,6 +83,7 @@ export interface Snapshot {
   cells: Cell[];
   drivers: Driver[];
   drivers_truncated: boolean;
+  flagged: Flagged[];
   active_trips: Trip[];
   kpis: KPIs;
   errors: string[];

@@ -84,12 +84,21 @@ function draw() {
   });
 }
 
+function renderFlagged(s: Snapshot) {
+  $("flagged").innerHTML = s.flagged.length
+    ? s.flagged
+        .map((f) => `<li data-testid="flagged-driver" data-driver-id="${esc(f.id)}"><code>${esc(f.id)}</code> · ${f.refused} refused · last ${esc(f.reason)} at ${esc(shortTime(f.at))}</li>`)
+        .join("")
+    : `<li class="muted">none</li>`;
+}
+
 function onSnapshot(s: Snapshot) {
   state.snapshot = s;
   state.snapshots++;
   state.active = new Map(s.active_trips.map((t) => [t.id, t]));
   renderKPIs(s.kpis);
   renderMembers(s);
+  renderFlagged(s);
   draw();
 }
 

@@ -218,10 +218,10 @@ export class CityMap {
     for (const d of s.drivers) {
       const c = el("circle", {
         cx: this.x(d.lng), cy: this.y(d.lat), r: 4.2, fill: driverColours[d.status] ?? "#111827",
-        class: "driver", "data-testid": "driver", "data-driver-id": d.id, "data-status": d.status,
+        class: d.flagged ? "driver flagged" : "driver", "data-testid": "driver", "data-driver-id": d.id, "data-status": d.status,
       });
       c.addEventListener("click", () => this.onDriverClick(d));
-      c.addEventListener("mousemove", (ev) => this.tip(ev, `${esc(d.id)}<br>${esc(d.status)} · ${esc(d.product)}<br>gateway ${esc(d.gateway)}`));
+      c.addEventListener("mousemove", (ev) => this.tip(ev, `${esc(d.id)}<br>${esc(d.status)} · ${esc(d.product)}<br>gateway ${esc(d.gateway)}${d.flagged ? "<br><b>flagged: implausible samples</b>" : ""}`));
       c.addEventListener("mouseleave", () => this.untip());
       dg.append(c);
     }
