@@ -50,7 +50,8 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		JWKSFile: key.JWKSPath(), Issuer: auth.DevIssuer, Audience: auth.DevAudience,
 		ServiceKeyDir: key.Dir, RateLimit: true,
 	}
-	cfg.Console = cfg.HTTPAddr != ""
+	// On loopback the console acts as its own dispatcher without a login.
+	cfg.Console, cfg.ConsoleOpen = cfg.HTTPAddr != "", true
 	cfg.QuoteKey = make([]byte, 32)
 	if _, err := rand.Read(cfg.QuoteKey); err != nil {
 		return err

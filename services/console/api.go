@@ -37,7 +37,7 @@ type apiFunc func(r *http.Request, p auth.Principal) (any, error)
 // the error.
 func (c *Console) api(fn apiFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p, err := c.dispatcher(r)
+		p, r, err := c.identify(r)
 		if err == nil {
 			var v any
 			if v, err = fn(r, p); err == nil {

@@ -497,3 +497,94 @@ func TestFlaggedDrivers(t *testing.T) {
 	}
 	t.Fatal("the teleporting driver was never flagged")
 }
+
+// TestConsoleRequiresDispatcherToken: outside development the console asks
+// every request for a dispatcher's token, and its actions act as that
+// dispatcher towards the services.
+func TestConsoleRequiresDispatcherToken(t *testing.T) {
+	key, err := auth.GenerateDevKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := node.DefaultConfig()
+	cfg.Addr, cfg.HTTPAddr, cfg.Console = "127.0.0.1:0", "127.0.0.1:0", true
+	cfg.DrainWait, cfg.StopTimeout = 0, 2*time.Second
+	cfg.QuoteKey = []byte(strings.Repeat("k", 32))
+	cfg.Security = node.Security{JWKSFile: key.JWKSPath(), Issuer: auth.DevIssuer, Audience: auth.DevAudience, ServiceKeyDir: key.Dir, Audit: io.Discard}
+	n, err := node.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		n.Shutdown(ctx)
+	})
+	mint := func(role auth.Role, sub string) string {
+		tok, err := auth.Mint(key.Private, key.Kid, auth.DevIssuer, auth.DevAudience, role, sub, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	e := &env{base: "http://" + n.HTTPAddr()}
+	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+	ops := mint(auth.RoleDispatcher, "ops-7")
+	for _, tt := range []struct {
+		name string
+		hdr  map[string]string
+		want int
+	}{
+		{"no token", nil, http.StatusUnauthorized},
+		{"garbage token", bearer("nope"), http.StatusUnauthorized},
+		{"a rider's token", bearer(mint(auth.RoleRider, "r1")), http.StatusForbidden},
+		{"the dev header is not enough", map[string]string{"X-Hexride-Dispatcher": "ops"}, http.StatusUnauthorized},
+		{"a dispatcher's token", bearer(ops), http.StatusOK},
+	} {
+		if got := e.do(t, "GET", "/api/kpis", "", tt.hdr, nil); got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	if got := e.do(t, "GET", "/", "", nil, nil); got != http.StatusOK {
+		t.Errorf("the page itself (its login form) must load without a token: %d", got)
+	}
+
+	// A cancel with the dispatcher's token is recorded as that dispatcher.
+	cc, err := grpc.NewClient(n.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	created, err := tripv1.NewTripServiceClient(cc).CreateTrip(auth.BearerContext(context.Background(), mint(auth.RoleService, "test")), &tripv1.CreateTripRequest{
+		IdempotencyKey: "c-1", RiderId: "r1", Pickup: sf, Dropoff: &commonv1.LatLng{Lat: 37.7849, Lng: -122.4094},
+		Product: commonv1.Product_PRODUCT_STANDARD, QuotedFare: &commonv1.Money{AmountMinor: 1200, Currency: "USD"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetTrip().GetId()
+	if got := e.do(t, "POST", "/api/trips/"+id+"/cancel", `{"reason":"duplicate"}`, bearer(ops), nil); got != http.StatusOK {
+		t.Fatalf("cancel: %d", got)
+	}
+	var hist struct {
+		Events []struct {
+			Actor   string `json:"actor"`
+			ActorID string `json:"actor_id"`
+		} `json:"events"`
+	}
+	if got := e.do(t, "GET", "/api/trips/"+id+"/events", "", bearer(ops), &hist); got != http.StatusOK || len(hist.Events) != 2 || hist.Events[1].ActorID != "ops-7" {
+		t.Fatalf("history %d %+v: the cancel must be by ops-7", got, hist.Events)
+	}
+	// The event stream takes the token as a parameter (EventSource sends no headers).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.base+"/api/live?access_token="+ops, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("live with a token: %d", resp.StatusCode)
+	}
+}

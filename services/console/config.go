@@ -29,6 +29,12 @@ type Config struct {
 	// ClientBuffer is how many live messages a slow browser may lag behind
 	// before it is disconnected (it reconnects and gets a fresh snapshot).
 	ClientBuffer int
+	// RequireToken makes every request present a dispatcher's bearer token
+	// (Authorization header, or access_token for the event stream), which
+	// the console verifies with Deps.Verify and forwards on its calls, so
+	// the services see the real dispatcher. Without it the console acts as
+	// DispatcherID (development on loopback).
+	RequireToken bool
 }
 
 // DefaultConfig returns the defaults.

@@ -67,6 +67,9 @@ type Deps struct {
 	Outgoing func(ctx context.Context, p auth.Principal) (context.Context, error)
 	// Audit records dispatcher actions (nil: not recorded).
 	Audit audit.Recorder
+	// Verify checks a dispatcher's bearer token (required with
+	// Config.RequireToken).
+	Verify func(token string) (auth.Principal, error)
 }
 
 //go:embed all:web/dist
@@ -92,7 +95,7 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Trips == nil || deps.Matching == nil || deps.Gateways == nil {
+	if deps.Trips == nil || deps.Matching == nil || deps.Gateways == nil || cfg.RequireToken && deps.Verify == nil {
 		return nil, ErrMissingDep
 	}
 	c := &Console{cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now}

@@ -21,6 +21,10 @@ func (e *apiError) Error() string { return e.msg }
 func errBadRequest(msg string) error { return &apiError{code: http.StatusBadRequest, msg: msg} }
 func errNotFound(msg string) error   { return &apiError{code: http.StatusNotFound, msg: msg} }
 func errInternal(msg string) error   { return &apiError{code: http.StatusInternalServerError, msg: msg} }
+func errUnauthorized(msg string) error {
+	return &apiError{code: http.StatusUnauthorized, msg: msg}
+}
+func errForbidden(msg string) error { return &apiError{code: http.StatusForbidden, msg: msg} }
 
 // httpStatus maps an error to the HTTP status the API answers with: the
 // console's own errors carry theirs; errors from the services carry a gRPC

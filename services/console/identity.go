@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"unicode"
 
 	"github.com/hexride/hexride/infra/audit"
@@ -14,8 +15,41 @@ import (
 // authentication replaces it).
 const DispatcherHeader = "X-Hexride-Dispatcher"
 
-// dispatcher returns the principal a request acts as. This is the one place
-// that decides identity: swap it for token verification when that lands.
+// tokenKey carries a request's verified bearer token in its context.
+type tokenKey struct{}
+
+// bearerToken is the token a request presents: the Authorization header,
+// else the access_token query parameter (EventSource cannot set headers).
+func bearerToken(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+// identify returns the principal a request acts as, and the request
+// carrying the dispatcher's token for the calls made for it. This is the
+// one place that decides identity.
+func (c *Console) identify(r *http.Request) (auth.Principal, *http.Request, error) {
+	if tok := bearerToken(r); tok != "" && c.deps.Verify != nil {
+		p, err := c.deps.Verify(tok)
+		if err != nil {
+			return auth.Principal{}, r, errUnauthorized("invalid dispatcher token")
+		}
+		if p.Role != auth.RoleDispatcher {
+			return auth.Principal{}, r, errForbidden("the console is for dispatchers; this token is a " + string(p.Role) + "'s")
+		}
+		return p, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)), nil
+	}
+	if c.cfg.RequireToken {
+		return auth.Principal{}, r, errUnauthorized("a dispatcher token is required")
+	}
+	p, err := c.dispatcher(r)
+	return p, r, err
+}
+
+// dispatcher is the development identity: the X-Hexride-Dispatcher header,
+// else Config.DispatcherID.
 func (c *Console) dispatcher(r *http.Request) (auth.Principal, error) {
 	id := c.cfg.DispatcherID
 	if r != nil {
@@ -44,6 +78,9 @@ func (c *Console) callContext(ctx context.Context, p auth.Principal) (context.Co
 // as returns ctx carrying p's credentials. A failure to make them is
 // logged; the call then fails Unauthenticated, which the caller reports.
 func (c *Console) as(ctx context.Context, p auth.Principal) context.Context {
+	if tok, ok := ctx.Value(tokenKey{}).(string); ok {
+		return auth.BearerContext(ctx, tok) // the dispatcher's own token
+	}
 	if c.deps.Outgoing == nil {
 		return auth.OutgoingContext(ctx, p)
 	}

@@ -162,7 +162,7 @@ func (c *Console) pushSnapshots(ctx context.Context) {
 // (the first at once, then every SnapshotInterval) and "trip" events (each
 // trip event as it happens).
 func (c *Console) live(w http.ResponseWriter, r *http.Request) {
-	p, err := c.dispatcher(r)
+	p, r, err := c.identify(r)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -69,8 +69,11 @@ type Config struct {
 	// HTTPAddr is the HTTP listen address for /metrics and, with Console,
 	// the dispatcher console; empty means no HTTP.
 	HTTPAddr string
-	// Console serves the dispatcher console on HTTPAddr.
-	Console bool
+	// Console serves the dispatcher console on HTTPAddr. It asks every
+	// request for a dispatcher's token unless ConsoleOpen (development on
+	// loopback: it then acts as its own dispatcher identity).
+	Console     bool
+	ConsoleOpen bool
 	// Security: authentication, TLS, rate limits, audit.
 	Security Security
 }
@@ -169,6 +172,11 @@ func (c Config) Validate() error {
 	if c.Console {
 		if c.HTTPAddr == "" {
 			return fmt.Errorf("%w: the console needs an HTTP address", ErrBadAddr)
+		}
+		// Its own background work (the trip watch, snapshots) runs as a
+		// dispatcher with tokens it mints.
+		if !c.Security.DevHeader && c.Security.ServiceKeyDir == "" {
+			return fmt.Errorf("%w: the console needs --service-key-dir to act for its background work", ErrNoServiceIDs)
 		}
 		// The console calls trip, matching and driver.
 		for _, dep := range []string{Trip, Matching, Driver} {

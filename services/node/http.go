@@ -58,7 +58,9 @@ func (n *Node) startHTTP() (err error) {
 				closeEgress()
 			}
 		}()
-		if con, err = console.New(console.DefaultConfig(), deps); err != nil {
+		ccfg := console.DefaultConfig()
+		ccfg.RequireToken = !n.cfg.ConsoleOpen && !n.cfg.Security.DevHeader
+		if con, err = console.New(ccfg, deps); err != nil {
 			return err
 		}
 		mux.Handle("/", con)
@@ -134,6 +136,7 @@ func (n *Node) consoleDeps() (console.Deps, func(), error) {
 		Logger:   n.logger.With("service", "console"),
 		Outgoing: n.sec.outgoing,
 		Audit:    n.sec.audit,
+		Verify:   n.sec.verify,
 	}
 	return deps, func() { _ = pool.Close() }, nil
 }

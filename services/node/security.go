@@ -89,6 +89,8 @@ type security struct {
 	// outgoing gives ctx the credentials that make calls as p (the
 	// console's dispatcher calls).
 	outgoing func(ctx context.Context, p auth.Principal) (context.Context, error)
+	// verify checks a bearer token (nil without JWT configuration).
+	verify func(token string) (auth.Principal, error)
 	// transport is the node's client transport credentials (its service
 	// certificate, if any); anonymous verifies servers but presents no
 	// certificate (the console: its calls act for dispatchers, and a
@@ -159,6 +161,7 @@ func buildSecurity(ctx context.Context, cfg Security, serviceName string, logger
 			return nil, err
 		}
 		bearer = jwtAuth
+		sec.verify = jwtAuth.Verify
 	}
 	authn, err := auth.NewCombinedAuthenticator(auth.CombinedConfig{PeerCerts: cfg.tls(), Bearer: bearer, AllowDevHeader: cfg.DevHeader})
 	if err != nil {

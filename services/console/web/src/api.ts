@@ -95,8 +95,18 @@ export class APIError extends Error {
   }
 }
 
+// The dispatcher's bearer token (from the operator's identity provider), kept
+// in this browser. Development consoles need none.
+const tokenKey = "hexride_token";
+export const session = {
+  token: (): string => localStorage.getItem(tokenKey) ?? "",
+  set: (t: string) => (t ? localStorage.setItem(tokenKey, t) : localStorage.removeItem(tokenKey)),
+};
+
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const init: RequestInit = { method, headers: { Accept: "application/json" } };
+  const token = session.token();
+  if (token) (init.headers as Record<string, string>)["Authorization"] = "Bearer " + token;
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     (init.headers as Record<string, string>)["Content-Type"] = "application/json";
@@ -109,6 +119,7 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
 }
 
 export const api = {
+  kpis: () => call<KPIs>("GET", "api/kpis"),
   trips: (params: URLSearchParams) =>
     call<{ trips: Trip[]; next_page_token?: string }>("GET", "api/trips?" + params.toString()),
   events: (id: string) => call<{ events: TripEvent[] }>("GET", `api/trips/${encodeURIComponent(id)}/events`),

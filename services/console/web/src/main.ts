@@ -1,5 +1,5 @@
 import "./style.css";
-import { api, type Driver, type KPIs, type Snapshot, type Trip, type TripEvent } from "./api";
+import { api, APIError, session, type Driver, type KPIs, type Snapshot, type Trip, type TripEvent } from "./api";
 import { CityMap, esc, ownerColour, type HexMode } from "./map";
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -232,7 +232,8 @@ function onTripEvent(e: TripEvent) {
 
 function connect() {
   const live = $("live");
-  const es = new EventSource("api/live");
+  const token = session.token();
+  const es = new EventSource(token ? "api/live?access_token=" + encodeURIComponent(token) : "api/live");
   es.addEventListener("open", () => {
     live.textContent = "live";
     live.className = "live on";
@@ -307,6 +308,28 @@ function wire() {
   });
 }
 
+// start connects once the console accepts this browser: with no token (a
+// development console) or with the dispatcher token the operator signs in
+// with.
+async function start() {
+  try {
+    await api.kpis();
+  } catch (e) {
+    if (e instanceof APIError && (e.code === 401 || e.code === 403)) {
+      const form = $<HTMLFormElement>("login");
+      form.hidden = false;
+      $("login-error").textContent = session.token() ? (e as Error).message : "";
+      form.addEventListener("submit", (ev) => {
+        ev.preventDefault();
+        session.set($<HTMLInputElement>("token").value.trim());
+        location.reload();
+      });
+      return;
+    }
+  }
+  connect();
+  void loadTrips();
+}
+
 wire();
-connect();
-void loadTrips();
+void start();
