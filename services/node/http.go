@@ -109,12 +109,8 @@ func (n *Node) consoleDeps() (console.Deps, func(), error) {
 			otelgrpc.WithPropagators(n.Telemetry.Propagator))),
 	}
 	tripTarget := n.advertise
-	if n.cfg.ConsulAddr != "" {
-		c, err := newConsulClient(n.cfg.ConsulAddr, n.logger)
-		if err != nil {
-			return console.Deps{}, nil, err
-		}
-		opts = append(opts, c.builder.DialOptions()...)
+	if n.consul != nil {
+		opts = append(opts, n.consul.builder.DialOptions()...)
 		tripTarget = "consul:///" + ConsulName(Trip)
 	}
 	pool := dial.NewPool(opts...)

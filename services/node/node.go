@@ -76,6 +76,7 @@ type Node struct {
 	shutdownOnce sync.Once
 	http         *httpServer // the console's HTTP server (http.go); nil without HTTPAddr
 	sec          *security
+	consul       *consulClient // nil with in-process discovery
 }
 
 // Start builds and starts the node; it returns once the listener serves
@@ -138,22 +139,20 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		targetOf   func(service string) string
 		resolveOps []grpc.DialOption
 		membership ring.Membership
-		consulAPI  *consulClient
 	)
 	self := ring.Member{ID: instanceID(Matching, n.advertise), Address: n.advertise}
 	if cfg.ConsulAddr == "" {
 		targetOf = func(string) string { return n.advertise }
 		membership = ring.NewStatic(self)
 	} else {
-		consulAPI, err = newConsulClient(cfg.ConsulAddr, logger)
-		if err != nil {
+		if n.consul, err = newConsulClient(cfg.ConsulAddr, logger); err != nil {
 			return nil, err
 		}
-		resolveOps = consulAPI.builder.DialOptions()
+		resolveOps = n.consul.builder.DialOptions()
 		targetOf = func(service string) string { return "consul:///" + ConsulName(service) }
 		static := ring.NewStatic()
 		membership = static
-		n.goLoop(func(ctx context.Context) { followMembers(ctx, consulAPI.watcher, static) })
+		n.goLoop(func(ctx context.Context) { followMembers(ctx, n.consul.watcher, static) })
 	}
 	tripConn, err := grpc.NewClient(targetOf(Trip), append(dialOpts, resolveOps...)...)
 	if err != nil {
@@ -235,8 +234,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 	if err := n.startHTTP(); err != nil {
 		return nil, err
 	}
-	if consulAPI != nil {
-		if err := n.register(ctx, consulAPI); err != nil {
+	if n.consul != nil {
+		if err := n.register(ctx, n.consul); err != nil {
 			return nil, err
 		}
 	}
