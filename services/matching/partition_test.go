@@ -30,6 +30,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type cluster struct {
 	engines []*Engine
 	client  *matchingclient.Client
+	pool    *dial.Pool
 	members *ring.Static
 }
 
@@ -40,7 +41,7 @@ func startCluster(t *testing.T, n, partitionRes int) *cluster {
 		grpc.WithPerRPCCredentials(auth.HeaderCredentials{Principal: auth.Principal{Role: auth.RoleService, Subject: "test"}}),
 	)
 	t.Cleanup(func() { pool.Close() })
-	c := &cluster{members: ring.NewStatic()}
+	c := &cluster{members: ring.NewStatic(), pool: pool}
 	var members []ring.Member
 	authn := auth.HeaderAuthenticator{}
 	for i := range n {
@@ -232,7 +233,7 @@ func TestNotOwnerRedirect(t *testing.T) {
 		t.Fatalf("m0 answered %v, want ABORTED naming %v", err, owner)
 	}
 	// A client that believes m0 owns everything still gets its answer.
-	stale := matchingclient.New(ring.NewStatic(r.Members()[0]), c.client.Pool(), 7)
+	stale := matchingclient.New(ring.NewStatic(r.Members()[0]), c.pool, 7)
 	if _, err := stale.NearbyDrivers(ctx, req); err != nil {
 		t.Fatalf("stale client: %v", err)
 	}

@@ -73,9 +73,6 @@ func (c *Client) At(addr string) (matchingv1.MatchingServiceClient, error) {
 	return matchingv1.NewMatchingServiceClient(cc), nil
 }
 
-// Pool is the client's connection pool.
-func (c *Client) Pool() *dial.Pool { return c.pool }
-
 // Members returns the current matching workers.
 func (c *Client) Members() []ring.Member {
 	r, _ := c.membership.Ring()
