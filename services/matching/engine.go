@@ -415,22 +415,27 @@ func (e *Engine) localNearby(q nearbyQuery) ([]dispatch.Candidate, error) {
 func (e *Engine) nearbyToProto(centre geo.LatLng, cs []dispatch.Candidate) []*matchingv1.NearbyDriver {
 	out := make([]*matchingv1.NearbyDriver, len(cs))
 	for i, c := range cs {
-		out[i] = &matchingv1.NearbyDriver{
-			Position: &commonv1.DriverPosition{
-				DriverId:   c.ID,
-				Position:   toProtoLatLng(c.Pos),
-				HeadingDeg: headingOrZero(c.Heading),
-				SpeedMps:   float32(c.Speed),
-				RecordedAt: timestamppb.New(c.Seen),
-			},
-			DistanceMeters: c.Distance,
-			Eta:            durationpb.New(e.eta(centre, c)),
-			Status:         statusToProto(c.Status),
-			Product:        productOf(c.Product),
-			GatewayAddress: c.Gateway,
-		}
+		out[i] = driverToProto(c.Driver)
+		out[i].DistanceMeters = c.Distance
+		out[i].Eta = durationpb.New(e.eta(centre, c))
 	}
 	return out
+}
+
+// driverToProto renders an indexed driver (no distance or ETA).
+func driverToProto(d dispatch.Driver) *matchingv1.NearbyDriver {
+	return &matchingv1.NearbyDriver{
+		Position: &commonv1.DriverPosition{
+			DriverId:   d.ID,
+			Position:   toProtoLatLng(d.Pos),
+			HeadingDeg: headingOrZero(d.Heading),
+			SpeedMps:   float32(d.Speed),
+			RecordedAt: timestamppb.New(d.Seen),
+		},
+		Status:         statusToProto(d.Status),
+		Product:        productOf(d.Product),
+		GatewayAddress: d.Gateway,
+	}
 }
 
 func headingOrZero(h float64) float32 {
@@ -448,23 +453,18 @@ func (e *Engine) Partitions() *matchingv1.PartitionsResponse {
 		IndexResolution:     int32(e.cfg.Index.Resolution),
 		Self:                &matchingv1.Member{Id: e.cfg.Self.ID, Address: e.cfg.Self.Address},
 		DriverTtl:           durationpb.New(e.cfg.Index.TTL),
-		Stats:               e.workerStats(),
 	}
+	drivers := e.index.Snapshot()
+	resp.Stats = e.workerStats(drivers)
 	for _, m := range r.Members() {
 		resp.Members = append(resp.Members, &matchingv1.Member{Id: m.ID, Address: m.Address})
 	}
-	counts := map[geo.Cell]int32{}
-	for _, d := range e.index.Snapshot() {
-		if p, err := d.Cell.Parent(e.cfg.PartitionResolution); err == nil {
-			counts[p]++
-		}
-	}
-	for p, n := range counts {
+	for p, n := range e.partitionCounts(drivers) {
 		owner, _ := r.Owner(uint64(p))
 		resp.Partitions = append(resp.Partitions, &matchingv1.PartitionOwner{
 			Partition:      p.String(),
 			Owner:          &matchingv1.Member{Id: owner.ID, Address: owner.Address},
-			IndexedDrivers: n,
+			IndexedDrivers: int32(n),
 		})
 	}
 	slices.SortFunc(resp.Partitions, func(a, b *matchingv1.PartitionOwner) int {
@@ -619,7 +619,7 @@ type counters struct {
 	dispatches, offersSent, accepted, declined, expired, noDriver atomic.Int64
 }
 
-func (e *Engine) workerStats() *matchingv1.WorkerStats {
+func (e *Engine) workerStats(drivers []dispatch.Driver) *matchingv1.WorkerStats {
 	st := &matchingv1.WorkerStats{
 		Dispatches:     e.stats.dispatches.Load(),
 		OffersSent:     e.stats.offersSent.Load(),
@@ -628,7 +628,7 @@ func (e *Engine) workerStats() *matchingv1.WorkerStats {
 		OffersExpired:  e.stats.expired.Load(),
 		NoDriver:       e.stats.noDriver.Load(),
 	}
-	for _, d := range e.index.Snapshot() {
+	for _, d := range drivers {
 		switch d.Status {
 		case dispatch.StatusAvailable:
 			st.DriversAvailable++
@@ -670,13 +670,9 @@ func (e *Engine) ListDrivers(limit int) *matchingv1.ListDriversResponse {
 	if len(drivers) > limit {
 		drivers, resp.Truncated = drivers[:limit], true
 	}
-	cands := make([]dispatch.Candidate, len(drivers))
+	resp.Drivers = make([]*matchingv1.NearbyDriver, len(drivers))
 	for i, d := range drivers {
-		cands[i] = dispatch.Candidate{Driver: d}
-	}
-	resp.Drivers = e.nearbyToProto(geo.LatLng{}, cands)
-	for _, d := range resp.Drivers {
-		d.Eta = nil
+		resp.Drivers[i] = driverToProto(d)
 	}
 	return resp
 }

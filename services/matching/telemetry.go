@@ -88,8 +88,13 @@ func (e *Engine) initTelemetry(d Deps) error {
 }
 
 func (e *Engine) driversPerPartition() map[geo.Cell]int {
+	return e.partitionCounts(e.index.Snapshot())
+}
+
+// partitionCounts counts drivers per partition.
+func (e *Engine) partitionCounts(drivers []dispatch.Driver) map[geo.Cell]int {
 	counts := map[geo.Cell]int{}
-	for _, d := range e.index.Snapshot() {
+	for _, d := range drivers {
 		if p, err := d.Cell.Parent(e.cfg.PartitionResolution); err == nil {
 			counts[p]++
 		}
