@@ -11,12 +11,12 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hexride/hexride/geo"
-	"github.com/hexride/hexride/infra/auth"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 )
 
-// Handler serves MatchingService over an Engine. Every RPC is internal:
-// only service principals may call it.
+// Handler serves MatchingService over an Engine. Every RPC is internal;
+// which roles may call which is the authorization interceptor's policy
+// table (infra/auth), applied before any handler runs.
 type Handler struct {
 	matchingv1.UnimplementedMatchingServiceServer
 	engine   *Engine
@@ -34,16 +34,8 @@ func NewHandler(e *Engine, draining <-chan struct{}) *Handler {
 // Register adds the service to r.
 func (h *Handler) Register(r grpc.ServiceRegistrar) { matchingv1.RegisterMatchingServiceServer(r, h) }
 
-func internal(ctx context.Context) error {
-	_, err := auth.Require(ctx, auth.RoleService, auth.RoleDispatcher)
-	return err
-}
-
 // IngestLocations implements MatchingService.
 func (h *Handler) IngestLocations(stream grpc.BidiStreamingServer[matchingv1.IngestLocationsRequest, matchingv1.IngestLocationsResponse]) error {
-	if _, err := auth.Require(stream.Context(), auth.RoleService); err != nil {
-		return err
-	}
 	type received struct {
 		req *matchingv1.IngestLocationsRequest
 		err error
@@ -82,9 +74,6 @@ func (h *Handler) IngestLocations(stream grpc.BidiStreamingServer[matchingv1.Ing
 
 // Dispatch implements MatchingService.
 func (h *Handler) Dispatch(ctx context.Context, req *matchingv1.DispatchRequest) (*matchingv1.DispatchResponse, error) {
-	if err := internal(ctx); err != nil {
-		return nil, err
-	}
 	var deadline time.Time
 	if req.GetDeadline() != nil {
 		deadline = req.GetDeadline().AsTime()
@@ -94,9 +83,6 @@ func (h *Handler) Dispatch(ctx context.Context, req *matchingv1.DispatchRequest)
 
 // CancelDispatch implements MatchingService.
 func (h *Handler) CancelDispatch(ctx context.Context, req *matchingv1.CancelDispatchRequest) (*matchingv1.CancelDispatchResponse, error) {
-	if err := internal(ctx); err != nil {
-		return nil, err
-	}
 	if h.engine.CancelDispatch(req.GetTripId()) {
 		return &matchingv1.CancelDispatchResponse{Cancelled: true}, nil
 	}
@@ -108,17 +94,11 @@ func (h *Handler) CancelDispatch(ctx context.Context, req *matchingv1.CancelDisp
 
 // ReplyOffer implements MatchingService.
 func (h *Handler) ReplyOffer(ctx context.Context, req *matchingv1.ReplyOfferRequest) (*matchingv1.ReplyOfferResponse, error) {
-	if err := internal(ctx); err != nil {
-		return nil, err
-	}
 	return h.engine.ReplyOffer(ctx, req)
 }
 
 // NearbyDrivers implements MatchingService.
 func (h *Handler) NearbyDrivers(ctx context.Context, req *matchingv1.NearbyDriversRequest) (*matchingv1.NearbyDriversResponse, error) {
-	if err := internal(ctx); err != nil {
-		return nil, err
-	}
 	centre := latLng(req.GetCenter())
 	if !req.GetLocalOnly() && len(req.GetDriverIds()) == 0 {
 		if _, err := h.engine.checkOwner(centre); err != nil {
@@ -142,9 +122,6 @@ func (h *Handler) NearbyDrivers(ctx context.Context, req *matchingv1.NearbyDrive
 
 // CellStats implements MatchingService.
 func (h *Handler) CellStats(ctx context.Context, req *matchingv1.CellStatsRequest) (*matchingv1.CellStatsResponse, error) {
-	if err := internal(ctx); err != nil {
-		return nil, err
-	}
 	cells := make([]geo.Cell, 0, len(req.GetCells()))
 	for _, s := range req.GetCells() {
 		c, err := geo.ParseCell(s)
@@ -158,16 +135,10 @@ func (h *Handler) CellStats(ctx context.Context, req *matchingv1.CellStatsReques
 
 // Partitions implements MatchingService.
 func (h *Handler) Partitions(ctx context.Context, _ *matchingv1.PartitionsRequest) (*matchingv1.PartitionsResponse, error) {
-	if err := internal(ctx); err != nil {
-		return nil, err
-	}
 	return h.engine.Partitions(), nil
 }
 
 // ListDrivers implements MatchingService.
 func (h *Handler) ListDrivers(ctx context.Context, req *matchingv1.ListDriversRequest) (*matchingv1.ListDriversResponse, error) {
-	if err := internal(ctx); err != nil {
-		return nil, err
-	}
 	return h.engine.ListDrivers(int(req.GetLimit())), nil
 }
