@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -129,8 +130,8 @@ func (r *recorder) snapshot() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.s
-	s.CancelReasons = copyMap(r.s.CancelReasons)
-	s.NoDriverReasons = copyMap(r.s.NoDriverReasons)
+	s.CancelReasons = maps.Clone(r.s.CancelReasons)
+	s.NoDriverReasons = maps.Clone(r.s.NoDriverReasons)
 	s.ErrorSamples = slices.Clone(r.s.ErrorSamples)
 	s.ElapsedS = time.Since(r.start).Seconds()
 	if s.ElapsedS > 0 {
@@ -140,14 +141,6 @@ func (r *recorder) snapshot() Stats {
 	s.OfferP50MS, s.OfferP99MS = ms(percentile(r.offer, 50)), ms(percentile(r.offer, 99))
 	s.PickupETAP50S = percentile(r.eta, 50).Seconds()
 	return s
-}
-
-func copyMap(m map[string]int) map[string]int {
-	out := make(map[string]int, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
