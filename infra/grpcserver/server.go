@@ -1,7 +1,8 @@
 // Package grpcserver builds the gRPC server every hexride process runs: one
 // listener, per-service health, reflection, panic recovery, request
-// validation against the protovalidate rules in proto/, keepalive that
-// detects dead streams, and a drain that leaves without failing a client call.
+// validation against the protovalidate rules in proto/, InvalidArgument for
+// requests that are not the expected message at all, keepalive that detects
+// dead streams, and a drain that leaves without failing a client call.
 package grpcserver
 
 import (
@@ -80,6 +81,7 @@ type Server struct {
 	cfg      Config
 	logger   *slog.Logger
 	grpc     *grpc.Server
+	reg      *registrar
 	health   *health.Server
 	listener net.Listener
 	draining chan struct{}
@@ -93,7 +95,8 @@ type Options struct {
 	UnaryInterceptors  []grpc.UnaryServerInterceptor
 	StreamInterceptors []grpc.StreamServerInterceptor
 	// ServerOptions are appended to the grpc.NewServer options (stats
-	// handlers, credentials).
+	// handlers, credentials). Forcing another server codec here turns off
+	// the InvalidArgument answer to undecodable requests (see Registrar).
 	ServerOptions []grpc.ServerOption
 	// SkipValidation lists stream message types that handlers validate one
 	// by one, so one bad message is refused without ending the stream.
@@ -124,7 +127,9 @@ func New(cfg Config, logger *slog.Logger, opts Options) (*Server, error) {
 	stream := append([]grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(recoverPanic)}, opts.StreamInterceptors...)
 	stream = append(stream, validateinterceptor.StreamServerInterceptor(validator, validateOpts...))
 
+	codec := newDecodeCodec()
 	serverOpts := []grpc.ServerOption{
+		grpc.ForceServerCodecV2(codec),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
@@ -134,21 +139,30 @@ func New(cfg Config, logger *slog.Logger, opts Options) (*Server, error) {
 		serverOpts = append(serverOpts, grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes))
 	}
 	serverOpts = append(serverOpts, opts.ServerOptions...)
+	gs := grpc.NewServer(serverOpts...)
 	s := &Server{
 		cfg:      cfg,
 		logger:   logger,
-		grpc:     grpc.NewServer(serverOpts...),
+		grpc:     gs,
+		reg:      &registrar{srv: gs, codec: codec, logger: logger},
 		health:   health.NewServer(),
 		listener: lis,
 		draining: make(chan struct{}),
 	}
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	healthpb.RegisterHealthServer(s.reg, s.health)
+	reflection.Register(s.reg)
 	return s, nil
 }
 
-// Registrar is where services register their handlers.
-func (s *Server) Registrar() grpc.ServiceRegistrar { return s.grpc }
+// Registrar is where services register their handlers. A request message
+// that does not decode as the method's request type (garbage bytes, a string
+// field that is not UTF-8) is answered with codes.InvalidArgument, "request
+// is not a valid <full message name> message". A unary call ends there, no
+// interceptor or handler runs; on a stream, the handler's Recv returns that
+// error (the stream interceptors run around the handler as usual). Services
+// registered any other way get grpc-go's codes.Internal. The health and
+// reflection services are registered here too.
+func (s *Server) Registrar() grpc.ServiceRegistrar { return s.reg }
 
 // Addr is the address the server listens on (with the real port).
 func (s *Server) Addr() string { return s.listener.Addr().String() }

@@ -1,7 +1,8 @@
 // Package postgres is hexride's adapter to PostgreSQL-wire databases:
 // CockroachDB in production, PostgreSQL 15 in tests. It runs serializable
-// transactions retried as a whole on SQLSTATE 40001 and tells the two
-// dialects apart.
+// transactions retried as a whole on SQLSTATE 40001, tells the two dialects
+// apart, and tells a database that cannot serve right now (IsUnavailable)
+// from an error in the request.
 //
 // Retries go through crdb.ExecuteCtx around a function that does
 // BEGIN … COMMIT itself and returns the COMMIT error. crdb.ExecuteTx and
@@ -124,7 +125,10 @@ func (db *DB) Stats() Stats {
 // rolled back and the whole of fn runs again in a new transaction, so fn must
 // have no side effects outside the database and must wrap errors with %w.
 // The COMMIT error is returned, never ignored: a failed COMMIT is not a
-// success.
+// success. Any other error ends InTx at once and comes back wrapped with %w
+// (BEGIN and COMMIT failures prefixed "begin: " and "commit: "), so callers
+// classify it with IsUnavailable, SQLState or errors.Is; a lost connection
+// is not retried, since a COMMIT it interrupted may have succeeded.
 func (db *DB) InTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	attempt := 0
 	var last error

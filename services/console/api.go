@@ -16,7 +16,6 @@ import (
 
 	"github.com/hexride/hexride/infra/auth"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
-	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
 )
@@ -362,11 +361,7 @@ func (c *Console) takeOffline(r *http.Request, p auth.Principal) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := c.deps.Gateways(gw)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := client.TakeOffline(ctx, &driverv1.TakeOfflineRequest{DriverId: id, Reason: body.Reason}); err != nil {
+	if err := c.deps.Drivers.TakeOffline(ctx, gw, id, body.Reason); err != nil {
 		return nil, err
 	}
 	c.log.Info("dispatcher took driver offline", "driver", id, "gateway", gw, "dispatcher", p.Subject, "reason", body.Reason)

@@ -34,7 +34,7 @@ func startEnv(t *testing.T) *env {
 	t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.Addr, cfg.HTTPAddr, cfg.Console = "127.0.0.1:0", "127.0.0.1:0", true
-	cfg.OfferTimeout, cfg.DispatchDeadline = time.Second, 3*time.Second
+	cfg.OfferTimeout, cfg.Topology.DispatchDeadline = time.Second, 3*time.Second
 	cfg.RecoveryAge = time.Hour // trips created here stay REQUESTED until a test moves them
 	cfg.DrainWait, cfg.StopTimeout = 0, 2*time.Second
 	cfg.QuoteKey = []byte(strings.Repeat("k", 32))

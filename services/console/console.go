@@ -25,7 +25,7 @@ import (
 	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
-	"github.com/hexride/hexride/services/matching/ring"
+	"github.com/hexride/hexride/services/matching/matchingclient"
 )
 
 // Trips is the part of the trip client the console uses
@@ -42,15 +42,19 @@ type Trips interface {
 // (*matchingclient.Client implements it).
 type Matching interface {
 	// Members lists the matching workers.
-	Members() []ring.Member
+	Members() []matchingclient.Member
 	// At returns a client of the worker at addr.
 	At(addr string) (matchingv1.MatchingServiceClient, error)
 	// Dispatch hands a trip to the owner of its pickup.
 	Dispatch(ctx context.Context, req *matchingv1.DispatchRequest, opts ...grpc.CallOption) (*matchingv1.DispatchResponse, error)
 }
 
-// Gateways returns a client of the driver gateway at addr.
-type Gateways func(addr string) (driverv1.DriverGatewayServiceClient, error)
+// Drivers is the part of the driver gateway client the console uses
+// (*driverclient.Client implements it).
+type Drivers interface {
+	TakeOffline(ctx context.Context, gateway, driverID, reason string) error
+	ListFlagged(ctx context.Context, gateway string, limit int32) ([]*driverv1.FlaggedDriver, error)
+}
 
 // Deps are the console's collaborators. The clients' connections must not
 // carry a per-connection principal: the console sends the dispatcher's on
@@ -58,7 +62,7 @@ type Gateways func(addr string) (driverv1.DriverGatewayServiceClient, error)
 type Deps struct {
 	Trips    Trips
 	Matching Matching
-	Gateways Gateways
+	Drivers  Drivers
 	Logger   *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
@@ -95,7 +99,7 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Trips == nil || deps.Matching == nil || deps.Gateways == nil || cfg.RequireToken && deps.Verify == nil {
+	if deps.Trips == nil || deps.Matching == nil || deps.Drivers == nil || cfg.RequireToken && deps.Verify == nil {
 		return nil, ErrMissingDep
 	}
 	c := &Console{cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now}

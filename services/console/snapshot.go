@@ -11,18 +11,23 @@ import (
 	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/infra/auth"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
-	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
+	"github.com/hexride/hexride/services/trip/tripclient"
 )
 
-// activeStates are the states of a trip in flight.
-var activeStates = []commonv1.TripState{
-	commonv1.TripState_TRIP_STATE_REQUESTED,
-	commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED,
-	commonv1.TripState_TRIP_STATE_DRIVER_ARRIVED,
-	commonv1.TripState_TRIP_STATE_IN_PROGRESS,
-}
+// activeStates are the states of a trip in flight: every state a trip can
+// still leave (the trip service's vocabulary decides which).
+var activeStates = func() []commonv1.TripState {
+	var out []commonv1.TripState
+	for v := range commonv1.TripState_name {
+		if s := commonv1.TripState(v); s != commonv1.TripState_TRIP_STATE_UNSPECIFIED && !tripclient.IsTerminal(s) {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}()
 
 // maxActiveTrips bounds the active trips a snapshot carries (the map's
 // pickup → drop-off lines).
@@ -272,17 +277,12 @@ func (c *Console) addFlagged(ctx context.Context, s *snapshot) {
 	}
 	flagged := map[string]bool{}
 	for addr := range gateways {
-		gw, err := c.deps.Gateways(addr)
+		drivers, err := c.deps.Drivers.ListFlagged(ctx, addr, 200)
 		if err != nil {
 			s.Errors = append(s.Errors, fmt.Sprintf("gateway %s: %s", addr, errorMessage(err)))
 			continue
 		}
-		resp, err := gw.ListFlaggedDrivers(ctx, &driverv1.ListFlaggedDriversRequest{Limit: 200})
-		if err != nil {
-			s.Errors = append(s.Errors, fmt.Sprintf("gateway %s: %s", addr, errorMessage(err)))
-			continue
-		}
-		for _, f := range resp.GetDrivers() {
+		for _, f := range drivers {
 			flagged[f.GetDriverId()] = true
 			s.Flagged = append(s.Flagged, flaggedJSON{ID: f.GetDriverId(), Refused: f.GetRefusedSamples(),
 				Reason: f.GetLastReason(), At: tsPtr(f.GetLastRefusedAt()), Gateway: addr})

@@ -16,13 +16,13 @@ import (
 // overrides routing (an owner named by a NotOwner answer).
 type pendingLocation struct {
 	loc       *matchingv1.DriverLocation
-	partition uint64
+	partition matchingclient.Partition
 	target    string
 }
 
 type pendingDeparture struct {
 	dep       *matchingv1.DriverDeparture
-	partition uint64
+	partition matchingclient.Partition
 }
 
 // batcher groups location updates per owning matching worker and sends each
@@ -118,7 +118,7 @@ func (b *batcher) flush(ctx context.Context) {
 	for _, l := range locs {
 		addr := l.target
 		if addr == "" {
-			owner, err := b.matching.Owner(cellOf(l.partition))
+			owner, err := b.matching.Owner(l.partition)
 			if err != nil {
 				continue // no worker yet: the next sample retries
 			}
@@ -128,7 +128,7 @@ func (b *batcher) flush(ctx context.Context) {
 		req.Locations = append(req.Locations, l.loc)
 	}
 	for _, d := range deps {
-		owner, err := b.matching.Owner(cellOf(d.partition))
+		owner, err := b.matching.Owner(d.partition)
 		if err != nil {
 			continue
 		}

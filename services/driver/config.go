@@ -16,8 +16,6 @@ type Config struct {
 	// AdvertiseAddr is this instance's gRPC address as peers dial it; it
 	// travels with every location so matching can push offers back here.
 	AdvertiseAddr string
-	// PartitionResolution must equal the matching workers'.
-	PartitionResolution int
 	// LocationInterval is the sampling cadence asked of driver apps.
 	LocationInterval time.Duration
 	// SampleRate and SampleBurst bound location samples per driver (per
@@ -51,28 +49,26 @@ type Config struct {
 // Config errors.
 var (
 	ErrNoAdvertiseAddr = errors.New("driver: advertise address is required")
-	ErrBadResolution   = errors.New("driver: partition resolution must be 0..15")
 	ErrBadLimits       = errors.New("driver: rates, sizes and durations must be positive")
 )
 
 // DefaultConfig returns production defaults.
 func DefaultConfig(advertise string) Config {
 	return Config{
-		AdvertiseAddr:       advertise,
-		PartitionResolution: 6,
-		LocationInterval:    4 * time.Second,
-		SampleRate:          1,
-		SampleBurst:         5,
-		MessageRate:         5,
-		MessageBurst:        20,
-		MaxSpeedKPH:         250,
-		MaxSampleAge:        2 * time.Minute,
-		MaxSampleSkew:       30 * time.Second,
-		MaxAccuracyM:        200,
-		BatchInterval:       200 * time.Millisecond,
-		BatchSize:           1000,
-		SendQueue:           64,
-		CallTimeout:         5 * time.Second,
+		AdvertiseAddr:    advertise,
+		LocationInterval: 4 * time.Second,
+		SampleRate:       1,
+		SampleBurst:      5,
+		MessageRate:      5,
+		MessageBurst:     20,
+		MaxSpeedKPH:      250,
+		MaxSampleAge:     2 * time.Minute,
+		MaxSampleSkew:    30 * time.Second,
+		MaxAccuracyM:     200,
+		BatchInterval:    200 * time.Millisecond,
+		BatchSize:        1000,
+		SendQueue:        64,
+		CallTimeout:      5 * time.Second,
 	}
 }
 
@@ -81,8 +77,6 @@ func (c Config) Validate() error {
 	switch {
 	case c.AdvertiseAddr == "":
 		return ErrNoAdvertiseAddr
-	case c.PartitionResolution < 0 || c.PartitionResolution > 15:
-		return ErrBadResolution
 	case c.LocationInterval <= 0 || c.SampleRate <= 0 || c.SampleBurst <= 0 || c.MessageRate <= 0 || c.MessageBurst <= 0 || c.MaxSpeedKPH <= 0 ||
 		c.MaxSampleAge <= 0 || c.MaxSampleSkew <= 0 || c.MaxAccuracyM <= 0 || c.BatchInterval <= 0 ||
 		c.BatchSize <= 0 || c.SendQueue <= 0 || c.CallTimeout <= 0:

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/hexride/hexride/dispatch"
 	"github.com/hexride/hexride/infra/dial"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
@@ -50,7 +51,7 @@ func FuzzConnectMessages(f *testing.F) {
 		pool := dial.NewPool()
 		defer pool.Close()
 		cfg := DefaultConfig("127.0.0.1:1")
-		mc := matchingclient.New(ring.NewStatic(), pool, cfg.PartitionResolution)
+		mc := matchingclient.New(ring.NewStatic(), pool, dispatch.DefaultTopology().PartitionResolution)
 		g, err := NewGateway(cfg, mc, nil, slog.New(slog.DiscardHandler), Telemetry{})
 		if err != nil {
 			t.Fatal(err)

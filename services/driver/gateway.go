@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/infra/grpcserver"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
@@ -24,8 +25,6 @@ import (
 	"github.com/hexride/hexride/services/matching/matchingclient"
 	"github.com/hexride/hexride/services/trip/tripclient"
 )
-
-func cellOf(partition uint64) geo.Cell { return geo.Cell(partition) }
 
 // Gateway is the driver-facing engine behind the gRPC handlers.
 type Gateway struct {
@@ -61,7 +60,7 @@ type session struct {
 	product   commonv1.Product
 	busy      bool
 	last      *driverv1.LocationSample
-	partition uint64
+	partition matchingclient.Partition
 	offers    map[string]*driverv1.Offer // offer id → offer awaiting a reply
 }
 
@@ -154,7 +153,7 @@ func (g *Gateway) detach(s *session) {
 	s.mu.Unlock()
 	if had {
 		g.batcher.addDeparture(pendingDeparture{
-			dep:       &matchingv1.DriverDeparture{DriverId: s.driverID, Partition: cellOf(partition).String()},
+			dep:       &matchingv1.DriverDeparture{DriverId: s.driverID, Partition: partition.String()},
 			partition: partition,
 		})
 	}
@@ -172,7 +171,7 @@ func (g *Gateway) session(driverID string) (*session, bool) {
 func (g *Gateway) push(driverID string, msg *driverv1.ConnectResponse) error {
 	s, ok := g.session(driverID)
 	if !ok {
-		return status.Errorf(codes.NotFound, "driver %s has no stream here", driverID)
+		return errNoStream
 	}
 	if offer := msg.GetOffer(); offer != nil {
 		s.mu.Lock()
@@ -183,10 +182,10 @@ func (g *Gateway) push(driverID string, msg *driverv1.ConnectResponse) error {
 	case s.out <- msg:
 		return nil
 	case <-s.done:
-		return status.Errorf(codes.NotFound, "driver %s disconnected", driverID)
+		return errNoStream
 	default:
 		s.kick()
-		return status.Errorf(codes.Unavailable, "driver %s is not reading its stream", driverID)
+		return errNotReading
 	}
 }
 
@@ -259,7 +258,7 @@ func (g *Gateway) location(s *session, sample *driverv1.LocationSample) error {
 		return errRateLimited
 	}
 	pos := geo.LatLng{Lat: sample.GetPosition().GetLat(), Lng: sample.GetPosition().GetLng()}
-	partition, err := geo.CellAt(pos, g.cfg.PartitionResolution)
+	partition, err := g.matching.PartitionOf(pos)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errInvalid, err)
 	}
@@ -274,21 +273,21 @@ func (g *Gateway) location(s *session, sample *driverv1.LocationSample) error {
 		}
 	}
 	prevPartition, hadPrev := s.partition, s.last != nil
-	s.last, s.partition = sample, uint64(partition)
+	s.last, s.partition = sample, partition
 	online, product, busy := s.online, s.product, s.busy
 	s.mu.Unlock()
 
-	if hadPrev && prevPartition != uint64(partition) {
+	if hadPrev && prevPartition != partition {
 		// The old owner must drop the driver so two workers never offer it.
 		g.batcher.addDeparture(pendingDeparture{
-			dep:       &matchingv1.DriverDeparture{DriverId: s.driverID, Partition: cellOf(prevPartition).String()},
+			dep:       &matchingv1.DriverDeparture{DriverId: s.driverID, Partition: prevPartition.String()},
 			partition: prevPartition,
 		})
 	}
 	if !online {
 		return nil // kept as the last position; indexed once the driver goes online
 	}
-	g.batcher.addLocation(pendingLocation{loc: g.indexEntry(s.driverID, sample, product, busy), partition: uint64(partition)})
+	g.batcher.addLocation(pendingLocation{loc: g.indexEntry(s.driverID, sample, product, busy), partition: partition})
 	return nil
 }
 
@@ -325,7 +324,7 @@ func (g *Gateway) availability(s *session, a *driverv1.AvailabilityChange) error
 		s.online = false
 		if s.last != nil {
 			g.batcher.addDeparture(pendingDeparture{
-				dep:       &matchingv1.DriverDeparture{DriverId: s.driverID, Partition: cellOf(s.partition).String()},
+				dep:       &matchingv1.DriverDeparture{DriverId: s.driverID, Partition: s.partition.String()},
 				partition: s.partition,
 			})
 		}
@@ -356,7 +355,7 @@ func (g *Gateway) reply(ctx context.Context, s *session, r *driverv1.OfferReply)
 		// answer (it died, or the answer was lost): the trip store knows.
 		g.logger.WarnContext(ctx, "offer reply failed; asking the trip store", "driver", s.driverID, "trip", r.GetTripId(), "err", err)
 		outcome := driverv1.OfferOutcome_OFFER_OUTCOME_WITHDRAWN
-		if trip, terr := g.trips.GetTrip(ctx, r.GetTripId()); terr == nil && trip.GetDriverId() == s.driverID && activeState(trip.GetState()) {
+		if trip, terr := g.trips.GetTrip(ctx, r.GetTripId()); terr == nil && trip.GetDriverId() == s.driverID && tripclient.HoldsDriver(trip.GetState()) {
 			outcome = driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED
 			g.setBusy(s, true)
 		}
@@ -427,12 +426,12 @@ func (g *Gateway) serve(ctx context.Context, driverID string, recv func() (*driv
 			}
 			return ignoreEOF(err)
 		case <-draining:
-			return status.Error(codes.Unavailable, "gateway is draining; reconnect")
+			return grpcserver.ErrDraining
 		case <-ctx.Done():
 			if s2, ok := g.session(driverID); ok && s2 != s {
-				return status.Error(codes.Aborted, "replaced by a newer connection")
+				return errReplaced
 			}
-			return status.FromContextError(ctx.Err()).Err()
+			return ctx.Err()
 		}
 	}
 }
@@ -473,7 +472,7 @@ func (g *Gateway) relay(ev *commonv1.TripEvent) {
 	if !ok {
 		return
 	}
-	g.setBusy(s, activeState(ev.GetToState()) && ev.GetTrip().GetDriverId() == driverID)
+	g.setBusy(s, tripclient.HoldsDriver(ev.GetToState()) && ev.GetTrip().GetDriverId() == driverID)
 	_ = g.push(driverID, &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_TripUpdate{TripUpdate: &driverv1.TripUpdate{Trip: ev.GetTrip(), Event: ev.GetType()}}})
 }
 
@@ -502,20 +501,11 @@ func ignoreEOF(err error) error {
 	return err
 }
 
-// activeState reports whether a trip in state s holds its driver.
-func activeState(s commonv1.TripState) bool {
-	switch s {
-	case commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED, commonv1.TripState_TRIP_STATE_DRIVER_ARRIVED, commonv1.TripState_TRIP_STATE_IN_PROGRESS:
-		return true
-	}
-	return false
-}
-
 // takeOffline takes a connected driver out of dispatch and tells its app.
 func (g *Gateway) takeOffline(driverID string) error {
 	s, ok := g.session(driverID)
 	if !ok {
-		return status.Errorf(codes.NotFound, "driver %s has no stream here", driverID)
+		return errNoStream
 	}
 	if err := g.availability(s, &driverv1.AvailabilityChange{Availability: driverv1.Availability_AVAILABILITY_OFFLINE}); err != nil {
 		return err

@@ -51,13 +51,13 @@ func (h *Handler) Connect(stream grpc.BidiStreamingServer[driverv1.ConnectReques
 	if err != nil {
 		return err
 	}
-	return h.gw.serve(stream.Context(), p.Subject, stream.Recv, stream.Send, h.draining)
+	return toStatus(h.gw.serve(stream.Context(), p.Subject, stream.Recv, stream.Send, h.draining))
 }
 
 // PushToDriver implements DriverGatewayService.
 func (h *Handler) PushToDriver(ctx context.Context, req *driverv1.PushToDriverRequest) (*driverv1.PushToDriverResponse, error) {
 	if err := h.gw.push(req.GetDriverId(), req.GetMessage()); err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	return &driverv1.PushToDriverResponse{}, nil
 }
@@ -65,7 +65,7 @@ func (h *Handler) PushToDriver(ctx context.Context, req *driverv1.PushToDriverRe
 // TakeOffline implements DriverGatewayService (a dispatcher's action).
 func (h *Handler) TakeOffline(ctx context.Context, req *driverv1.TakeOfflineRequest) (*driverv1.TakeOfflineResponse, error) {
 	if err := h.gw.takeOffline(req.GetDriverId()); err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	return &driverv1.TakeOfflineResponse{}, nil
 }
@@ -82,7 +82,8 @@ func (h *Handler) action(ctx context.Context, tripID, key, reason string, event 
 	}
 	// Trip errors already carry the right codes (NotFound, FailedPrecondition,
 	// PermissionDenied for someone else's trip); pass them through.
-	return h.gw.act(ctx, p.Subject, tripID, key, reason, event)
+	t, err := h.gw.act(ctx, p.Subject, tripID, key, reason, event)
+	return t, toStatus(err)
 }
 
 // ArriveAtPickup implements DriverService.

@@ -17,18 +17,16 @@ import (
 type Config struct {
 	// Self is this worker as the membership lists it.
 	Self ring.Member
-	// PartitionResolution is the H3 resolution of partitions; every process
-	// must use the same.
-	PartitionResolution int
-	// Index configures the supply index (resolution, driver TTL).
+	// Topology is the process's one topology (partition, index and surge
+	// resolutions, dispatch deadline); Index.Resolution and
+	// Surge.Resolution are taken from it.
+	Topology dispatch.Topology
+	// Index configures the supply index (driver TTL, shards).
 	Index dispatch.IndexConfig
 	// Surge configures demand/supply tracking and multipliers per cell.
 	Surge dispatch.SurgeConfig
 	// OfferTimeout is how long a driver has to answer an offer.
 	OfferTimeout time.Duration
-	// DispatchDeadline is how long a dispatch looks for a driver before it
-	// gives up with NO_DRIVER_FOUND.
-	DispatchDeadline time.Duration
 	// SearchRadiusM is the first search radius; the cascade widens it up to
 	// MaxSearchRadiusM when candidates run out.
 	SearchRadiusM    float64
@@ -54,37 +52,46 @@ var (
 	ErrNoSelf      = errors.New("matching: self id and address are required")
 	ErrBadDuration = errors.New("matching: durations must be positive")
 	ErrBadSearch   = errors.New("matching: search radius and candidate count must be positive, radius ≤ max radius")
-	ErrBadPartRes  = errors.New("matching: partition resolution must be coarser than the index resolution")
 )
 
-// DefaultConfig returns production defaults for the worker self.
-func DefaultConfig(self ring.Member) Config {
+// DefaultConfig returns production defaults for the worker self in
+// topology.
+func DefaultConfig(self ring.Member, topology dispatch.Topology) Config {
 	return Config{
-		Self:                self,
-		PartitionResolution: 6,
-		Index:               dispatch.DefaultIndexConfig(),
-		Surge:               dispatch.DefaultSurgeConfig(),
-		OfferTimeout:        10 * time.Second,
-		DispatchDeadline:    90 * time.Second,
-		SearchRadiusM:       3000,
-		MaxSearchRadiusM:    10000,
-		Candidates:          5,
-		RetrySearchEvery:    time.Second,
-		RecoveryInterval:    3 * time.Second,
-		RecoveryAge:         5 * time.Second,
-		ExpireInterval:      5 * time.Second,
-		CallTimeout:         5 * time.Second,
+		Self:             self,
+		Topology:         topology,
+		Index:            dispatch.DefaultIndexConfig(),
+		Surge:            dispatch.DefaultSurgeConfig(),
+		OfferTimeout:     10 * time.Second,
+		SearchRadiusM:    3000,
+		MaxSearchRadiusM: 10000,
+		Candidates:       5,
+		RetrySearchEvery: time.Second,
+		RecoveryInterval: 3 * time.Second,
+		RecoveryAge:      5 * time.Second,
+		ExpireInterval:   5 * time.Second,
+		CallTimeout:      5 * time.Second,
 	}
+}
+
+// withTopology returns c with the index and surge resolutions of its
+// topology.
+func (c Config) withTopology() Config {
+	c.Index.Resolution = c.Topology.IndexResolution
+	c.Surge.Resolution = c.Topology.SurgeResolution
+	return c
 }
 
 // Validate reports the first problem.
 func (c Config) Validate() error {
+	if err := c.Topology.Validate(); err != nil {
+		return err
+	}
+	c = c.withTopology()
 	switch {
 	case c.Self.ID == "" || c.Self.Address == "":
 		return ErrNoSelf
-	case c.PartitionResolution < 0 || c.PartitionResolution >= c.Index.Resolution:
-		return ErrBadPartRes
-	case c.OfferTimeout <= 0 || c.DispatchDeadline <= 0 || c.RetrySearchEvery <= 0 || c.RecoveryInterval <= 0 ||
+	case c.OfferTimeout <= 0 || c.RetrySearchEvery <= 0 || c.RecoveryInterval <= 0 ||
 		c.RecoveryAge <= 0 || c.ExpireInterval <= 0 || c.CallTimeout <= 0:
 		return ErrBadDuration
 	case c.SearchRadiusM <= 0 || c.MaxSearchRadiusM < c.SearchRadiusM || c.Candidates <= 0:

@@ -5,12 +5,6 @@ import (
 	"github.com/hexride/hexride/geo"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
-	"github.com/hexride/hexride/services/matching/matchingclient"
-)
-
-var (
-	productKey = matchingclient.ProductKey
-	productOf  = matchingclient.ProductOf
 )
 
 func statusOf(s matchingv1.DriverStatus) dispatch.Status {

@@ -21,17 +21,21 @@ import (
 	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
+	"github.com/hexride/hexride/services/matching/matchingapi"
 	"github.com/hexride/hexride/services/trip/tripclient"
 )
 
 // run is one trip's dispatch in flight on this worker.
 type run struct {
-	trip     *commonv1.Trip
-	parent   trace.SpanContext // the Dispatch call's span, if any
-	deadline time.Time
-	cancel   context.CancelCauseFunc
-	replies  chan offerReply
-	done     chan struct{}
+	trip *commonv1.Trip
+	// pickup and partition are the trip's pickup, converted once.
+	pickup    geo.LatLng
+	partition matchingapi.Partition
+	parent    trace.SpanContext // the Dispatch call's span, if any
+	deadline  time.Time
+	cancel    context.CancelCauseFunc
+	replies   chan offerReply
+	done      chan struct{}
 }
 
 // offerReply is a driver's answer routed to the run that made the offer.
@@ -76,36 +80,37 @@ func (e *Engine) isOffered(driverID string) bool {
 // worker owns; a trip already in flight here is left alone.
 func (e *Engine) Dispatch(ctx context.Context, trip *commonv1.Trip, deadline time.Time) (*matchingv1.DispatchResponse, error) {
 	if _, err := uuid.Parse(trip.GetId()); err != nil || trip.GetPickup() == nil {
-		return nil, status.Error(codes.InvalidArgument, "trip needs an id and a pickup")
+		return nil, errTripIncomplete
 	}
-	partition, err := e.checkOwner(latLng(trip.GetPickup()))
+	pickup := latLng(trip.GetPickup())
+	partition, err := e.checkOwner(pickup)
 	if err != nil {
 		return nil, err
 	}
 	if trip.GetState() != commonv1.TripState_TRIP_STATE_REQUESTED {
-		return nil, status.Errorf(codes.FailedPrecondition, "trip %s is %s, not REQUESTED", trip.GetId(), trip.GetState())
+		return nil, errTripNotRequested
 	}
 	if deadline.IsZero() {
-		deadline = e.clock.Now().Add(e.cfg.DispatchDeadline)
+		deadline = e.clock.Now().Add(e.cfg.Topology.DispatchDeadline)
 	}
-	started := e.start(trip, deadline, spanParent(ctx))
+	started := e.start(trip, pickup, partition, deadline, spanParent(ctx))
 	if started {
 		e.stats.dispatches.Add(1)
-		if pc, err := geo.CellAt(latLng(trip.GetPickup()), e.cfg.Surge.Resolution); err == nil {
+		if pc, err := geo.CellAt(pickup, e.cfg.Topology.SurgeResolution); err == nil {
 			_ = e.surge.RecordDemand(pc, e.clock.Now())
 		}
 	}
 	return &matchingv1.DispatchResponse{Partition: partition.String(), Started: started}, nil
 }
 
-func (e *Engine) start(trip *commonv1.Trip, deadline time.Time, parent trace.SpanContext) bool {
+func (e *Engine) start(trip *commonv1.Trip, pickup geo.LatLng, partition matchingapi.Partition, deadline time.Time, parent trace.SpanContext) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, ok := e.inflight[trip.GetId()]; ok {
 		return false
 	}
 	ctx, cancel := context.WithCancelCause(e.baseCtx)
-	r := &run{trip: trip, parent: parent, deadline: deadline, cancel: cancel, replies: make(chan offerReply), done: make(chan struct{})}
+	r := &run{trip: trip, pickup: pickup, partition: partition, parent: parent, deadline: deadline, cancel: cancel, replies: make(chan offerReply), done: make(chan struct{})}
 	e.inflight[trip.GetId()] = r
 	e.wg.Add(1)
 	go func() {
@@ -154,13 +159,13 @@ func (e *Engine) ReplyOffer(ctx context.Context, req *matchingv1.ReplyOfferReque
 	case <-r.done:
 		return &matchingv1.ReplyOfferResponse{Outcome: driverv1.OfferOutcome_OFFER_OUTCOME_WITHDRAWN}, nil
 	case <-ctx.Done():
-		return nil, status.FromContextError(ctx.Err()).Err()
+		return nil, ctx.Err()
 	}
 	select {
 	case resp := <-reply.result:
 		return resp, nil
 	case <-ctx.Done():
-		return nil, status.FromContextError(ctx.Err()).Err()
+		return nil, ctx.Err()
 	}
 }
 
@@ -212,7 +217,7 @@ func (e *Engine) dispatch(ctx context.Context, r *run) {
 			actions = actions[1:]
 			switch a := act.(type) {
 			case dispatch.Search:
-				ranked := e.search(ctx, r.trip, a.Radius, a.Exclude)
+				ranked := e.search(ctx, r, a.Radius, a.Exclude)
 				actions = append(actions, cascade.CandidatesFound(e.clock.Now(), a.Seq, ranked)...)
 			case dispatch.SendOffer:
 				o, err := e.sendOffer(ctx, r.trip, a)
@@ -336,26 +341,26 @@ func (rep *offerReply) answer(outcome driverv1.OfferOutcome, trip *commonv1.Trip
 
 // search finds and ranks candidates around the pickup, across partition
 // borders.
-func (e *Engine) search(ctx context.Context, trip *commonv1.Trip, radius float64, exclude map[string]struct{}) []dispatch.Ranked {
+func (e *Engine) search(ctx context.Context, r *run, radius float64, exclude map[string]struct{}) []dispatch.Ranked {
 	ctx, span := e.tracer.Start(ctx, "dispatch.search", trace.WithAttributes(
 		attribute.Float64("radius_m", radius), attribute.Int("excluded", len(exclude))))
 	defer span.End()
-	pickup := latLng(trip.GetPickup())
 	cands, err := e.nearby(ctx, nearbyQuery{
-		centre:  pickup,
-		radius:  radius,
-		limit:   e.cfg.Candidates,
-		product: productKey(trip.GetProduct()),
-		exclude: exclude,
+		centre:    r.pickup,
+		partition: r.partition,
+		radius:    radius,
+		limit:     e.cfg.Candidates,
+		product:   r.trip.GetProduct().Key(),
+		exclude:   exclude,
 	})
 	if err != nil {
 		span.RecordError(err)
-		e.logger.WarnContext(ctx, "candidate search failed", "trip", trip.GetId(), "err", err)
+		e.logger.WarnContext(ctx, "candidate search failed", "trip", r.trip.GetId(), "err", err)
 		return nil
 	}
 	span.SetAttributes(attribute.Int("candidates", len(cands)))
 	_, rankSpan := e.tracer.Start(ctx, "dispatch.rank")
-	ranked := e.scorer.Rank(dispatch.RankRequest{Pickup: pickup, At: e.clock.Now()}, cands)
+	ranked := e.scorer.Rank(dispatch.RankRequest{Pickup: r.pickup, At: e.clock.Now()}, cands)
 	rankSpan.SetAttributes(rankAttributes(ranked)...)
 	rankSpan.End()
 	return ranked
@@ -502,17 +507,9 @@ func (e *Engine) tripGone(ctx context.Context, tripID string) bool {
 
 // push delivers a message to the gateway holding the driver's stream.
 func (e *Engine) push(ctx context.Context, c dispatch.Candidate, msg *driverv1.ConnectResponse) error {
-	if c.Gateway == "" {
-		return errors.New("no gateway address")
-	}
-	cc, err := e.gateways.Get(c.Gateway)
-	if err != nil {
-		return err
-	}
 	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
 	defer cancel()
-	_, err = driverv1.NewDriverGatewayServiceClient(cc).PushToDriver(cctx, &driverv1.PushToDriverRequest{DriverId: c.ID, Message: msg})
-	return err
+	return e.drivers.Push(cctx, c.Gateway, c.ID, msg)
 }
 
 // notify tells the driver what became of an offer it did not get (best
@@ -559,20 +556,21 @@ func (e *Engine) recover(ctx context.Context) error {
 			return err
 		}
 		for _, trip := range resp.GetTrips() {
-			partition, err := e.partitionOf(latLng(trip.GetPickup()))
+			pickup := latLng(trip.GetPickup())
+			partition, err := e.partitionOf(pickup)
 			if err != nil {
 				continue
 			}
 			if _, _, mine := e.owner(partition); !mine {
 				continue
 			}
-			deadline := trip.GetCreatedAt().AsTime().Add(e.cfg.DispatchDeadline)
-			if floor := now.Add(e.cfg.DispatchDeadline / 3); deadline.Before(floor) {
+			deadline := trip.GetCreatedAt().AsTime().Add(e.cfg.Topology.DispatchDeadline)
+			if floor := now.Add(e.cfg.Topology.DispatchDeadline / 3); deadline.Before(floor) {
 				// A trip back from a withdrawn driver, or one whose worker
 				// died late: give it a fair search of its own.
 				deadline = floor
 			}
-			if e.start(trip, deadline, trace.SpanContext{}) {
+			if e.start(trip, pickup, partition, deadline, trace.SpanContext{}) {
 				e.logger.Info("recovered dispatch", "trip", trip.GetId(), "partition", partition.String())
 			}
 		}

@@ -2,6 +2,7 @@ package matching
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -12,8 +13,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -22,7 +21,8 @@ import (
 	"github.com/hexride/hexride/infra/dial"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
-	"github.com/hexride/hexride/services/matching/matchingclient"
+	"github.com/hexride/hexride/services/driver/driverclient"
+	"github.com/hexride/hexride/services/matching/matchingapi"
 	"github.com/hexride/hexride/services/matching/ring"
 	"github.com/hexride/hexride/services/trip/tripclient"
 )
@@ -32,8 +32,8 @@ type Engine struct {
 	cfg        Config
 	index      *dispatch.Index
 	membership ring.Membership
-	peers      *matchingclient.Client
-	gateways   *dial.Pool
+	peers      *dial.Pool
+	drivers    *driverclient.Client
 	trips      *tripclient.Client
 	logger     *slog.Logger
 	clock      dispatch.Clock
@@ -55,13 +55,14 @@ type Engine struct {
 // Deps are the engine's collaborators.
 type Deps struct {
 	Membership ring.Membership
-	// Peers reaches other matching workers.
-	Peers *matchingclient.Client
-	// Gateways dials driver gateways by address to push offers.
-	Gateways *dial.Pool
-	Trips    *tripclient.Client
-	Logger   *slog.Logger
-	Clock    dispatch.Clock
+	// Peers dials other matching workers (by the addresses membership
+	// lists) for searches that cross partition borders.
+	Peers *dial.Pool
+	// Drivers pushes offers to the gateway holding each driver's stream.
+	Drivers *driverclient.Client
+	Trips   *tripclient.Client
+	Logger  *slog.Logger
+	Clock   dispatch.Clock
 	// Tracer, Meter and Propagator are the process's telemetry (nil: none).
 	Tracer     trace.TracerProvider
 	Meter      metric.MeterProvider
@@ -74,6 +75,7 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withTopology()
 	if deps.Clock == nil {
 		deps.Clock = dispatch.SystemClock{}
 	}
@@ -86,7 +88,7 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 		index:      index,
 		membership: deps.Membership,
 		peers:      deps.Peers,
-		gateways:   deps.Gateways,
+		drivers:    deps.Drivers,
 		trips:      deps.Trips,
 		logger:     deps.Logger,
 		clock:      deps.Clock,
@@ -107,33 +109,42 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 func (e *Engine) Index() *dispatch.Index { return e.index }
 
 // partitionOf returns the partition of a position.
-func (e *Engine) partitionOf(p geo.LatLng) (geo.Cell, error) {
-	c, err := geo.CellAt(p, e.cfg.PartitionResolution)
-	if err != nil {
-		return 0, status.Errorf(codes.InvalidArgument, "position %v: %v", p, err)
-	}
-	return c, nil
+func (e *Engine) partitionOf(p geo.LatLng) (matchingapi.Partition, error) {
+	return matchingapi.PartitionOf(p, e.cfg.Topology.PartitionResolution)
+}
+
+// partitionOfCell returns the partition holding an index cell.
+func (e *Engine) partitionOfCell(c geo.Cell) (matchingapi.Partition, error) {
+	return matchingapi.PartitionOfCell(c, e.cfg.Topology.PartitionResolution)
 }
 
 // owner returns the owner of partition and whether it is this worker.
-func (e *Engine) owner(partition geo.Cell) (ring.Member, bool, bool) {
+func (e *Engine) owner(partition matchingapi.Partition) (ring.Member, bool, bool) {
 	r, _ := e.membership.Ring()
-	m, ok := r.Owner(uint64(partition))
+	m, ok := r.Owner(partition.RoutingKey())
 	return m, ok, ok && m.ID == e.cfg.Self.ID
 }
 
-// checkOwner returns nil if this worker owns the partition of p, else the
-// ABORTED NotOwner status naming the owner.
-func (e *Engine) checkOwner(p geo.LatLng) (geo.Cell, error) {
+// checkOwner returns the partition of p if this worker owns it, else a
+// *matchingapi.NotOwnerError naming the owner (ErrNoOwner if none).
+func (e *Engine) checkOwner(p geo.LatLng) (matchingapi.Partition, error) {
 	partition, err := e.partitionOf(p)
 	if err != nil {
 		return 0, err
 	}
+	return partition, e.ownsPartition(partition)
+}
+
+// ownsPartition is nil if this worker owns partition, else the redirect.
+func (e *Engine) ownsPartition(partition matchingapi.Partition) error {
 	m, found, mine := e.owner(partition)
-	if !mine {
-		return partition, matchingclient.NotOwnerError(partition, m, found)
+	switch {
+	case mine:
+		return nil
+	case !found:
+		return matchingapi.ErrNoOwner
 	}
-	return partition, nil
+	return &matchingapi.NotOwnerError{Partition: partition, Owner: m}
 }
 
 // Ingest applies one batch: locations in owned partitions go into the
@@ -174,7 +185,7 @@ func (e *Engine) Ingest(req *matchingv1.IngestLocationsRequest) *matchingv1.Inge
 			Pos:      pos,
 			Heading:  float64(loc.GetHeadingDeg()),
 			Speed:    float64(loc.GetSpeedMps()),
-			Product:  productKey(loc.GetProduct()),
+			Product:  loc.GetProduct().Key(),
 			Status:   st,
 			Gateway:  loc.GetGatewayAddress(),
 			At:       loc.GetRecordedAt().AsTime(),
@@ -184,14 +195,14 @@ func (e *Engine) Ingest(req *matchingv1.IngestLocationsRequest) *matchingv1.Inge
 		}
 	}
 	for _, dep := range req.GetDepartures() {
-		partition, err := geo.ParseCell(dep.GetPartition())
+		partition, err := matchingapi.ParsePartition(dep.GetPartition())
 		if err != nil {
 			continue
 		}
 		// Remove only if the indexed entry is still in the partition left; a
 		// newer location in another partition of ours must stay.
 		if d, ok := e.index.Get(dep.GetDriverId()); ok {
-			if p, err := d.Cell.Parent(e.cfg.PartitionResolution); err == nil && p == partition {
+			if p, err := e.partitionOfCell(d.Cell); err == nil && p == partition {
 				e.index.Remove(dep.GetDriverId())
 			}
 		}
@@ -205,24 +216,21 @@ func (e *Engine) Ingest(req *matchingv1.IngestLocationsRequest) *matchingv1.Inge
 // partitionsWithin returns the partitions that have a point within radius
 // metres of centre (breadth-first over neighbours, pruned by the exact
 // minimum distance to each partition cell).
-func (e *Engine) partitionsWithin(centre geo.LatLng, radius float64) ([]geo.Cell, error) {
-	start, err := e.partitionOf(centre)
-	if err != nil {
-		return nil, err
-	}
-	seen := map[geo.Cell]bool{start: true}
-	out := []geo.Cell{start}
-	for queue := []geo.Cell{start}; len(queue) > 0; queue = queue[1:] {
-		neighbours, err := geo.Neighbors(queue[0])
+func (e *Engine) partitionsWithin(centre geo.LatLng, start matchingapi.Partition, radius float64) ([]matchingapi.Partition, error) {
+	seen := map[matchingapi.Partition]bool{start: true}
+	out := []matchingapi.Partition{start}
+	for queue := []matchingapi.Partition{start}; len(queue) > 0; queue = queue[1:] {
+		neighbours, err := geo.Neighbors(queue[0].Cell())
 		if err != nil {
 			return nil, err
 		}
-		for _, n := range neighbours {
+		for _, cell := range neighbours {
+			n := matchingapi.Partition(cell)
 			if seen[n] {
 				continue
 			}
 			seen[n] = true
-			g, err := geo.Geometry(n)
+			g, err := geo.Geometry(cell)
 			if err != nil {
 				return nil, err
 			}
@@ -237,7 +245,9 @@ func (e *Engine) partitionsWithin(centre geo.LatLng, radius float64) ([]geo.Cell
 
 // nearbyQuery is a search for candidates around a point.
 type nearbyQuery struct {
-	centre      geo.LatLng
+	centre geo.LatLng
+	// partition holds centre (computed once by the caller; zero: compute).
+	partition   matchingapi.Partition
 	radius      float64
 	limit       int
 	product     string
@@ -260,13 +270,19 @@ func (e *Engine) nearby(ctx context.Context, q nearbyQuery) ([]dispatch.Candidat
 	}
 	var targets []string
 	if len(q.driverIDs) > 0 {
-		for _, m := range e.peers.Members() {
+		r, _ := e.membership.Ring()
+		for _, m := range r.Members() {
 			if m.ID != e.cfg.Self.ID {
 				targets = append(targets, m.Address)
 			}
 		}
 	} else {
-		partitions, err := e.partitionsWithin(q.centre, q.radius)
+		if q.partition == 0 {
+			if q.partition, err = e.partitionOf(q.centre); err != nil {
+				return nil, err
+			}
+		}
+		partitions, err := e.partitionsWithin(q.centre, q.partition, q.radius)
 		if err != nil {
 			return nil, err
 		}
@@ -283,7 +299,7 @@ func (e *Engine) nearby(ctx context.Context, q nearbyQuery) ([]dispatch.Candidat
 		Center:       toProtoLatLng(q.centre),
 		RadiusMeters: q.radius,
 		Limit:        int32(q.limit),
-		Product:      productOf(q.product),
+		Product:      commonv1.ProductOfKey(q.product),
 		IncludeBusy:  q.includeBusy,
 		LocalOnly:    true,
 		DriverIds:    q.driverIDs,
@@ -295,14 +311,14 @@ func (e *Engine) nearby(ctx context.Context, q nearbyQuery) ([]dispatch.Candidat
 	answers := make(chan answer, len(targets))
 	for _, addr := range targets {
 		go func() {
-			client, err := e.peers.At(addr)
+			cc, err := e.peers.Get(addr)
 			if err != nil {
 				answers <- answer{err: err}
 				return
 			}
 			cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
 			defer cancel()
-			resp, err := client.NearbyDrivers(cctx, req)
+			resp, err := matchingv1.NewMatchingServiceClient(cc).NearbyDrivers(cctx, req)
 			answers <- answer{drivers: resp.GetDrivers(), err: err}
 		}()
 	}
@@ -365,7 +381,7 @@ func candidateOf(d *matchingv1.NearbyDriver) dispatch.Candidate {
 			Pos:     latLng(p.GetPosition()),
 			Heading: float64(p.GetHeadingDeg()),
 			Speed:   float64(p.GetSpeedMps()),
-			Product: productKey(d.GetProduct()),
+			Product: d.GetProduct().Key(),
 			Status:  statusOf(d.GetStatus()),
 			Gateway: d.GetGatewayAddress(),
 			Seen:    p.GetRecordedAt().AsTime(),
@@ -406,7 +422,7 @@ func (e *Engine) localNearby(q nearbyQuery) ([]dispatch.Candidate, error) {
 		Exclude:   q.exclude,
 	})
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "search: %v", err)
+		return nil, fmt.Errorf("%w: %w", errInvalidSearch, err)
 	}
 	return cs, nil
 }
@@ -433,7 +449,7 @@ func driverToProto(d dispatch.Driver) *matchingv1.NearbyDriver {
 			RecordedAt: timestamppb.New(d.Seen),
 		},
 		Status:         statusToProto(d.Status),
-		Product:        productOf(d.Product),
+		Product:        commonv1.ProductOfKey(d.Product),
 		GatewayAddress: d.Gateway,
 	}
 }
@@ -449,7 +465,7 @@ func headingOrZero(h float64) float32 {
 func (e *Engine) Partitions() *matchingv1.PartitionsResponse {
 	r, _ := e.membership.Ring()
 	resp := &matchingv1.PartitionsResponse{
-		PartitionResolution: int32(e.cfg.PartitionResolution),
+		PartitionResolution: int32(e.cfg.Topology.PartitionResolution),
 		IndexResolution:     int32(e.cfg.Index.Resolution),
 		Self:                &matchingv1.Member{Id: e.cfg.Self.ID, Address: e.cfg.Self.Address},
 		DriverTtl:           durationpb.New(e.cfg.Index.TTL),
@@ -460,7 +476,7 @@ func (e *Engine) Partitions() *matchingv1.PartitionsResponse {
 		resp.Members = append(resp.Members, &matchingv1.Member{Id: m.ID, Address: m.Address})
 	}
 	for p, n := range e.partitionCounts(drivers) {
-		owner, _ := r.Owner(uint64(p))
+		owner, _ := r.Owner(p.RoutingKey())
 		resp.Partitions = append(resp.Partitions, &matchingv1.PartitionOwner{
 			Partition:      p.String(),
 			Owner:          &matchingv1.Member{Id: owner.ID, Address: owner.Address},
@@ -484,9 +500,9 @@ func (e *Engine) Partitions() *matchingv1.PartitionsResponse {
 // It returns how many drivers and partitions it dropped.
 func (e *Engine) dropForeign() (int, int) {
 	dropped, moved := 0, 0
-	owned := map[geo.Cell]bool{}
+	owned := map[matchingapi.Partition]bool{}
 	for _, d := range e.index.Snapshot() {
-		p, err := d.Cell.Parent(e.cfg.PartitionResolution)
+		p, err := e.partitionOfCell(d.Cell)
 		if err != nil {
 			continue
 		}
@@ -558,16 +574,16 @@ func (e *Engine) CellStats(cells []geo.Cell) (*matchingv1.CellStatsResponse, err
 		cells = e.ownedCellsWithSupply()
 	}
 	for _, c := range cells {
-		centre, err := c.Center()
+		p, err := e.partitionOfCell(c)
 		if err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "cell %s: %v", c, err)
+			return nil, fmt.Errorf("%w: %s", errCellTooCoarse, c)
 		}
-		if _, err := e.checkOwner(centre); err != nil {
+		if err := e.ownsPartition(p); err != nil {
 			return nil, err
 		}
 		supply, err := e.index.CellSupply(c, "")
 		if err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "cell %s: %v", c, err)
+			return nil, fmt.Errorf("%w: %s", errCellTooFine, c)
 		}
 		stat := &matchingv1.CellStat{
 			Cell:            c.String(),
@@ -652,7 +668,7 @@ func (e *Engine) ownedCellsWithSupply() []geo.Cell {
 			continue
 		}
 		seen[d.Cell] = true
-		if p, err := d.Cell.Parent(e.cfg.PartitionResolution); err == nil {
+		if p, err := e.partitionOfCell(d.Cell); err == nil {
 			if _, _, mine := e.owner(p); mine {
 				out = append(out, d.Cell)
 			}

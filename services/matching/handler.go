@@ -3,14 +3,14 @@ package matching
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/infra/grpcserver"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 )
 
@@ -61,13 +61,13 @@ func (h *Handler) IngestLocations(stream grpc.BidiStreamingServer[matchingv1.Ing
 				return nil
 			}
 			if b.err != nil {
-				return b.err
+				return toStatus(b.err)
 			}
 			if err := stream.Send(h.engine.Ingest(b.req)); err != nil {
 				return err
 			}
 		case <-h.draining:
-			return status.Error(codes.Unavailable, "matching worker is draining")
+			return toStatus(grpcserver.ErrDraining)
 		}
 	}
 }
@@ -78,7 +78,8 @@ func (h *Handler) Dispatch(ctx context.Context, req *matchingv1.DispatchRequest)
 	if req.GetDeadline() != nil {
 		deadline = req.GetDeadline().AsTime()
 	}
-	return h.engine.Dispatch(ctx, req.GetTrip(), deadline)
+	resp, err := h.engine.Dispatch(ctx, req.GetTrip(), deadline)
+	return resp, toStatus(err)
 }
 
 // CancelDispatch implements MatchingService.
@@ -87,14 +88,15 @@ func (h *Handler) CancelDispatch(ctx context.Context, req *matchingv1.CancelDisp
 		return &matchingv1.CancelDispatchResponse{Cancelled: true}, nil
 	}
 	if _, err := h.engine.checkOwner(latLng(req.GetPickup())); err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	return &matchingv1.CancelDispatchResponse{}, nil
 }
 
 // ReplyOffer implements MatchingService.
 func (h *Handler) ReplyOffer(ctx context.Context, req *matchingv1.ReplyOfferRequest) (*matchingv1.ReplyOfferResponse, error) {
-	return h.engine.ReplyOffer(ctx, req)
+	resp, err := h.engine.ReplyOffer(ctx, req)
+	return resp, toStatus(err)
 }
 
 // NearbyDrivers implements MatchingService.
@@ -102,20 +104,20 @@ func (h *Handler) NearbyDrivers(ctx context.Context, req *matchingv1.NearbyDrive
 	centre := latLng(req.GetCenter())
 	if !req.GetLocalOnly() && len(req.GetDriverIds()) == 0 {
 		if _, err := h.engine.checkOwner(centre); err != nil {
-			return nil, err
+			return nil, toStatus(err)
 		}
 	}
 	cs, err := h.engine.nearby(ctx, nearbyQuery{
 		centre:      centre,
 		radius:      req.GetRadiusMeters(),
 		limit:       int(req.GetLimit()),
-		product:     productKey(req.GetProduct()),
+		product:     req.GetProduct().Key(),
 		includeBusy: req.GetIncludeBusy(),
 		driverIDs:   req.GetDriverIds(),
 		localOnly:   req.GetLocalOnly(),
 	})
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	return &matchingv1.NearbyDriversResponse{Drivers: h.engine.nearbyToProto(centre, cs)}, nil
 }
@@ -126,11 +128,12 @@ func (h *Handler) CellStats(ctx context.Context, req *matchingv1.CellStatsReques
 	for _, s := range req.GetCells() {
 		c, err := geo.ParseCell(s)
 		if err != nil || !c.IsValid() {
-			return nil, status.Errorf(codes.InvalidArgument, "cell %q is not an H3 cell", s)
+			return nil, toStatus(fmt.Errorf("%w: %q", errInvalidCell, s))
 		}
 		cells = append(cells, c)
 	}
-	return h.engine.CellStats(cells)
+	resp, err := h.engine.CellStats(cells)
+	return resp, toStatus(err)
 }
 
 // Partitions implements MatchingService.

@@ -15,11 +15,13 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/hexride/hexride/dispatch"
 	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/infra/auth"
 	"github.com/hexride/hexride/infra/dial"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
+	"github.com/hexride/hexride/services/driver/driverclient"
 	"github.com/hexride/hexride/services/matching/matchingclient"
 	"github.com/hexride/hexride/services/matching/ring"
 )
@@ -51,9 +53,10 @@ func startCluster(t *testing.T, n, partitionRes int) *cluster {
 		}
 		self := ring.Member{ID: fmt.Sprintf("m%d", i), Address: lis.Addr().String()}
 		members = append(members, self)
-		cfg := DefaultConfig(self)
-		cfg.PartitionResolution = partitionRes
-		e, err := NewEngine(cfg, Deps{Membership: c.members, Peers: matchingclient.New(c.members, pool, partitionRes), Gateways: pool, Logger: slog.New(slog.DiscardHandler)})
+		top := dispatch.DefaultTopology()
+		top.PartitionResolution = partitionRes
+		cfg := DefaultConfig(self, top)
+		e, err := NewEngine(cfg, Deps{Membership: c.members, Peers: pool, Drivers: driverclient.New(pool), Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +192,11 @@ func compareStrings(a, b string) int {
 }
 
 func partitionsHit(t *testing.T, e *Engine, centre geo.LatLng, radius float64) int {
-	ps, err := e.partitionsWithin(centre, radius)
+	start, err := e.partitionOf(centre)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := e.partitionsWithin(centre, start, radius)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +236,7 @@ func TestNotOwnerRedirect(t *testing.T) {
 	}
 	_, err = m0.NearbyDrivers(ctx, req)
 	no, ok := matchingclient.NotOwnerOf(err)
-	if !ok || no.GetOwnerId() != owner.ID || no.GetOwnerAddress() != owner.Address {
+	if !ok || no.Owner != owner {
 		t.Fatalf("m0 answered %v, want ABORTED naming %v", err, owner)
 	}
 	// A client that believes m0 owns everything still gets its answer.

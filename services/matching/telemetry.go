@@ -11,8 +11,8 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/hexride/hexride/dispatch"
-	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/infra/telemetry"
+	"github.com/hexride/hexride/services/matching/matchingapi"
 )
 
 // engineMetrics are the dispatch-health instruments (names: infra/telemetry).
@@ -87,15 +87,15 @@ func (e *Engine) initTelemetry(d Deps) error {
 	return err
 }
 
-func (e *Engine) driversPerPartition() map[geo.Cell]int {
+func (e *Engine) driversPerPartition() map[matchingapi.Partition]int {
 	return e.partitionCounts(e.index.Snapshot())
 }
 
 // partitionCounts counts drivers per partition.
-func (e *Engine) partitionCounts(drivers []dispatch.Driver) map[geo.Cell]int {
-	counts := map[geo.Cell]int{}
+func (e *Engine) partitionCounts(drivers []dispatch.Driver) map[matchingapi.Partition]int {
+	counts := map[matchingapi.Partition]int{}
 	for _, d := range drivers {
-		if p, err := d.Cell.Parent(e.cfg.PartitionResolution); err == nil {
+		if p, err := e.partitionOfCell(d.Cell); err == nil {
 			counts[p]++
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/hexride/hexride/dispatch"
 )
 
 // Service names, as --services takes them.
@@ -48,11 +50,12 @@ type Config struct {
 	Region, Zone string
 	// Version is reported in Consul metadata.
 	Version string
-	// PartitionResolution is the H3 resolution of matching partitions.
-	PartitionResolution int
-	// OfferTimeout and DispatchDeadline tune matching.
-	OfferTimeout     time.Duration
-	DispatchDeadline time.Duration
+	// Topology (partition, index and surge resolutions, dispatch deadline)
+	// is built once and handed to every service the node runs; every
+	// process of a deployment must use the same.
+	Topology dispatch.Topology
+	// OfferTimeout is how long a driver has to answer an offer.
+	OfferTimeout time.Duration
 	// DriverTTL drops silent drivers from the index.
 	DriverTTL time.Duration
 	// RecoveryInterval and RecoveryAge tune the re-dispatch sweep.
@@ -81,33 +84,31 @@ type Config struct {
 // DefaultConfig returns production defaults.
 func DefaultConfig() Config {
 	return Config{
-		Services:            slices.Clone(AllServices),
-		Addr:                "127.0.0.1:7070",
-		CheckInterval:       2 * time.Second,
-		Region:              "local",
-		Zone:                "local-a",
-		Version:             "dev",
-		PartitionResolution: 6,
-		OfferTimeout:        10 * time.Second,
-		DispatchDeadline:    90 * time.Second,
-		DriverTTL:           30 * time.Second,
-		RecoveryInterval:    3 * time.Second,
-		RecoveryAge:         5 * time.Second,
-		DrainWait:           3 * time.Second,
-		StopTimeout:         10 * time.Second,
-		QuoteTTL:            5 * time.Minute,
+		Services:         slices.Clone(AllServices),
+		Addr:             "127.0.0.1:7070",
+		CheckInterval:    2 * time.Second,
+		Region:           "local",
+		Zone:             "local-a",
+		Version:          "dev",
+		Topology:         dispatch.DefaultTopology(),
+		OfferTimeout:     10 * time.Second,
+		DriverTTL:        30 * time.Second,
+		RecoveryInterval: 3 * time.Second,
+		RecoveryAge:      5 * time.Second,
+		DrainWait:        3 * time.Second,
+		StopTimeout:      10 * time.Second,
+		QuoteTTL:         5 * time.Minute,
 	}
 }
 
 // Config errors.
 var (
-	ErrNoServices      = errors.New("node: at least one service is required")
-	ErrUnknownService  = errors.New("node: unknown service")
-	ErrBadAddr         = errors.New("node: bad address")
-	ErrNeedsDiscovery  = errors.New("node: without --consul every service this node calls must run in it")
-	ErrBadDuration     = errors.New("node: durations must be positive")
-	ErrShortQuoteKey   = errors.New("node: the quote key must be at least 32 bytes")
-	ErrBadPartitionRes = errors.New("node: partition resolution must be 0..8")
+	ErrNoServices     = errors.New("node: at least one service is required")
+	ErrUnknownService = errors.New("node: unknown service")
+	ErrBadAddr        = errors.New("node: bad address")
+	ErrNeedsDiscovery = errors.New("node: without --consul every service this node calls must run in it")
+	ErrBadDuration    = errors.New("node: durations must be positive")
+	ErrShortQuoteKey  = errors.New("node: the quote key must be at least 32 bytes")
 )
 
 // Has reports whether the node runs service.
@@ -151,15 +152,15 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	if c.CheckInterval <= 0 || c.OfferTimeout <= 0 || c.DispatchDeadline <= 0 || c.DriverTTL <= 0 ||
+	if err := c.Topology.Validate(); err != nil {
+		return err
+	}
+	if c.CheckInterval <= 0 || c.OfferTimeout <= 0 || c.DriverTTL <= 0 ||
 		c.RecoveryInterval <= 0 || c.RecoveryAge <= 0 || c.DrainWait < 0 || c.StopTimeout <= 0 || c.QuoteTTL <= 0 {
 		return ErrBadDuration
 	}
 	if c.Has(Rider) && len(c.QuoteKey) < 32 {
 		return ErrShortQuoteKey
-	}
-	if c.PartitionResolution < 0 || c.PartitionResolution > 8 {
-		return ErrBadPartitionRes
 	}
 	if err := c.Security.Validate(); err != nil {
 		return err

@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/hexride/hexride/infra/dial"
-	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
 	"github.com/hexride/hexride/services/console"
+	"github.com/hexride/hexride/services/driver/driverclient"
 	"github.com/hexride/hexride/services/matching/matchingclient"
 	"github.com/hexride/hexride/services/matching/ring"
 	"github.com/hexride/hexride/services/trip/tripclient"
@@ -121,14 +121,8 @@ func (n *Node) consoleDeps() (console.Deps, func(), error) {
 	}
 	deps := console.Deps{
 		Trips:    tripclient.New(tripConn),
-		Matching: matchingclient.New(membersOf{n.Matching}, pool, n.cfg.PartitionResolution),
-		Gateways: func(addr string) (driverv1.DriverGatewayServiceClient, error) {
-			cc, err := pool.Get(addr)
-			if err != nil {
-				return nil, err
-			}
-			return driverv1.NewDriverGatewayServiceClient(cc), nil
-		},
+		Matching: matchingclient.New(membersOf{n.Matching}, pool, n.cfg.Topology.PartitionResolution),
+		Drivers:  driverclient.New(pool),
 		Logger:   n.logger.With("service", "console"),
 		Outgoing: n.sec.outgoing,
 		Audit:    n.sec.audit,

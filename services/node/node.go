@@ -16,7 +16,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 
-	"github.com/hexride/hexride/dispatch"
 	"github.com/hexride/hexride/infra/consul"
 	"github.com/hexride/hexride/infra/dial"
 	"github.com/hexride/hexride/infra/grpcserver"
@@ -27,6 +26,7 @@ import (
 	riderv1 "github.com/hexride/hexride/proto/hexride/rider/v1"
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
 	"github.com/hexride/hexride/services/driver"
+	"github.com/hexride/hexride/services/driver/driverclient"
 	"github.com/hexride/hexride/services/matching"
 	"github.com/hexride/hexride/services/matching/matchingclient"
 	"github.com/hexride/hexride/services/matching/ring"
@@ -160,7 +160,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 	}
 	n.closers = append(n.closers, func() { _ = tripConn.Close() })
 	trips := tripclient.New(tripConn)
-	matchingClient := matchingclient.New(membership, pool, cfg.PartitionResolution)
+	matchingClient := matchingclient.New(membership, pool, cfg.Topology.PartitionResolution)
+	drivers := driverclient.New(pool)
 	n.Trips, n.Matching, n.Pool = trips, matchingClient, pool
 
 	reg := srv.Registrar()
@@ -181,14 +182,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		go func() { <-srv.Draining(); ts.Close() }()
 	}
 	if cfg.Has(Matching) {
-		mcfg := matching.DefaultConfig(self)
-		mcfg.PartitionResolution = cfg.PartitionResolution
+		mcfg := matching.DefaultConfig(self, cfg.Topology)
 		mcfg.OfferTimeout = cfg.OfferTimeout
-		mcfg.DispatchDeadline = cfg.DispatchDeadline
 		mcfg.Index.TTL = cfg.DriverTTL
 		mcfg.RecoveryInterval, mcfg.RecoveryAge = cfg.RecoveryInterval, cfg.RecoveryAge
 		engine, err := matching.NewEngine(mcfg, matching.Deps{
-			Membership: membership, Peers: matchingClient, Gateways: pool, Trips: trips, Logger: logger.With("service", Matching),
+			Membership: membership, Peers: pool, Drivers: drivers, Trips: trips, Logger: logger.With("service", Matching),
 			Tracer: tel.Tracer, Meter: tel.Meter, Propagator: tel.Propagator,
 		})
 		if err != nil {
@@ -200,7 +199,6 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 	}
 	if cfg.Has(Driver) {
 		dcfg := driver.DefaultConfig(n.advertise)
-		dcfg.PartitionResolution = cfg.PartitionResolution
 		gw, err := driver.NewGateway(dcfg, matchingClient, trips, logger.With("service", Driver), driver.Telemetry{Meter: tel.Meter, Propagator: tel.Propagator})
 		if err != nil {
 			return nil, err
@@ -214,10 +212,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		if err != nil {
 			return nil, err
 		}
-		rcfg := rider.DefaultConfig()
-		rcfg.DispatchDeadline = cfg.DispatchDeadline
+		rcfg := rider.DefaultConfig(cfg.Topology)
 		rcfg.Region = cfg.Region
-		rcfg.SurgeResolution = dispatch.DefaultIndexConfig().Resolution
 		rs, err := rider.New(rcfg, trips, matchingClient, pricing, logger.With("service", Rider), srv.Draining(), tel.Meter)
 		if err != nil {
 			return nil, err

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/hexride/hexride/dispatch"
 	"github.com/hexride/hexride/infra/auth"
 	"github.com/hexride/hexride/infra/telemetry"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
@@ -43,7 +44,7 @@ func startNodeWith(t *testing.T, tel *telemetry.Providers, services ...string) (
 	cfg.Services = services
 	cfg.Addr = "127.0.0.1:0"
 	cfg.OfferTimeout = 2 * time.Second
-	cfg.DispatchDeadline = 6 * time.Second
+	cfg.Topology.DispatchDeadline = 6 * time.Second
 	cfg.DrainWait = 0
 	cfg.StopTimeout = 2 * time.Second
 	cfg.QuoteKey = testKey
@@ -96,7 +97,7 @@ func TestConfigValidate(t *testing.T) {
 		{"rider alone with consul", func(c *Config) { c.Services = []string{Rider}; c.ConsulAddr = "127.0.0.1:8500" }, nil},
 		{"short quote key", func(c *Config) { c.QuoteKey = []byte("short") }, ErrShortQuoteKey},
 		{"zero offer timeout", func(c *Config) { c.OfferTimeout = 0 }, ErrBadDuration},
-		{"partition res too fine", func(c *Config) { c.PartitionResolution = 9 }, ErrBadPartitionRes},
+		{"partition res too fine", func(c *Config) { c.Topology.PartitionResolution = 9 }, dispatch.ErrInvalidTopology},
 		{"no authentication", func(c *Config) { c.Security = Security{} }, ErrNoAuth},
 		{"jwt without audience", func(c *Config) { c.Security = Security{JWKSFile: "k.json", Issuer: "i", ServiceKeyDir: "d"} }, ErrNoAuth},
 		{"jwt without a service identity", func(c *Config) { c.Security = Security{JWKSFile: "k.json", Issuer: "i", Audience: "a"} }, ErrNoServiceIDs},

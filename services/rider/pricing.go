@@ -15,7 +15,6 @@ import (
 	"github.com/hexride/hexride/geo"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	riderv1 "github.com/hexride/hexride/proto/hexride/rider/v1"
-	"github.com/hexride/hexride/services/matching/matchingclient"
 )
 
 // DefaultPrices is the price table a deployment starts with (USD, cents).
@@ -66,7 +65,7 @@ func money(amount int64, currency string) *commonv1.Money {
 
 // Quote implements Pricing.
 func (p *pricing) Quote(riderID string, product commonv1.Product, pickup, dropoff geo.LatLng, surge float64, now time.Time) (*riderv1.Quote, error) {
-	key := matchingclient.ProductKey(product)
+	key := product.Key()
 	dist, dur := p.estimate(pickup, dropoff, now)
 	fare, err := p.prices.Fare(key, dist, dur, surge)
 	if err != nil {
@@ -122,7 +121,7 @@ func (p *pricing) Verify(quoteID, riderID string, _ time.Time) (QuoteClaims, err
 	}
 	return QuoteClaims{
 		RiderID: q.RiderID,
-		Product: matchingclient.ProductOf(q.Product),
+		Product: commonv1.ProductOfKey(q.Product),
 		Pickup:  q.Pickup,
 		Dropoff: q.Dropoff,
 		Fare:    money(q.Amount, q.Currency),

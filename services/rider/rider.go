@@ -9,6 +9,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/hexride/hexride/dispatch"
 	"github.com/hexride/hexride/geo"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	riderv1 "github.com/hexride/hexride/proto/hexride/rider/v1"
@@ -19,38 +20,37 @@ type Config struct {
 	// NearbyRadiusM is how far GetQuote looks for drivers to estimate the
 	// pickup ETA.
 	NearbyRadiusM float64
-	// DispatchDeadline bounds how long a request looks for a driver.
-	DispatchDeadline time.Duration
+	// Topology is the process's one topology: surge cells of quotes, and
+	// how long a request looks for a driver.
+	Topology dispatch.Topology
 	// PositionInterval is how often WatchTrip refreshes the assigned
 	// driver's position.
 	PositionInterval time.Duration
 	// CallTimeout bounds every outgoing unary call.
 	CallTimeout time.Duration
-	// SurgeResolution is the H3 resolution surge is kept at (the index
-	// resolution by default).
-	SurgeResolution int
 	// Region is where new trips are homed.
 	Region string
 }
 
 // Config errors.
-var ErrBadConfig = errors.New("rider: radius, durations and resolution must be positive")
+var ErrBadConfig = errors.New("rider: radius and durations must be positive")
 
-// DefaultConfig returns production defaults.
-func DefaultConfig() Config {
+// DefaultConfig returns production defaults in topology.
+func DefaultConfig(topology dispatch.Topology) Config {
 	return Config{
+		Topology:         topology,
 		NearbyRadiusM:    5000,
-		DispatchDeadline: 90 * time.Second,
 		PositionInterval: 2 * time.Second,
 		CallTimeout:      5 * time.Second,
-		SurgeResolution:  9,
 	}
 }
 
 // Validate reports the first problem.
 func (c Config) Validate() error {
-	if c.NearbyRadiusM <= 0 || c.DispatchDeadline <= 0 || c.PositionInterval <= 0 || c.CallTimeout <= 0 ||
-		c.SurgeResolution < 0 || c.SurgeResolution > geo.MaxResolution {
+	if err := c.Topology.Validate(); err != nil {
+		return err
+	}
+	if c.NearbyRadiusM <= 0 || c.PositionInterval <= 0 || c.CallTimeout <= 0 {
 		return ErrBadConfig
 	}
 	return nil

@@ -2,7 +2,7 @@ package rider
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -10,13 +10,12 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/infra/auth"
+	"github.com/hexride/hexride/infra/grpcserver"
 	"github.com/hexride/hexride/infra/telemetry"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
@@ -64,30 +63,6 @@ var riderStreams = metric.WithAttributes(attribute.String("service", "rider"))
 // Register adds the service to r.
 func (s *Service) Register(r grpc.ServiceRegistrar) { riderv1.RegisterRiderServiceServer(r, s) }
 
-// toStatus maps rider-side domain errors to gRPC codes; errors that are
-// already statuses (from the trip and matching services) pass through.
-func toStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	switch {
-	case errors.Is(err, ErrQuoteExpired):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, ErrQuoteInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, ErrNoPrice):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	}
-	return status.Error(codes.Internal, err.Error())
-}
-
 func (s *Service) rider(ctx context.Context) (string, error) {
 	p, err := auth.Require(ctx, auth.RoleRider)
 	if err != nil {
@@ -106,11 +81,10 @@ func (s *Service) GetQuote(ctx context.Context, req *riderv1.GetQuoteRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	pickup := geo.LatLng{Lat: req.GetPickup().GetLat(), Lng: req.GetPickup().GetLng()}
-	dropoff := geo.LatLng{Lat: req.GetDropoff().GetLat(), Lng: req.GetDropoff().GetLng()}
-	cell, err := geo.CellAt(pickup, s.cfg.SurgeResolution)
+	pickup, dropoff := latLngOf(req.GetPickup()), latLngOf(req.GetDropoff())
+	cell, err := geo.CellAt(pickup, s.cfg.Topology.SurgeResolution)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "pickup: %v", err)
+		return nil, toStatus(fmt.Errorf("%w: %v", errInvalidPickup, pickup))
 	}
 	cctx, cancel := s.call(ctx)
 	defer cancel()
@@ -157,8 +131,8 @@ func (s *Service) RequestRide(ctx context.Context, req *riderv1.RequestRideReque
 	trip, _, err := s.trips.CreateTrip(cctx, &tripv1.CreateTripRequest{
 		IdempotencyKey: "rider:" + riderID + ":" + req.GetIdempotencyKey(),
 		RiderId:        riderID,
-		Pickup:         &commonv1.LatLng{Lat: claims.Pickup.Lat, Lng: claims.Pickup.Lng},
-		Dropoff:        &commonv1.LatLng{Lat: claims.Dropoff.Lat, Lng: claims.Dropoff.Lng},
+		Pickup:         latLngToProto(claims.Pickup),
+		Dropoff:        latLngToProto(claims.Dropoff),
 		Product:        claims.Product,
 		QuotedFare:     claims.Fare,
 		QuoteId:        req.GetQuoteId(),
@@ -172,7 +146,7 @@ func (s *Service) RequestRide(ctx context.Context, req *riderv1.RequestRideReque
 		// and the owning worker's recovery sweep picks it up.
 		_, err := s.matching.Dispatch(cctx, &matchingv1.DispatchRequest{
 			Trip:     trip,
-			Deadline: timestamppb.New(trip.GetCreatedAt().AsTime().Add(s.cfg.DispatchDeadline)),
+			Deadline: timestamppb.New(trip.GetCreatedAt().AsTime().Add(s.cfg.Topology.DispatchDeadline)),
 		})
 		if err != nil {
 			s.logger.WarnContext(ctx, "dispatch not started; recovery will pick the trip up", "trip", trip.GetId(), "err", err)
@@ -192,7 +166,7 @@ func (s *Service) ownTrip(ctx context.Context, riderID, tripID string) (*commonv
 	if trip.GetRiderId() != riderID {
 		// Not NotFound: the id exists, and hiding that is not worth the
 		// confusion; PermissionDenied is what a client can act on.
-		return nil, status.Errorf(codes.PermissionDenied, "trip %s is not yours", tripID)
+		return nil, toStatus(errNotYourTrip)
 	}
 	return trip, nil
 }
@@ -248,11 +222,7 @@ func (s *Service) GetTrip(ctx context.Context, req *riderv1.GetTripRequest) (*ri
 }
 
 func hasDriver(t *commonv1.Trip) bool {
-	switch t.GetState() {
-	case commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED, commonv1.TripState_TRIP_STATE_DRIVER_ARRIVED, commonv1.TripState_TRIP_STATE_IN_PROGRESS:
-		return t.GetDriverId() != ""
-	}
-	return false
+	return tripclient.HoldsDriver(t.GetState()) && t.GetDriverId() != ""
 }
 
 // driverPosition looks the driver up in the supply index.
@@ -274,7 +244,7 @@ func (s *Service) driverPosition(ctx context.Context, driverID string, near *com
 			return d.GetPosition(), nil
 		}
 	}
-	return nil, status.Errorf(codes.NotFound, "driver %s is not indexed", driverID)
+	return nil, toStatus(errDriverNotIndexed)
 }
 
 // ListTrips implements RiderService.
@@ -329,7 +299,7 @@ func (s *Service) WatchTrip(req *riderv1.WatchTripRequest, stream grpc.ServerStr
 	if err := stream.Send(&riderv1.WatchTripResponse{Update: &riderv1.WatchTripResponse_Trip{Trip: trip}}); err != nil {
 		return err
 	}
-	if isTerminal(trip.GetState()) {
+	if tripclient.IsTerminal(trip.GetState()) {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -362,7 +332,7 @@ func (s *Service) WatchTrip(req *riderv1.WatchTripRequest, stream grpc.ServerStr
 			if err := stream.Send(&riderv1.WatchTripResponse{Update: &riderv1.WatchTripResponse_Trip{Trip: trip}}); err != nil {
 				return err
 			}
-			if isTerminal(trip.GetState()) {
+			if tripclient.IsTerminal(trip.GetState()) {
 				return nil
 			}
 		case <-ticker.C:
@@ -383,21 +353,13 @@ func (s *Service) WatchTrip(req *riderv1.WatchTripRequest, stream grpc.ServerStr
 			}
 		case err := <-watchErr:
 			if err == nil {
-				err = status.Error(codes.Unavailable, "trip watch ended; reconnect")
+				err = errWatchEnded
 			}
-			return err
+			return toStatus(err)
 		case <-s.draining:
-			return status.Error(codes.Unavailable, "server is draining; reconnect")
+			return toStatus(grpcserver.ErrDraining)
 		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
+			return toStatus(ctx.Err())
 		}
 	}
-}
-
-func isTerminal(s commonv1.TripState) bool {
-	switch s {
-	case commonv1.TripState_TRIP_STATE_COMPLETED, commonv1.TripState_TRIP_STATE_CANCELLED, commonv1.TripState_TRIP_STATE_NO_DRIVER_FOUND:
-		return true
-	}
-	return false
 }

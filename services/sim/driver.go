@@ -246,6 +246,9 @@ func (d *driverAgent) ride(ctx context.Context, tripID string, done chan<- rideE
 			time.Sleep(300 * time.Millisecond)
 		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return // the run stopped mid-action: not the platform's error
+			}
 			select {
 			case done <- rideEvent{err: err}:
 			case <-ctx.Done():

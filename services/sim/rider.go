@@ -66,14 +66,18 @@ func (r *ride) run(ctx context.Context, key string) {
 		})
 	})
 	if err != nil {
-		r.rec.error(fmt.Errorf("GetQuote: %w", err))
+		if ctx.Err() == nil { // a stopped run is not a failed request
+			r.rec.error(fmt.Errorf("GetQuote: %w", err))
+		}
 		return
 	}
 	req, err := withRetry(ctx, func(ctx context.Context) (*riderv1.RequestRideResponse, error) {
 		return r.client.RequestRide(ctx, &riderv1.RequestRideRequest{QuoteId: quote.GetQuote().GetQuoteId(), IdempotencyKey: key})
 	})
 	if err != nil {
-		r.rec.error(fmt.Errorf("RequestRide: %w", err))
+		if ctx.Err() == nil { // a stopped run is not a failed request
+			r.rec.error(fmt.Errorf("RequestRide: %w", err))
+		}
 		return
 	}
 	trip := req.GetTrip()
@@ -83,12 +87,38 @@ func (r *ride) run(ctx context.Context, key string) {
 			_, err := withRetry(ctx, func(ctx context.Context) (*riderv1.CancelRideResponse, error) {
 				return r.client.CancelRide(ctx, &riderv1.CancelRideRequest{TripId: trip.GetId(), Reason: "changed my mind", IdempotencyKey: key + "-cancel"})
 			})
-			if err != nil && status.Code(err) != codes.FailedPrecondition && ctx.Err() == nil {
+			if err != nil && ctx.Err() == nil && !r.tooLateToCancel(ctx, trip.GetId(), err) {
 				r.rec.error(fmt.Errorf("CancelRide: %w", err))
 			}
 		})
 	}
 	r.follow(ctx, trip)
+}
+
+// tooLateToCancel reports whether err is the platform rightly refusing the
+// rider's cancel because the ride moved on before it landed: it ended
+// (FailedPrecondition), or it started (PermissionDenied: once a trip is
+// IN_PROGRESS only a dispatcher or the system may cancel it), which the
+// trip's state must confirm; refusing a ride that has not started is an
+// error.
+func (r *ride) tooLateToCancel(ctx context.Context, tripID string, err error) bool {
+	switch status.Code(err) {
+	case codes.FailedPrecondition:
+		return true
+	case codes.PermissionDenied:
+		got, gerr := withRetry(ctx, func(ctx context.Context) (*riderv1.GetTripResponse, error) {
+			return r.client.GetTrip(ctx, &riderv1.GetTripRequest{TripId: tripID})
+		})
+		if gerr != nil {
+			return false
+		}
+		switch got.GetTrip().GetState() {
+		case commonv1.TripState_TRIP_STATE_REQUESTED, commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED, commonv1.TripState_TRIP_STATE_DRIVER_ARRIVED:
+			return false
+		}
+		return true
+	}
+	return false
 }
 
 // follow watches the trip, re-opening the watch if an instance drains,

@@ -74,8 +74,10 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		go func() { defer drivers.Done(); d.run(driversCtx) }()
 	}
 	progressDone := make(chan struct{})
+	progressStopped := make(chan struct{})
 	if cfg.Progress != nil {
 		go func() {
+			defer close(progressStopped)
 			t := time.NewTicker(time.Second)
 			defer t.Stop()
 			for {
@@ -87,8 +89,12 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 				}
 			}
 		}()
+	} else {
+		close(progressStopped)
 	}
-	defer close(progressDone)
+	// No Progress call may follow Run's return (it would race with the
+	// caller printing the summary).
+	defer func() { close(progressDone); <-progressStopped }()
 	// Give the drivers one location round to be indexed.
 	select {
 	case <-time.After(2 * cfg.LocationInterval):

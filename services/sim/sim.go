@@ -99,17 +99,23 @@ var (
 	ErrBadConfig = errors.New("sim: counts, rates, probabilities and durations out of range")
 )
 
-// Validate reports the first problem.
+// maxRate is one request per nanosecond, the request ticker's resolution.
+const maxRate = float64(time.Second)
+
+// Validate reports the first problem. The float checks are written so that
+// NaN fails them (NaN compares false with everything).
 func (c Config) Validate() error {
 	switch {
 	case len(c.RiderTargets) == 0 || len(c.DriverTargets) == 0:
 		return ErrNoTargets
-	case c.Drivers < 0 || c.Requests < 0 || c.Rate <= 0 || c.Duration <= 0 || c.Grace < 0 ||
-		c.AcceptProbability < 0 || c.AcceptProbability > 1 || c.RiderCancelProbability < 0 || c.RiderCancelProbability > 1 ||
-		c.HotSpots < 0 || c.HotSpots > 1 || c.LocationInterval <= 0 || c.ReplyDelay < 0 || c.DriveTime < 0:
+	case c.Drivers < 0 || c.Requests < 0 || !(c.Rate > 0 && c.Rate <= maxRate) || c.Duration <= 0 || c.Grace < 0 ||
+		!probability(c.AcceptProbability) || !probability(c.RiderCancelProbability) || !probability(c.HotSpots) ||
+		c.LocationInterval <= 0 || c.ReplyDelay < 0 || c.DriveTime < 0:
 		return ErrBadConfig
-	case c.City.MinLat >= c.City.MaxLat || c.City.MinLng >= c.City.MaxLng:
+	case !(c.City.MinLat < c.City.MaxLat && c.City.MinLng < c.City.MaxLng):
 		return fmt.Errorf("%w: empty city box", ErrBadConfig)
 	}
 	return nil
 }
+
+func probability(p float64) bool { return p >= 0 && p <= 1 }

@@ -1,16 +1,16 @@
 package trip
 
 import (
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/hexride/hexride/geo"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	"github.com/hexride/hexride/services/trip/lifecycle"
 	"github.com/hexride/hexride/services/trip/store"
+	"github.com/hexride/hexride/services/trip/tripapi"
 )
 
 var (
@@ -34,17 +34,6 @@ var (
 		lifecycle.ActorSystem:     commonv1.Actor_ACTOR_SYSTEM,
 	}
 	actorFromProto = invert(actorToProto)
-
-	stateToProto = map[lifecycle.State]commonv1.TripState{
-		lifecycle.StateRequested:      commonv1.TripState_TRIP_STATE_REQUESTED,
-		lifecycle.StateDriverAssigned: commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED,
-		lifecycle.StateDriverArrived:  commonv1.TripState_TRIP_STATE_DRIVER_ARRIVED,
-		lifecycle.StateInProgress:     commonv1.TripState_TRIP_STATE_IN_PROGRESS,
-		lifecycle.StateCompleted:      commonv1.TripState_TRIP_STATE_COMPLETED,
-		lifecycle.StateCancelled:      commonv1.TripState_TRIP_STATE_CANCELLED,
-		lifecycle.StateNoDriverFound:  commonv1.TripState_TRIP_STATE_NO_DRIVER_FOUND,
-	}
-	stateFromProto = invert(stateToProto)
 )
 
 func invert[K, V comparable](m map[K]V) map[V]K {
@@ -55,21 +44,14 @@ func invert[K, V comparable](m map[K]V) map[V]K {
 	return out
 }
 
-const productPrefix = "PRODUCT_"
+func latLngOf(p *commonv1.LatLng) geo.LatLng { return geo.LatLng{Lat: p.GetLat(), Lng: p.GetLng()} }
 
-// productToDomain turns PRODUCT_STANDARD into "STANDARD".
-func productToDomain(p commonv1.Product) string {
-	return strings.TrimPrefix(p.String(), productPrefix)
-}
-
-func productToProto(p string) commonv1.Product {
-	return commonv1.Product(commonv1.Product_value[productPrefix+p])
-}
+func latLngToProto(p geo.LatLng) *commonv1.LatLng { return &commonv1.LatLng{Lat: p.Lat, Lng: p.Lng} }
 
 func parseID(s string) (uuid.UUID, error) {
 	id, err := uuid.Parse(s)
 	if err != nil {
-		return uuid.Nil, fmt.Errorf("%w: trip id %q is not a UUID", store.ErrInvalidArgument, s)
+		return uuid.Nil, tripapi.InvalidArgument("trip id %q is not a UUID", s)
 	}
 	return id, nil
 }
@@ -94,10 +76,10 @@ func TripToProto(t store.Trip) *commonv1.Trip {
 		Id:          t.ID.String(),
 		RiderId:     t.RiderID,
 		DriverId:    t.DriverID,
-		State:       stateToProto[t.State],
-		Product:     productToProto(t.Product),
-		Pickup:      &commonv1.LatLng{Lat: t.Pickup.Lat, Lng: t.Pickup.Lng},
-		Dropoff:     &commonv1.LatLng{Lat: t.Dropoff.Lat, Lng: t.Dropoff.Lng},
+		State:       tripapi.StateToProto(t.State),
+		Product:     commonv1.ProductOfKey(t.Product),
+		Pickup:      latLngToProto(t.Pickup),
+		Dropoff:     latLngToProto(t.Dropoff),
 		QuotedFare:  money(t.QuotedFare),
 		FinalFare:   money(t.FinalFare),
 		QuoteId:     t.QuoteID,
@@ -121,8 +103,8 @@ func EventToProto(ev store.Event) *commonv1.TripEvent {
 		EventId:    ev.ID.String(),
 		TripId:     ev.TripID.String(),
 		Type:       eventToProto[ev.Type],
-		FromState:  stateToProto[ev.From],
-		ToState:    stateToProto[ev.To],
+		FromState:  tripapi.StateToProto(ev.From),
+		ToState:    tripapi.StateToProto(ev.To),
 		Actor:      actorToProto[ev.Actor],
 		ActorId:    ev.ActorID,
 		Reason:     ev.Reason,

@@ -4,77 +4,46 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime/debug"
+	"time"
 
 	"buf.build/go/protovalidate"
 	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/hexride/hexride/infra/postgres"
-	"github.com/hexride/hexride/services/trip/lifecycle"
-	"github.com/hexride/hexride/services/trip/store"
+	"github.com/hexride/hexride/services/trip/tripapi"
 )
 
-// ErrorDomain is the ErrorInfo domain of the trip service's errors.
-const ErrorDomain = "trip.hexride"
-
-// ErrorInfo reasons attached to statuses, so clients (tripclient) can tell
-// apart errors that share a code.
-const (
-	ReasonNotFound           = "TRIP_NOT_FOUND"
-	ReasonTripNotRequested   = "TRIP_NOT_REQUESTED"
-	ReasonDriverBusy         = "DRIVER_BUSY"
-	ReasonInvalidTransition  = "INVALID_TRANSITION"
-	ReasonActorNotAllowed    = "ACTOR_NOT_ALLOWED"
-	ReasonNotCompleted       = "TRIP_NOT_COMPLETED"
-	ReasonKeyReused          = "IDEMPOTENCY_KEY_REUSED"
-	ReasonInvalidArgument    = "INVALID_ARGUMENT"
-	ReasonRetriesExhausted   = "RETRIES_EXHAUSTED"
-	ReasonWatcherFellBehind  = "WATCHER_FELL_BEHIND"
-	ReasonServerShuttingDown = "SHUTTING_DOWN"
-)
-
-// statusRule maps one domain error to a code and reason. Order matters:
-// the first match wins (ErrTripNotRequested also wraps
-// ErrInvalidTransition).
-var statusRules = []struct {
-	err    error
-	code   codes.Code
-	reason string
-}{
-	{store.ErrNotFound, codes.NotFound, ReasonNotFound},
-	{store.ErrTripNotRequested, codes.FailedPrecondition, ReasonTripNotRequested},
-	{store.ErrDriverBusy, codes.FailedPrecondition, ReasonDriverBusy},
-	{lifecycle.ErrInvalidTransition, codes.FailedPrecondition, ReasonInvalidTransition},
-	{lifecycle.ErrActorNotAllowed, codes.PermissionDenied, ReasonActorNotAllowed},
-	{store.ErrNotCompleted, codes.FailedPrecondition, ReasonNotCompleted},
-	{store.ErrIdempotencyKeyReused, codes.AlreadyExists, ReasonKeyReused},
-	{store.ErrInvalidArgument, codes.InvalidArgument, ReasonInvalidArgument},
-	{lifecycle.ErrInvalidCommand, codes.InvalidArgument, ReasonInvalidArgument},
-	{postgres.ErrMaxRetries, codes.Aborted, ReasonRetriesExhausted},
-}
+// retryDelay is the RetryInfo delay on statuses a caller should retry
+// (Unavailable, Aborted): long enough for a database restart or a burst of
+// contention to pass, short enough for an app with a rider waiting.
+const retryDelay = time.Second
 
 // ToStatus is the one place where the trip service's errors become gRPC
 // statuses. Matching uses errors.Is/As, so wrapped errors keep their code:
 //
-//	store.ErrNotFound                         NotFound
-//	store.ErrTripNotRequested (lost CAS)      FailedPrecondition  TRIP_NOT_REQUESTED
-//	store.ErrDriverBusy                       FailedPrecondition  DRIVER_BUSY
-//	lifecycle.ErrInvalidTransition            FailedPrecondition  INVALID_TRANSITION
-//	lifecycle.ErrActorNotAllowed              PermissionDenied    ACTOR_NOT_ALLOWED
-//	store.ErrNotCompleted                     FailedPrecondition  TRIP_NOT_COMPLETED
-//	store.ErrIdempotencyKeyReused             AlreadyExists       IDEMPOTENCY_KEY_REUSED
-//	store.ErrInvalidArgument, ErrInvalidCommand, protovalidate errors  InvalidArgument
-//	postgres.ErrMaxRetries (contention)       Aborted: retry with the same idempotency key
-//	context.Canceled / DeadlineExceeded       Canceled / DeadlineExceeded
-//	database unreachable (safe to retry)      Unavailable
-//	anything else                             Internal (logged)
+//	tripapi.ErrNotFound                         NotFound
+//	tripapi.ErrTripNotRequested (lost CAS)      FailedPrecondition  TRIP_NOT_REQUESTED
+//	tripapi.ErrDriverBusy                       FailedPrecondition  DRIVER_BUSY
+//	lifecycle.ErrInvalidTransition              FailedPrecondition  INVALID_TRANSITION
+//	lifecycle.ErrActorNotAllowed                PermissionDenied    ACTOR_NOT_ALLOWED
+//	tripapi.ErrNotCompleted                     FailedPrecondition  TRIP_NOT_COMPLETED
+//	tripapi.ErrIdempotencyKeyReused             AlreadyExists       IDEMPOTENCY_KEY_REUSED
+//	tripapi.InvalidArgument, ErrInvalidCommand, protovalidate errors  InvalidArgument
+//	postgres.ErrMaxRetries (contention)         Aborted + RetryInfo: retry with the same key
+//	database unreachable (postgres.IsUnavailable) Unavailable + RetryInfo
+//	context.Canceled / DeadlineExceeded         Canceled / DeadlineExceeded
+//	anything else                               Internal "internal error" (details logged)
 //
 // A lost compare-and-set is FailedPrecondition, not Aborted: retrying the
 // same request cannot succeed, the caller must re-plan (offer the trip to
-// another driver, or the driver another trip). Every status but Internal,
-// Canceled and DeadlineExceeded carries an ErrorInfo with the reason.
+// another driver, or the driver another trip). Status messages are what the
+// caller can act on; SQL, DSNs, hosts and store prefixes go to the log only.
 func ToStatus(err error) error {
 	return toStatus(err, nil)
 }
@@ -86,32 +55,68 @@ func toStatus(err error, log *slog.Logger) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	for _, r := range statusRules {
-		if errors.Is(err, r.err) {
-			return withReason(r.code, r.reason, err.Error())
-		}
-	}
 	var verr *protovalidate.ValidationError
 	if errors.As(err, &verr) {
-		return withReason(codes.InvalidArgument, ReasonInvalidArgument, verr.Error())
+		return withReason(tripapi.Classification{Code: codes.InvalidArgument, Reason: tripapi.ReasonInvalidArgument, Message: verr.Error()})
 	}
 	switch {
+	case errors.Is(err, postgres.ErrMaxRetries):
+		logCause(log, "trip: transaction retries exhausted", err)
+		err = tripapi.ErrRetriesExhausted
 	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
+		return status.Error(codes.Canceled, "the call was cancelled")
 	case errors.Is(err, context.DeadlineExceeded), pgconn.Timeout(err):
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	case pgconn.SafeToRetry(err):
-		return status.Error(codes.Unavailable, err.Error())
+		return status.Error(codes.DeadlineExceeded, "the call's deadline passed before the trip store answered")
+	case postgres.IsUnavailable(err):
+		logCause(log, "trip: store unavailable", err)
+		err = tripapi.ErrStoreUnavailable
 	}
-	if log != nil {
-		log.Error("trip: internal error", "err", err)
+	if c, ok := tripapi.Classify(err); ok {
+		return withReason(c)
 	}
-	return status.Error(codes.Internal, err.Error())
+	logCause(log, "trip: internal error", err)
+	return status.Error(codes.Internal, "internal error")
 }
 
-func withReason(code codes.Code, reason, msg string) error {
-	st := status.New(code, msg)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}); err == nil {
+// edge converts a panic in a handler into an Internal error and maps
+// domain errors to statuses.
+func (s *Server) edge(method string, err *error) {
+	if r := recover(); r != nil {
+		s.log.Error("trip: panic in handler", "method", method, "panic", r, "stack", string(debug.Stack()))
+		*err = toStatus(errHandlerPanic, nil)
+		return
+	}
+	*err = toStatus(*err, s.log)
+}
+
+// errHandlerPanic is a handler that panicked (logged by edge with its
+// stack); the caller sees Internal.
+var errHandlerPanic = errors.New("panic in handler")
+
+// errShuttingDown ends watches when the server drains: the watcher
+// reconnects to another instance.
+func errShuttingDown() error {
+	return withReason(tripapi.Classification{Code: codes.Unavailable, Reason: tripapi.ReasonShuttingDown, Message: "trip server is shutting down; watch again"})
+}
+
+// errFellBehind drops a watcher that stopped reading.
+func errFellBehind() error {
+	return withReason(tripapi.Classification{Code: codes.ResourceExhausted, Reason: tripapi.ReasonWatcherFellBehind, Message: "watcher fell behind; watch again with send_initial"})
+}
+
+func logCause(log *slog.Logger, msg string, err error) {
+	if log != nil {
+		log.Error(msg, "err", err)
+	}
+}
+
+func withReason(c tripapi.Classification) error {
+	st := status.New(c.Code, c.Message)
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: c.Reason, Domain: tripapi.ErrorDomain}}
+	if c.Code == codes.Unavailable || c.Code == codes.Aborted {
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(retryDelay)})
+	}
+	if d, err := st.WithDetails(details...); err == nil {
 		st = d
 	}
 	return st.Err()

@@ -18,6 +18,7 @@ import (
 	"github.com/hexride/hexride/services/trip/lifecycle"
 	"github.com/hexride/hexride/services/trip/store"
 	"github.com/hexride/hexride/services/trip/store/memstore"
+	"github.com/hexride/hexride/services/trip/tripapi"
 	"github.com/hexride/hexride/services/trip/tripclient"
 )
 
@@ -29,14 +30,14 @@ func TestToStatus(t *testing.T) {
 		code codes.Code
 		is   error // what tripclient.FromStatus must give back
 	}{
-		{"not found", wrap(store.ErrNotFound), codes.NotFound, tripclient.ErrNotFound},
+		{"not found", wrap(tripapi.ErrNotFound), codes.NotFound, tripclient.ErrNotFound},
 		{"lost CAS", wrap(store.NotRequested(uuid.New(), lifecycle.StateDriverAssigned, nil)), codes.FailedPrecondition, tripclient.ErrTripNotRequested},
-		{"driver busy", wrap(store.ErrDriverBusy), codes.FailedPrecondition, tripclient.ErrDriverBusy},
+		{"driver busy", wrap(tripapi.ErrDriverBusy), codes.FailedPrecondition, tripclient.ErrDriverBusy},
 		{"invalid transition", wrap(&lifecycle.TransitionError{Err: lifecycle.ErrInvalidTransition}), codes.FailedPrecondition, tripclient.ErrInvalidTransition},
 		{"actor not allowed", wrap(&lifecycle.TransitionError{Err: lifecycle.ErrActorNotAllowed}), codes.PermissionDenied, tripclient.ErrActorNotAllowed},
-		{"not completed", wrap(store.ErrNotCompleted), codes.FailedPrecondition, tripclient.ErrNotCompleted},
-		{"key reused", wrap(store.ErrIdempotencyKeyReused), codes.AlreadyExists, tripclient.ErrIdempotencyKeyReused},
-		{"invalid argument", wrap(store.ErrInvalidArgument), codes.InvalidArgument, tripclient.ErrInvalidArgument},
+		{"not completed", wrap(tripapi.ErrNotCompleted), codes.FailedPrecondition, tripclient.ErrNotCompleted},
+		{"key reused", wrap(tripapi.ErrIdempotencyKeyReused), codes.AlreadyExists, tripclient.ErrIdempotencyKeyReused},
+		{"invalid argument", wrap(tripapi.ErrInvalidArgument), codes.InvalidArgument, tripclient.ErrInvalidArgument},
 		{"invalid command", wrap(&lifecycle.TransitionError{Err: lifecycle.ErrInvalidCommand}), codes.InvalidArgument, tripclient.ErrInvalidArgument},
 		{"retries exhausted", wrap(fmt.Errorf("%w: x", postgres.ErrMaxRetries)), codes.Aborted, tripclient.ErrRetriesExhausted},
 		{"cancelled", wrap(context.Canceled), codes.Canceled, nil},

@@ -18,20 +18,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"time"
 
 	"buf.build/go/protovalidate"
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
 	"github.com/hexride/hexride/services/trip/lifecycle"
 	"github.com/hexride/hexride/services/trip/store"
+	"github.com/hexride/hexride/services/trip/tripapi"
 )
 
 var _ tripv1.TripServiceServer = (*Server)(nil)
@@ -115,17 +113,6 @@ func (s *Server) validate(msg proto.Message) error {
 	return nil
 }
 
-// edge converts a panic in a handler into an Internal error and maps
-// domain errors to statuses.
-func (s *Server) edge(method string, err *error) {
-	if r := recover(); r != nil {
-		s.log.Error("trip: panic in handler", "method", method, "panic", r, "stack", string(debug.Stack()))
-		*err = status.Errorf(codes.Internal, "internal error in %s", method)
-		return
-	}
-	*err = toStatus(*err, s.log)
-}
-
 // CreateTrip implements tripv1.TripServiceServer.
 func (s *Server) CreateTrip(ctx context.Context, req *tripv1.CreateTripRequest) (_ *tripv1.CreateTripResponse, err error) {
 	defer s.edge("CreateTrip", &err)
@@ -135,9 +122,9 @@ func (s *Server) CreateTrip(ctx context.Context, req *tripv1.CreateTripRequest) 
 	t, created, err := s.store.Create(ctx, store.CreateTrip{
 		IdempotencyKey: req.GetIdempotencyKey(),
 		RiderID:        req.GetRiderId(),
-		Pickup:         store.LatLng{Lat: req.GetPickup().GetLat(), Lng: req.GetPickup().GetLng()},
-		Dropoff:        store.LatLng{Lat: req.GetDropoff().GetLat(), Lng: req.GetDropoff().GetLng()},
-		Product:        productToDomain(req.GetProduct()),
+		Pickup:         latLngOf(req.GetPickup()),
+		Dropoff:        latLngOf(req.GetDropoff()),
+		Product:        req.GetProduct().Key(),
 		QuotedFare:     lifecycle.Money{Minor: req.GetQuotedFare().GetAmountMinor(), Currency: req.GetQuotedFare().GetCurrency()},
 		QuoteID:        req.GetQuoteId(),
 		Region:         req.GetRegion(),
@@ -181,11 +168,11 @@ func (s *Server) Transition(ctx context.Context, req *tripv1.TransitionRequest) 
 	}
 	ev, ok := eventFromProto[req.GetEvent()]
 	if !ok || ev == lifecycle.EventCreate || ev == lifecycle.EventAssign {
-		return nil, fmt.Errorf("%w: event %s cannot be fired through Transition", store.ErrInvalidArgument, req.GetEvent())
+		return nil, tripapi.InvalidArgument("event %s cannot be fired through Transition", req.GetEvent())
 	}
 	actor, ok := actorFromProto[req.GetActor()]
 	if !ok {
-		return nil, fmt.Errorf("%w: actor %s", store.ErrInvalidArgument, req.GetActor())
+		return nil, tripapi.InvalidArgument("actor %s", req.GetActor())
 	}
 	t, e, err := s.store.Transition(ctx, store.Transition{
 		TripID: id, Event: ev, Actor: actor, ActorID: req.GetActorId(), Reason: req.GetReason(),
@@ -245,7 +232,7 @@ func (s *Server) ListTrips(ctx context.Context, req *tripv1.ListTripsRequest) (_
 		PageToken: req.GetPageToken(),
 	}
 	for _, st := range req.GetStates() {
-		f.States = append(f.States, stateFromProto[st])
+		f.States = append(f.States, tripapi.StateOf(st))
 	}
 	if req.GetCreatedAfter() != nil {
 		f.CreatedAfter = req.GetCreatedAfter().AsTime()

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/codes"
-
 	"github.com/hexride/hexride/services/trip/store"
 )
 
@@ -52,7 +50,7 @@ func (h *hub) subscribe(ctx context.Context, match func(store.Event) bool) (*sub
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return nil, withReason(codes.Unavailable, ReasonServerShuttingDown, "trip server is shutting down")
+		return nil, errShuttingDown()
 	}
 	if !h.running {
 		tailer := store.NewTailer(h.src, h.lookback)
@@ -113,7 +111,7 @@ func (h *hub) loop(tailer *store.Tailer) {
 				select {
 				case sub.ch <- ev:
 				default:
-					h.drop(sub, withReason(codes.ResourceExhausted, ReasonWatcherFellBehind, "watcher fell behind; watch again with send_initial"))
+					h.drop(sub, errFellBehind())
 				}
 			}
 		}
@@ -138,7 +136,7 @@ func (h *hub) close() {
 	h.closed = true
 	close(h.stop)
 	for sub := range h.subs {
-		h.drop(sub, withReason(codes.Unavailable, ReasonServerShuttingDown, "trip server is shutting down"))
+		h.drop(sub, errShuttingDown())
 	}
 	h.mu.Unlock()
 	h.wg.Wait()

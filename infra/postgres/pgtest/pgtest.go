@@ -11,6 +11,9 @@
 // When HEXRIDE_TEST_POSTGRES holds a DSN, that server is used instead (each
 // test still gets its own database, dropped at the end of the test).
 //
+// A test that takes the database away under a client (an outage, a restart)
+// uses NewServer: a private server, always local, that it can Stop and Start.
+//
 // A machine without PostgreSQL binaries fails the tests (never skips them)
 // with "install PostgreSQL 15: apt-get install -y postgresql".
 package pgtest
@@ -115,6 +118,64 @@ func DSN(t testing.TB) string {
 	return u.String()
 }
 
+// Server is a PostgreSQL server of one test's own, for tests that stop and
+// start the database under a client (outage and recovery tests); the shared
+// server behind DSN must keep running for every other test. NewServer starts
+// one even when HEXRIDE_TEST_POSTGRES names an external server.
+type Server struct {
+	s       *server
+	running bool
+}
+
+// NewServer starts a private server for t (initdb, a free port, the same
+// settings as the shared server) and removes it when t ends.
+func NewServer(t testing.TB) *Server {
+	t.Helper()
+	s, err := start(true)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	srv := &Server{s: s, running: true}
+	t.Cleanup(func() {
+		if srv.running {
+			s.stop()
+		} else {
+			os.RemoveAll(s.dir)
+		}
+	})
+	return srv
+}
+
+// DSN returns the DSN of the server's postgres database. It stays valid
+// across Stop and Start (same port).
+func (srv *Server) DSN() string { return srv.s.dsn }
+
+// Stop stops the server at once, as `pg_ctl stop -m immediate` does: the
+// postmaster gets SIGQUIT, every backend ends without a clean shutdown, and
+// clients see their connections drop mid-query. Stop returns once the
+// postmaster has exited, so nothing listens on the port any more.
+func (srv *Server) Stop(t testing.TB) {
+	t.Helper()
+	if !srv.running {
+		t.Fatal("pgtest: Stop: server is not running")
+	}
+	srv.s.halt(syscall.SIGQUIT)
+	srv.running = false
+}
+
+// Start starts a stopped server again on the same data directory and port
+// (after crash recovery) and waits until it accepts connections.
+func (srv *Server) Start(t testing.TB) {
+	t.Helper()
+	if srv.running {
+		t.Fatal("pgtest: Start: server is already running")
+	}
+	if err := srv.s.launch(); err != nil {
+		t.Fatalf("pgtest: restart: %v", err)
+	}
+	srv.running = true
+}
+
 func adminDSN() (string, error) {
 	if dsn := os.Getenv(EnvDSN); dsn != "" {
 		return dsn, nil
@@ -123,7 +184,7 @@ func adminDSN() (string, error) {
 	defer mu.Unlock()
 	if !started {
 		started = true
-		srv, srvErr = start()
+		srv, srvErr = start(false)
 	}
 	if srvErr != nil {
 		return "", srvErr
@@ -135,11 +196,17 @@ func adminDSN() (string, error) {
 }
 
 type server struct {
-	dir  string
-	dsn  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
+	// durable servers wait for the WAL at commit (NewServer's: their tests
+	// crash them and check what committed).
+	durable bool
+	dir     string
+	bin     string
+	cred    *syscall.Credential
+	port    int
+	dsn     string
+	log     string
+	cmd     *exec.Cmd     // the running postmaster, or the last one
+	done    chan struct{} // closed when cmd exited
 }
 
 func (s *server) logTail() string {
@@ -181,7 +248,22 @@ func isExec(path string) bool {
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
-func start() (*server, error) {
+func start(durable bool) (*server, error) {
+	s, err := initServer()
+	if err != nil {
+		return nil, err
+	}
+	s.durable = durable
+	if err := s.launch(); err != nil {
+		os.RemoveAll(s.dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// initServer runs initdb into a new temp directory and picks a port; launch
+// starts the server.
+func initServer() (*server, error) {
 	bin, err := FindBinDir()
 	if err != nil {
 		return nil, err
@@ -220,49 +302,56 @@ func start() (*server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	logPath := filepath.Join(dir, "postgres.log")
-	log, err := os.Create(logPath)
+	return &server{
+		dir:  dir,
+		bin:  bin,
+		cred: cred,
+		port: port,
+		dsn:  fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
+		log:  filepath.Join(dir, "postgres.log"),
+	}, nil
+}
+
+// launch starts postgres on s's data directory and port and waits until it
+// accepts connections.
+func (s *server) launch() error {
+	log, err := os.OpenFile(s.log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+		return err
 	}
 	defer log.Close() // the child keeps its own descriptor
-	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data,
-		"-p", strconv.Itoa(port),
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"),
+		"-p", strconv.Itoa(s.port),
 		"-c", "listen_addresses=127.0.0.1",
-		"-c", "unix_socket_directories="+dir,
+		"-c", "unix_socket_directories="+s.dir,
 		"-c", "fsync=off",
-		"-c", "synchronous_commit=off",
+		// A commit that returned must survive Stop (a postmaster crash):
+		// on for servers of their own, whose tests crash them.
+		"-c", "synchronous_commit="+map[bool]string{true: "on", false: "off"}[s.durable],
 		"-c", "full_page_writes=off",
 		"-c", "default_transaction_isolation=serializable",
 		"-c", "max_connections=300",
 		"-c", "shared_buffers=64MB",
 		"-c", "max_pred_locks_per_transaction=256",
 	)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
-	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Setpgid: true}
+	cmd.Dir = s.dir
 	cmd.Stdout = log
 	cmd.Stderr = log
 	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start postgres: %w", err)
+		return fmt.Errorf("start postgres: %w", err)
 	}
-	s := &server{
-		dir:  dir,
-		dsn:  fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
-		cmd:  cmd,
-		done: make(chan struct{}),
-		log:  logPath,
-	}
+	done := make(chan struct{})
+	s.cmd, s.done = cmd, done
 	go func() {
 		_ = cmd.Wait()
-		close(s.done)
+		close(done)
 	}()
 	if err := s.waitReady(30 * time.Second); err != nil {
-		s.stop()
-		return nil, err
+		s.halt(syscall.SIGQUIT)
+		return err
 	}
-	return s, nil
+	return nil
 }
 
 func (s *server) waitReady(timeout time.Duration) error {
@@ -290,14 +379,20 @@ func (s *server) waitReady(timeout time.Duration) error {
 
 func (s *server) stop() {
 	// SIGINT is PostgreSQL's "fast shutdown".
-	_ = s.cmd.Process.Signal(syscall.SIGINT)
+	s.halt(syscall.SIGINT)
+	os.RemoveAll(s.dir)
+}
+
+// halt sends sig to the postmaster and waits for it to exit, killing it
+// after 10s.
+func (s *server) halt(sig syscall.Signal) {
+	_ = s.cmd.Process.Signal(sig)
 	select {
 	case <-s.done:
 	case <-time.After(10 * time.Second):
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
-	os.RemoveAll(s.dir)
 }
 
 // credential returns the unprivileged user to run PostgreSQL as when the

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,11 +18,46 @@ import (
 	"github.com/hexride/hexride/infra/dial"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
+	"github.com/hexride/hexride/services/matching/matchingapi"
 	"github.com/hexride/hexride/services/matching/ring"
 )
 
-// ErrNoOwner means no matching worker is known (none healthy yet).
-var ErrNoOwner = status.Error(codes.Unavailable, "no matching worker is available")
+// What callers of the matching service share with it (matchingapi).
+type (
+	// Partition is a matching partition (a typed H3 parent cell).
+	Partition = matchingapi.Partition
+	// Member is a matching worker.
+	Member = ring.Member
+	// NotOwnerError is a worker's redirect to a partition's owner.
+	NotOwnerError = matchingapi.NotOwnerError
+)
+
+// ErrNoOwner means no matching worker is known for the area (none healthy
+// yet); the status it travels as is Unavailable.
+var ErrNoOwner = matchingapi.ErrNoOwner
+
+// errNoOwner is ErrNoOwner as a status, for callers passing it on.
+var errNoOwner = &Error{Status: status.New(codes.Unavailable, ErrNoOwner.Error()), Err: ErrNoOwner}
+
+// Error is a call that failed before reaching a worker, as a status that
+// also matches its domain error with errors.Is.
+type Error struct {
+	Status *status.Status
+	Err    error
+}
+
+func (e *Error) Error() string { return e.Status.Err().Error() }
+
+// Unwrap returns the domain error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// GRPCStatus lets status.FromError and status.Code see the status.
+func (e *Error) GRPCStatus() *status.Status { return e.Status }
+
+// invalidPosition is a position the client cannot route, as InvalidArgument.
+func invalidPosition(err error) error {
+	return &Error{Status: status.New(codes.InvalidArgument, err.Error()), Err: err}
+}
 
 // Client routes calls to partition owners.
 type Client struct {
@@ -38,28 +72,20 @@ func New(membership ring.Membership, pool *dial.Pool, partitionResolution int) *
 }
 
 // PartitionOf returns the partition a position lies in.
-func (c *Client) PartitionOf(p *commonv1.LatLng) (geo.Cell, error) {
-	return PartitionOf(p, c.partRes)
-}
-
-// PartitionOf returns the partition (H3 cell at res) of a position.
-func PartitionOf(p *commonv1.LatLng, res int) (geo.Cell, error) {
-	if p == nil {
-		return 0, status.Error(codes.InvalidArgument, "position is required")
-	}
-	cell, err := geo.CellAt(geo.LatLng{Lat: p.GetLat(), Lng: p.GetLng()}, res)
+func (c *Client) PartitionOf(p geo.LatLng) (Partition, error) {
+	part, err := matchingapi.PartitionOf(p, c.partRes)
 	if err != nil {
-		return 0, status.Errorf(codes.InvalidArgument, "position: %v", err)
+		return 0, invalidPosition(err)
 	}
-	return cell, nil
+	return part, nil
 }
 
 // Owner returns the member owning partition in the current membership.
-func (c *Client) Owner(partition geo.Cell) (ring.Member, error) {
+func (c *Client) Owner(partition Partition) (ring.Member, error) {
 	r, _ := c.membership.Ring()
-	m, ok := r.Owner(uint64(partition))
+	m, ok := r.Owner(partition.RoutingKey())
 	if !ok {
-		return ring.Member{}, ErrNoOwner
+		return ring.Member{}, errNoOwner
 	}
 	return m, nil
 }
@@ -79,39 +105,17 @@ func (c *Client) Members() []ring.Member {
 	return r.Members()
 }
 
-// NotOwnerOf extracts the NotOwner detail of an ABORTED status.
-func NotOwnerOf(err error) (*commonv1.NotOwner, bool) {
-	st, ok := status.FromError(err)
-	if !ok || st.Code() != codes.Aborted {
-		return nil, false
-	}
-	for _, d := range st.Details() {
-		if no, ok := d.(*commonv1.NotOwner); ok {
-			return no, true
-		}
-	}
-	return nil, false
-}
-
-// NotOwnerError builds the ABORTED status a worker returns for a partition
-// it does not own.
-func NotOwnerError(partition geo.Cell, owner ring.Member, found bool) error {
-	st := status.New(codes.Aborted, fmt.Sprintf("partition %s is not owned here", partition))
-	if !found {
-		return status.Errorf(codes.Unavailable, "partition %s has no owner", partition)
-	}
-	withDetail, err := st.WithDetails(&commonv1.NotOwner{Partition: partition.String(), OwnerId: owner.ID, OwnerAddress: owner.Address})
-	if err != nil {
-		return st.Err()
-	}
-	return withDetail.Err()
-}
+// NotOwnerOf extracts a worker's redirect from an error a call returned.
+func NotOwnerOf(err error) (*NotOwnerError, bool) { return matchingapi.NotOwnerOf(err) }
 
 // route calls fn on the owner of the partition holding p, retrying once on
 // the owner a NotOwner answer names (or on the re-resolved owner).
 func route[T any](ctx context.Context, c *Client, p *commonv1.LatLng, fn func(context.Context, matchingv1.MatchingServiceClient) (T, error)) (T, error) {
 	var zero T
-	partition, err := c.PartitionOf(p)
+	if p == nil {
+		return zero, invalidPosition(matchingapi.ErrInvalidPosition)
+	}
+	partition, err := c.PartitionOf(geo.LatLng{Lat: p.GetLat(), Lng: p.GetLng()})
 	if err != nil {
 		return zero, err
 	}
@@ -130,7 +134,7 @@ func route[T any](ctx context.Context, c *Client, p *commonv1.LatLng, fn func(co
 	}
 	// Our view and the worker's differ. Prefer a fresh resolution if it moved;
 	// otherwise trust the worker's view.
-	next := no.GetOwnerAddress()
+	next := no.Owner.Address
 	if again, rerr := c.Owner(partition); rerr == nil && again.Address != owner.Address {
 		next = again.Address
 	}
@@ -177,7 +181,7 @@ func (c *Client) NearbyDrivers(ctx context.Context, req *matchingv1.NearbyDriver
 func (c *Client) CellStats(ctx context.Context, cell geo.Cell, opts ...grpc.CallOption) (*matchingv1.CellStat, error) {
 	center, err := cell.Center()
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "cell: %v", err)
+		return nil, invalidPosition(fmt.Errorf("%w: cell %s", matchingapi.ErrInvalidPosition, cell))
 	}
 	resp, err := route(ctx, c, &commonv1.LatLng{Lat: center.Lat, Lng: center.Lng}, func(ctx context.Context, mc matchingv1.MatchingServiceClient) (*matchingv1.CellStatsResponse, error) {
 		return mc.CellStats(ctx, &matchingv1.CellStatsRequest{Cells: []string{cell.String()}}, opts...)
@@ -191,18 +195,4 @@ func (c *Client) CellStats(ctx context.Context, cell geo.Cell, opts ...grpc.Call
 		}
 	}
 	return &matchingv1.CellStat{Cell: cell.String(), SurgeMultiplier: 1}, nil
-}
-
-// ProductKey is a product's name in the supply index and price tables
-// ("standard", "xl", …); "" for UNSPECIFIED.
-func ProductKey(p commonv1.Product) string {
-	if p == commonv1.Product_PRODUCT_UNSPECIFIED {
-		return ""
-	}
-	return strings.ToLower(strings.TrimPrefix(p.String(), "PRODUCT_"))
-}
-
-// ProductOf is the inverse of ProductKey (UNSPECIFIED for unknown keys).
-func ProductOf(key string) commonv1.Product {
-	return commonv1.Product(commonv1.Product_value["PRODUCT_"+strings.ToUpper(key)])
 }

@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -20,28 +19,17 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/services/trip/lifecycle"
+	"github.com/hexride/hexride/services/trip/tripapi"
 )
 
-// Errors every store returns (possibly wrapped; match with errors.Is).
-// Refused state-machine commands return a *lifecycle.TransitionError wrapping
-// lifecycle.ErrInvalidTransition, ErrActorNotAllowed or ErrInvalidCommand.
-var (
-	// ErrNotFound: no trip with that id.
-	ErrNotFound = errors.New("trip not found")
-	// ErrTripNotRequested: AssignDriver lost the compare-and-set: the trip
-	// is no longer REQUESTED (another driver won, or it was cancelled).
-	ErrTripNotRequested = errors.New("trip is not REQUESTED")
-	// ErrDriverBusy: the driver already has an active trip.
-	ErrDriverBusy = errors.New("driver already has an active trip")
-	// ErrIdempotencyKeyReused: the key was first used for a different
-	// request (other trip, driver, event or payload).
-	ErrIdempotencyKeyReused = errors.New("idempotency key reused for a different request")
-	// ErrNotCompleted: RateTrip on a trip that is not COMPLETED.
-	ErrNotCompleted = errors.New("trip is not COMPLETED")
-	// ErrInvalidArgument: a malformed request (missing field, bad page token).
-	ErrInvalidArgument = errors.New("invalid argument")
-)
+// Stores fail with the trip domain's errors (tripapi.ErrNotFound,
+// ErrTripNotRequested, ErrDriverBusy, ErrIdempotencyKeyReused,
+// ErrNotCompleted, tripapi.InvalidArgument; possibly wrapped, match with
+// errors.Is). Refused state-machine commands return a
+// *lifecycle.TransitionError wrapping lifecycle.ErrInvalidTransition,
+// ErrActorNotAllowed or ErrInvalidCommand.
 
 // Store is the trip store. All implementations guarantee:
 //
@@ -50,7 +38,7 @@ var (
 //     all, and a returned nil error means the change is durable.
 //   - Idempotency: a mutation whose key was already used for the same request
 //     returns the original result and changes nothing; the same key with a
-//     different request fails with ErrIdempotencyKeyReused. Keys are scoped
+//     different request fails with tripapi.ErrIdempotencyKeyReused. Keys are scoped
 //     per operation kind (create, assign, transition).
 //   - A driver is on at most one trip in an active state (DRIVER_ASSIGNED,
 //     DRIVER_ARRIVED, IN_PROGRESS); a trip has at most one driver. This holds
@@ -69,25 +57,25 @@ type Store interface {
 	// created first (created == false), as it is now.
 	Create(ctx context.Context, req CreateTrip) (t Trip, created bool, err error)
 	// AssignDriver moves a REQUESTED trip to DRIVER_ASSIGNED with the driver
-	// (actor system). Fails with ErrNotFound, ErrTripNotRequested or
-	// ErrDriverBusy. A repeated key returns the original result.
+	// (actor system). Fails with tripapi.ErrNotFound, tripapi.ErrTripNotRequested or
+	// tripapi.ErrDriverBusy. A repeated key returns the original result.
 	AssignDriver(ctx context.Context, req AssignDriver) (Trip, Event, error)
 	// Transition fires a state-machine event. Refusals are
 	// *lifecycle.TransitionError. A repeated key returns the original result.
 	Transition(ctx context.Context, req Transition) (Trip, Event, error)
 	// Rate records the rider's rating of a COMPLETED trip, replacing any
-	// earlier one (so repeating it is harmless). Fails with ErrNotFound,
-	// ErrNotCompleted, or lifecycle.ErrActorNotAllowed when riderID is not
+	// earlier one (so repeating it is harmless). Fails with tripapi.ErrNotFound,
+	// tripapi.ErrNotCompleted, or lifecycle.ErrActorNotAllowed when riderID is not
 	// the trip's rider. A rating is not a lifecycle change: it appends no
 	// event and leaves Version and UpdatedAt alone.
 	Rate(ctx context.Context, req Rate) (Trip, error)
-	// Get returns a trip or ErrNotFound.
+	// Get returns a trip or tripapi.ErrNotFound.
 	Get(ctx context.Context, id uuid.UUID) (Trip, error)
 	// List returns trips matching the filter, newest first (created_at, then
 	// id, descending), a page at a time. The order is stable, so paging
 	// neither skips nor repeats trips that existed when paging began.
 	List(ctx context.Context, f Filter) (Page, error)
-	// History returns a trip's events, oldest first (ErrNotFound if no trip).
+	// History returns a trip's events, oldest first (tripapi.ErrNotFound if no trip).
 	History(ctx context.Context, tripID uuid.UUID) ([]Event, error)
 	// Events returns committed events with At >= q.Since in (At, ID) order,
 	// at most q.Limit of them. See the visibility note above.
@@ -101,15 +89,12 @@ type Store interface {
 	Now(ctx context.Context) (time.Time, error)
 }
 
-// LatLng is a WGS84 position in degrees.
-type LatLng struct{ Lat, Lng float64 }
-
 // Trip is a trip: its fixed request data plus its lifecycle.
 type Trip struct {
 	ID        uuid.UUID
 	Product   string
-	Pickup    LatLng
-	Dropoff   LatLng
+	Pickup    geo.LatLng
+	Dropoff   geo.LatLng
 	QuoteID   string
 	Region    string
 	CreatedAt time.Time
@@ -138,8 +123,8 @@ type Event struct {
 type CreateTrip struct {
 	IdempotencyKey string
 	RiderID        string
-	Pickup         LatLng
-	Dropoff        LatLng
+	Pickup         geo.LatLng
+	Dropoff        geo.LatLng
 	Product        string
 	QuotedFare     lifecycle.Money
 	QuoteID        string
@@ -174,10 +159,10 @@ type Rate struct {
 // Validate checks a Rate.
 func (r Rate) Validate() error {
 	if r.Stars < 1 || r.Stars > 5 {
-		return fmt.Errorf("%w: stars must be 1..5", ErrInvalidArgument)
+		return tripapi.InvalidArgument("stars must be 1..5")
 	}
 	if r.RiderID == "" {
-		return fmt.Errorf("%w: rider id required", ErrInvalidArgument)
+		return tripapi.InvalidArgument("rider id required")
 	}
 	return nil
 }
@@ -185,7 +170,7 @@ func (r Rate) Validate() error {
 // CheckRate checks that t may be rated by r.RiderID.
 func CheckRate(t Trip, r Rate) error {
 	if t.State != lifecycle.StateCompleted {
-		return fmt.Errorf("%w: trip %s is %s", ErrNotCompleted, t.ID, t.State)
+		return fmt.Errorf("%w: trip %s is %s", tripapi.ErrNotCompleted, t.ID, t.State)
 	}
 	if t.RiderID != r.RiderID {
 		return &lifecycle.TransitionError{From: t.State, Event: "rate", Actor: lifecycle.ActorRider, Err: lifecycle.ErrActorNotAllowed, Detail: "not this trip's rider"}
@@ -247,7 +232,7 @@ func (c *CreateTrip) Validate() error {
 	if c.Product == "" {
 		problems = append(problems, "product required")
 	}
-	for name, p := range map[string]LatLng{"pickup": c.Pickup, "dropoff": c.Dropoff} {
+	for name, p := range map[string]geo.LatLng{"pickup": c.Pickup, "dropoff": c.Dropoff} {
 		if math.IsNaN(p.Lat) || math.IsNaN(p.Lng) || p.Lat < -90 || p.Lat > 90 || p.Lng < -180 || p.Lng > 180 {
 			problems = append(problems, name+" out of range")
 		}
@@ -256,7 +241,7 @@ func (c *CreateTrip) Validate() error {
 		problems = append(problems, "quoted fare must be >= 0 in an ISO 4217 currency")
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s", ErrInvalidArgument, strings.Join(problems, "; "))
+		return tripapi.InvalidArgument("%s", strings.Join(problems, "; "))
 	}
 	if c.Region == "" {
 		c.Region = DefaultRegion
@@ -276,9 +261,9 @@ func (c CreateTrip) Hash() string {
 func (a AssignDriver) Validate() error {
 	switch {
 	case a.IdempotencyKey == "":
-		return fmt.Errorf("%w: idempotency key required", ErrInvalidArgument)
+		return tripapi.InvalidArgument("idempotency key required")
 	case a.DriverID == "":
-		return fmt.Errorf("%w: driver id required", ErrInvalidArgument)
+		return tripapi.InvalidArgument("driver id required")
 	}
 	return nil
 }
@@ -294,10 +279,10 @@ func (a AssignDriver) Command(at time.Time) lifecycle.Command {
 // Validate checks a Transition.
 func (tr Transition) Validate() error {
 	if tr.IdempotencyKey == "" {
-		return fmt.Errorf("%w: idempotency key required", ErrInvalidArgument)
+		return tripapi.InvalidArgument("idempotency key required")
 	}
 	if tr.Event == lifecycle.EventAssign {
-		return fmt.Errorf("%w: use AssignDriver to assign", ErrInvalidArgument)
+		return tripapi.InvalidArgument("use AssignDriver to assign")
 	}
 	return nil
 }
@@ -321,13 +306,13 @@ func hashOf(parts ...string) string {
 }
 
 // NotRequested builds the error AssignDriver returns when the trip left
-// REQUESTED; it matches both ErrTripNotRequested and the state machine's
+// REQUESTED; it matches both tripapi.ErrTripNotRequested and the state machine's
 // refusal.
 func NotRequested(id uuid.UUID, state lifecycle.State, cause error) error {
 	if cause == nil {
 		cause = &lifecycle.TransitionError{From: state, Event: lifecycle.EventAssign, Actor: lifecycle.ActorSystem, Err: lifecycle.ErrInvalidTransition}
 	}
-	return fmt.Errorf("%w: trip %s is %s: %w", ErrTripNotRequested, id, state, cause)
+	return fmt.Errorf("%w: trip %s is %s: %w", tripapi.ErrTripNotRequested, id, state, cause)
 }
 
 // PageSize returns the effective page size.
@@ -358,7 +343,7 @@ func DecodeCursor(token string) (c Cursor, ok bool, err error) {
 	if token == "" {
 		return Cursor{}, false, nil
 	}
-	bad := fmt.Errorf("%w: bad page token", ErrInvalidArgument)
+	bad := tripapi.InvalidArgument("bad page token")
 	raw, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil {
 		return Cursor{}, false, bad

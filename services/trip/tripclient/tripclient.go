@@ -16,37 +16,33 @@ import (
 
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
-	"github.com/hexride/hexride/services/trip"
-	"github.com/hexride/hexride/services/trip/lifecycle"
-	"github.com/hexride/hexride/services/trip/store"
+	"github.com/hexride/hexride/services/trip/tripapi"
 )
 
-// Errors a call can be matched against with errors.Is.
+// Errors a call can be matched against with errors.Is (the trip domain's,
+// from tripapi).
 var (
-	ErrNotFound             = store.ErrNotFound
-	ErrTripNotRequested     = store.ErrTripNotRequested
-	ErrDriverBusy           = store.ErrDriverBusy
-	ErrInvalidTransition    = lifecycle.ErrInvalidTransition
-	ErrActorNotAllowed      = lifecycle.ErrActorNotAllowed
-	ErrNotCompleted         = store.ErrNotCompleted
-	ErrIdempotencyKeyReused = store.ErrIdempotencyKeyReused
-	ErrInvalidArgument      = store.ErrInvalidArgument
+	ErrNotFound             = tripapi.ErrNotFound
+	ErrTripNotRequested     = tripapi.ErrTripNotRequested
+	ErrDriverBusy           = tripapi.ErrDriverBusy
+	ErrInvalidTransition    = tripapi.ErrInvalidTransition
+	ErrActorNotAllowed      = tripapi.ErrActorNotAllowed
+	ErrNotCompleted         = tripapi.ErrNotCompleted
+	ErrIdempotencyKeyReused = tripapi.ErrIdempotencyKeyReused
+	ErrInvalidArgument      = tripapi.ErrInvalidArgument
 	// ErrRetriesExhausted: the store gave up on contention; retrying with
 	// the same idempotency key is safe.
-	ErrRetriesExhausted = errors.New("trip store retries exhausted")
+	ErrRetriesExhausted = tripapi.ErrRetriesExhausted
+	// ErrStoreUnavailable: the trip store cannot be reached; retrying with
+	// the same idempotency key is safe.
+	ErrStoreUnavailable = tripapi.ErrStoreUnavailable
 )
 
-var reasons = map[string]error{
-	trip.ReasonNotFound:          ErrNotFound,
-	trip.ReasonTripNotRequested:  ErrTripNotRequested,
-	trip.ReasonDriverBusy:        ErrDriverBusy,
-	trip.ReasonInvalidTransition: ErrInvalidTransition,
-	trip.ReasonActorNotAllowed:   ErrActorNotAllowed,
-	trip.ReasonNotCompleted:      ErrNotCompleted,
-	trip.ReasonKeyReused:         ErrIdempotencyKeyReused,
-	trip.ReasonInvalidArgument:   ErrInvalidArgument,
-	trip.ReasonRetriesExhausted:  ErrRetriesExhausted,
-}
+// HoldsDriver reports whether a trip in state s occupies its driver.
+func HoldsDriver(s commonv1.TripState) bool { return tripapi.HoldsDriver(s) }
+
+// IsTerminal reports whether no event can leave state s.
+func IsTerminal(s commonv1.TripState) bool { return tripapi.IsTerminal(s) }
 
 // Error is a failed call: the status, and the domain error it stands for
 // (nil when the status carries no known reason).
@@ -74,8 +70,8 @@ func FromStatus(err error) error {
 	}
 	out := &Error{Status: st}
 	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == trip.ErrorDomain {
-			out.Err = reasons[info.GetReason()]
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == tripapi.ErrorDomain {
+			out.Err = tripapi.ErrorOf(info.GetReason())
 		}
 	}
 	if out.Err == nil && st.Code() == codes.InvalidArgument {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hexride/hexride/services/trip/lifecycle"
 	"github.com/hexride/hexride/services/trip/store"
+	"github.com/hexride/hexride/services/trip/tripapi"
 )
 
 var _ store.Store = (*Store)(nil)
@@ -105,7 +106,7 @@ func (s *Store) Create(ctx context.Context, req store.CreateTrip) (store.Trip, b
 	key := idemKey{store.ScopeCreate, req.IdempotencyKey}
 	if rec, ok := s.idem[key]; ok {
 		if rec.hash != req.Hash() {
-			return store.Trip{}, false, fmt.Errorf("%w: create key %q", store.ErrIdempotencyKeyReused, req.IdempotencyKey)
+			return store.Trip{}, false, fmt.Errorf("%w: create key %q", tripapi.ErrIdempotencyKeyReused, req.IdempotencyKey)
 		}
 		return *s.trips[rec.tripID], false, nil
 	}
@@ -146,7 +147,7 @@ func (s *Store) AssignDriver(ctx context.Context, req store.AssignDriver) (store
 			return t, "", store.NotRequested(t.ID, t.State, nil)
 		}
 		if other, busy := s.active[req.DriverID]; busy {
-			return t, "", fmt.Errorf("%w: driver %s is on trip %s", store.ErrDriverBusy, req.DriverID, other)
+			return t, "", fmt.Errorf("%w: driver %s is on trip %s", tripapi.ErrDriverBusy, req.DriverID, other)
 		}
 		next, ev, err := s.rules.Apply(t.Trip, req.Command(at))
 		if err != nil {
@@ -184,13 +185,13 @@ func (s *Store) change(ctx context.Context, scope, key, hash string, id uuid.UUI
 	ik := idemKey{scope, key}
 	if rec, ok := s.idem[ik]; ok {
 		if rec.hash != hash {
-			return store.Trip{}, store.Event{}, fmt.Errorf("%w: %s key %q", store.ErrIdempotencyKeyReused, scope, key)
+			return store.Trip{}, store.Event{}, fmt.Errorf("%w: %s key %q", tripapi.ErrIdempotencyKeyReused, scope, key)
 		}
 		return rec.result.Trip, rec.result, nil
 	}
 	cur, ok := s.trips[id]
 	if !ok {
-		return store.Trip{}, store.Event{}, fmt.Errorf("%w: %s", store.ErrNotFound, id)
+		return store.Trip{}, store.Event{}, fmt.Errorf("%w: %s", tripapi.ErrNotFound, id)
 	}
 	at := s.clock()
 	next, evType, err := apply(*cur, at)
@@ -243,7 +244,7 @@ func (s *Store) Rate(ctx context.Context, req store.Rate) (store.Trip, error) {
 	defer s.mu.Unlock()
 	t, ok := s.trips[req.TripID]
 	if !ok {
-		return store.Trip{}, fmt.Errorf("%w: %s", store.ErrNotFound, req.TripID)
+		return store.Trip{}, fmt.Errorf("%w: %s", tripapi.ErrNotFound, req.TripID)
 	}
 	if err := store.CheckRate(*t, req); err != nil {
 		return store.Trip{}, err
@@ -258,7 +259,7 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (store.Trip, error) {
 	defer s.mu.Unlock()
 	t, ok := s.trips[id]
 	if !ok {
-		return store.Trip{}, fmt.Errorf("%w: %s", store.ErrNotFound, id)
+		return store.Trip{}, fmt.Errorf("%w: %s", tripapi.ErrNotFound, id)
 	}
 	return *t, nil
 }
@@ -299,7 +300,7 @@ func (s *Store) History(ctx context.Context, id uuid.UUID) ([]store.Event, error
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.trips[id]; !ok {
-		return nil, fmt.Errorf("%w: %s", store.ErrNotFound, id)
+		return nil, fmt.Errorf("%w: %s", tripapi.ErrNotFound, id)
 	}
 	return slices.Clone(s.history[id]), nil
 }

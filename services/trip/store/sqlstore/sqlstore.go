@@ -25,6 +25,7 @@ import (
 	"github.com/hexride/hexride/infra/postgres"
 	"github.com/hexride/hexride/services/trip/lifecycle"
 	"github.com/hexride/hexride/services/trip/store"
+	"github.com/hexride/hexride/services/trip/tripapi"
 )
 
 var _ store.Store = (*Store)(nil)
@@ -282,7 +283,7 @@ func (s *Store) Create(ctx context.Context, req store.CreateTrip) (store.Trip, b
 		}
 		if found {
 			if gotHash != hash {
-				return fmt.Errorf("%w: create key %q", store.ErrIdempotencyKeyReused, req.IdempotencyKey)
+				return fmt.Errorf("%w: create key %q", tripapi.ErrIdempotencyKeyReused, req.IdempotencyKey)
 			}
 			out, err = getTrip(ctx, tx, tripID, false)
 			created = false
@@ -376,7 +377,7 @@ func (s *Store) change(ctx context.Context, scope, key, hash string, id uuid.UUI
 		}
 		if found {
 			if gotHash != hash {
-				return fmt.Errorf("%w: %s key %q", store.ErrIdempotencyKeyReused, scope, key)
+				return fmt.Errorf("%w: %s key %q", tripapi.ErrIdempotencyKeyReused, scope, key)
 			}
 			outEv, err = scanEvent(tx.QueryRow(ctx, `SELECT `+eventCols+` FROM trip_events WHERE id = $1`, eventID))
 			if err != nil {
@@ -437,7 +438,7 @@ func updateTrip(ctx context.Context, tx pgx.Tx, cur, next store.Trip) error {
 		next.EndReason, next.Version, next.UpdatedAt, nullTime(next.AssignedAt), nullTime(next.ArrivedAt),
 		nullTime(next.StartedAt), nullTime(next.CompletedAt), nullTime(next.EndedAt))
 	if postgres.IsUniqueViolation(err, idxActiveDriver) {
-		return fmt.Errorf("%w: driver %s: %w", store.ErrDriverBusy, next.DriverID, err)
+		return fmt.Errorf("%w: driver %s: %w", tripapi.ErrDriverBusy, next.DriverID, err)
 	}
 	if err != nil {
 		return fmt.Errorf("update trip: %w", err)
@@ -459,7 +460,7 @@ func getTrip(ctx context.Context, q interface {
 	}
 	t, err := scanTrip(q.QueryRow(ctx, sql, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Trip{}, fmt.Errorf("%w: %s", store.ErrNotFound, id)
+		return store.Trip{}, fmt.Errorf("%w: %s", tripapi.ErrNotFound, id)
 	}
 	if err != nil {
 		return store.Trip{}, fmt.Errorf("get trip: %w", err)
@@ -610,7 +611,7 @@ func (s *Store) History(ctx context.Context, id uuid.UUID) ([]store.Event, error
 		return nil, fmt.Errorf("sqlstore: history: %w", err)
 	}
 	if len(evs) == 0 {
-		return nil, fmt.Errorf("sqlstore: history: %w: %s", store.ErrNotFound, id)
+		return nil, fmt.Errorf("sqlstore: history: %w: %s", tripapi.ErrNotFound, id)
 	}
 	return evs, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/hexride/hexride/services/trip/store"
 	"github.com/hexride/hexride/services/trip/store/sqlstore"
 	"github.com/hexride/hexride/services/trip/store/storetest"
+	"github.com/hexride/hexride/services/trip/tripapi"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Main(m)) }
@@ -36,6 +37,8 @@ func newPool(t *testing.T, dsn string) *pgxpool.Pool {
 func TestMigrate(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	ctx := context.Background()
+	// baseMigrations is how many files migrations/base holds.
+	const baseMigrations = 2
 	// Three instances migrate the same empty database at once: the table
 	// locker serialises them and the schema is applied exactly once.
 	var (
@@ -54,7 +57,7 @@ func TestMigrate(t *testing.T) {
 			mu.Lock()
 			applied += len(rep.Applied)
 			mu.Unlock()
-			if rep.Dialect != postgres.PostgreSQL || rep.Versions[sqlstore.SetBase] != 1 {
+			if rep.Dialect != postgres.PostgreSQL || rep.Versions[sqlstore.SetBase] != baseMigrations {
 				t.Errorf("report = %+v", rep)
 			}
 			if _, ok := rep.Versions[sqlstore.SetCockroachDB]; ok {
@@ -63,8 +66,8 @@ func TestMigrate(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if applied != 1 {
-		t.Fatalf("%d migrations applied in total, want 1", applied)
+	if applied != baseMigrations {
+		t.Fatalf("%d migrations applied in total, want %d", applied, baseMigrations)
 	}
 	rep, err := sqlstore.Migrate(ctx, newPool(t, dsn))
 	if err != nil || len(rep.Applied) != 0 {
@@ -163,7 +166,7 @@ func TestOpen(t *testing.T) {
 	if st.Dialect() != postgres.PostgreSQL {
 		t.Fatalf("dialect %v", st.Dialect())
 	}
-	if _, err := st.Get(ctx, uuid.New()); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.Get(ctx, uuid.New()); !errors.Is(err, tripapi.ErrNotFound) {
 		t.Fatalf("Get on migrated empty store: %v", err)
 	}
 	if _, err := sqlstore.Open(ctx, "postgres://nobody@127.0.0.1:1/none?connect_timeout=1"); err == nil {

@@ -14,8 +14,10 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/services/trip/lifecycle"
 	"github.com/hexride/hexride/services/trip/store"
+	"github.com/hexride/hexride/services/trip/tripapi"
 )
 
 // Run runs the conformance suite against stores made by newStore.
@@ -62,9 +64,9 @@ func NewTripRequest(rider string) store.CreateTrip {
 	return store.CreateTrip{
 		IdempotencyKey: "create-" + uuid.NewString(),
 		RiderID:        rider,
-		Pickup:         store.LatLng{Lat: 52.52, Lng: 13.405},
-		Dropoff:        store.LatLng{Lat: 52.50, Lng: 13.37},
-		Product:        "STANDARD",
+		Pickup:         geo.LatLng{Lat: 52.52, Lng: 13.405},
+		Dropoff:        geo.LatLng{Lat: 52.50, Lng: 13.37},
+		Product:        "standard",
 		QuotedFare:     lifecycle.Money{Minor: 1890, Currency: "EUR"},
 		QuoteID:        "q-" + uuid.NewString(),
 		Region:         "europe-west3",
@@ -126,10 +128,10 @@ func testCreateAndGet(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	assertSameTrip(t, got, tr)
-	if _, err := s.Get(ctx(t), uuid.New()); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Get(ctx(t), uuid.New()); !errors.Is(err, tripapi.ErrNotFound) {
 		t.Errorf("Get(unknown) err = %v, want ErrNotFound", err)
 	}
-	if _, err := s.History(ctx(t), uuid.New()); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.History(ctx(t), uuid.New()); !errors.Is(err, tripapi.ErrNotFound) {
 		t.Errorf("History(unknown) err = %v, want ErrNotFound", err)
 	}
 	h, err := s.History(ctx(t), tr.ID)
@@ -181,7 +183,7 @@ func testCreateIdempotent(t *testing.T, s store.Store) {
 	}
 	other := req
 	other.RiderID = "rider-2"
-	if _, _, err := s.Create(ctx(t), other); !errors.Is(err, store.ErrIdempotencyKeyReused) {
+	if _, _, err := s.Create(ctx(t), other); !errors.Is(err, tripapi.ErrIdempotencyKeyReused) {
 		t.Fatalf("key reuse with another payload: err = %v", err)
 	}
 	page, err := s.List(ctx(t), store.Filter{})
@@ -249,7 +251,7 @@ func testCreateInvalid(t *testing.T, s store.Store) {
 		t.Run(tt.name, func(t *testing.T) {
 			req := NewTripRequest("rider-1")
 			tt.mutate(&req)
-			if _, _, err := s.Create(ctx(t), req); !errors.Is(err, store.ErrInvalidArgument) {
+			if _, _, err := s.Create(ctx(t), req); !errors.Is(err, tripapi.ErrInvalidArgument) {
 				t.Fatalf("err = %v, want ErrInvalidArgument", err)
 			}
 		})
@@ -283,23 +285,23 @@ func testAssignDriver(t *testing.T, s store.Store) {
 
 	// Lost compare-and-set: the trip is no longer REQUESTED.
 	_, _, err = s.AssignDriver(ctx(t), store.AssignDriver{TripID: a.ID, DriverID: "driver-2", IdempotencyKey: "k2"})
-	if !errors.Is(err, store.ErrTripNotRequested) || !errors.Is(err, lifecycle.ErrInvalidTransition) {
+	if !errors.Is(err, tripapi.ErrTripNotRequested) || !errors.Is(err, lifecycle.ErrInvalidTransition) {
 		t.Fatalf("second assign err = %v, want ErrTripNotRequested", err)
 	}
 	// The driver is busy.
 	_, _, err = s.AssignDriver(ctx(t), store.AssignDriver{TripID: b.ID, DriverID: "driver-1", IdempotencyKey: "k3"})
-	if !errors.Is(err, store.ErrDriverBusy) {
+	if !errors.Is(err, tripapi.ErrDriverBusy) {
 		t.Fatalf("busy driver err = %v, want ErrDriverBusy", err)
 	}
 	if got, _ := s.Get(ctx(t), b.ID); got.State != lifecycle.StateRequested || got.Version != 1 {
 		t.Fatalf("failed assignment changed the trip: %+v", got)
 	}
 	_, _, err = s.AssignDriver(ctx(t), store.AssignDriver{TripID: uuid.New(), DriverID: "driver-3", IdempotencyKey: "k4"})
-	if !errors.Is(err, store.ErrNotFound) {
+	if !errors.Is(err, tripapi.ErrNotFound) {
 		t.Fatalf("unknown trip err = %v", err)
 	}
 	_, _, err = s.AssignDriver(ctx(t), store.AssignDriver{TripID: b.ID, DriverID: "", IdempotencyKey: "k5"})
-	if !errors.Is(err, store.ErrInvalidArgument) {
+	if !errors.Is(err, tripapi.ErrInvalidArgument) {
 		t.Fatalf("no driver err = %v", err)
 	}
 	h, err := s.History(ctx(t), a.ID)
@@ -327,7 +329,7 @@ func testAssignIdempotent(t *testing.T, s store.Store) {
 	}
 	other := req
 	other.DriverID = "driver-2"
-	if _, _, err := s.AssignDriver(ctx(t), other); !errors.Is(err, store.ErrIdempotencyKeyReused) {
+	if _, _, err := s.AssignDriver(ctx(t), other); !errors.Is(err, tripapi.ErrIdempotencyKeyReused) {
 		t.Fatalf("key reuse err = %v", err)
 	}
 	h, _ := s.History(ctx(t), a.ID)
@@ -399,8 +401,8 @@ func testTransitionErrors(t *testing.T, s store.Store) {
 		{"driver cancels in progress", inProgress.ID, lifecycle.EventCancel, lifecycle.ActorDriver, "driver-2", lifecycle.ErrActorNotAllowed},
 		{"dispatcher without id", requested.ID, lifecycle.EventCancel, lifecycle.ActorDispatcher, "", lifecycle.ErrInvalidCommand},
 		{"unknown event", requested.ID, "teleport", lifecycle.ActorSystem, "", lifecycle.ErrInvalidCommand},
-		{"assign through Transition", requested.ID, lifecycle.EventAssign, lifecycle.ActorSystem, "", store.ErrInvalidArgument},
-		{"unknown trip", uuid.New(), lifecycle.EventCancel, lifecycle.ActorSystem, "", store.ErrNotFound},
+		{"assign through Transition", requested.ID, lifecycle.EventAssign, lifecycle.ActorSystem, "", tripapi.ErrInvalidArgument},
+		{"unknown trip", uuid.New(), lifecycle.EventCancel, lifecycle.ActorSystem, "", tripapi.ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -497,7 +499,7 @@ func testNoDriverFound(t *testing.T, s store.Store) {
 	if got.State != lifecycle.StateNoDriverFound || got.EndedAt.IsZero() || got.EndReason != "no supply within 5 km" || ev.Actor != lifecycle.ActorSystem {
 		t.Fatalf("trip = %+v", got)
 	}
-	if _, _, err := s.AssignDriver(ctx(t), store.AssignDriver{TripID: tr.ID, DriverID: "d", IdempotencyKey: "x"}); !errors.Is(err, store.ErrTripNotRequested) {
+	if _, _, err := s.AssignDriver(ctx(t), store.AssignDriver{TripID: tr.ID, DriverID: "d", IdempotencyKey: "x"}); !errors.Is(err, tripapi.ErrTripNotRequested) {
 		t.Fatalf("assign after no driver found err = %v", err)
 	}
 }
@@ -516,7 +518,7 @@ func testTransitionIdempotent(t *testing.T, s store.Store) {
 	}
 	other := req
 	other.TripID = mustCreate(t, s, "rider-2").ID
-	if _, _, err := s.Transition(ctx(t), other); !errors.Is(err, store.ErrIdempotencyKeyReused) {
+	if _, _, err := s.Transition(ctx(t), other); !errors.Is(err, tripapi.ErrIdempotencyKeyReused) {
 		t.Fatalf("key reuse on another trip err = %v", err)
 	}
 	h, _ := s.History(ctx(t), tr.ID)
@@ -583,7 +585,7 @@ func testList(t *testing.T, s store.Store) {
 			}
 		})
 	}
-	if _, err := s.List(ctx(t), store.Filter{PageToken: "garbage!"}); !errors.Is(err, store.ErrInvalidArgument) {
+	if _, err := s.List(ctx(t), store.Filter{PageToken: "garbage!"}); !errors.Is(err, tripapi.ErrInvalidArgument) {
 		t.Fatalf("bad token err = %v", err)
 	}
 }
@@ -741,7 +743,7 @@ func testConcurrentAssign(t *testing.T, s store.Store) {
 				mu.Lock()
 				wins = append(wins, win{trip, driver, ev.ID})
 				mu.Unlock()
-			case errors.Is(err, store.ErrTripNotRequested), errors.Is(err, store.ErrDriverBusy):
+			case errors.Is(err, tripapi.ErrTripNotRequested), errors.Is(err, tripapi.ErrDriverBusy):
 			default:
 				t.Errorf("AssignDriver: %v", err)
 			}
@@ -807,7 +809,7 @@ func CheckAssignments(t *testing.T, s store.Store, ids []uuid.UUID, successes in
 
 func testRate(t *testing.T, s store.Store) {
 	tr := mustCreate(t, s, "rider-1")
-	if _, err := s.Rate(ctx(t), store.Rate{TripID: tr.ID, RiderID: "rider-1", Stars: 5}); !errors.Is(err, store.ErrNotCompleted) {
+	if _, err := s.Rate(ctx(t), store.Rate{TripID: tr.ID, RiderID: "rider-1", Stars: 5}); !errors.Is(err, tripapi.ErrNotCompleted) {
 		t.Fatalf("rate before completion err = %v", err)
 	}
 	mustAssign(t, s, tr.ID, "driver-1")
@@ -820,9 +822,9 @@ func testRate(t *testing.T, s store.Store) {
 		want error
 	}{
 		{"other rider", store.Rate{TripID: tr.ID, RiderID: "rider-2", Stars: 4}, lifecycle.ErrActorNotAllowed},
-		{"zero stars", store.Rate{TripID: tr.ID, RiderID: "rider-1", Stars: 0}, store.ErrInvalidArgument},
-		{"six stars", store.Rate{TripID: tr.ID, RiderID: "rider-1", Stars: 6}, store.ErrInvalidArgument},
-		{"unknown trip", store.Rate{TripID: uuid.New(), RiderID: "rider-1", Stars: 4}, store.ErrNotFound},
+		{"zero stars", store.Rate{TripID: tr.ID, RiderID: "rider-1", Stars: 0}, tripapi.ErrInvalidArgument},
+		{"six stars", store.Rate{TripID: tr.ID, RiderID: "rider-1", Stars: 6}, tripapi.ErrInvalidArgument},
+		{"unknown trip", store.Rate{TripID: uuid.New(), RiderID: "rider-1", Stars: 4}, tripapi.ErrNotFound},
 		{"rated", store.Rate{TripID: tr.ID, RiderID: "rider-1", Stars: 3, Comment: "ok"}, nil},
 		{"re-rated", store.Rate{TripID: tr.ID, RiderID: "rider-1", Stars: 5}, nil},
 	}

@@ -1,0 +1,54 @@
+package driver
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hexride/hexride/infra/grpcserver"
+)
+
+// The gateway's own domain errors. (Refusals of one stream message travel
+// in its Ack, not as statuses: see ack.)
+var (
+	errNoStream   = errors.New("the driver has no stream on this gateway")
+	errNotReading = errors.New("the driver's app is not reading its stream")
+	errReplaced   = errors.New("replaced by a newer connection of the same driver")
+)
+
+// toStatus is the one place where the driver gateway's errors become gRPC
+// statuses (errors.Is, so wrapping keeps the code). Statuses from the trip
+// and matching services pass through.
+//
+//	errNoStream                            NotFound
+//	errNotReading, grpcserver.ErrDraining  Unavailable
+//	errReplaced                            Aborted
+//	context.Canceled / DeadlineExceeded    Canceled / DeadlineExceeded
+//	anything else                          Internal "internal error"
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, grpcserver.ErrDraining):
+		return grpcserver.ErrDraining
+	case errors.Is(err, errNoStream):
+		return status.Error(codes.NotFound, errNoStream.Error())
+	case errors.Is(err, errNotReading):
+		return status.Error(codes.Unavailable, errNotReading.Error())
+	case errors.Is(err, errReplaced):
+		return status.Error(codes.Aborted, errReplaced.Error())
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "the call was cancelled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "the call's deadline passed")
+	}
+	return status.Error(codes.Internal, "internal error")
+}

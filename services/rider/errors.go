@@ -1,0 +1,66 @@
+package rider
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/infra/grpcserver"
+	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
+)
+
+// The rider service's own domain errors (quote errors are in rider.go).
+var (
+	errInvalidPickup    = errors.New("pickup is not a valid position")
+	errNotYourTrip      = errors.New("this trip belongs to another rider")
+	errDriverNotIndexed = errors.New("the driver's position is not known yet")
+	errWatchEnded       = errors.New("the trip watch ended; watch again")
+)
+
+// toStatus is the one place where the rider service's errors become gRPC
+// statuses (errors.Is, so wrapping keeps the code). Statuses from the trip
+// and matching services (their clients' errors) pass through: they already
+// say what the app can act on.
+//
+//	ErrQuoteExpired, ErrNoPrice            FailedPrecondition
+//	ErrQuoteInvalid, errInvalidPickup      InvalidArgument
+//	errNotYourTrip                         PermissionDenied
+//	errDriverNotIndexed                    NotFound
+//	errWatchEnded, grpcserver.ErrDraining  Unavailable (watch again)
+//	context.Canceled / DeadlineExceeded    Canceled / DeadlineExceeded
+//	anything else                          Internal "internal error"
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, grpcserver.ErrDraining) {
+		return grpcserver.ErrDraining
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, ErrQuoteExpired), errors.Is(err, ErrNoPrice):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrQuoteInvalid), errors.Is(err, errInvalidPickup):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, errNotYourTrip):
+		return status.Error(codes.PermissionDenied, errNotYourTrip.Error())
+	case errors.Is(err, errDriverNotIndexed):
+		return status.Error(codes.NotFound, errDriverNotIndexed.Error())
+	case errors.Is(err, errWatchEnded):
+		return status.Error(codes.Unavailable, errWatchEnded.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "the call's deadline passed")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "the call was cancelled")
+	}
+	return status.Error(codes.Internal, "internal error")
+}
+
+func latLngOf(p *commonv1.LatLng) geo.LatLng { return geo.LatLng{Lat: p.GetLat(), Lng: p.GetLng()} }
+
+func latLngToProto(p geo.LatLng) *commonv1.LatLng { return &commonv1.LatLng{Lat: p.Lat, Lng: p.Lng} }
