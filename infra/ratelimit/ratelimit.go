@@ -327,8 +327,9 @@ func (l *Limiter) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	}
 }
 
-// StreamServerInterceptor limits stream opens; limit the messages on a
-// stream with a MessageLimiter.
+// StreamServerInterceptor limits stream opens; the messages on a stream are
+// the stream handler's to limit (the driver gateway keeps a token bucket
+// per stream).
 func (l *Limiter) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if err := l.check(ss.Context(), info.FullMethod); err != nil {
@@ -337,50 +338,3 @@ func (l *Limiter) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		return handler(srv, ss)
 	}
 }
-
-// MessageLimiter limits the messages of one stream (a driver's Connect
-// stream: location updates). It is not shared between streams.
-type MessageLimiter struct {
-	lim *rate.Limiter
-	now func() time.Time
-}
-
-// NewMessageLimiter returns a limiter for one stream; now may be nil.
-func NewMessageLimiter(l Limit, now func() time.Time) (*MessageLimiter, error) {
-	if err := l.validate(); err != nil {
-		return nil, err
-	}
-	if now == nil {
-		now = time.Now
-	}
-	return &MessageLimiter{lim: rate.NewLimiter(l.Rate, l.Burst), now: now}, nil
-}
-
-// Allow takes a token for one message; when there is none it returns false
-// and the wait until one is available. The handler decides: drop the
-// message (and tell the app), or end the stream with Exhausted.
-func (m *MessageLimiter) Allow() (bool, time.Duration) {
-	now := m.now()
-	r := m.lim.ReserveN(now, 1)
-	if !r.OK() {
-		return false, time.Duration(math.MaxInt64)
-	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, d
-	}
-	return true, 0
-}
-
-// Err is Allow as a status error: nil, or ResourceExhausted with RetryInfo.
-func (m *MessageLimiter) Err() error {
-	if ok, d := m.Allow(); !ok {
-		return Exhausted("stream message rate exceeded", d)
-	}
-	return nil
-}
-
-// Wait blocks until a message may be processed or ctx ends: backpressure
-// instead of refusal (HTTP/2 flow control then slows the sender). It uses
-// the real clock.
-func (m *MessageLimiter) Wait(ctx context.Context) error { return m.lim.Wait(ctx) }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/hexride/hexride/infra/auth"
 	"go.uber.org/goleak"
-	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -277,45 +276,6 @@ func TestExhaustedClampsDelay(t *testing.T) {
 	}
 	if _, ok := RetryDelay(errors.New("plain")); ok {
 		t.Error("RetryDelay of a plain error")
-	}
-}
-
-func TestMessageLimiter(t *testing.T) {
-	clk := newClock()
-	m, err := NewMessageLimiter(PerSecond(2, 2), clk.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		if err := m.Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	err = m.Err()
-	if status.Code(err) != codes.ResourceExhausted {
-		t.Fatalf("3rd message: %v", err)
-	}
-	if d, _ := RetryDelay(err); d != 500*time.Millisecond {
-		t.Fatalf("retry %v, want 500ms", d)
-	}
-	clk.Advance(500 * time.Millisecond)
-	if ok, _ := m.Allow(); !ok {
-		t.Fatal("refused after refill")
-	}
-	if _, err := NewMessageLimiter(Limit{Rate: 1}, nil); !errors.Is(err, ErrBadLimit) {
-		t.Fatalf("burst 0 accepted: %v", err)
-	}
-
-	real, err := NewMessageLimiter(Limit{Rate: rate.Limit(1000), Burst: 1}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	for range 3 {
-		if err := real.Wait(ctx); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 

@@ -2,8 +2,6 @@ package node
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/url"
 	"strings"
 	"testing"
@@ -12,7 +10,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -80,28 +77,9 @@ func TestTruthfulErrors(t *testing.T) {
 	}
 	pool.Close()
 
-	cfg := DefaultConfig()
-	cfg.Addr = "127.0.0.1:0"
+	cfg := testConfig(AllServices...)
 	cfg.DatabaseURL = db.DSN()
-	cfg.OfferTimeout = 2 * time.Second
-	cfg.Topology.DispatchDeadline = 6 * time.Second
-	cfg.DrainWait, cfg.StopTimeout = 0, 2*time.Second
-	cfg.QuoteKey = testKey
-	cfg.Security.DevHeader, cfg.Security.Audit = true, io.Discard
-	n, err := Start(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := grpc.NewClient(n.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cc.Close()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		n.Shutdown(sctx)
-	})
+	_, cc := startNodeConfig(t, cfg)
 
 	rider, driver, svc := as(auth.RoleRider, "rider-1"), as(auth.RoleDriver, "driver-1"), as(auth.RoleService, "matching")
 	garbage := []byte{0xff, 0xff, 0xff, 0x01, 0x02}

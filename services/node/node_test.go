@@ -40,6 +40,16 @@ func startNode(t *testing.T, services ...string) (*Node, *grpc.ClientConn) {
 // startNodeWith runs the services with the given telemetry (nil: none).
 func startNodeWith(t *testing.T, tel *telemetry.Providers, services ...string) (*Node, *grpc.ClientConn) {
 	t.Helper()
+	var opts []Option
+	if tel != nil {
+		opts = append(opts, WithTelemetry(tel))
+	}
+	return startNodeConfig(t, testConfig(services...), opts...)
+}
+
+// testConfig is a node on a free loopback port with short offer and
+// dispatch times, dev header authentication and no drain wait.
+func testConfig(services ...string) Config {
 	cfg := DefaultConfig()
 	cfg.Services = services
 	cfg.Addr = "127.0.0.1:0"
@@ -49,10 +59,13 @@ func startNodeWith(t *testing.T, tel *telemetry.Providers, services ...string) (
 	cfg.StopTimeout = 2 * time.Second
 	cfg.QuoteKey = testKey
 	cfg.Security.DevHeader, cfg.Security.Audit = true, io.Discard
-	var opts []Option
-	if tel != nil {
-		opts = append(opts, WithTelemetry(tel))
-	}
+	return cfg
+}
+
+// startNodeConfig starts a node with cfg and a client of it; both stop
+// when the test ends.
+func startNodeConfig(t *testing.T, cfg Config, opts ...Option) (*Node, *grpc.ClientConn) {
+	t.Helper()
 	n, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler), opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hexride/hexride/infra/rpcerror"
 	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
 )
 
@@ -85,20 +86,6 @@ func (c *Client) ListFlagged(ctx context.Context, gateway string, limit int32) (
 	return resp.GetDrivers(), nil
 }
 
-// Error is a failed call: the status, and the domain error it stands for.
-type Error struct {
-	Status *status.Status
-	Err    error
-}
-
-func (e *Error) Error() string { return e.Status.Err().Error() }
-
-// Unwrap returns the domain error (nil when none is known).
-func (e *Error) Unwrap() error { return e.Err }
-
-// GRPCStatus lets status.FromError and status.Code see the status.
-func (e *Error) GRPCStatus() *status.Status { return e.Status }
-
 func fromStatus(err error) error {
 	if err == nil {
 		return nil
@@ -107,7 +94,7 @@ func fromStatus(err error) error {
 	if !ok {
 		return err
 	}
-	out := &Error{Status: st}
+	out := &rpcerror.Error{Status: st}
 	if st.Code() == codes.NotFound {
 		out.Err = ErrNotConnected
 	}

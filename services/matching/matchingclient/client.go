@@ -16,6 +16,7 @@ import (
 
 	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/infra/dial"
+	"github.com/hexride/hexride/infra/rpcerror"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 	"github.com/hexride/hexride/services/matching/matchingapi"
@@ -37,26 +38,11 @@ type (
 var ErrNoOwner = matchingapi.ErrNoOwner
 
 // errNoOwner is ErrNoOwner as a status, for callers passing it on.
-var errNoOwner = &Error{Status: status.New(codes.Unavailable, ErrNoOwner.Error()), Err: ErrNoOwner}
-
-// Error is a call that failed before reaching a worker, as a status that
-// also matches its domain error with errors.Is.
-type Error struct {
-	Status *status.Status
-	Err    error
-}
-
-func (e *Error) Error() string { return e.Status.Err().Error() }
-
-// Unwrap returns the domain error.
-func (e *Error) Unwrap() error { return e.Err }
-
-// GRPCStatus lets status.FromError and status.Code see the status.
-func (e *Error) GRPCStatus() *status.Status { return e.Status }
+var errNoOwner = rpcerror.New(status.New(codes.Unavailable, ErrNoOwner.Error()), ErrNoOwner)
 
 // invalidPosition is a position the client cannot route, as InvalidArgument.
 func invalidPosition(err error) error {
-	return &Error{Status: status.New(codes.InvalidArgument, err.Error()), Err: err}
+	return rpcerror.New(status.New(codes.InvalidArgument, err.Error()), err)
 }
 
 // Client routes calls to partition owners.

@@ -80,10 +80,6 @@ type Store interface {
 	// Events returns committed events with At >= q.Since in (At, ID) order,
 	// at most q.Limit of them. See the visibility note above.
 	Events(ctx context.Context, q EventQuery) ([]Event, error)
-	// ListRequestedOlderThan returns up to limit REQUESTED trips whose last
-	// change happened before cutoff, oldest first, for re-dispatch of
-	// dispatches that were lost (crashed worker, moved partition).
-	ListRequestedOlderThan(ctx context.Context, cutoff time.Time, limit int) ([]Trip, error)
 	// Now returns the store's clock (the database's for SQL stores); event
 	// times are on this clock.
 	Now(ctx context.Context) (time.Time, error)

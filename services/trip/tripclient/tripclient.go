@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hexride/hexride/infra/rpcerror"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
 	"github.com/hexride/hexride/services/trip/tripapi"
@@ -44,21 +45,6 @@ func HoldsDriver(s commonv1.TripState) bool { return tripapi.HoldsDriver(s) }
 // IsTerminal reports whether no event can leave state s.
 func IsTerminal(s commonv1.TripState) bool { return tripapi.IsTerminal(s) }
 
-// Error is a failed call: the status, and the domain error it stands for
-// (nil when the status carries no known reason).
-type Error struct {
-	Status *status.Status
-	Err    error
-}
-
-func (e *Error) Error() string { return e.Status.Err().Error() }
-
-// Unwrap returns the domain error.
-func (e *Error) Unwrap() error { return e.Err }
-
-// GRPCStatus lets status.FromError and status.Code see the status.
-func (e *Error) GRPCStatus() *status.Status { return e.Status }
-
 // FromStatus converts an error returned by a generated client call.
 func FromStatus(err error) error {
 	if err == nil {
@@ -68,7 +54,7 @@ func FromStatus(err error) error {
 	if !ok {
 		return err
 	}
-	out := &Error{Status: st}
+	out := &rpcerror.Error{Status: st}
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == tripapi.ErrorDomain {
 			out.Err = tripapi.ErrorOf(info.GetReason())

@@ -317,25 +317,3 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 	end := min(len(s.events), i+limit)
 	return slices.Clone(s.events[i:end]), nil
 }
-
-// ListRequestedOlderThan implements store.Store.
-func (s *Store) ListRequestedOlderThan(ctx context.Context, cutoff time.Time, limit int) ([]store.Trip, error) {
-	s.mu.Lock()
-	var out []store.Trip
-	for _, t := range s.trips {
-		if t.State == lifecycle.StateRequested && t.UpdatedAt.Before(cutoff) {
-			out = append(out, *t)
-		}
-	}
-	s.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].UpdatedAt.Equal(out[j].UpdatedAt) {
-			return out[i].UpdatedAt.Before(out[j].UpdatedAt)
-		}
-		return strings.Compare(out[i].ID.String(), out[j].ID.String()) < 0
-	})
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
-}

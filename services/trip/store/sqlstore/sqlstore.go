@@ -629,18 +629,3 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 	}
 	return evs, nil
 }
-
-// ListRequestedOlderThan implements store.Store. On CockroachDB it is a
-// follower read: a few seconds' staleness is fine because re-dispatch ends in
-// AssignDriver, whose compare-and-set re-checks the trip.
-func (s *Store) ListRequestedOlderThan(ctx context.Context, cutoff time.Time, limit int) ([]store.Trip, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	trips, err := s.queryTrips(ctx, `SELECT `+tripCols+` FROM `+s.from("trips", true)+`
-		WHERE state = 'REQUESTED' AND updated_at < $1 ORDER BY updated_at, id LIMIT $2`, cutoff, limit)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: list requested: %w", err)
-	}
-	return trips, nil
-}

@@ -226,7 +226,4 @@ func TestFollowerReadsOnlyOnCockroach(t *testing.T) {
 	if _, err := st.List(ctx, store.Filter{AllowStale: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.ListRequestedOlderThan(ctx, time.Now(), 10); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -41,7 +41,6 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"List", testList},
 		{"ListPaging", testListPaging},
 		{"EventsAndTailer", testEventsAndTailer},
-		{"ListRequestedOlderThan", testListRequestedOlderThan},
 		{"ConcurrentAssign", testConcurrentAssign},
 		{"Rate", testRate},
 	}
@@ -681,35 +680,6 @@ func testEventsAndTailer(t *testing.T, s store.Store) {
 	lim, err := s.Events(ctx(t), store.EventQuery{Since: got[0].At, Limit: 1})
 	if err != nil || len(lim) != 1 {
 		t.Fatalf("Events(limit 1) = %d, %v", len(lim), err)
-	}
-}
-
-func testListRequestedOlderThan(t *testing.T, s store.Store) {
-	a := mustCreate(t, s, "rider-a")
-	b := mustCreate(t, s, "rider-b")
-	c := mustCreate(t, s, "rider-c")
-	mustAssign(t, s, b.ID, "driver-b")
-	// c was dispatched, then the driver withdrew: it is REQUESTED again and
-	// its last change is recent.
-	mustAssign(t, s, c.ID, "driver-c")
-	back := mustTransition(t, s, c.ID, lifecycle.EventUnassign, lifecycle.ActorDriver, "driver-c")
-	cutoff := back.UpdatedAt
-	got, err := s.ListRequestedOlderThan(ctx(t), cutoff, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 1 || got[0].ID != a.ID {
-		t.Fatalf("got %d trips, want only %s", len(got), a.ID)
-	}
-	got, err = s.ListRequestedOlderThan(ctx(t), cutoff.Add(time.Microsecond), 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 2 || got[0].ID != a.ID || got[1].ID != c.ID {
-		t.Fatalf("got %v, want [a c] oldest first", got)
-	}
-	if got, _ := s.ListRequestedOlderThan(ctx(t), cutoff.Add(time.Microsecond), 1); len(got) != 1 {
-		t.Fatalf("limit ignored")
 	}
 }
 

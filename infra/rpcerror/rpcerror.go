@@ -1,0 +1,25 @@
+// Package rpcerror is the one shape in which a service client hands back a
+// failed call: the gRPC status (so status.Code and status.FromError see it,
+// and a service passing it on keeps its code, message and details) that
+// also matches the callee's domain error with errors.Is.
+package rpcerror
+
+import "google.golang.org/grpc/status"
+
+// Error is a failed call: its status and the domain error it stands for
+// (nil when the status carries none the client knows).
+type Error struct {
+	Status *status.Status
+	Err    error
+}
+
+// New returns st as an error that also matches domain.
+func New(st *status.Status, domain error) error { return &Error{Status: st, Err: domain} }
+
+func (e *Error) Error() string { return e.Status.Err().Error() }
+
+// Unwrap returns the domain error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// GRPCStatus lets status.FromError and status.Code see the status.
+func (e *Error) GRPCStatus() *status.Status { return e.Status }
