@@ -44,7 +44,9 @@ func TestStates(t *testing.T) {
 // reason comes back as the same error, and the message never carries what
 // a store wrapped around it.
 func TestClassify(t *testing.T) {
-	storeWrap := func(err error) error { return fmt.Errorf("sqlstore: assign driver: %w: ERROR: duplicate key (SQLSTATE 23505)", err) }
+	storeWrap := func(err error) error {
+		return fmt.Errorf("sqlstore: assign driver: %w: ERROR: duplicate key (SQLSTATE 23505)", err)
+	}
 	for _, tc := range []struct {
 		err     error
 		code    codes.Code
