@@ -257,7 +257,7 @@ func (g *Gateway) location(s *session, sample *driverv1.LocationSample) error {
 	case !s.limiter.AllowN(now, 1):
 		return errRateLimited
 	}
-	pos := geo.LatLng{Lat: sample.GetPosition().GetLat(), Lng: sample.GetPosition().GetLng()}
+	pos := latLngOf(sample.GetPosition())
 	partition, err := g.matching.PartitionOf(pos)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errInvalid, err)
@@ -266,7 +266,7 @@ func (g *Gateway) location(s *session, sample *driverv1.LocationSample) error {
 	if s.last != nil {
 		prev := s.last.GetPosition()
 		dt := at.Sub(s.last.GetRecordedAt().AsTime()).Seconds()
-		dist := geo.Distance(geo.LatLng{Lat: prev.GetLat(), Lng: prev.GetLng()}, pos)
+		dist := geo.Distance(latLngOf(prev), pos)
 		if dt <= 0 && dist > 1 || dt > 0 && dist/dt*3.6 > g.cfg.MaxSpeedKPH {
 			s.mu.Unlock()
 			return errImplausible

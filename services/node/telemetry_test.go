@@ -115,7 +115,9 @@ func TestRideTrace(t *testing.T) {
 			}
 		}
 		if requestRide != nil && len(sp.find(requestRide.SpanContext().TraceID(), "hexride.trip.v1.TripService/AssignDriver", trace.SpanKindServer)) > 0 &&
-			len(sp.find(requestRide.SpanContext().TraceID(), "dispatch.offer", trace.SpanKindInternal)) > 0 {
+			len(sp.find(requestRide.SpanContext().TraceID(), "dispatch.offer", trace.SpanKindInternal)) > 0 &&
+			// The dispatch span ends after the driver is told ASSIGNED.
+			len(sp.find(requestRide.SpanContext().TraceID(), "dispatch", trace.SpanKindInternal)) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {

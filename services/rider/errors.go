@@ -7,9 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/infra/grpcserver"
-	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 )
 
 // The rider service's own domain errors (quote errors are in rider.go).
@@ -60,7 +58,3 @@ func toStatus(err error) error {
 	}
 	return status.Error(codes.Internal, "internal error")
 }
-
-func latLngOf(p *commonv1.LatLng) geo.LatLng { return geo.LatLng{Lat: p.GetLat(), Lng: p.GetLng()} }
-
-func latLngToProto(p geo.LatLng) *commonv1.LatLng { return &commonv1.LatLng{Lat: p.Lat, Lng: p.Lng} }
