@@ -4,7 +4,13 @@
 // also matches the callee's domain error with errors.Is.
 package rpcerror
 
-import "google.golang.org/grpc/status"
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
 
 // Error is a failed call: its status and the domain error it stands for
 // (nil when the status carries none the client knows).
@@ -23,3 +29,24 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // GRPCStatus lets status.FromError and status.Code see the status.
 func (e *Error) GRPCStatus() *status.Status { return e.Status }
+
+// Fallback is the tail every service's error edge shares, for errors that
+// are not the service's own: a status (from a peer, or
+// grpcserver.ErrDraining) passes through; context.Canceled and
+// DeadlineExceeded become their codes; anything else is Internal with a
+// message that says nothing internal (the service logs the cause).
+func Fallback(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "the call was cancelled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "the call's deadline passed")
+	}
+	return status.Error(codes.Internal, "internal error")
+}

@@ -1,6 +1,7 @@
 package rpcerror
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -23,5 +24,27 @@ func TestError(t *testing.T) {
 	}
 	if errors.Is(New(status.New(codes.Internal, "x"), nil), domain) {
 		t.Error("an error without a domain error matched one")
+	}
+}
+
+func TestFallback(t *testing.T) {
+	peer := status.Error(codes.Unavailable, "peer down")
+	for _, tc := range []struct {
+		err  error
+		code codes.Code
+	}{
+		{nil, codes.OK},
+		{peer, codes.Unavailable},
+		{fmt.Errorf("call: %w", context.Canceled), codes.Canceled},
+		{fmt.Errorf("call: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
+		{errors.New("dial tcp 10.0.0.5:5432: connection refused"), codes.Internal},
+	} {
+		got := Fallback(tc.err)
+		if status.Code(got) != tc.code {
+			t.Errorf("Fallback(%v) = %v, want %s", tc.err, got, tc.code)
+		}
+		if tc.code == codes.Internal && status.Convert(got).Message() != "internal error" {
+			t.Errorf("Internal message %q leaks the cause", status.Convert(got).Message())
+		}
 	}
 }

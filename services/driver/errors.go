@@ -1,13 +1,13 @@
 package driver
 
 import (
-	"context"
 	"errors"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/hexride/hexride/infra/grpcserver"
+	"github.com/hexride/hexride/infra/rpcerror"
 )
 
 // The gateway's own domain errors. (Refusals of one stream message travel
@@ -41,14 +41,5 @@ func toStatus(err error) error {
 	case errors.Is(err, errReplaced):
 		return status.Error(codes.Aborted, errReplaced.Error())
 	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	switch {
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "the call was cancelled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "the call's deadline passed")
-	}
-	return status.Error(codes.Internal, "internal error")
+	return rpcerror.Fallback(err)
 }

@@ -1,13 +1,13 @@
 package matching
 
 import (
-	"context"
 	"errors"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/hexride/hexride/infra/grpcserver"
+	"github.com/hexride/hexride/infra/rpcerror"
 	"github.com/hexride/hexride/services/matching/matchingapi"
 )
 
@@ -59,16 +59,8 @@ func toStatus(err error) error {
 	if errors.Is(err, errInvalidSearch) {
 		return status.Error(codes.InvalidArgument, errInvalidSearch.Error())
 	}
-	switch {
-	case errors.Is(err, errTripNotRequested):
+	if errors.Is(err, errTripNotRequested) {
 		return status.Error(codes.FailedPrecondition, errTripNotRequested.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "the call was cancelled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "the call's deadline passed")
 	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	return status.Error(codes.Internal, "internal error")
+	return rpcerror.Fallback(err)
 }

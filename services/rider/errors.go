@@ -1,13 +1,11 @@
 package rider
 
 import (
-	"context"
 	"errors"
 
+	"github.com/hexride/hexride/infra/rpcerror"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/hexride/hexride/infra/grpcserver"
 )
 
 // The rider service's own domain errors (quote errors are in rider.go).
@@ -34,9 +32,6 @@ func toStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, grpcserver.ErrDraining) {
-		return grpcserver.ErrDraining
-	}
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
@@ -51,10 +46,6 @@ func toStatus(err error) error {
 		return status.Error(codes.NotFound, errDriverNotIndexed.Error())
 	case errors.Is(err, errWatchEnded):
 		return status.Error(codes.Unavailable, errWatchEnded.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "the call's deadline passed")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "the call was cancelled")
 	}
-	return status.Error(codes.Internal, "internal error")
+	return rpcerror.Fallback(err)
 }
