@@ -24,6 +24,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7070", "gRPC listen address (loopback: dev runs without TLS or tokens)")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "dispatcher console (web + JSON API) listen address; empty disables it")
 	withSim := fs.Bool("sim", false, "also run a simulated city against the platform")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on --http")
 	simDrivers := fs.Int("sim-drivers", 100, "with --sim: simulated drivers")
 	simRate := fs.Float64("sim-rate", 1, "with --sim: ride requests per second")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")

@@ -74,6 +74,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services *string, quoteKey *s
 	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.HTTPAddr, "http", "", "HTTP address for /metrics (and the console with --console); empty: none")
 	fs.BoolVar(&cfg.Console, "console", false, "serve the dispatcher console on --http")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on --http (dispatcher or service token required)")
 	sec := &cfg.Security
 	fs.StringVar(&sec.JWKSFile, "jwks-file", "", "JWKS file with the keys that verify bearer tokens")
 	fs.StringVar(&sec.JWKSURL, "jwks-url", "", "JWKS URL (https) with the keys that verify bearer tokens, refreshed periodically")

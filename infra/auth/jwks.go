@@ -214,6 +214,13 @@ func Ed25519Thumbprint(key ed25519.PublicKey) string {
 }
 
 // KeySource supplies the current verification keys.
+//
+// A KeySet is immutable, so a source that changes its keys returns a new
+// set; the JWTAuthenticator's verified-token cache relies on that: a token
+// is served from the cache only while Keys returns the very set it was
+// verified under. A source should keep returning the same set while its
+// keys do not change (JWKSSource does across refreshes), or every change of
+// set costs each cached token one more verification.
 type KeySource interface {
 	Keys() *KeySet
 }
@@ -344,6 +351,12 @@ func (s *JWKSSource) Refresh(ctx context.Context) error {
 	set, err := ParseJWKS(data)
 	if err != nil {
 		return err
+	}
+	// An unchanged document keeps the current set, so tokens verified
+	// under it stay cached; a changed one (a key added, removed or
+	// replaced) is a new set, which invalidates them.
+	if cur := s.current.Load(); cur != nil && cur.equal(set) {
+		return nil
 	}
 	s.current.Store(set)
 	return nil

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -36,8 +38,13 @@ type JWTConfig struct {
 	// MaxTTL, if positive, refuses tokens whose exp−iat exceeds it, so a
 	// leaked signing key cannot mint near-eternal tokens unnoticed.
 	MaxTTL time.Duration
-	// Now is the verifier's clock; default time.Now.
+	// Now is the verifier's clock; default time.Now. The verified-token
+	// cache judges expiry on the same clock with the same leeway.
 	Now func() time.Time
+	// CacheSize bounds the verified-token cache (entries, least recently
+	// used evicted first): 0 means DefaultTokenCacheSize, negative turns
+	// the cache off.
+	CacheSize int
 }
 
 // JWTConfig errors.
@@ -49,9 +56,10 @@ var (
 	ErrNoKeySource = errors.New("auth: JWT key source is required")
 )
 
-// DefaultJWTConfig returns the defaults: 30 s leeway, 24 h max TTL.
+// DefaultJWTConfig returns the defaults: 30 s leeway, 24 h max TTL, a
+// cache of DefaultTokenCacheSize verified tokens.
 func DefaultJWTConfig(issuer, audience string) JWTConfig {
-	return JWTConfig{Issuer: issuer, Audience: audience, Leeway: 30 * time.Second, MaxTTL: 24 * time.Hour}
+	return JWTConfig{Issuer: issuer, Audience: audience, Leeway: 30 * time.Second, MaxTTL: 24 * time.Hour, CacheSize: DefaultTokenCacheSize}
 }
 
 // Validate reports the first problem with c.
@@ -104,10 +112,19 @@ func validRole(r Role) bool {
 // JWTAuthenticator verifies `authorization: Bearer <jwt>` against a key
 // source. Its errors wrap ErrUnauthenticated and never contain the token
 // or any part of it.
+//
+// A signature check costs tens of microseconds (Ed25519; more for RSA), so
+// it remembers the tokens it accepted (see JWTConfig.CacheSize), keyed by
+// their SHA-256: the same token again is answered without parsing it, as
+// long as it is still within its validity on the verifier's clock (exp,
+// iat and nbf with the leeway) and the key source still returns the key
+// set it was verified under. Refused tokens are not remembered.
 type JWTAuthenticator struct {
-	cfg    JWTConfig
-	keys   KeySource
-	parser *jwt.Parser
+	cfg           JWTConfig
+	keys          KeySource
+	parser        *jwt.Parser
+	cache         *tokenCache // nil: off
+	verifications atomic.Uint64
 }
 
 var _ Authenticator = (*JWTAuthenticator)(nil)
@@ -133,7 +150,25 @@ func NewJWTAuthenticator(cfg JWTConfig, keys KeySource) (*JWTAuthenticator, erro
 		jwt.WithTimeFunc(cfg.Now),
 		jwt.WithStrictDecoding(),
 	)
-	return &JWTAuthenticator{cfg: cfg, keys: keys, parser: parser}, nil
+	a := &JWTAuthenticator{cfg: cfg, keys: keys, parser: parser}
+	switch {
+	case cfg.CacheSize == 0:
+		a.cache = newTokenCache(DefaultTokenCacheSize)
+	case cfg.CacheSize > 0:
+		a.cache = newTokenCache(cfg.CacheSize)
+	}
+	return a, nil
+}
+
+// CacheStats reports what the verified-token cache did (all zero but
+// Verifications when it is off).
+func (a *JWTAuthenticator) CacheStats() TokenCacheStats {
+	st := TokenCacheStats{Verifications: a.verifications.Load()}
+	if c := a.cache; c != nil {
+		st.Hits, st.Misses, st.Stale, st.Evictions = c.hits.Load(), c.misses.Load(), c.stale.Load(), c.evictions.Load()
+		st.Entries = c.len()
+	}
+	return st
 }
 
 // Authenticate implements Authenticator.
@@ -148,8 +183,9 @@ func (a *JWTAuthenticator) Authenticate(ctx context.Context) (Principal, error) 
 // bearerToken returns the token of the single authorization header, or
 // ErrUnauthenticated (errNoBearer when there is none at all).
 func bearerToken(ctx context.Context) (string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get(authorizationHeader)
+	// Only the one header: copying all the metadata (FromIncomingContext)
+	// would cost more than the cache lookup that follows.
+	vals := metadata.ValueFromIncomingContext(ctx, authorizationHeader)
 	switch len(vals) {
 	case 0:
 		return "", errNoBearer
@@ -172,31 +208,73 @@ func bearerToken(ctx context.Context) (string, error) {
 // the combined authenticator treats as "try the next method".
 var errNoBearer = fmt.Errorf("%w: no bearer token", ErrUnauthenticated)
 
-// Verify checks a raw token and returns its principal.
+// Verify checks a raw token and returns its principal, from the cache
+// when this token was verified before under the current key set and is
+// still valid now.
 func (a *JWTAuthenticator) Verify(token string) (Principal, error) {
 	if len(token) > maxTokenBytes {
 		return Principal{}, fmt.Errorf("%w: token too long", ErrUnauthenticated)
 	}
-	var claims Claims
-	_, err := a.parser.ParseWithClaims(token, &claims, a.keyFunc)
+	set := a.keys.Keys()
+	if a.cache == nil {
+		p, _, err := a.verify(token, set)
+		return p, err
+	}
+	sum := tokenSum(token)
+	if p, ok := a.cache.get(sum, set, a.cfg.Now()); ok {
+		return p, nil
+	}
+	p, e, err := a.verify(token, set)
 	if err != nil {
-		return Principal{}, fmt.Errorf("%w: %s", ErrUnauthenticated, describeJWTError(err))
+		return Principal{}, err
+	}
+	e.sum = sum
+	a.cache.put(e)
+	return p, nil
+}
+
+// tokenSum is the cache key of token: its SHA-256, hashed from a stack
+// buffer (a []byte(token) conversion would allocate for every call).
+func tokenSum(token string) [32]byte {
+	var buf [1024]byte
+	return sha256.Sum256(append(buf[:0], token...))
+}
+
+// verify parses and checks token against set (the signature, then the
+// claims on the verifier's clock) and returns its principal and the cache
+// entry recording why it holds.
+func (a *JWTAuthenticator) verify(token string, set *KeySet) (Principal, *tokenEntry, error) {
+	var claims Claims
+	_, err := a.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) { return a.keyFunc(t, set) })
+	if err != nil {
+		return Principal{}, nil, fmt.Errorf("%w: %s", ErrUnauthenticated, describeJWTError(err))
 	}
 	if a.cfg.MaxTTL > 0 && claims.ExpiresAt.Sub(claims.IssuedAt.Time) > a.cfg.MaxTTL {
-		return Principal{}, fmt.Errorf("%w: token lifetime exceeds %s", ErrUnauthenticated, a.cfg.MaxTTL)
+		return Principal{}, nil, fmt.Errorf("%w: token lifetime exceeds %s", ErrUnauthenticated, a.cfg.MaxTTL)
 	}
-	return Principal{Role: claims.Role, Subject: claims.Subject}, nil
+	p := Principal{Role: claims.Role, Subject: claims.Subject}
+	// The bounds the validator applied (iat and exp are required, nbf
+	// optional), so a cache hit accepts exactly when a verification would.
+	notBefore := claims.IssuedAt.Time
+	if claims.NotBefore != nil && claims.NotBefore.After(notBefore) {
+		notBefore = claims.NotBefore.Time
+	}
+	e := &tokenEntry{principal: p, keys: set,
+		notBefore: notBefore.Add(-a.cfg.Leeway), notAfter: claims.ExpiresAt.Add(a.cfg.Leeway)}
+	return p, e, nil
 }
 
 // errUnknownKey marks a kid not in the key set.
 var errUnknownKey = errors.New("unknown signing key")
 
-func (a *JWTAuthenticator) keyFunc(t *jwt.Token) (any, error) {
+// keyFunc picks the key of set that must have signed t; the signature
+// check follows at once.
+func (a *JWTAuthenticator) keyFunc(t *jwt.Token, set *KeySet) (any, error) {
 	kid, _ := t.Header["kid"].(string)
 	if kid == "" {
 		return nil, errUnknownKey
 	}
-	key, alg, ok := a.keys.Keys().Lookup(kid)
+	key, alg, ok := set.Lookup(kid)
 	if !ok {
 		if r, ok := a.keys.(interface{ RequestRefresh() }); ok {
 			r.RequestRefresh()
@@ -209,6 +287,7 @@ func (a *JWTAuthenticator) keyFunc(t *jwt.Token) (any, error) {
 	}
 	switch key.(type) {
 	case ed25519.PublicKey, *rsa.PublicKey:
+		a.verifications.Add(1)
 		return key, nil
 	}
 	return nil, errUnknownKey

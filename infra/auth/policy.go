@@ -116,6 +116,7 @@ func DefaultPolicies() PolicyTable {
 		gatewayService + "PushToDriver":       svc,
 		gatewayService + "TakeOffline":        console,
 		gatewayService + "ListFlaggedDrivers": console,
+		gatewayService + "WatchPosition":      svc,
 
 		matchService + "IngestLocations": svc,
 		matchService + "Dispatch":        console,

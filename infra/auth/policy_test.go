@@ -91,6 +91,7 @@ func TestDefaultPolicyDecisions(t *testing.T) {
 	}
 	console := []Role{RoleService, RoleDispatcher}
 	want["/hexride.driver.v1.DriverGatewayService/PushToDriver"] = []Role{RoleService}
+	want["/hexride.driver.v1.DriverGatewayService/WatchPosition"] = []Role{RoleService}
 	want["/hexride.driver.v1.DriverGatewayService/TakeOffline"] = console
 	want["/hexride.driver.v1.DriverGatewayService/ListFlaggedDrivers"] = console
 	for _, m := range []string{"IngestLocations", "CancelDispatch", "ReplyOffer"} {

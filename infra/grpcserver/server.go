@@ -45,6 +45,12 @@ type Config struct {
 	// closing it, ending the streams on it (a dead driver app is noticed).
 	KeepaliveTime    time.Duration
 	KeepaliveTimeout time.Duration
+	// ConnReadBufferBytes and ConnWriteBufferBytes size each connection's
+	// transport buffers. Driver apps hold one mostly idle connection each,
+	// so gRPC's 32 KiB defaults would dominate their cost; small messages
+	// need little, and the write buffer is shared (pooled) between flushes.
+	ConnReadBufferBytes  int
+	ConnWriteBufferBytes int
 }
 
 // Errors returned by Config.Validate.
@@ -62,6 +68,9 @@ func DefaultConfig(addr string) Config {
 		MaxRecvMsgBytes:  4 << 20,
 		KeepaliveTime:    15 * time.Second,
 		KeepaliveTimeout: 10 * time.Second,
+		// Driver samples and offers are a few hundred bytes.
+		ConnReadBufferBytes:  4 << 10,
+		ConnWriteBufferBytes: 4 << 10,
 	}
 }
 
@@ -70,7 +79,8 @@ func (c Config) Validate() error {
 	if c.Addr == "" {
 		return ErrNoAddr
 	}
-	if c.DrainWait < 0 || c.StopTimeout < 0 || c.KeepaliveTime < 0 || c.KeepaliveTimeout < 0 || c.MaxRecvMsgBytes < 0 {
+	if c.DrainWait < 0 || c.StopTimeout < 0 || c.KeepaliveTime < 0 || c.KeepaliveTimeout < 0 || c.MaxRecvMsgBytes < 0 ||
+		c.ConnReadBufferBytes < 0 || c.ConnWriteBufferBytes < 0 {
 		return ErrNegativeTimeout
 	}
 	return nil
@@ -137,6 +147,12 @@ func New(cfg Config, logger *slog.Logger, opts Options) (*Server, error) {
 	}
 	if cfg.MaxRecvMsgBytes > 0 {
 		serverOpts = append(serverOpts, grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes))
+	}
+	if cfg.ConnReadBufferBytes > 0 {
+		serverOpts = append(serverOpts, grpc.ReadBufferSize(cfg.ConnReadBufferBytes))
+	}
+	if cfg.ConnWriteBufferBytes > 0 {
+		serverOpts = append(serverOpts, grpc.WriteBufferSize(cfg.ConnWriteBufferBytes), grpc.SharedWriteBuffer(true))
 	}
 	serverOpts = append(serverOpts, opts.ServerOptions...)
 	gs := grpc.NewServer(serverOpts...)

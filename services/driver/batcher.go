@@ -2,8 +2,11 @@ package driver
 
 import (
 	"context"
+	"hash/maphash"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -34,15 +37,34 @@ type batcher struct {
 	matching *matchingclient.Client
 	logger   *slog.Logger
 
-	mu         sync.Mutex
-	locations  map[string]pendingLocation // latest per driver
+	// Latest location per driver, sharded by driver so concurrent streams
+	// do not queue on one lock; pending counts them for the size trigger.
+	shards  [batchShards]locationShard
+	pending atomic.Int64
+
+	mu         sync.Mutex // departures
 	departures []pendingDeparture
+	nDeps      atomic.Int64 // len(departures), read without the lock
 	kick       chan struct{}
 
 	streamsMu sync.Mutex
 	streams   map[string]*ownerStream
 	seq       uint64
 }
+
+// batchShards is how many locks the pending locations are spread over.
+const batchShards = 16
+
+type locationShard struct {
+	mu        sync.Mutex
+	locations map[string]pendingLocation
+}
+
+func (b *batcher) shard(driverID string) *locationShard {
+	return &b.shards[maphash.String(batchSeed, driverID)%batchShards]
+}
+
+var batchSeed = maphash.MakeSeed()
 
 type ownerStream struct {
 	stream matchingv1.MatchingService_IngestLocationsClient
@@ -51,22 +73,47 @@ type ownerStream struct {
 }
 
 func newBatcher(cfg Config, matching *matchingclient.Client, logger *slog.Logger) *batcher {
-	return &batcher{
-		cfg:       cfg,
-		matching:  matching,
-		logger:    logger,
-		locations: map[string]pendingLocation{},
-		kick:      make(chan struct{}, 1),
-		streams:   map[string]*ownerStream{},
+	b := &batcher{
+		cfg:      cfg,
+		matching: matching,
+		logger:   logger,
+		kick:     make(chan struct{}, 1),
+		streams:  map[string]*ownerStream{},
 	}
+	for i := range b.shards {
+		b.shards[i].locations = map[string]pendingLocation{}
+	}
+	return b
 }
 
-func (b *batcher) addLocation(l pendingLocation) {
-	b.mu.Lock()
-	b.locations[l.loc.GetDriverId()] = l
-	full := len(b.locations) >= b.cfg.BatchSize
-	b.mu.Unlock()
-	if full {
+// addLocation queues l as its driver's latest, unless keepNewer and a
+// newer one is already queued.
+func (b *batcher) addLocation(l pendingLocation) { b.put(l, false) }
+
+func (b *batcher) put(l pendingLocation, keepNewer bool) {
+	if !keepNewer && b.nDeps.Load() > 0 {
+		// A location supersedes a pending departure of its driver from the
+		// same partition (a reconnect, or back online): matching applies a
+		// batch's locations before its departures, so both in one batch
+		// would drop the driver.
+		b.mu.Lock()
+		b.departures = slices.DeleteFunc(b.departures, func(d pendingDeparture) bool {
+			return d.dep.GetDriverId() == l.loc.GetDriverId() && d.partition == l.partition
+		})
+		b.nDeps.Store(int64(len(b.departures)))
+		b.mu.Unlock()
+	}
+	sh := b.shard(l.loc.GetDriverId())
+	sh.mu.Lock()
+	_, had := sh.locations[l.loc.GetDriverId()]
+	if !had || !keepNewer {
+		sh.locations[l.loc.GetDriverId()] = l
+	}
+	sh.mu.Unlock()
+	if had {
+		return
+	}
+	if b.pending.Add(1) >= int64(b.cfg.BatchSize) {
 		select {
 		case b.kick <- struct{}{}:
 		default:
@@ -74,9 +121,19 @@ func (b *batcher) addLocation(l pendingLocation) {
 	}
 }
 
+// addDeparture queues d; a pending location of the driver in the partition
+// it leaves is older than the departure and is dropped.
 func (b *batcher) addDeparture(d pendingDeparture) {
+	sh := b.shard(d.dep.GetDriverId())
+	sh.mu.Lock()
+	if l, ok := sh.locations[d.dep.GetDriverId()]; ok && l.partition == d.partition && l.target == "" {
+		delete(sh.locations, d.dep.GetDriverId())
+		b.pending.Add(-1)
+	}
+	sh.mu.Unlock()
 	b.mu.Lock()
 	b.departures = append(b.departures, d)
+	b.nDeps.Store(int64(len(b.departures)))
 	b.mu.Unlock()
 }
 
@@ -99,9 +156,23 @@ func (b *batcher) run(ctx context.Context) {
 }
 
 func (b *batcher) flush(ctx context.Context) {
+	var locs []pendingLocation
+	for i := range b.shards {
+		sh := &b.shards[i]
+		sh.mu.Lock()
+		if n := len(sh.locations); n > 0 {
+			for _, l := range sh.locations {
+				locs = append(locs, l)
+			}
+			clear(sh.locations)
+			b.pending.Add(-int64(n))
+		}
+		sh.mu.Unlock()
+	}
 	b.mu.Lock()
-	locs, deps := b.locations, b.departures
-	b.locations, b.departures = map[string]pendingLocation{}, nil
+	deps := b.departures
+	b.departures = nil
+	b.nDeps.Store(0)
 	b.mu.Unlock()
 	if len(locs) == 0 && len(deps) == 0 {
 		return
@@ -199,11 +270,7 @@ func (b *batcher) readAcks(addr string, os *ownerStream) {
 				continue
 			}
 			for _, loc := range no.GetLocations() {
-				b.mu.Lock()
-				if _, newer := b.locations[loc.GetDriverId()]; !newer {
-					b.locations[loc.GetDriverId()] = pendingLocation{loc: proto.Clone(loc).(*matchingv1.DriverLocation), target: target}
-				}
-				b.mu.Unlock()
+				b.put(pendingLocation{loc: proto.Clone(loc).(*matchingv1.DriverLocation), target: target}, true)
 			}
 		}
 	}

@@ -62,6 +62,8 @@ type session struct {
 	last      *driverv1.LocationSample
 	partition matchingclient.Partition
 	offers    map[string]*driverv1.Offer // offer id → offer awaiting a reply
+	// watchers get each accepted position (latest wins: one slot each).
+	watchers map[chan *commonv1.DriverPosition]struct{}
 }
 
 // NewGateway builds the engine. Run must be running for locations to reach
@@ -275,6 +277,12 @@ func (g *Gateway) location(s *session, sample *driverv1.LocationSample) error {
 	prevPartition, hadPrev := s.partition, s.last != nil
 	s.last, s.partition = sample, partition
 	online, product, busy := s.online, s.product, s.busy
+	if len(s.watchers) > 0 {
+		p := positionOf(s.driverID, sample)
+		for ch := range s.watchers {
+			offerLatest(ch, p)
+		}
+	}
 	s.mu.Unlock()
 
 	if hadPrev && prevPartition != partition {
@@ -393,7 +401,17 @@ func (g *Gateway) serve(ctx context.Context, driverID string, recv func() (*driv
 	defer close(s.done)
 	defer g.detach(s)
 
-	if err := send(&driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Cadence{Cadence: &driverv1.Cadence{LocationInterval: durationpb.New(g.cfg.LocationInterval)}}}); err != nil {
+	// Replies go out from the reader as it handles each message (no hop
+	// through the queue: one goroutine hand-off less per sample); pushes
+	// from matching and the trip feed go through s.out. gRPC allows one
+	// sender at a time, hence the lock.
+	var sendMu sync.Mutex
+	sendOne := func(msg *driverv1.ConnectResponse) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return send(msg)
+	}
+	if err := sendOne(&driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Cadence{Cadence: &driverv1.Cadence{LocationInterval: durationpb.New(g.cfg.LocationInterval)}}}); err != nil {
 		return err
 	}
 	recvErr := make(chan error, 1)
@@ -405,10 +423,8 @@ func (g *Gateway) serve(ctx context.Context, driverID string, recv func() (*driv
 				return
 			}
 			for _, reply := range g.handle(ctx, s, req) {
-				select {
-				case s.out <- reply:
-				case <-ctx.Done():
-					recvErr <- ctx.Err()
+				if err := sendOne(reply); err != nil {
+					recvErr <- err
 					return
 				}
 			}
@@ -417,7 +433,7 @@ func (g *Gateway) serve(ctx context.Context, driverID string, recv func() (*driv
 	for {
 		select {
 		case msg := <-s.out:
-			if err := send(msg); err != nil {
+			if err := sendOne(msg); err != nil {
 				return err
 			}
 		case err := <-recvErr:
@@ -499,6 +515,71 @@ func ignoreEOF(err error) error {
 		return nil
 	}
 	return err
+}
+
+// watchPosition calls fn with the driver's current position, then with each
+// accepted one, until the driver's stream here ends (errNoStream), draining
+// closes, ctx ends or fn fails. A slow watcher skips to the latest.
+func (g *Gateway) watchPosition(ctx context.Context, driverID string, draining <-chan struct{}, fn func(*commonv1.DriverPosition) error) error {
+	s, ok := g.session(driverID)
+	if !ok {
+		return errNoStream
+	}
+	ch := make(chan *commonv1.DriverPosition, 1)
+	s.mu.Lock()
+	if s.watchers == nil {
+		s.watchers = map[chan *commonv1.DriverPosition]struct{}{}
+	}
+	s.watchers[ch] = struct{}{}
+	if s.last != nil {
+		ch <- positionOf(driverID, s.last)
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.watchers, ch)
+		s.mu.Unlock()
+	}()
+	for {
+		select {
+		case p := <-ch:
+			if err := fn(p); err != nil {
+				return err
+			}
+		case <-s.done:
+			return errNoStream
+		case <-draining:
+			return grpcserver.ErrDraining
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// offerLatest puts p in ch's one slot, replacing what the watcher has not
+// read yet.
+func offerLatest(ch chan *commonv1.DriverPosition, p *commonv1.DriverPosition) {
+	for {
+		select {
+		case ch <- p:
+			return
+		default:
+		}
+		select {
+		case <-ch:
+		default:
+		}
+	}
+}
+
+func positionOf(driverID string, sample *driverv1.LocationSample) *commonv1.DriverPosition {
+	return &commonv1.DriverPosition{
+		DriverId:   driverID,
+		Position:   sample.GetPosition(),
+		HeadingDeg: sample.GetHeadingDeg(),
+		SpeedMps:   sample.GetSpeedMps(),
+		RecordedAt: sample.GetRecordedAt(),
+	}
 }
 
 // takeOffline takes a connected driver out of dispatch and tells its app.

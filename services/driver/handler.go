@@ -70,6 +70,13 @@ func (h *Handler) TakeOffline(ctx context.Context, req *driverv1.TakeOfflineRequ
 	return &driverv1.TakeOfflineResponse{}, nil
 }
 
+// WatchPosition implements DriverGatewayService.
+func (h *Handler) WatchPosition(req *driverv1.WatchPositionRequest, stream grpc.ServerStreamingServer[driverv1.WatchPositionResponse]) error {
+	return toStatus(h.gw.watchPosition(stream.Context(), req.GetDriverId(), h.draining, func(p *commonv1.DriverPosition) error {
+		return stream.Send(&driverv1.WatchPositionResponse{Position: p})
+	}))
+}
+
 // ListFlaggedDrivers implements DriverGatewayService.
 func (h *Handler) ListFlaggedDrivers(ctx context.Context, req *driverv1.ListFlaggedDriversRequest) (*driverv1.ListFlaggedDriversResponse, error) {
 	return &driverv1.ListFlaggedDriversResponse{Drivers: h.gw.flagged.list(int(req.GetLimit()))}, nil

@@ -77,6 +77,9 @@ type Config struct {
 	// loopback: it then acts as its own dispatcher identity).
 	Console     bool
 	ConsoleOpen bool
+	// Pprof serves Go's profiles at /debug/pprof/ on HTTPAddr, for
+	// dispatchers' and services' tokens only (off by default).
+	Pprof bool
 	// Security: authentication, TLS, rate limits, audit.
 	Security Security
 }
@@ -169,6 +172,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 			return fmt.Errorf("%w: http %q: %v", ErrBadAddr, c.HTTPAddr, err)
 		}
+	}
+	if c.Pprof && c.HTTPAddr == "" {
+		return fmt.Errorf("%w: --pprof needs an HTTP address (--http)", ErrBadAddr)
 	}
 	if c.Console {
 		if c.HTTPAddr == "" {

@@ -45,6 +45,9 @@ func (n *Node) startHTTP() (err error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", n.Telemetry.MetricsHandler())
+	if n.cfg.Pprof {
+		n.mountPprof(mux)
+	}
 	closeEgress := func() {}
 	var con *console.Console
 	if n.cfg.Console {

@@ -214,7 +214,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		}
 		rcfg := rider.DefaultConfig(cfg.Topology)
 		rcfg.Region = cfg.Region
-		rs, err := rider.New(rcfg, trips, matchingClient, pricing, logger.With("service", Rider), srv.Draining(), tel.Meter)
+		rs, err := rider.New(rcfg, trips, matchingClient, drivers, pricing, logger.With("service", Rider), srv.Draining(), tel.Meter)
 		if err != nil {
 			return nil, err
 		}

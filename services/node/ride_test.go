@@ -18,9 +18,10 @@ import (
 // tripWatch collects what a rider's WatchTrip stream delivers.
 type tripWatch struct {
 	mu     sync.Mutex
-	states []commonv1.TripState
-	last   *commonv1.Trip
-	done   chan struct{}
+	states    []commonv1.TripState
+	last      *commonv1.Trip
+	positions []*commonv1.DriverPosition
+	done      chan struct{}
 }
 
 func watchTrip(t *testing.T, cc *grpc.ClientConn, riderID, tripID string) *tripWatch {
@@ -45,6 +46,11 @@ func watchTrip(t *testing.T, cc *grpc.ClientConn, riderID, tripID string) *tripW
 					w.states = append(w.states, tr.GetState())
 				}
 				w.last = tr
+				w.mu.Unlock()
+			}
+			if p := m.GetDriverPosition(); p != nil {
+				w.mu.Lock()
+				w.positions = append(w.positions, p)
 				w.mu.Unlock()
 			}
 		}
@@ -72,6 +78,66 @@ func (w *tripWatch) waitState(t *testing.T, state commonv1.TripState) *commonv1.
 	defer w.mu.Unlock()
 	t.Fatalf("watch never saw %v; saw %v", state, w.states)
 	return nil
+}
+
+// waitPosition waits until the watch has delivered the driver at lat.
+func (w *tripWatch) waitPosition(t *testing.T, driverID string, lat float64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		w.mu.Lock()
+		for _, p := range w.positions {
+			if p.GetDriverId() == driverID && p.GetPosition().GetLat() == lat {
+				w.mu.Unlock()
+				return
+			}
+		}
+		w.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t.Fatalf("watch never delivered %s at lat %v; got %v", driverID, lat, w.positions)
+}
+
+// TestWatchTripFollowsDriver: once a driver is assigned, the rider's watch
+// gets each position the driver's app reports, pushed from the gateway
+// holding its stream, and keeps getting them after the driver's app
+// reconnects.
+func TestWatchTripFollowsDriver(t *testing.T) {
+	_, cc := startNode(t, AllServices...)
+	at := &commonv1.LatLng{Lat: 37.7750, Lng: -122.4195}
+	s, cancel := connect(t, cc, "d-followed", at)
+	defer cancel()
+	waitIndexed(t, cc, "d-followed")
+	trip := request(t, cc, "r-follow", "follow-1")
+	reply(t, s, 10, next(t, s, offerOf), driverv1.OfferDecision_OFFER_DECISION_ACCEPT)
+	if r := next(t, s, resultOf); r.GetOutcome() != driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED {
+		t.Fatalf("outcome %v", r)
+	}
+	w := watchTrip(t, cc, "r-follow", trip.GetId())
+	w.waitState(t, commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED)
+	seq := uint64(20)
+	for i, lat := range []float64{37.7751, 37.7752} {
+		// Samples a second apart (the gateway refuses faster ones).
+		if err := s.Send(withSeq(seq+uint64(i), location(&commonv1.LatLng{Lat: lat, Lng: -122.4195}, time.Now()))); err != nil {
+			t.Fatal(err)
+		}
+		w.waitPosition(t, "d-followed", lat)
+		time.Sleep(1100 * time.Millisecond)
+	}
+	// The app reconnects: the old feed ends, the rider's service finds the
+	// driver again and follows the new stream.
+	cancel()
+	s2, cancel2 := connect(t, cc, "d-followed", &commonv1.LatLng{Lat: 37.7753, Lng: -122.4195})
+	defer cancel2()
+	_ = s2
+	w.waitPosition(t, "d-followed", 37.7753)
+}
+
+func withSeq(seq uint64, m *driverv1.ConnectRequest) *driverv1.ConnectRequest {
+	m.Seq = seq
+	return m
 }
 
 // waitIndexed waits until matching indexes the driver.

@@ -34,6 +34,10 @@ type Security struct {
 	// tokens identify this node to its peers when no client certificate
 	// does; its public key must be in the peers' JWKS.
 	ServiceKeyDir string
+	// TokenCacheSize bounds the cache of verified bearer tokens (a token
+	// seen again is not re-verified until it expires or the JWKS changes):
+	// 0 means auth.DefaultTokenCacheSize, negative turns it off.
+	TokenCacheSize int
 	// CertFile and KeyFile are the server certificate (TLS on the gRPC and
 	// HTTP listeners); CAFile verifies peers both ways; ClientCertFile and
 	// ClientKeyFile identify this node to its peers (mTLS; URI SAN
@@ -91,6 +95,9 @@ type security struct {
 	outgoing func(ctx context.Context, p auth.Principal) (context.Context, error)
 	// verify checks a bearer token (nil without JWT configuration).
 	verify func(token string) (auth.Principal, error)
+	// jwt verifies bearer tokens, with its verified-token cache (nil
+	// without JWT configuration).
+	jwt *auth.JWTAuthenticator
 	// transport is the node's client transport credentials (its service
 	// certificate, if any); anonymous verifies servers but presents no
 	// certificate (the console: its calls act for dispatchers, and a
@@ -156,13 +163,24 @@ func buildSecurity(ctx context.Context, cfg Security, serviceName string, logger
 			return nil, err
 		}
 		sec.closers = append(sec.closers, func() { keys.Close() })
-		jwtAuth, err := auth.NewJWTAuthenticator(auth.DefaultJWTConfig(cfg.Issuer, cfg.Audience), keys)
+		// One authenticator, so one verified-token cache, for the gRPC
+		// interceptors and the console's HTTP identity check.
+		jcfg := auth.DefaultJWTConfig(cfg.Issuer, cfg.Audience)
+		if cfg.TokenCacheSize != 0 {
+			jcfg.CacheSize = cfg.TokenCacheSize
+		}
+		jwtAuth, err := auth.NewJWTAuthenticator(jcfg, keys)
 		if err != nil {
 			return nil, err
 		}
 		bearer = jwtAuth
+		sec.jwt = jwtAuth
 		sec.verify = jwtAuth.Verify
 	}
+	// A peer whose verified client certificate names a service is
+	// authenticated from its connection, before any token is parsed; apps
+	// and certificate-less services (ServiceKeyDir tokens, re-sent
+	// unchanged for most of their hour) go through the token cache.
 	authn, err := auth.NewCombinedAuthenticator(auth.CombinedConfig{PeerCerts: cfg.tls(), Bearer: bearer, AllowDevHeader: cfg.DevHeader})
 	if err != nil {
 		return nil, err

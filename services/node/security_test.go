@@ -3,7 +3,10 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -11,11 +14,13 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/hexride/hexride/infra/auth"
 	"github.com/hexride/hexride/infra/ratelimit"
+	"github.com/hexride/hexride/infra/tlsconfig/testpki"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
@@ -236,4 +241,120 @@ func TestSecurity(t *testing.T) {
 			t.Error("audit log contains a token")
 		}
 	}
+}
+
+// TestSecurityTokenCache runs a node with mutual TLS and JWT verification
+// over a real socket and counts signature checks: a peer with a service
+// certificate is authenticated from its connection (no token verified,
+// even one it sends); a peer without one, identified by its service-key
+// token, and an app re-sending its token pay one verification for many
+// calls.
+func TestSecurityTokenCache(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := testpki.NewCA(filepath.Join(dir, "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvPair, err := ca.IssueServer("127.0.0.1", "localhost", "hexride")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodePair, _ := ca.IssueClient("node")
+	peerPair, _ := ca.IssueClient("matching-7")
+	key, err := auth.GenerateDevKey(filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(Trip)
+	cfg.Security = Security{JWKSFile: key.JWKSPath(), Issuer: auth.DevIssuer, Audience: auth.DevAudience,
+		CertFile: srvPair.CertFile, KeyFile: srvPair.KeyFile, CAFile: srvPair.CAFile,
+		ClientCertFile: nodePair.CertFile, ClientKeyFile: nodePair.KeyFile, Audit: &lockedBuffer{}}
+	n, _ := startNodeConfig(t, cfg)
+	if n.sec.jwt == nil {
+		t.Fatal("node has no JWT authenticator")
+	}
+	verifications := func() uint64 { return n.sec.jwt.CacheStats().Verifications }
+
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	peerCert, err := tls.LoadX509KeyPair(peerPair.CertFile, peerPair.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect := func(certs ...tls.Certificate) tripv1.TripServiceClient {
+		cc, err := grpc.NewClient(n.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+			MinVersion: tls.VersionTLS13, ServerName: "hexride", RootCAs: pool, Certificates: certs})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return tripv1.NewTripServiceClient(cc)
+	}
+	mint := func(role auth.Role, sub string, ttl time.Duration, at time.Time) context.Context {
+		tok, err := auth.Mint(key.Private, key.Kid, auth.DevIssuer, auth.DevAudience, role, sub, ttl, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return auth.BearerContext(context.Background(), tok)
+	}
+	const calls = 20
+	const noSuchTrip = "00000000-0000-4000-8000-00000000c0de"
+
+	t.Run("service certificate, no verification", func(t *testing.T) {
+		trips := connect(peerCert)
+		// AssignDriver is for services only: a dispatcher's token would be
+		// refused, so getting past authorization shows the certificate
+		// decided, and the counter shows the token was not verified.
+		ctx := mint(auth.RoleDispatcher, "ops", time.Hour, time.Now())
+		before := verifications()
+		for i := range calls {
+			_, err := trips.AssignDriver(ctx, &tripv1.AssignDriverRequest{TripId: noSuchTrip, DriverId: "d", IdempotencyKey: "k"})
+			if c := status.Code(err); c == codes.PermissionDenied || c == codes.Unauthenticated || c == codes.OK {
+				t.Fatalf("call %d: %v", i, err)
+			}
+		}
+		if v := verifications() - before; v != 0 {
+			t.Fatalf("%d calls with a service certificate: %d token verifications", calls, v)
+		}
+	})
+
+	t.Run("service-key token, one verification", func(t *testing.T) {
+		// What a node with --service-key-dir and no client certificate sends.
+		minter, err := auth.NewMinter(auth.MinterConfig{Key: key.Private, Kid: key.Kid, Issuer: auth.DevIssuer, Audience: auth.DevAudience})
+		if err != nil {
+			t.Fatal(err)
+		}
+		trips := connect()
+		self := minter.CallCredentials(auth.Principal{Role: auth.RoleService, Subject: "hexride-matching"})
+		before := verifications()
+		for i := range calls {
+			_, err := trips.AssignDriver(context.Background(), &tripv1.AssignDriverRequest{TripId: noSuchTrip, DriverId: "d", IdempotencyKey: "k"}, self)
+			if c := status.Code(err); c == codes.PermissionDenied || c == codes.Unauthenticated || c == codes.OK {
+				t.Fatalf("call %d: %v", i, err)
+			}
+		}
+		if v := verifications() - before; v != 1 {
+			t.Fatalf("%d calls with one service token: %d verifications, want 1", calls, v)
+		}
+	})
+
+	t.Run("app token, one verification; expired refused", func(t *testing.T) {
+		trips := connect()
+		ctx := mint(auth.RoleDispatcher, "ops", time.Hour, time.Now())
+		before := verifications()
+		for i := range calls {
+			if _, err := trips.GetTrip(ctx, &tripv1.GetTripRequest{TripId: noSuchTrip}); status.Code(err) != codes.NotFound {
+				t.Fatalf("call %d: %v", i, err)
+			}
+		}
+		if v := verifications() - before; v != 1 {
+			t.Fatalf("%d calls with one token: %d verifications, want 1", calls, v)
+		}
+		expired := mint(auth.RoleDispatcher, "ops", time.Hour, time.Now().Add(-2*time.Hour))
+		for range 2 {
+			if _, err := trips.GetTrip(expired, &tripv1.GetTripRequest{TripId: noSuchTrip}); status.Code(err) != codes.Unauthenticated {
+				t.Fatalf("expired token: %v", err)
+			}
+		}
+	})
 }

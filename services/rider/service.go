@@ -21,6 +21,7 @@ import (
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 	riderv1 "github.com/hexride/hexride/proto/hexride/rider/v1"
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
+	"github.com/hexride/hexride/services/driver/driverclient"
 	"github.com/hexride/hexride/services/matching/matchingclient"
 	"github.com/hexride/hexride/services/trip/tripclient"
 )
@@ -32,6 +33,7 @@ type Service struct {
 	cfg      Config
 	trips    *tripclient.Client
 	matching *matchingclient.Client
+	drivers  *driverclient.Client
 	pricing  Pricing
 	logger   *slog.Logger
 	now      func() time.Time
@@ -43,7 +45,7 @@ var _ riderv1.RiderServiceServer = (*Service)(nil)
 
 // New builds the service; WatchTrip streams end with UNAVAILABLE when
 // draining closes.
-func New(cfg Config, trips *tripclient.Client, matching *matchingclient.Client, pricing Pricing, logger *slog.Logger, draining <-chan struct{}, meter metric.MeterProvider) (*Service, error) {
+func New(cfg Config, trips *tripclient.Client, matching *matchingclient.Client, drivers *driverclient.Client, pricing Pricing, logger *slog.Logger, draining <-chan struct{}, meter metric.MeterProvider) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -55,7 +57,7 @@ func New(cfg Config, trips *tripclient.Client, matching *matchingclient.Client, 
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, trips: trips, matching: matching, pricing: pricing, logger: logger, now: time.Now, draining: draining, streams: streams}, nil
+	return &Service{cfg: cfg, trips: trips, matching: matching, drivers: drivers, pricing: pricing, logger: logger, now: time.Now, draining: draining, streams: streams}, nil
 }
 
 var riderStreams = metric.WithAttributes(attribute.String("service", "rider"))
@@ -216,7 +218,9 @@ func (s *Service) GetTrip(ctx context.Context, req *riderv1.GetTripRequest) (*ri
 	}
 	resp := &riderv1.GetTripResponse{Trip: trip}
 	if hasDriver(trip) {
-		resp.DriverPosition, _ = s.driverPosition(ctx, trip.GetDriverId(), trip.GetPickup())
+		if d, err := s.locateDriver(ctx, trip.GetDriverId(), trip.GetPickup()); err == nil {
+			resp.DriverPosition = d.GetPosition()
+		}
 	}
 	return resp, nil
 }
@@ -225,8 +229,9 @@ func hasDriver(t *commonv1.Trip) bool {
 	return tripclient.HoldsDriver(t.GetState()) && t.GetDriverId() != ""
 }
 
-// driverPosition looks the driver up in the supply index.
-func (s *Service) driverPosition(ctx context.Context, driverID string, near *commonv1.LatLng) (*commonv1.DriverPosition, error) {
+// locateDriver looks the driver up in the supply index: its position and
+// the gateway holding its stream.
+func (s *Service) locateDriver(ctx context.Context, driverID string, near *commonv1.LatLng) (*matchingv1.NearbyDriver, error) {
 	cctx, cancel := s.call(ctx)
 	defer cancel()
 	resp, err := s.matching.NearbyDrivers(cctx, &matchingv1.NearbyDriversRequest{
@@ -241,7 +246,7 @@ func (s *Service) driverPosition(ctx context.Context, driverID string, near *com
 	}
 	for _, d := range resp.GetDrivers() {
 		if d.GetPosition().GetDriverId() == driverID {
-			return d.GetPosition(), nil
+			return d, nil
 		}
 	}
 	return nil, toStatus(errDriverNotIndexed)
@@ -319,8 +324,13 @@ func (s *Service) WatchTrip(req *riderv1.WatchTripRequest, stream grpc.ServerStr
 			}
 		})
 	}()
-	ticker := time.NewTicker(s.cfg.PositionInterval)
-	defer ticker.Stop()
+	// The driver's position is pushed from the gateway holding its stream
+	// (followDriver); positions of a driver no longer on the trip are
+	// dropped.
+	positions := make(chan *commonv1.DriverPosition, 1)
+	var follow following
+	defer follow.stop()
+	follow.update(ctx, s, trip, positions)
 	var lastPos *commonv1.DriverPosition
 	for {
 		select {
@@ -335,16 +345,9 @@ func (s *Service) WatchTrip(req *riderv1.WatchTripRequest, stream grpc.ServerStr
 			if tripclient.IsTerminal(trip.GetState()) {
 				return nil
 			}
-		case <-ticker.C:
-			if !hasDriver(trip) {
-				continue
-			}
-			near := trip.GetPickup()
-			if lastPos != nil {
-				near = lastPos.GetPosition()
-			}
-			pos, err := s.driverPosition(ctx, trip.GetDriverId(), near)
-			if err != nil || proto.Equal(pos, lastPos) {
+			follow.update(ctx, s, trip, positions)
+		case pos := <-positions:
+			if !hasDriver(trip) || pos.GetDriverId() != trip.GetDriverId() || proto.Equal(pos, lastPos) {
 				continue
 			}
 			lastPos = pos
@@ -360,6 +363,83 @@ func (s *Service) WatchTrip(req *riderv1.WatchTripRequest, stream grpc.ServerStr
 			return toStatus(grpcserver.ErrDraining)
 		case <-ctx.Done():
 			return toStatus(ctx.Err())
+		}
+	}
+}
+
+// following is the driver a WatchTrip follows, if any.
+type following struct {
+	driverID string
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// update follows trip's driver while the trip holds one, switching when the
+// driver changes.
+func (f *following) update(ctx context.Context, s *Service, trip *commonv1.Trip, out chan *commonv1.DriverPosition) {
+	if !hasDriver(trip) {
+		f.stop()
+		return
+	}
+	if f.driverID == trip.GetDriverId() {
+		return
+	}
+	f.stop()
+	fctx, cancel := context.WithCancel(ctx)
+	*f = following{driverID: trip.GetDriverId(), cancel: cancel, done: make(chan struct{})}
+	go func(done chan struct{}) {
+		defer close(done)
+		s.followDriver(fctx, trip.GetDriverId(), trip.GetPickup(), out)
+	}(f.done)
+}
+
+// stop ends the follow and waits for it.
+func (f *following) stop() {
+	if f.cancel != nil {
+		f.cancel()
+		<-f.done
+	}
+	*f = following{}
+}
+
+// followDriver puts the driver's positions in out (latest wins) until ctx
+// ends: it finds the gateway holding the driver's stream through matching,
+// then takes the positions that gateway pushes; when the driver leaves that
+// gateway (or is not indexed yet) it looks again after PositionInterval.
+func (s *Service) followDriver(ctx context.Context, driverID string, near *commonv1.LatLng, out chan *commonv1.DriverPosition) {
+	for {
+		d, err := s.locateDriver(ctx, driverID, near)
+		if err == nil {
+			offerLatest(out, d.GetPosition())
+			near = d.GetPosition().GetPosition()
+			err = s.drivers.WatchPosition(ctx, d.GetGatewayAddress(), driverID, func(p *commonv1.DriverPosition) error {
+				offerLatest(out, p)
+				return nil
+			})
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.logger.DebugContext(ctx, "driver position feed ended; locating the driver again", "driver", driverID, "err", err)
+		select {
+		case <-time.After(s.cfg.PositionInterval):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// offerLatest puts p in out's one slot, replacing what is unread.
+func offerLatest(out chan *commonv1.DriverPosition, p *commonv1.DriverPosition) {
+	for {
+		select {
+		case out <- p:
+			return
+		default:
+		}
+		select {
+		case <-out:
+		default:
 		}
 	}
 }

@@ -9,12 +9,14 @@ package driverclient
 import (
 	"context"
 	"errors"
+	"io"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/hexride/hexride/infra/rpcerror"
+	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
 )
 
@@ -84,6 +86,38 @@ func (c *Client) ListFlagged(ctx context.Context, gateway string, limit int32) (
 		return nil, fromStatus(err)
 	}
 	return resp.GetDrivers(), nil
+}
+
+// WatchPosition calls fn with each position the driver's app reports
+// through gateway until ctx ends (nil), fn fails (its error), or the stream
+// ends: ErrNotConnected when the driver left that gateway (find its
+// gateway again), another error otherwise.
+func (c *Client) WatchPosition(ctx context.Context, gateway, driverID string, fn func(*commonv1.DriverPosition) error) error {
+	gw, err := c.at(gateway)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := gw.WatchPosition(ctx, &driverv1.WatchPositionRequest{DriverId: driverID})
+	if err != nil {
+		return fromStatus(err)
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				return ErrNotConnected
+			}
+			return fromStatus(err)
+		}
+		if err := fn(resp.GetPosition()); err != nil {
+			return err
+		}
+	}
 }
 
 func fromStatus(err error) error {

@@ -24,6 +24,98 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// WatchPositionRequest names the driver.
+type WatchPositionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The driver.
+	DriverId      string `protobuf:"bytes,1,opt,name=driver_id,json=driverId,proto3" json:"driver_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchPositionRequest) Reset() {
+	*x = WatchPositionRequest{}
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchPositionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchPositionRequest) ProtoMessage() {}
+
+func (x *WatchPositionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchPositionRequest.ProtoReflect.Descriptor instead.
+func (*WatchPositionRequest) Descriptor() ([]byte, []int) {
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *WatchPositionRequest) GetDriverId() string {
+	if x != nil {
+		return x.DriverId
+	}
+	return ""
+}
+
+// WatchPositionResponse is one reported position.
+type WatchPositionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The driver's position.
+	Position      *v1.DriverPosition `protobuf:"bytes,1,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchPositionResponse) Reset() {
+	*x = WatchPositionResponse{}
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchPositionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchPositionResponse) ProtoMessage() {}
+
+func (x *WatchPositionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchPositionResponse.ProtoReflect.Descriptor instead.
+func (*WatchPositionResponse) Descriptor() ([]byte, []int) {
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WatchPositionResponse) GetPosition() *v1.DriverPosition {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
 // ListFlaggedDriversRequest bounds the answer.
 type ListFlaggedDriversRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -35,7 +127,7 @@ type ListFlaggedDriversRequest struct {
 
 func (x *ListFlaggedDriversRequest) Reset() {
 	*x = ListFlaggedDriversRequest{}
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[0]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +139,7 @@ func (x *ListFlaggedDriversRequest) String() string {
 func (*ListFlaggedDriversRequest) ProtoMessage() {}
 
 func (x *ListFlaggedDriversRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[0]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +152,7 @@ func (x *ListFlaggedDriversRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFlaggedDriversRequest.ProtoReflect.Descriptor instead.
 func (*ListFlaggedDriversRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{0}
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListFlaggedDriversRequest) GetLimit() int32 {
@@ -89,7 +181,7 @@ type FlaggedDriver struct {
 
 func (x *FlaggedDriver) Reset() {
 	*x = FlaggedDriver{}
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[1]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -101,7 +193,7 @@ func (x *FlaggedDriver) String() string {
 func (*FlaggedDriver) ProtoMessage() {}
 
 func (x *FlaggedDriver) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[1]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -114,7 +206,7 @@ func (x *FlaggedDriver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlaggedDriver.ProtoReflect.Descriptor instead.
 func (*FlaggedDriver) Descriptor() ([]byte, []int) {
-	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{1}
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *FlaggedDriver) GetDriverId() string {
@@ -163,7 +255,7 @@ type ListFlaggedDriversResponse struct {
 
 func (x *ListFlaggedDriversResponse) Reset() {
 	*x = ListFlaggedDriversResponse{}
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[2]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -175,7 +267,7 @@ func (x *ListFlaggedDriversResponse) String() string {
 func (*ListFlaggedDriversResponse) ProtoMessage() {}
 
 func (x *ListFlaggedDriversResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[2]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -188,7 +280,7 @@ func (x *ListFlaggedDriversResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFlaggedDriversResponse.ProtoReflect.Descriptor instead.
 func (*ListFlaggedDriversResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{2}
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListFlaggedDriversResponse) GetDrivers() []*FlaggedDriver {
@@ -211,7 +303,7 @@ type TakeOfflineRequest struct {
 
 func (x *TakeOfflineRequest) Reset() {
 	*x = TakeOfflineRequest{}
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[3]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -223,7 +315,7 @@ func (x *TakeOfflineRequest) String() string {
 func (*TakeOfflineRequest) ProtoMessage() {}
 
 func (x *TakeOfflineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[3]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -236,7 +328,7 @@ func (x *TakeOfflineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeOfflineRequest.ProtoReflect.Descriptor instead.
 func (*TakeOfflineRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{3}
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TakeOfflineRequest) GetDriverId() string {
@@ -262,7 +354,7 @@ type TakeOfflineResponse struct {
 
 func (x *TakeOfflineResponse) Reset() {
 	*x = TakeOfflineResponse{}
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[4]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +366,7 @@ func (x *TakeOfflineResponse) String() string {
 func (*TakeOfflineResponse) ProtoMessage() {}
 
 func (x *TakeOfflineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[4]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +379,7 @@ func (x *TakeOfflineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeOfflineResponse.ProtoReflect.Descriptor instead.
 func (*TakeOfflineResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{4}
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{6}
 }
 
 // PushToDriverRequest carries the message to deliver.
@@ -303,7 +395,7 @@ type PushToDriverRequest struct {
 
 func (x *PushToDriverRequest) Reset() {
 	*x = PushToDriverRequest{}
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[5]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -315,7 +407,7 @@ func (x *PushToDriverRequest) String() string {
 func (*PushToDriverRequest) ProtoMessage() {}
 
 func (x *PushToDriverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[5]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -328,7 +420,7 @@ func (x *PushToDriverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushToDriverRequest.ProtoReflect.Descriptor instead.
 func (*PushToDriverRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{5}
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PushToDriverRequest) GetDriverId() string {
@@ -354,7 +446,7 @@ type PushToDriverResponse struct {
 
 func (x *PushToDriverResponse) Reset() {
 	*x = PushToDriverResponse{}
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[6]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -366,7 +458,7 @@ func (x *PushToDriverResponse) String() string {
 func (*PushToDriverResponse) ProtoMessage() {}
 
 func (x *PushToDriverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[6]
+	mi := &file_hexride_driver_v1_gateway_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -379,14 +471,19 @@ func (x *PushToDriverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushToDriverResponse.ProtoReflect.Descriptor instead.
 func (*PushToDriverResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{6}
+	return file_hexride_driver_v1_gateway_proto_rawDescGZIP(), []int{8}
 }
 
 var File_hexride_driver_v1_gateway_proto protoreflect.FileDescriptor
 
 const file_hexride_driver_v1_gateway_proto_rawDesc = "" +
 	"\n" +
-	"\x1fhexride/driver/v1/gateway.proto\x12\x11hexride.driver.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ehexride/common/v1/common.proto\x1a\x1ehexride/driver/v1/driver.proto\"=\n" +
+	"\x1fhexride/driver/v1/gateway.proto\x12\x11hexride.driver.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ehexride/common/v1/common.proto\x1a\x1ehexride/driver/v1/driver.proto\"?\n" +
+	"\x14WatchPositionRequest\x12'\n" +
+	"\tdriver_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\bdriverId\"V\n" +
+	"\x15WatchPositionResponse\x12=\n" +
+	"\bposition\x18\x01 \x01(\v2!.hexride.common.v1.DriverPositionR\bposition\"=\n" +
 	"\x19ListFlaggedDriversRequest\x12 \n" +
 	"\x05limit\x18\x01 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x01R\x05limit\"\xfa\x01\n" +
@@ -409,11 +506,12 @@ const file_hexride_driver_v1_gateway_proto_rawDesc = "" +
 	"\tdriver_id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\bdriverId\x12D\n" +
 	"\amessage\x18\x02 \x01(\v2\".hexride.driver.v1.ConnectResponseB\x06\xbaH\x03\xc8\x01\x01R\amessage\"\x16\n" +
-	"\x14PushToDriverResponse2\xc8\x02\n" +
+	"\x14PushToDriverResponse2\xae\x03\n" +
 	"\x14DriverGatewayService\x12_\n" +
 	"\fPushToDriver\x12&.hexride.driver.v1.PushToDriverRequest\x1a'.hexride.driver.v1.PushToDriverResponse\x12\\\n" +
 	"\vTakeOffline\x12%.hexride.driver.v1.TakeOfflineRequest\x1a&.hexride.driver.v1.TakeOfflineResponse\x12q\n" +
-	"\x12ListFlaggedDrivers\x12,.hexride.driver.v1.ListFlaggedDriversRequest\x1a-.hexride.driver.v1.ListFlaggedDriversResponseB=Z;github.com/hexride/hexride/proto/hexride/driver/v1;driverv1b\x06proto3"
+	"\x12ListFlaggedDrivers\x12,.hexride.driver.v1.ListFlaggedDriversRequest\x1a-.hexride.driver.v1.ListFlaggedDriversResponse\x12d\n" +
+	"\rWatchPosition\x12'.hexride.driver.v1.WatchPositionRequest\x1a(.hexride.driver.v1.WatchPositionResponse0\x01B=Z;github.com/hexride/hexride/proto/hexride/driver/v1;driverv1b\x06proto3"
 
 var (
 	file_hexride_driver_v1_gateway_proto_rawDescOnce sync.Once
@@ -427,35 +525,41 @@ func file_hexride_driver_v1_gateway_proto_rawDescGZIP() []byte {
 	return file_hexride_driver_v1_gateway_proto_rawDescData
 }
 
-var file_hexride_driver_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_hexride_driver_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_hexride_driver_v1_gateway_proto_goTypes = []any{
-	(*ListFlaggedDriversRequest)(nil),  // 0: hexride.driver.v1.ListFlaggedDriversRequest
-	(*FlaggedDriver)(nil),              // 1: hexride.driver.v1.FlaggedDriver
-	(*ListFlaggedDriversResponse)(nil), // 2: hexride.driver.v1.ListFlaggedDriversResponse
-	(*TakeOfflineRequest)(nil),         // 3: hexride.driver.v1.TakeOfflineRequest
-	(*TakeOfflineResponse)(nil),        // 4: hexride.driver.v1.TakeOfflineResponse
-	(*PushToDriverRequest)(nil),        // 5: hexride.driver.v1.PushToDriverRequest
-	(*PushToDriverResponse)(nil),       // 6: hexride.driver.v1.PushToDriverResponse
-	(*timestamppb.Timestamp)(nil),      // 7: google.protobuf.Timestamp
-	(*v1.LatLng)(nil),                  // 8: hexride.common.v1.LatLng
-	(*ConnectResponse)(nil),            // 9: hexride.driver.v1.ConnectResponse
+	(*WatchPositionRequest)(nil),       // 0: hexride.driver.v1.WatchPositionRequest
+	(*WatchPositionResponse)(nil),      // 1: hexride.driver.v1.WatchPositionResponse
+	(*ListFlaggedDriversRequest)(nil),  // 2: hexride.driver.v1.ListFlaggedDriversRequest
+	(*FlaggedDriver)(nil),              // 3: hexride.driver.v1.FlaggedDriver
+	(*ListFlaggedDriversResponse)(nil), // 4: hexride.driver.v1.ListFlaggedDriversResponse
+	(*TakeOfflineRequest)(nil),         // 5: hexride.driver.v1.TakeOfflineRequest
+	(*TakeOfflineResponse)(nil),        // 6: hexride.driver.v1.TakeOfflineResponse
+	(*PushToDriverRequest)(nil),        // 7: hexride.driver.v1.PushToDriverRequest
+	(*PushToDriverResponse)(nil),       // 8: hexride.driver.v1.PushToDriverResponse
+	(*v1.DriverPosition)(nil),          // 9: hexride.common.v1.DriverPosition
+	(*timestamppb.Timestamp)(nil),      // 10: google.protobuf.Timestamp
+	(*v1.LatLng)(nil),                  // 11: hexride.common.v1.LatLng
+	(*ConnectResponse)(nil),            // 12: hexride.driver.v1.ConnectResponse
 }
 var file_hexride_driver_v1_gateway_proto_depIdxs = []int32{
-	7, // 0: hexride.driver.v1.FlaggedDriver.last_refused_at:type_name -> google.protobuf.Timestamp
-	8, // 1: hexride.driver.v1.FlaggedDriver.last_position:type_name -> hexride.common.v1.LatLng
-	1, // 2: hexride.driver.v1.ListFlaggedDriversResponse.drivers:type_name -> hexride.driver.v1.FlaggedDriver
-	9, // 3: hexride.driver.v1.PushToDriverRequest.message:type_name -> hexride.driver.v1.ConnectResponse
-	5, // 4: hexride.driver.v1.DriverGatewayService.PushToDriver:input_type -> hexride.driver.v1.PushToDriverRequest
-	3, // 5: hexride.driver.v1.DriverGatewayService.TakeOffline:input_type -> hexride.driver.v1.TakeOfflineRequest
-	0, // 6: hexride.driver.v1.DriverGatewayService.ListFlaggedDrivers:input_type -> hexride.driver.v1.ListFlaggedDriversRequest
-	6, // 7: hexride.driver.v1.DriverGatewayService.PushToDriver:output_type -> hexride.driver.v1.PushToDriverResponse
-	4, // 8: hexride.driver.v1.DriverGatewayService.TakeOffline:output_type -> hexride.driver.v1.TakeOfflineResponse
-	2, // 9: hexride.driver.v1.DriverGatewayService.ListFlaggedDrivers:output_type -> hexride.driver.v1.ListFlaggedDriversResponse
-	7, // [7:10] is the sub-list for method output_type
-	4, // [4:7] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	9,  // 0: hexride.driver.v1.WatchPositionResponse.position:type_name -> hexride.common.v1.DriverPosition
+	10, // 1: hexride.driver.v1.FlaggedDriver.last_refused_at:type_name -> google.protobuf.Timestamp
+	11, // 2: hexride.driver.v1.FlaggedDriver.last_position:type_name -> hexride.common.v1.LatLng
+	3,  // 3: hexride.driver.v1.ListFlaggedDriversResponse.drivers:type_name -> hexride.driver.v1.FlaggedDriver
+	12, // 4: hexride.driver.v1.PushToDriverRequest.message:type_name -> hexride.driver.v1.ConnectResponse
+	7,  // 5: hexride.driver.v1.DriverGatewayService.PushToDriver:input_type -> hexride.driver.v1.PushToDriverRequest
+	5,  // 6: hexride.driver.v1.DriverGatewayService.TakeOffline:input_type -> hexride.driver.v1.TakeOfflineRequest
+	2,  // 7: hexride.driver.v1.DriverGatewayService.ListFlaggedDrivers:input_type -> hexride.driver.v1.ListFlaggedDriversRequest
+	0,  // 8: hexride.driver.v1.DriverGatewayService.WatchPosition:input_type -> hexride.driver.v1.WatchPositionRequest
+	8,  // 9: hexride.driver.v1.DriverGatewayService.PushToDriver:output_type -> hexride.driver.v1.PushToDriverResponse
+	6,  // 10: hexride.driver.v1.DriverGatewayService.TakeOffline:output_type -> hexride.driver.v1.TakeOfflineResponse
+	4,  // 11: hexride.driver.v1.DriverGatewayService.ListFlaggedDrivers:output_type -> hexride.driver.v1.ListFlaggedDriversResponse
+	1,  // 12: hexride.driver.v1.DriverGatewayService.WatchPosition:output_type -> hexride.driver.v1.WatchPositionResponse
+	9,  // [9:13] is the sub-list for method output_type
+	5,  // [5:9] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_hexride_driver_v1_gateway_proto_init() }
@@ -470,7 +574,7 @@ func file_hexride_driver_v1_gateway_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hexride_driver_v1_gateway_proto_rawDesc), len(file_hexride_driver_v1_gateway_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	DriverGatewayService_PushToDriver_FullMethodName       = "/hexride.driver.v1.DriverGatewayService/PushToDriver"
 	DriverGatewayService_TakeOffline_FullMethodName        = "/hexride.driver.v1.DriverGatewayService/TakeOffline"
 	DriverGatewayService_ListFlaggedDrivers_FullMethodName = "/hexride.driver.v1.DriverGatewayService/ListFlaggedDrivers"
+	DriverGatewayService_WatchPosition_FullMethodName      = "/hexride.driver.v1.DriverGatewayService/WatchPosition"
 )
 
 // DriverGatewayServiceClient is the client API for DriverGatewayService service.
@@ -45,6 +46,12 @@ type DriverGatewayServiceClient interface {
 	// off, poor accuracy), most recent first: possible GPS spoofing or a
 	// broken device, for a dispatcher to look at.
 	ListFlaggedDrivers(ctx context.Context, in *ListFlaggedDriversRequest, opts ...grpc.CallOption) (*ListFlaggedDriversResponse, error)
+	// WatchPosition streams the positions a connected driver's app reports
+	// (each accepted sample, the latest one when the watcher lags) until the
+	// driver's stream leaves this instance; then it ends with NOT_FOUND and
+	// the watcher finds the driver's gateway again. Riders watching their
+	// trip get the driver's position pushed through it instead of polling.
+	WatchPosition(ctx context.Context, in *WatchPositionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchPositionResponse], error)
 }
 
 type driverGatewayServiceClient struct {
@@ -85,6 +92,25 @@ func (c *driverGatewayServiceClient) ListFlaggedDrivers(ctx context.Context, in 
 	return out, nil
 }
 
+func (c *driverGatewayServiceClient) WatchPosition(ctx context.Context, in *WatchPositionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchPositionResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DriverGatewayService_ServiceDesc.Streams[0], DriverGatewayService_WatchPosition_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchPositionRequest, WatchPositionResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DriverGatewayService_WatchPositionClient = grpc.ServerStreamingClient[WatchPositionResponse]
+
 // DriverGatewayServiceServer is the server API for DriverGatewayService service.
 // All implementations must embed UnimplementedDriverGatewayServiceServer
 // for forward compatibility.
@@ -106,6 +132,12 @@ type DriverGatewayServiceServer interface {
 	// off, poor accuracy), most recent first: possible GPS spoofing or a
 	// broken device, for a dispatcher to look at.
 	ListFlaggedDrivers(context.Context, *ListFlaggedDriversRequest) (*ListFlaggedDriversResponse, error)
+	// WatchPosition streams the positions a connected driver's app reports
+	// (each accepted sample, the latest one when the watcher lags) until the
+	// driver's stream leaves this instance; then it ends with NOT_FOUND and
+	// the watcher finds the driver's gateway again. Riders watching their
+	// trip get the driver's position pushed through it instead of polling.
+	WatchPosition(*WatchPositionRequest, grpc.ServerStreamingServer[WatchPositionResponse]) error
 	mustEmbedUnimplementedDriverGatewayServiceServer()
 }
 
@@ -124,6 +156,9 @@ func (UnimplementedDriverGatewayServiceServer) TakeOffline(context.Context, *Tak
 }
 func (UnimplementedDriverGatewayServiceServer) ListFlaggedDrivers(context.Context, *ListFlaggedDriversRequest) (*ListFlaggedDriversResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFlaggedDrivers not implemented")
+}
+func (UnimplementedDriverGatewayServiceServer) WatchPosition(*WatchPositionRequest, grpc.ServerStreamingServer[WatchPositionResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchPosition not implemented")
 }
 func (UnimplementedDriverGatewayServiceServer) mustEmbedUnimplementedDriverGatewayServiceServer() {}
 func (UnimplementedDriverGatewayServiceServer) testEmbeddedByValue()                              {}
@@ -200,6 +235,17 @@ func _DriverGatewayService_ListFlaggedDrivers_Handler(srv interface{}, ctx conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DriverGatewayService_WatchPosition_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchPositionRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DriverGatewayServiceServer).WatchPosition(m, &grpc.GenericServerStream[WatchPositionRequest, WatchPositionResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DriverGatewayService_WatchPositionServer = grpc.ServerStreamingServer[WatchPositionResponse]
+
 // DriverGatewayService_ServiceDesc is the grpc.ServiceDesc for DriverGatewayService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -220,6 +266,12 @@ var DriverGatewayService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _DriverGatewayService_ListFlaggedDrivers_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchPosition",
+			Handler:       _DriverGatewayService_WatchPosition_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "hexride/driver/v1/gateway.proto",
 }
