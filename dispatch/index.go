@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,7 +117,9 @@ type Driver struct {
 // is a 48-byte record in chunked per-shard arrays (no per-driver pointers
 // besides its id string), a 12-byte entry (E7 position + record slot) in its
 // cell's bucket, and a 4-byte slot in an open-addressing id table. Products
-// and gateway addresses are interned.
+// and gateway addresses are interned. Each cell also counts its drivers per
+// status (a few words per cell, none per driver), so supply per cell is read
+// without visiting a driver ([Index.EachCellSupply]).
 type Index struct {
 	cfg      IndexConfig
 	clock    Clock
@@ -320,6 +324,26 @@ type cellInfo struct {
 	// walks cells without map lookups.
 	nbrInfo []atomic.Pointer[cellInfo]
 	buckets [][]entry
+	// supply counts the cell's drivers per status, kept by every mutation
+	// under the shard lock it already holds. Drivers of one cell live in
+	// every shard's bucket, so the counters are atomics: readers
+	// ([Index.EachCellSupply], [Index.CellSupply]) take no lock at all.
+	supply [statusCount]atomic.Int64
+}
+
+// statusCount is the number of valid statuses.
+const statusCount = int(StatusBusy) + 1
+
+// count adds d drivers of status st to the cell's counters.
+func (ci *cellInfo) count(st Status, d int64) { ci.supply[st].Add(d) }
+
+// supplyCount reads the cell's counters.
+func (ci *cellInfo) supplyCount() SupplyCount {
+	return SupplyCount{
+		Available: int(ci.supply[StatusAvailable].Load()),
+		Busy:      int(ci.supply[StatusBusy].Load()),
+		Offline:   int(ci.supply[StatusOffline].Load()),
+	}
 }
 
 type cellTable struct {
@@ -533,15 +557,22 @@ func (ix *Index) Upsert(loc Location) error {
 		ci.buckets[si] = append(ci.buckets[si], ent)
 		s.insertKey(ix, h, slot)
 		s.live++
+		ci.count(loc.Status, 1)
 	case ci == r.cell:
 		ent.ref = makeRef(slot, loc.Status, prod)
 		ci.buckets[si][r.idx] = ent
+		if r.status != loc.Status {
+			ci.count(r.status, -1)
+			ci.count(loc.Status, 1)
+		}
 	default:
 		ent.ref = makeRef(slot, loc.Status, prod)
 		s.unbucket(si, r)
+		r.cell.count(r.status, -1)
 		r.cell = ci
 		r.idx = uint32(len(ci.buckets[si]))
 		ci.buckets[si] = append(ci.buckets[si], ent)
+		ci.count(loc.Status, 1)
 	}
 	r.seen = seen
 	r.gateway = gw
@@ -571,6 +602,7 @@ func (s *shard) unbucket(si int, r *rec) {
 func (s *shard) removeLocked(ix *Index, si int, slot uint32, pos int) {
 	r := s.rec(slot)
 	s.unbucket(si, r)
+	r.cell.count(r.status, -1)
 	s.deleteAt(ix, pos)
 	*r = rec{}
 	s.free = append(s.free, slot)
@@ -603,6 +635,10 @@ func (ix *Index) SetStatus(id string, st Status) error {
 		return fmt.Errorf("%w: %s", ErrUnknownDriver, id)
 	}
 	r := s.rec(slot)
+	if r.status != st {
+		r.cell.count(r.status, -1)
+		r.cell.count(st, 1)
+	}
 	r.status = st
 	e := &r.cell.buckets[si][r.idx]
 	e.ref = makeRef(slot, st, uint32(r.product))
@@ -732,28 +768,69 @@ type SupplyCount struct {
 	Available, Busy, Offline int
 }
 
+// Total is the number of drivers of any status.
+func (sc SupplyCount) Total() int { return sc.Available + sc.Busy + sc.Offline }
+
+func (sc *SupplyCount) add(o SupplyCount) {
+	sc.Available += o.Available
+	sc.Busy += o.Busy
+	sc.Offline += o.Offline
+}
+
+// EachCellSupply calls fn for every index cell holding at least one driver,
+// with its drivers per status (any product). It copies no driver and takes
+// no lock: the counts are kept per cell as drivers come, move, change status
+// and go, so a call costs O(cells), not O(drivers), and never stalls ingest.
+// Each count is exact whenever no write is in progress; while writers run,
+// a driver that moves or changes status during the walk may be missed or
+// counted twice for that instant (fine for surge sampling and gauges).
+// fn may call back into the index.
+func (ix *Index) EachCellSupply(fn func(c geo.Cell, sc SupplyCount)) {
+	ix.cells.each(func(c geo.Cell, ci *cellInfo) {
+		if sc := ci.supplyCount(); sc != (SupplyCount{}) {
+			fn(c, sc)
+		}
+	})
+}
+
 // CellSupply counts drivers of product ("" = any) in cell c. c may be the
 // index resolution or coarser (then every descendant cell counts), so surge
 // can run at a coarser resolution than the index.
+//
+// For any product the answer comes from the per-cell counters (see
+// [Index.EachCellSupply]): O(1) for an index cell, O(cells) for a coarser
+// one. A product filter scans the drivers of the matching cells under the
+// shard locks (a consistent count).
 func (ix *Index) CellSupply(c geo.Cell, product string) (SupplyCount, error) {
 	res := c.Resolution()
 	if res > ix.cfg.Resolution {
 		return SupplyCount{}, fmt.Errorf("%w: cell resolution %d finer than index %d", ErrResolution, res, ix.cfg.Resolution)
 	}
-	var pid uint32
-	if product != "" {
-		var ok bool
-		if pid, ok = ix.products.lookup(product); !ok {
-			return SupplyCount{}, nil
-		}
-	}
 	var sc SupplyCount
+	if product == "" {
+		if res == ix.cfg.Resolution {
+			if ci := ix.cells.get(c); ci != nil {
+				sc = ci.supplyCount()
+			}
+			return sc, nil
+		}
+		ix.EachCellSupply(func(cc geo.Cell, n SupplyCount) {
+			if p, err := cc.Parent(res); err == nil && p == c {
+				sc.add(n)
+			}
+		})
+		return sc, nil
+	}
+	pid, ok := ix.products.lookup(product)
+	if !ok {
+		return SupplyCount{}, nil
+	}
 	count := func(ci *cellInfo) {
 		for si, b := range ci.buckets {
 			s := &ix.shards[si]
 			for _, e := range b {
 				r := s.rec(e.slot())
-				if product != "" && uint32(r.product) != pid {
+				if uint32(r.product) != pid {
 					continue
 				}
 				switch r.status {
@@ -781,4 +858,105 @@ func (ix *Index) CellSupply(c geo.Cell, product string) (SupplyCount, error) {
 		}
 	})
 	return sc, nil
+}
+
+// RemoveCells removes every driver indexed in the given cells and returns
+// how many it removed (for dropping the partitions a worker no longer owns
+// without copying the index). Cells not at the index resolution hold no
+// drivers and are ignored. It locks one shard for one cell at a time, so
+// ingest is never held up for more than one bucket; a driver that moves
+// into a cell while the call runs may stay.
+func (ix *Index) RemoveCells(cells []geo.Cell) int {
+	removed := 0
+	for _, c := range cells {
+		ci := ix.cells.get(c)
+		if ci == nil {
+			continue
+		}
+		for si := range ix.shards {
+			s := &ix.shards[si]
+			s.mu.Lock()
+			for n := len(ci.buckets[si]); n > 0; n = len(ci.buckets[si]) {
+				slot := ci.buckets[si][n-1].slot()
+				id := s.rec(slot).id
+				_, pos, ok := s.lookup(maphash.String(ix.seed, id), id)
+				if !ok {
+					s.mu.Unlock()
+					panic("dispatch: index record missing from id table")
+				}
+				s.removeLocked(ix, si, slot, pos)
+				removed++
+			}
+			s.mu.Unlock()
+		}
+	}
+	return removed
+}
+
+// DriversByID returns the limit indexed drivers with the smallest ids,
+// sorted by id, and whether more drivers are indexed. It keeps only the
+// best limit drivers while walking the records (memory O(limit), not a
+// copy of the index) and read-locks one shard at a time, so it is not a
+// snapshot across shards: a driver that comes or goes during the call may
+// be missed or listed. limit ≤ 0 returns none.
+func (ix *Index) DriversByID(limit int) ([]Driver, bool) {
+	if limit <= 0 {
+		return nil, ix.Len() > 0
+	}
+	var h []Driver // max-heap by ID while collecting
+	total := 0
+	for si := range ix.shards {
+		s := &ix.shards[si]
+		s.mu.RLock()
+		// Interned names are read after the lock: every id a record of
+		// this shard holds was interned before the record was written.
+		prods, gws := ix.products.snapshot(), ix.gateways.snapshot()
+		total += s.live
+		for slot := uint32(0); slot < s.next; slot++ {
+			r := s.rec(slot)
+			if r.cell == nil || (len(h) == limit && r.id >= h[0].ID) {
+				continue
+			}
+			d := ix.view(s, slot, r.cell.buckets[si][r.idx], prods, gws)
+			if len(h) < limit {
+				h = append(h, d)
+				heapUpByID(h, len(h)-1)
+			} else {
+				h[0] = d
+				heapDownByID(h, 0)
+			}
+		}
+		s.mu.RUnlock()
+	}
+	slices.SortFunc(h, func(a, b Driver) int { return strings.Compare(a.ID, b.ID) })
+	return h, total > len(h)
+}
+
+func heapUpByID(h []Driver, i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if h[p].ID >= h[i].ID {
+			return
+		}
+		h[p], h[i] = h[i], h[p]
+		i = p
+	}
+}
+
+func heapDownByID(h []Driver, i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h[r].ID > h[l].ID {
+			m = r
+		}
+		if h[i].ID >= h[m].ID {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
 }

@@ -27,6 +27,9 @@ type Query struct {
 	Now time.Time
 	// Exclude lists drivers not to return (those already offered the trip).
 	Exclude map[string]struct{}
+	// AnyStatus admits busy and offline drivers too (the dispatcher
+	// console's view); by default only available drivers qualify.
+	AnyStatus bool
 }
 
 // MaxK bounds Query.K.
@@ -39,9 +42,10 @@ type Candidate struct {
 	Distance float64
 }
 
-// Nearest returns the K available drivers closest to q.Pos that pass the
-// query's filters, closest first (ties by driver id). The answer equals a
-// brute-force scan of every driver ordered by (geo.Distance, id).
+// Nearest returns the K available drivers (of any status with
+// q.AnyStatus) closest to q.Pos that pass the query's filters, closest
+// first (ties by driver id). The answer equals a brute-force scan of every
+// driver ordered by (geo.Distance, id).
 //
 // # Search and why it is exact
 //
@@ -118,7 +122,7 @@ func (ix *Index) NearestAppend(dst []Candidate, q Query) ([]Candidate, error) {
 	sc.reset()
 	st := searchState{
 		ix: ix, q: &q, sc: sc, probe: &probe,
-		prod: prod, anyProd: q.Product == "", cutoff: cutoff,
+		prod: prod, anyProd: q.Product == "", anyStatus: q.AnyStatus, cutoff: cutoff,
 	}
 	st.bound = q.MaxRadius
 
@@ -157,13 +161,14 @@ func (ix *Index) NearestAppend(dst []Candidate, q Query) ([]Candidate, error) {
 }
 
 type searchState struct {
-	ix      *Index
-	q       *Query
-	sc      *scratch
-	probe   *geo.Probe
-	prod    uint32
-	anyProd bool
-	cutoff  int64
+	ix        *Index
+	q         *Query
+	sc        *scratch
+	probe     *geo.Probe
+	prod      uint32
+	anyProd   bool
+	anyStatus bool
+	cutoff    int64
 	// bound is the distance beyond which nothing can enter the answer:
 	// MaxRadius, or the K-th best distance once K drivers are held.
 	bound float64
@@ -253,7 +258,7 @@ func (cs *cellScan) havBound(d float64) float64 {
 }
 
 func (st *searchState) entryOK(e entry) bool {
-	return e.status() == StatusAvailable && (st.anyProd || e.prodHint() == st.prod || e.prodHint() == prodOverflow)
+	return (e.status() == StatusAvailable || st.anyStatus) && (st.anyProd || e.prodHint() == st.prod || e.prodHint() == prodOverflow)
 }
 
 // scan offers every driver of the cell that may beat the current bound to

@@ -63,8 +63,8 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	cfg.City = box
 	cfg.Progress = func(s sim.Stats) {
-		fmt.Fprintf(stderr, "\r%5.0fs requests %d matched %d completed %d cancelled %d no-driver %d in-flight %d errors %d match p50 %.0fms p99 %.0fms ",
-			s.ElapsedS, s.Requests, s.Matched, s.Completed, s.Cancelled, s.NoDriver, s.InFlight, s.Errors, s.MatchP50MS, s.MatchP99MS)
+		fmt.Fprintf(stderr, "\r%5.0fs requests %d matched %d completed %d cancelled %d no-driver %d in-flight %d errors %d match p50 %.0fms p99 %.0fms sim cpu %.2f cores%s ",
+			s.ElapsedS, s.Requests, s.Matched, s.Completed, s.Cancelled, s.NoDriver, s.InFlight, s.Errors, s.MatchP50MS, s.MatchP99MS, s.SimCores, saturatedMark(s))
 	}
 	stats, err := sim.Run(ctx, cfg)
 	fmt.Fprintln(stderr)
@@ -83,7 +83,16 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		stats.Requests, stats.Matched, stats.Completed, stats.Cancelled, stats.NoDriver, stats.Lost, stats.Errors)
 	fmt.Fprintf(stdout, "time to match p50 %.0f ms, p99 %.0f ms; pickup ETA p50 %.0f s; %d location updates (%.1f/s)\n",
 		stats.MatchP50MS, stats.MatchP99MS, stats.PickupETAP50S, stats.LocationUpdates, stats.LocationUpdatesPS)
+	fmt.Fprintf(stdout, "simulator cpu %.1f s (%.2f cores)%s\n", stats.SimCPUS, stats.SimCores, saturatedMark(stats))
 	return nil
+}
+
+// saturatedMark warns when the simulator itself was the bottleneck.
+func saturatedMark(s sim.Stats) string {
+	if !s.SimSaturated {
+		return ""
+	}
+	return " SATURATED: the simulator, not the platform, limits these figures"
 }
 
 func parseCity(s string) (sim.BBox, error) {

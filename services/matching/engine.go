@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -400,27 +399,21 @@ func (e *Engine) localNearby(q nearbyQuery) ([]dispatch.Candidate, error) {
 		}
 		return mergeCandidates(out, q.limit), nil
 	}
-	if q.includeBusy {
-		// The console's view: every status, scanned (not a hot path).
-		var out []dispatch.Candidate
-		for _, d := range e.index.Snapshot() {
-			if q.product != "" && d.Product != q.product {
-				continue
-			}
-			if dist := geo.Distance(q.centre, d.Pos); dist <= q.radius {
-				out = append(out, dispatch.Candidate{Driver: d, Distance: dist})
-			}
-		}
-		return mergeCandidates(out, q.limit), nil
-	}
-	cs, err := e.index.Nearest(dispatch.Query{
+	query := dispatch.Query{
 		Pos:       q.centre,
 		K:         q.limit,
 		MaxRadius: q.radius,
 		Product:   q.product,
 		MaxAge:    e.cfg.Index.TTL,
 		Exclude:   q.exclude,
-	})
+	}
+	if q.includeBusy {
+		// The console's view: every status, however recent the last
+		// update; the same cell search, so only cells within the radius
+		// are read.
+		query.AnyStatus, query.MaxAge = true, 0
+	}
+	cs, err := e.index.Nearest(query)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errInvalidSearch, err)
 	}
@@ -470,12 +463,12 @@ func (e *Engine) Partitions() *matchingv1.PartitionsResponse {
 		Self:                &matchingv1.Member{Id: e.cfg.Self.ID, Address: e.cfg.Self.Address},
 		DriverTtl:           durationpb.New(e.cfg.Index.TTL),
 	}
-	drivers := e.index.Snapshot()
-	resp.Stats = e.workerStats(drivers)
+	perPartition, total := e.partitionSupply()
+	resp.Stats = e.workerStats(total)
 	for _, m := range r.Members() {
 		resp.Members = append(resp.Members, &matchingv1.Member{Id: m.ID, Address: m.Address})
 	}
-	for p, n := range e.partitionCounts(drivers) {
+	for p, n := range perPartition {
 		owner, _ := r.Owner(p.RoutingKey())
 		resp.Partitions = append(resp.Partitions, &matchingv1.PartitionOwner{
 			Partition:      p.String(),
@@ -497,28 +490,41 @@ func (e *Engine) Partitions() *matchingv1.PartitionsResponse {
 
 // dropForeign removes drivers of partitions this worker no longer owns
 // after a membership change; their new owners refill from the next samples.
-// It returns how many drivers and partitions it dropped.
+// It returns how many drivers and partitions it dropped. It walks the cells
+// holding drivers (no copy of the index) and removes whole cells of the
+// partitions that moved away.
 func (e *Engine) dropForeign() (int, int) {
-	dropped, moved := 0, 0
-	owned := map[matchingapi.Partition]bool{}
-	for _, d := range e.index.Snapshot() {
-		p, err := e.partitionOfCell(d.Cell)
-		if err != nil {
-			continue
+	owned := e.ownedFunc()
+	var foreign []geo.Cell
+	moved := map[matchingapi.Partition]bool{}
+	e.index.EachCellSupply(func(c geo.Cell, _ dispatch.SupplyCount) {
+		p, err := e.partitionOfCell(c)
+		if err != nil || owned(p) {
+			return
 		}
+		moved[p] = true
+		foreign = append(foreign, c)
+	})
+	if len(foreign) == 0 {
+		return 0, 0
+	}
+	return e.index.RemoveCells(foreign), len(moved)
+}
+
+// ownedFunc reports whether this worker owns a partition, in one view of
+// the membership, remembering each partition's answer.
+func (e *Engine) ownedFunc() func(matchingapi.Partition) bool {
+	r, _ := e.membership.Ring()
+	owned := map[matchingapi.Partition]bool{}
+	return func(p matchingapi.Partition) bool {
 		mine, ok := owned[p]
 		if !ok {
-			_, _, mine = e.owner(p)
+			m, found := r.Owner(p.RoutingKey())
+			mine = found && m.ID == e.cfg.Self.ID
 			owned[p] = mine
-			if !mine {
-				moved++
-			}
 		}
-		if !mine && e.index.Remove(d.ID) {
-			dropped++
-		}
+		return mine
 	}
-	return dropped, moved
 }
 
 // Run runs the worker's background loops until ctx ends, then waits for the
@@ -559,11 +565,17 @@ func (e *Engine) expireLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			now := e.clock.Now()
-			e.index.Expire(now)
-			e.sampleSupply(now)
+			e.tick(e.clock.Now())
 		}
 	}
+}
+
+// tick is one round of the expiry loop: drop silent drivers, then sample
+// supply for surge. Neither copies the index: Expire removes in place and
+// the sample reads per-cell counters, so a tick allocates O(cells).
+func (e *Engine) tick(now time.Time) {
+	e.index.Expire(now)
+	e.sampleSupply(now)
 }
 
 // CellStats reports supply per cell (index resolution or coarser) for cells
@@ -613,17 +625,18 @@ func (e *Engine) surgeCell(c geo.Cell) (geo.Cell, bool) {
 }
 
 // sampleSupply feeds the surge tracker the available drivers per surge
-// cell, and lets it forget idle cells.
+// cell, and lets it forget idle cells. It reads the index's per-cell
+// counters (O(cells)), never the drivers.
 func (e *Engine) sampleSupply(now time.Time) {
 	counts := map[geo.Cell]int{}
-	for _, d := range e.index.Snapshot() {
-		if d.Status != dispatch.StatusAvailable {
-			continue
+	e.index.EachCellSupply(func(c geo.Cell, n dispatch.SupplyCount) {
+		if n.Available == 0 {
+			return
 		}
-		if sc, ok := e.surgeCell(d.Cell); ok {
-			counts[sc]++
+		if sc, ok := e.surgeCell(c); ok {
+			counts[sc] += n.Available
 		}
-	}
+	})
 	for c, n := range counts {
 		_ = e.surge.RecordSupply(c, n, now)
 	}
@@ -635,22 +648,18 @@ type counters struct {
 	dispatches, offersSent, accepted, declined, expired, noDriver atomic.Int64
 }
 
-func (e *Engine) workerStats(drivers []dispatch.Driver) *matchingv1.WorkerStats {
+// workerStats reports the dispatch counters and total, the index's
+// drivers per status.
+func (e *Engine) workerStats(total dispatch.SupplyCount) *matchingv1.WorkerStats {
 	st := &matchingv1.WorkerStats{
-		Dispatches:     e.stats.dispatches.Load(),
-		OffersSent:     e.stats.offersSent.Load(),
-		OffersAccepted: e.stats.accepted.Load(),
-		OffersDeclined: e.stats.declined.Load(),
-		OffersExpired:  e.stats.expired.Load(),
-		NoDriver:       e.stats.noDriver.Load(),
-	}
-	for _, d := range drivers {
-		switch d.Status {
-		case dispatch.StatusAvailable:
-			st.DriversAvailable++
-		case dispatch.StatusBusy:
-			st.DriversBusy++
-		}
+		Dispatches:       e.stats.dispatches.Load(),
+		OffersSent:       e.stats.offersSent.Load(),
+		OffersAccepted:   e.stats.accepted.Load(),
+		OffersDeclined:   e.stats.declined.Load(),
+		OffersExpired:    e.stats.expired.Load(),
+		NoDriver:         e.stats.noDriver.Load(),
+		DriversAvailable: int32(total.Available),
+		DriversBusy:      int32(total.Busy),
 	}
 	e.mu.Lock()
 	st.InFlight = int32(len(e.inflight))
@@ -661,31 +670,22 @@ func (e *Engine) workerStats(drivers []dispatch.Driver) *matchingv1.WorkerStats 
 // ownedCellsWithSupply lists the index cells holding drivers in partitions
 // this worker owns (the console's "every cell" view).
 func (e *Engine) ownedCellsWithSupply() []geo.Cell {
-	seen := map[geo.Cell]bool{}
+	owned := e.ownedFunc()
 	var out []geo.Cell
-	for _, d := range e.index.Snapshot() {
-		if seen[d.Cell] {
-			continue
+	e.index.EachCellSupply(func(c geo.Cell, _ dispatch.SupplyCount) {
+		if p, err := e.partitionOfCell(c); err == nil && owned(p) {
+			out = append(out, c)
 		}
-		seen[d.Cell] = true
-		if p, err := e.partitionOfCell(d.Cell); err == nil {
-			if _, _, mine := e.owner(p); mine {
-				out = append(out, d.Cell)
-			}
-		}
-	}
+	})
 	slices.Sort(out)
 	return out
 }
 
-// ListDrivers returns up to limit indexed drivers, by id.
+// ListDrivers returns up to limit indexed drivers, by id. The index keeps
+// only the first limit ids while walking its records: no copy of the index.
 func (e *Engine) ListDrivers(limit int) *matchingv1.ListDriversResponse {
-	drivers := e.index.Snapshot()
-	slices.SortFunc(drivers, func(a, b dispatch.Driver) int { return strings.Compare(a.ID, b.ID) })
-	resp := &matchingv1.ListDriversResponse{}
-	if len(drivers) > limit {
-		drivers, resp.Truncated = drivers[:limit], true
-	}
+	drivers, more := e.index.DriversByID(limit)
+	resp := &matchingv1.ListDriversResponse{Truncated: more}
 	resp.Drivers = make([]*matchingv1.NearbyDriver, len(drivers))
 	for i, d := range drivers {
 		resp.Drivers[i] = driverToProto(d)

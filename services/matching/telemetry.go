@@ -11,6 +11,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/hexride/hexride/dispatch"
+	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/infra/telemetry"
 	"github.com/hexride/hexride/services/matching/matchingapi"
 )
@@ -87,19 +88,29 @@ func (e *Engine) initTelemetry(d Deps) error {
 	return err
 }
 
+// driversPerPartition counts indexed drivers per partition (the gauge's
+// callback, run on every metrics collection): O(cells) from the index's
+// per-cell counters.
 func (e *Engine) driversPerPartition() map[matchingapi.Partition]int {
-	return e.partitionCounts(e.index.Snapshot())
+	counts, _ := e.partitionSupply()
+	return counts
 }
 
-// partitionCounts counts drivers per partition.
-func (e *Engine) partitionCounts(drivers []dispatch.Driver) map[matchingapi.Partition]int {
+// partitionSupply counts drivers (any status) per partition holding any,
+// and the index's drivers per status, from the per-cell counters: one walk
+// over the cells, no driver copied.
+func (e *Engine) partitionSupply() (map[matchingapi.Partition]int, dispatch.SupplyCount) {
 	counts := map[matchingapi.Partition]int{}
-	for _, d := range drivers {
-		if p, err := e.partitionOfCell(d.Cell); err == nil {
-			counts[p]++
+	var total dispatch.SupplyCount
+	e.index.EachCellSupply(func(c geo.Cell, n dispatch.SupplyCount) {
+		total.Available += n.Available
+		total.Busy += n.Busy
+		total.Offline += n.Offline
+		if p, err := e.partitionOfCell(c); err == nil {
+			counts[p] += n.Total()
 		}
-	}
-	return counts
+	})
+	return counts, total
 }
 
 func (e *Engine) countOffer(ctx context.Context, outcome string) {

@@ -8,9 +8,10 @@ package sim
 import (
 	"errors"
 	"fmt"
-	"google.golang.org/grpc/credentials"
 	"math/rand/v2"
 	"time"
+
+	"google.golang.org/grpc/credentials"
 
 	"github.com/hexride/hexride/geo"
 )

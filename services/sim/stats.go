@@ -34,12 +34,19 @@ type Stats struct {
 	CancelReasons     map[string]int `json:"cancel_reasons,omitempty"`
 	NoDriverReasons   map[string]int `json:"no_driver_reasons,omitempty"`
 	ErrorSamples      []string       `json:"error_samples,omitempty"`
+	// The simulator's own CPU: seconds used, cores used on average, and
+	// whether it was near the machine's share for it (then the figures above
+	// describe the simulator, not the platform: run it elsewhere or smaller).
+	SimCPUS      float64 `json:"sim_cpu_s"`
+	SimCores     float64 `json:"sim_cores"`
+	SimSaturated bool    `json:"sim_saturated"`
 }
 
 // recorder collects measurements from every agent.
 type recorder struct {
 	mu        sync.Mutex
 	start     time.Time
+	startCPU  time.Duration
 	s         Stats
 	requested map[string]time.Time // trip id → when RequestRide returned
 	offered   map[string]bool      // trip id → first offer seen
@@ -52,6 +59,7 @@ type recorder struct {
 func newRecorder() *recorder {
 	return &recorder{
 		start:     time.Now(),
+		startCPU:  processCPU(),
 		requested: map[string]time.Time{},
 		offered:   map[string]bool{},
 		active:    map[string]string{},
@@ -133,7 +141,9 @@ func (r *recorder) snapshot() Stats {
 	s.CancelReasons = maps.Clone(r.s.CancelReasons)
 	s.NoDriverReasons = maps.Clone(r.s.NoDriverReasons)
 	s.ErrorSamples = slices.Clone(r.s.ErrorSamples)
-	s.ElapsedS = time.Since(r.start).Seconds()
+	elapsed := time.Since(r.start)
+	s.ElapsedS = elapsed.Seconds()
+	cpuReport(&s, processCPU()-r.startCPU, elapsed)
 	if s.ElapsedS > 0 {
 		s.LocationUpdatesPS = float64(s.LocationUpdates) / s.ElapsedS
 	}

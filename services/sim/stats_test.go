@@ -106,6 +106,7 @@ func TestRecorderCounts(t *testing.T) {
 		t.Errorf("ElapsedS = %v, want > 0", s.ElapsedS)
 	}
 	s.ElapsedS, s.LocationUpdatesPS = 0, 0
+	s.SimCPUS, s.SimCores, s.SimSaturated = 0, 0, false // the test process's own CPU
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("snapshot:\n got %+v\nwant %+v", s, want)
 	}
@@ -244,6 +245,7 @@ func TestStatsJSON(t *testing.T) {
 				"offers_declined": 0.0, "location_updates": 0.0, "match_p50_ms": 0.0, "match_p99_ms": 0.0,
 				"offer_p50_ms": 0.0, "offer_p99_ms": 0.0, "pickup_eta_p50_s": 0.0, "location_updates_per_s": 0.0,
 				"elapsed_s": 0.0, "double_assignments": 0.0,
+				"sim_cpu_s": 0.0, "sim_cores": 0.0, "sim_saturated": false,
 			},
 		},
 		{
@@ -255,6 +257,7 @@ func TestStatsJSON(t *testing.T) {
 				LocationUpdatesPS: 50, ElapsedS: 10, DoubleAssignments: 0,
 				CancelReasons: map[string]int{"rider": 1}, NoDriverReasons: map[string]int{"deadline": 1},
 				ErrorSamples: []string{"a", "b"},
+				SimCPUS:      4, SimCores: 0.4,
 			},
 			want: map[string]any{
 				"requests": 10.0, "matched": 9.0, "completed": 7.0, "cancelled": 1.0, "no_driver": 1.0,
@@ -262,6 +265,7 @@ func TestStatsJSON(t *testing.T) {
 				"offers_declined": 3.0, "location_updates": 500.0, "match_p50_ms": 120.5, "match_p99_ms": 900.0,
 				"offer_p50_ms": 80.0, "offer_p99_ms": 300.0, "pickup_eta_p50_s": 240.0, "location_updates_per_s": 50.0,
 				"elapsed_s": 10.0, "double_assignments": 0.0,
+				"sim_cpu_s": 4.0, "sim_cores": 0.4, "sim_saturated": false,
 				"cancel_reasons": map[string]any{"rider": 1.0}, "no_driver_reasons": map[string]any{"deadline": 1.0},
 				"error_samples": []any{"a", "b"},
 			},
