@@ -44,6 +44,8 @@ type Engine struct {
 
 	stats counters
 
+	shapes sync.Map // matchingapi.Partition → *partitionShape
+
 	mu       sync.Mutex
 	inflight map[string]*run   // trip id → its running dispatch
 	offering map[string]string // driver id → trip id of the offer out to it
@@ -219,27 +221,65 @@ func (e *Engine) partitionsWithin(centre geo.LatLng, start matchingapi.Partition
 	seen := map[matchingapi.Partition]bool{start: true}
 	out := []matchingapi.Partition{start}
 	for queue := []matchingapi.Partition{start}; len(queue) > 0; queue = queue[1:] {
-		neighbours, err := geo.Neighbors(queue[0].Cell())
+		shape, err := e.shapeOf(queue[0])
 		if err != nil {
 			return nil, err
 		}
-		for _, cell := range neighbours {
-			n := matchingapi.Partition(cell)
+		for _, n := range shape.neighbours {
 			if seen[n] {
 				continue
 			}
 			seen[n] = true
-			g, err := geo.Geometry(cell)
+			g, err := e.shapeOf(n)
 			if err != nil {
 				return nil, err
 			}
-			if g.MinDistance(centre) <= radius {
+			if g.geometry.MinDistance(centre) <= radius {
 				out = append(out, n)
 				queue = append(queue, n)
 			}
 		}
 	}
 	return out, nil
+}
+
+// partitionShape is a partition's geometry and neighbours, computed once
+// (each is an H3 call through cgo; a search walks several per query).
+type partitionShape struct {
+	geometry   geo.CellGeometry
+	neighbours []matchingapi.Partition
+}
+
+// shapeOf returns p's shape from the cache, computing it on first use. The
+// cache holds the partitions searches reach: those of the area served.
+func (e *Engine) shapeOf(p matchingapi.Partition) (*partitionShape, error) {
+	if v, ok := e.shapes.Load(p); ok {
+		return v.(*partitionShape), nil
+	}
+	g, err := geo.Geometry(p.Cell())
+	if err != nil {
+		return nil, err
+	}
+	cells, err := geo.Neighbors(p.Cell())
+	if err != nil {
+		return nil, err
+	}
+	shape := &partitionShape{geometry: g, neighbours: make([]matchingapi.Partition, len(cells))}
+	for i, c := range cells {
+		shape.neighbours[i] = matchingapi.Partition(c)
+	}
+	v, _ := e.shapes.LoadOrStore(p, shape)
+	return v.(*partitionShape), nil
+}
+
+// alone reports whether this worker is the only one (nothing to ask).
+func (e *Engine) alone() bool {
+	r, _ := e.membership.Ring()
+	if r.Len() != 1 {
+		return r.Len() == 0
+	}
+	only, _ := r.Owner(0)
+	return only.ID == e.cfg.Self.ID
 }
 
 // nearbyQuery is a search for candidates around a point.
@@ -264,7 +304,7 @@ func (e *Engine) nearby(ctx context.Context, q nearbyQuery) ([]dispatch.Candidat
 	if err != nil {
 		return nil, err
 	}
-	if q.localOnly {
+	if q.localOnly || e.alone() {
 		return local, nil
 	}
 	var targets []string
