@@ -38,6 +38,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"bench", "measure hexride beside Redis over real sockets: server CPU per operation (--quick, --json)", benchCmd},
 		{"dev", "run the whole platform in one process, no external services", devCmd},
 		{"migrate", "apply the trip store's database migrations (--db DSN)", migrateCmd},
 		{"serve", "run any subset of the services (--services rider,driver,matching,trip)", serveCmd},
