@@ -17,7 +17,7 @@ import (
 
 // tripWatch collects what a rider's WatchTrip stream delivers.
 type tripWatch struct {
-	mu     sync.Mutex
+	mu        sync.Mutex
 	states    []commonv1.TripState
 	last      *commonv1.Trip
 	positions []*commonv1.DriverPosition
