@@ -19,11 +19,16 @@ type pkgInfo struct {
 	ImportPath string
 	Imports    []string
 	Deps       []string
+	Error      *struct{ Err string }
 }
 
 // forbiddenDeps are libraries only the trip store may link: a client or
 // another service that pulls them in has linked a server.
 var forbiddenDeps = []string{"github.com/jackc/pgx/", "github.com/cockroachdb/cockroach-go/"}
+
+// layers are the top-level folders of the design card (tools and
+// third_party hold separate modules and vendored protos).
+var layers = []string{"cmd", "services", "dispatch", "roads", "geo", "infra", "proto"}
 
 // serviceOf returns the service a package belongs to ("trip" for
 // services/trip/store), or "".
@@ -69,6 +74,9 @@ func layeringViolations(pkgs []pkgInfo) []string {
 			continue
 		}
 		layer, _, _ := strings.Cut(from, "/")
+		if !slices.Contains(layers, layer) {
+			bad("%s: %s is not a layer of the design card (%s)", from, layer, strings.Join(layers, ", "))
+		}
 		for _, imp := range p.Imports {
 			to, ok := strings.CutPrefix(imp, module)
 			if !ok {
@@ -76,6 +84,11 @@ func layeringViolations(pkgs []pkgInfo) []string {
 			}
 			toLayer, _, _ := strings.Cut(to, "/")
 			switch layer {
+			case "cmd":
+			case "roads":
+				if toLayer != "geo" && toLayer != "roads" {
+					bad("%s imports %s: roads imports only geo", from, to)
+				}
 			case "geo":
 				bad("%s imports %s: geo imports no hexride package", from, to)
 			case "dispatch":
@@ -104,6 +117,21 @@ func layeringViolations(pkgs []pkgInfo) []string {
 				bad("%s imports %s: a client imports only its service's shared API packages, never the server", from, to)
 			case toSvc != fromSvc && !isClient(imp):
 				bad("%s imports %s: %s reaches %s only through %sclient", from, to, fromSvc, toSvc, toSvc)
+			}
+		}
+		if isClient(p.ImportPath) {
+			// Not even through its shared packages may a client reach a
+			// server: its own service's or another's.
+			svc := serviceOf(p.ImportPath)
+			for _, dep := range p.Deps {
+				depSvc := serviceOf(dep)
+				switch {
+				case depSvc == "":
+				case depSvc == svc && !sharedWithClients(dep, svc) && dep != p.ImportPath:
+					bad("%s links %s: a client never links its server", from, strings.TrimPrefix(dep, module))
+				case depSvc != svc && !isClient(dep) && !sharedWithClients(dep, depSvc):
+					bad("%s links %s: a client links other services only through their clients", from, strings.TrimPrefix(dep, module))
+				}
 			}
 		}
 		if isClient(p.ImportPath) || (serviceOf(p.ImportPath) != "" && serviceOf(p.ImportPath) != "trip" && serviceOf(p.ImportPath) != "node") || layer == "geo" || layer == "dispatch" {
@@ -142,6 +170,9 @@ func listPackages(t *testing.T) []pkgInfo {
 		} else if err != nil {
 			t.Fatal(err)
 		}
+		if p.Error != nil {
+			t.Fatalf("go list %s: %s", p.ImportPath, p.Error.Err)
+		}
 		pkgs = append(pkgs, p)
 	}
 	if len(pkgs) < 20 {
@@ -170,6 +201,14 @@ func TestLayeringRules(t *testing.T) {
 		}
 		return info
 	}
+	pkgDeps := func(path string, imports []string, deps ...string) pkgInfo {
+		info := pkg(path, imports...)
+		info.Deps = nil
+		for _, d := range deps {
+			info.Deps = append(info.Deps, module+d)
+		}
+		return info
+	}
 	for _, tc := range []struct {
 		name string
 		pkg  pkgInfo
@@ -189,6 +228,10 @@ func TestLayeringRules(t *testing.T) {
 		{"infra imports a service", pkg("infra/consul", "services/matching/ring"), "imports only itself"},
 		{"service imports node", pkg("services/console", "services/node"), "only cmd assembles nodes"},
 		{"service imports cmd", pkg("services/sim", "cmd/hexride"), "never import cmd"},
+		{"client links its server through its api", pkgDeps("services/trip/tripclient", []string{"services/trip/tripapi"}, "services/trip/tripapi", "services/trip/store"), "never links its server"},
+		{"client links another server", pkgDeps("services/driver/driverclient", nil, "services/matching"), "only through their clients"},
+		{"roads imports dispatch", pkg("roads", "dispatch"), "roads imports only geo"},
+		{"unknown layer", pkg("scratch/probe", "geo"), "not a layer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := layeringViolations([]pkgInfo{tc.pkg})

@@ -30,6 +30,19 @@ func (e *Error) Unwrap() error { return e.Err }
 // GRPCStatus lets status.FromError and status.Code see the status.
 func (e *Error) GRPCStatus() *status.Status { return e.Status }
 
+// StatusOf finds the status an error carries, however deeply wrapped, as
+// it was created: its own code, message and details, without the text of
+// whatever wrapped it (which may name packages or hosts).
+func StatusOf(err error) (*status.Status, bool) {
+	var carrier interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &carrier) {
+		if st := carrier.GRPCStatus(); st != nil {
+			return st, true
+		}
+	}
+	return nil, false
+}
+
 // Fallback is the tail every service's error edge shares, for errors that
 // are not the service's own: a status (from a peer, or
 // grpcserver.ErrDraining) passes through; context.Canceled and
@@ -39,8 +52,8 @@ func Fallback(err error) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := status.FromError(err); ok {
-		return err
+	if st, ok := StatusOf(err); ok {
+		return st.Err()
 	}
 	switch {
 	case errors.Is(err, context.Canceled):

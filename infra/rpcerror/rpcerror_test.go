@@ -35,6 +35,7 @@ func TestFallback(t *testing.T) {
 	}{
 		{nil, codes.OK},
 		{peer, codes.Unavailable},
+		{fmt.Errorf("matchingclient: dial 10.0.0.5:7070: %w", peer), codes.Unavailable},
 		{fmt.Errorf("call: %w", context.Canceled), codes.Canceled},
 		{fmt.Errorf("call: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
 		{errors.New("dial tcp 10.0.0.5:5432: connection refused"), codes.Internal},
@@ -46,5 +47,19 @@ func TestFallback(t *testing.T) {
 		if tc.code == codes.Internal && status.Convert(got).Message() != "internal error" {
 			t.Errorf("Internal message %q leaks the cause", status.Convert(got).Message())
 		}
+	}
+}
+
+func TestStatusOfKeepsTheOriginalMessage(t *testing.T) {
+	inner := status.Error(codes.Unavailable, "peer down")
+	st, ok := StatusOf(fmt.Errorf("dial 10.0.0.5:7070: %w", inner))
+	if !ok || st.Code() != codes.Unavailable || st.Message() != "peer down" {
+		t.Fatalf("StatusOf = %v, %v", st, ok)
+	}
+	if got := status.Convert(Fallback(fmt.Errorf("dial 10.0.0.5:7070: %w", inner))).Message(); got != "peer down" {
+		t.Fatalf("Fallback message %q carries the wrapper", got)
+	}
+	if _, ok := StatusOf(errors.New("plain")); ok {
+		t.Fatal("a plain error has no status")
 	}
 }

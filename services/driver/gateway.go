@@ -64,6 +64,9 @@ type session struct {
 	offers    map[string]*driverv1.Offer // offer id → offer awaiting a reply
 	// watchers get each accepted position (latest wins: one slot each).
 	watchers map[chan *commonv1.DriverPosition]struct{}
+	// detached: the stream ended and its departure is queued; nothing of
+	// this session is queued after it.
+	detached bool
 }
 
 // NewGateway builds the engine. Run must be running for locations to reach
@@ -147,16 +150,15 @@ func (g *Gateway) detach(s *session) {
 		delete(g.sessions, s.driverID)
 	}
 	g.mu.Unlock()
-	if !current {
-		return
-	}
+	// Under s.mu, so a sample still being handled on this stream cannot
+	// queue its location after the departure (and cancel it).
 	s.mu.Lock()
-	partition, had := s.partition, s.last != nil
-	s.mu.Unlock()
-	if had {
+	defer s.mu.Unlock()
+	s.detached = true
+	if current && s.last != nil {
 		g.batcher.addDeparture(pendingDeparture{
-			dep:       &matchingv1.DriverDeparture{DriverId: s.driverID, Partition: partition.String()},
-			partition: partition,
+			dep:       &matchingv1.DriverDeparture{DriverId: s.driverID, Partition: s.partition.String()},
+			partition: s.partition,
 		})
 	}
 }
@@ -262,15 +264,21 @@ func (g *Gateway) location(s *session, sample *driverv1.LocationSample) error {
 	pos := latLngOf(sample.GetPosition())
 	partition, err := g.matching.PartitionOf(pos)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errInvalid, err)
+		return fmt.Errorf("%w: position out of range", errInvalid)
 	}
+	// Everything below, queueing included, happens under s.mu: a dispatcher
+	// taking the driver offline, or the stream ending, queues a departure
+	// under the same lock, so a location can never be queued after it.
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.detached {
+		return nil
+	}
 	if s.last != nil {
 		prev := s.last.GetPosition()
 		dt := at.Sub(s.last.GetRecordedAt().AsTime()).Seconds()
 		dist := geo.Distance(latLngOf(prev), pos)
 		if dt <= 0 && dist > 1 || dt > 0 && dist/dt*3.6 > g.cfg.MaxSpeedKPH {
-			s.mu.Unlock()
 			return errImplausible
 		}
 	}
@@ -283,7 +291,6 @@ func (g *Gateway) location(s *session, sample *driverv1.LocationSample) error {
 			offerLatest(ch, p)
 		}
 	}
-	s.mu.Unlock()
 
 	if hadPrev && prevPartition != partition {
 		// The old owner must drop the driver so two workers never offer it.
@@ -325,12 +332,12 @@ func (g *Gateway) availability(s *session, a *driverv1.AvailabilityChange) error
 			return errNoProduct
 		}
 		s.online, s.product = true, a.GetProduct()
-		if s.last != nil {
+		if s.last != nil && !s.detached {
 			g.batcher.addLocation(pendingLocation{loc: g.indexEntry(s.driverID, s.last, s.product, s.busy), partition: s.partition})
 		}
 	case driverv1.Availability_AVAILABILITY_OFFLINE:
 		s.online = false
-		if s.last != nil {
+		if s.last != nil && !s.detached {
 			g.batcher.addDeparture(pendingDeparture{
 				dep:       &matchingv1.DriverDeparture{DriverId: s.driverID, Partition: s.partition.String()},
 				partition: s.partition,
@@ -367,7 +374,7 @@ func (g *Gateway) reply(ctx context.Context, s *session, r *driverv1.OfferReply)
 			outcome = driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED
 			g.setBusy(s, true)
 		}
-		return &driverv1.OfferResult{OfferId: r.GetOfferId(), TripId: r.GetTripId(), Outcome: outcome, Detail: status.Convert(err).Message()}, nil
+		return &driverv1.OfferResult{OfferId: r.GetOfferId(), TripId: r.GetTripId(), Outcome: outcome, Detail: replyLostDetail}, nil
 	}
 	if resp.GetOutcome() == driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED {
 		g.setBusy(s, true)
@@ -384,7 +391,7 @@ func (g *Gateway) setBusy(s *session, busy bool) {
 		return
 	}
 	s.busy = busy
-	if s.online && s.last != nil {
+	if s.online && s.last != nil && !s.detached {
 		g.batcher.addLocation(pendingLocation{loc: g.indexEntry(s.driverID, s.last, s.product, busy), partition: s.partition})
 	}
 }
@@ -405,12 +412,23 @@ func (g *Gateway) serve(ctx context.Context, driverID string, recv func() (*driv
 	// through the queue: one goroutine hand-off less per sample); pushes
 	// from matching and the trip feed go through s.out. gRPC allows one
 	// sender at a time, hence the lock.
-	var sendMu sync.Mutex
+	var (
+		sendMu sync.Mutex
+		closed bool // the handler returned: gRPC owns the stream again
+	)
 	sendOne := func(msg *driverv1.ConnectResponse) error {
 		sendMu.Lock()
 		defer sendMu.Unlock()
+		if closed {
+			return errReplaced
+		}
 		return send(msg)
 	}
+	defer func() {
+		sendMu.Lock()
+		closed = true
+		sendMu.Unlock()
+	}()
 	if err := sendOne(&driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Cadence{Cadence: &driverv1.Cadence{LocationInterval: durationpb.New(g.cfg.LocationInterval)}}}); err != nil {
 		return err
 	}
@@ -516,6 +534,10 @@ func ignoreEOF(err error) error {
 	}
 	return err
 }
+
+// replyLostDetail tells the app why an offer result came from the trip
+// store (what went wrong is in the gateway's log).
+const replyLostDetail = "the reply did not reach dispatch; the outcome is the trip's current state"
 
 // watchPosition calls fn with the driver's current position, then with each
 // accepted one, until the driver's stream here ends (errNoStream), draining

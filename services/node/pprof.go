@@ -1,6 +1,7 @@
 package node
 
 import (
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"strings"
@@ -22,10 +23,24 @@ func (n *Node) mountPprof(mux *http.ServeMux) {
 	mux.Handle("/debug/pprof/", n.requireOperator(index))
 }
 
+// loopback reports whether addr listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // requireOperator lets through requests carrying a bearer token of a
-// dispatcher or a service (or every request when the console is open).
+// dispatcher or a service (or every request when the console is open and
+// listens on loopback only).
 func (n *Node) requireOperator(next http.Handler) http.Handler {
-	open := n.cfg.ConsoleOpen || n.cfg.Security.DevHeader
+	open := (n.cfg.ConsoleOpen || n.cfg.Security.DevHeader) && loopback(n.cfg.HTTPAddr)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !open {
 			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")

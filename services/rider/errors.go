@@ -32,13 +32,19 @@ func toStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := status.FromError(err); ok {
-		return err
+	if st, ok := rpcerror.StatusOf(err); ok {
+		return st.Err()
 	}
 	switch {
-	case errors.Is(err, ErrQuoteExpired), errors.Is(err, ErrNoPrice):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, ErrQuoteInvalid), errors.Is(err, errInvalidPickup):
+	// Quote errors say what is wrong with the quote, not how pricing or
+	// signing found out (those wrap package errors and key ids).
+	case errors.Is(err, ErrQuoteExpired):
+		return status.Error(codes.FailedPrecondition, ErrQuoteExpired.Error()+"; get a new quote")
+	case errors.Is(err, ErrNoPrice):
+		return status.Error(codes.FailedPrecondition, ErrNoPrice.Error())
+	case errors.Is(err, ErrQuoteInvalid):
+		return status.Error(codes.InvalidArgument, ErrQuoteInvalid.Error()+"; get a new quote")
+	case errors.Is(err, errInvalidPickup):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, errNotYourTrip):
 		return status.Error(codes.PermissionDenied, errNotYourTrip.Error())

@@ -84,7 +84,9 @@ func (s *Service) GetQuote(ctx context.Context, req *riderv1.GetQuoteRequest) (*
 		return nil, err
 	}
 	pickup, dropoff := latLngOf(req.GetPickup()), latLngOf(req.GetDropoff())
-	cell, err := geo.CellAt(pickup, s.cfg.Topology.SurgeResolution)
+	// Asked at the index resolution: matching answers one index cell from
+	// its counters and the surge of the surge cell holding it.
+	cell, err := geo.CellAt(pickup, s.cfg.Topology.IndexResolution)
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("%w: %v", errInvalidPickup, pickup))
 	}

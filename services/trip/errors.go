@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/hexride/hexride/infra/postgres"
+	"github.com/hexride/hexride/infra/rpcerror"
 	"github.com/hexride/hexride/services/trip/tripapi"
 )
 
@@ -45,16 +46,21 @@ const retryDelay = time.Second
 // another driver, or the driver another trip). Status messages are what the
 // caller can act on; SQL, DSNs, hosts and store prefixes go to the log only.
 func ToStatus(err error) error {
-	return toStatus(err, nil)
+	return toStatus(nil, err, nil)
 }
 
-func toStatus(err error, log *slog.Logger) error {
+// toStatus maps err for a call whose context is ctx (nil: unknown, context
+// errors are taken as the caller's). A timeout or cancellation while the
+// caller still waits is the store giving up (its connect or statement
+// timeout, a dropped connection): Unavailable, not the caller's deadline.
+func toStatus(ctx context.Context, err error, log *slog.Logger) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := status.FromError(err); ok {
-		return err
+	if st, ok := rpcerror.StatusOf(err); ok {
+		return st.Err()
 	}
+	callerDone := ctx == nil || ctx.Err() != nil
 	var verr *protovalidate.ValidationError
 	if errors.As(err, &verr) {
 		return withReason(tripapi.Classification{Code: codes.InvalidArgument, Reason: tripapi.ReasonInvalidArgument, Message: verr.Error()})
@@ -63,11 +69,11 @@ func toStatus(err error, log *slog.Logger) error {
 	case errors.Is(err, postgres.ErrMaxRetries):
 		logCause(log, "trip: transaction retries exhausted", err)
 		err = tripapi.ErrRetriesExhausted
-	case errors.Is(err, context.Canceled):
+	case callerDone && errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "the call was cancelled")
-	case errors.Is(err, context.DeadlineExceeded), pgconn.Timeout(err):
+	case callerDone && (errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err)):
 		return status.Error(codes.DeadlineExceeded, "the call's deadline passed before the trip store answered")
-	case postgres.IsUnavailable(err):
+	case postgres.IsUnavailable(err), pgconn.Timeout(err), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		logCause(log, "trip: store unavailable", err)
 		err = tripapi.ErrStoreUnavailable
 	}
@@ -80,13 +86,13 @@ func toStatus(err error, log *slog.Logger) error {
 
 // edge converts a panic in a handler into an Internal error and maps
 // domain errors to statuses.
-func (s *Server) edge(method string, err *error) {
+func (s *Server) edge(ctx context.Context, method string, err *error) {
 	if r := recover(); r != nil {
 		s.log.Error("trip: panic in handler", "method", method, "panic", r, "stack", string(debug.Stack()))
-		*err = toStatus(errHandlerPanic, nil)
+		*err = toStatus(ctx, errHandlerPanic, nil)
 		return
 	}
-	*err = toStatus(*err, s.log)
+	*err = toStatus(ctx, *err, s.log)
 }
 
 // errHandlerPanic is a handler that panicked (logged by edge with its

@@ -108,14 +108,14 @@ func (s *Server) Close() { s.hub.close() }
 // protovalidate rules.
 func (s *Server) validate(msg proto.Message) error {
 	if err := s.validator.Validate(msg); err != nil {
-		return toStatus(err, s.log)
+		return toStatus(nil, err, s.log)
 	}
 	return nil
 }
 
 // CreateTrip implements tripv1.TripServiceServer.
 func (s *Server) CreateTrip(ctx context.Context, req *tripv1.CreateTripRequest) (_ *tripv1.CreateTripResponse, err error) {
-	defer s.edge("CreateTrip", &err)
+	defer s.edge(ctx, "CreateTrip", &err)
 	if err := s.validate(req); err != nil {
 		return nil, err
 	}
@@ -140,7 +140,7 @@ func (s *Server) CreateTrip(ctx context.Context, req *tripv1.CreateTripRequest) 
 
 // AssignDriver implements tripv1.TripServiceServer.
 func (s *Server) AssignDriver(ctx context.Context, req *tripv1.AssignDriverRequest) (_ *tripv1.AssignDriverResponse, err error) {
-	defer s.edge("AssignDriver", &err)
+	defer s.edge(ctx, "AssignDriver", &err)
 	if err := s.validate(req); err != nil {
 		return nil, err
 	}
@@ -158,7 +158,7 @@ func (s *Server) AssignDriver(ctx context.Context, req *tripv1.AssignDriverReque
 
 // Transition implements tripv1.TripServiceServer.
 func (s *Server) Transition(ctx context.Context, req *tripv1.TransitionRequest) (_ *tripv1.TransitionResponse, err error) {
-	defer s.edge("Transition", &err)
+	defer s.edge(ctx, "Transition", &err)
 	if err := s.validate(req); err != nil {
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func (s *Server) Transition(ctx context.Context, req *tripv1.TransitionRequest) 
 
 // RateTrip implements tripv1.TripServiceServer.
 func (s *Server) RateTrip(ctx context.Context, req *tripv1.RateTripRequest) (_ *tripv1.RateTripResponse, err error) {
-	defer s.edge("RateTrip", &err)
+	defer s.edge(ctx, "RateTrip", &err)
 	if err := s.validate(req); err != nil {
 		return nil, err
 	}
@@ -204,7 +204,7 @@ func (s *Server) RateTrip(ctx context.Context, req *tripv1.RateTripRequest) (_ *
 
 // GetTrip implements tripv1.TripServiceServer.
 func (s *Server) GetTrip(ctx context.Context, req *tripv1.GetTripRequest) (_ *tripv1.GetTripResponse, err error) {
-	defer s.edge("GetTrip", &err)
+	defer s.edge(ctx, "GetTrip", &err)
 	if err := s.validate(req); err != nil {
 		return nil, err
 	}
@@ -221,7 +221,7 @@ func (s *Server) GetTrip(ctx context.Context, req *tripv1.GetTripRequest) (_ *tr
 
 // ListTrips implements tripv1.TripServiceServer.
 func (s *Server) ListTrips(ctx context.Context, req *tripv1.ListTripsRequest) (_ *tripv1.ListTripsResponse, err error) {
-	defer s.edge("ListTrips", &err)
+	defer s.edge(ctx, "ListTrips", &err)
 	if err := s.validate(req); err != nil {
 		return nil, err
 	}
@@ -253,7 +253,7 @@ func (s *Server) ListTrips(ctx context.Context, req *tripv1.ListTripsRequest) (_
 
 // GetTripEvents implements tripv1.TripServiceServer.
 func (s *Server) GetTripEvents(ctx context.Context, req *tripv1.GetTripEventsRequest) (_ *tripv1.GetTripEventsResponse, err error) {
-	defer s.edge("GetTripEvents", &err)
+	defer s.edge(ctx, "GetTripEvents", &err)
 	if err := s.validate(req); err != nil {
 		return nil, err
 	}
@@ -277,7 +277,7 @@ func (s *Server) GetTripEvents(ctx context.Context, req *tripv1.GetTripEventsReq
 // stream then ends cleanly), the server closes (Unavailable) or the watcher
 // falls too far behind (ResourceExhausted: re-watch with send_initial).
 func (s *Server) WatchTrips(req *tripv1.WatchTripsRequest, stream grpc.ServerStreamingServer[tripv1.WatchTripsResponse]) (err error) {
-	defer s.edge("WatchTrips", &err)
+	defer s.edge(stream.Context(), "WatchTrips", &err)
 	if err := s.validate(req); err != nil {
 		return err
 	}

@@ -247,7 +247,10 @@ func (c *CreateTrip) Validate() error {
 
 // Hash fingerprints the request for idempotency checks.
 func (c CreateTrip) Hash() string {
-	return hashOf(ScopeCreate, c.RiderID, c.Product, c.QuoteID, c.Region, c.QuotedFare.Currency,
+	// The product enters the hash in the spelling keys were first hashed
+	// with (upper case), so a retry of a key recorded before products were
+	// spelled as lower-case keys still matches its request.
+	return hashOf(ScopeCreate, c.RiderID, strings.ToUpper(c.Product), c.QuoteID, c.Region, c.QuotedFare.Currency,
 		strconv.FormatInt(c.QuotedFare.Minor, 10),
 		strconv.FormatFloat(c.Pickup.Lat, 'g', -1, 64), strconv.FormatFloat(c.Pickup.Lng, 'g', -1, 64),
 		strconv.FormatFloat(c.Dropoff.Lat, 'g', -1, 64), strconv.FormatFloat(c.Dropoff.Lng, 'g', -1, 64))
