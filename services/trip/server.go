@@ -331,7 +331,7 @@ func (s *Server) WatchTrips(req *tripv1.WatchTripsRequest, stream grpc.ServerStr
 				}
 				sent[ev.TripID] = ev.Version
 			}
-			if err := stream.Send(&tripv1.WatchTripsResponse{Event: EventToProto(ev)}); err != nil {
+			if err := stream.Send(&tripv1.WatchTripsResponse{Event: EventToProto(*ev)}); err != nil {
 				return err
 			}
 		}

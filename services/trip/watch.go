@@ -28,8 +28,10 @@ type hub struct {
 }
 
 type subscriber struct {
-	match  func(store.Event) bool
-	ch     chan store.Event
+	match func(store.Event) bool
+	// ch holds pointers: a watcher's buffer is allocated whole, and an
+	// Event is ~600 bytes (1024 of them were 0.6 MB per watch).
+	ch     chan *store.Event
 	gone   chan struct{} // closed when the hub drops the subscriber
 	reason error
 	once   sync.Once
@@ -46,7 +48,7 @@ func newHub(src store.EventSource, interval, lookback time.Duration, buffer int,
 // the tailer synchronously, so every event committed after subscribe
 // returns is delivered.
 func (h *hub) subscribe(ctx context.Context, match func(store.Event) bool) (*subscriber, error) {
-	sub := &subscriber{match: match, ch: make(chan store.Event, h.buffer), gone: make(chan struct{})}
+	sub := &subscriber{match: match, ch: make(chan *store.Event, h.buffer), gone: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -103,9 +105,10 @@ func (h *hub) loop(tailer *store.Tailer) {
 			h.log.Warn("trip: watch poll failed", "err", err)
 		}
 		h.mu.Lock()
-		for _, ev := range evs {
+		for i := range evs {
+			ev := &evs[i] // shared read-only by every watcher it matches
 			for sub := range h.subs {
-				if !sub.match(ev) {
+				if !sub.match(*ev) {
 					continue
 				}
 				select {
