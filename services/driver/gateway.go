@@ -42,11 +42,6 @@ type Gateway struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 
-	// partitionShapes caches the geometry of the partitions drivers are
-	// in (matchingclient.Partition → *geo.CellGeometry), bounded by the
-	// area served.
-	partitionShapes sync.Map
-
 	flagged flags
 }
 
@@ -267,6 +262,10 @@ func (g *Gateway) location(s *session, sample *driverv1.LocationSample) error {
 		return errRateLimited
 	}
 	pos := latLngOf(sample.GetPosition())
+	partition, err := g.matching.PartitionOf(pos)
+	if err != nil {
+		return fmt.Errorf("%w: position out of range", errInvalid)
+	}
 	// Everything below, queueing included, happens under s.mu: a dispatcher
 	// taking the driver offline, or the stream ending, queues a departure
 	// under the same lock, so a location can never be queued after it.
@@ -274,10 +273,6 @@ func (g *Gateway) location(s *session, sample *driverv1.LocationSample) error {
 	defer s.mu.Unlock()
 	if s.detached {
 		return nil
-	}
-	partition, err := g.partitionOf(s, pos)
-	if err != nil {
-		return fmt.Errorf("%w: position out of range", errInvalid)
 	}
 	if s.last != nil {
 		prev := s.last.GetPosition()
@@ -538,27 +533,6 @@ func ignoreEOF(err error) error {
 		return nil
 	}
 	return err
-}
-
-// partitionOf returns the partition of pos for session s (s.mu held). A
-// driver mostly stays in its partition: a point certainly inside the
-// current one (near its centre) needs no H3 call.
-func (g *Gateway) partitionOf(s *session, pos geo.LatLng) (matchingclient.Partition, error) {
-	if s.last != nil {
-		if v, ok := g.partitionShapes.Load(s.partition); ok && v.(*geo.CellGeometry).Inside(pos) {
-			return s.partition, nil
-		}
-	}
-	p, err := g.matching.PartitionOf(pos)
-	if err != nil {
-		return 0, err
-	}
-	if _, ok := g.partitionShapes.Load(p); !ok {
-		if shape, err := geo.Geometry(p.Cell()); err == nil {
-			g.partitionShapes.Store(p, &shape)
-		}
-	}
-	return p, nil
 }
 
 // replyLostDetail tells the app why an offer result came from the trip
