@@ -125,6 +125,16 @@ func (b *bench) servers(ctx context.Context, phase string) (hx, rd *server, stop
 	return hx, rd, stop, nil
 }
 
+// sampleBoth reads both servers' CPU counters.
+func sampleBoth(hx, rd *server) ([2]cpuSample, error) {
+	h, err := sampleCPU(hx.pid())
+	if err != nil {
+		return [2]cpuSample{}, err
+	}
+	r, err := sampleCPU(rd.pid())
+	return [2]cpuSample{h, r}, err
+}
+
 // idleCPU measures both servers' CPU with no load for one window: the
 // background work (timers, expiry, Redis's cron) every per-operation
 // figure includes.
@@ -132,11 +142,7 @@ func (b *bench) idleCPU(ctx context.Context, phase string, hx, rd *server) error
 	if err := sleep(ctx, b.cfg.Settle); err != nil {
 		return err
 	}
-	h0, err := sampleCPU(hx.pid())
-	if err != nil {
-		return err
-	}
-	r0, err := sampleCPU(rd.pid())
+	before, err := sampleBoth(hx, rd)
 	if err != nil {
 		return err
 	}
@@ -144,18 +150,14 @@ func (b *bench) idleCPU(ctx context.Context, phase string, hx, rd *server) error
 	if err := sleep(ctx, b.cfg.Window); err != nil {
 		return err
 	}
-	h1, err := sampleCPU(hx.pid())
-	if err != nil {
-		return err
-	}
-	r1, err := sampleCPU(rd.pid())
+	after, err := sampleBoth(hx, rd)
 	if err != nil {
 		return err
 	}
 	wall := time.Since(t0).Seconds()
-	hd, _, _ := cpuBetween(h0, h1)
-	rd0, _, _ := cpuBetween(r0, r1)
-	idle := IdleCPU{Phase: phase, HexrideCores: hd.Seconds() / wall, RedisCores: rd0.Seconds() / wall}
+	hd, _, _ := cpuBetween(before[0], after[0])
+	rdd, _, _ := cpuBetween(before[1], after[1])
+	idle := IdleCPU{Phase: phase, HexrideCores: hd.Seconds() / wall, RedisCores: rdd.Seconds() / wall}
 	b.report.Idle = append(b.report.Idle, idle)
 	b.progress("%s: idle CPU: hexride %.4f cores, Redis %.4f cores", phase, idle.HexrideCores, idle.RedisCores)
 	return nil
