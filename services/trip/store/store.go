@@ -142,6 +142,18 @@ type Transition struct {
 	ActorID        string
 	Reason         string
 	IdempotencyKey string
+	// ExpectVersion, when not zero, makes the change conditional: it
+	// fails with tripapi.ErrTripChanged unless the trip is still at this
+	// version (an actor deciding from an earlier read, like the watchdog).
+	ExpectVersion int64
+}
+
+// Apply fires the transition on t with rules, at the store's time.
+func (tr Transition) Apply(rules lifecycle.Rules, t Trip, at time.Time) (lifecycle.Trip, lifecycle.Event, error) {
+	if tr.ExpectVersion != 0 && t.Version != tr.ExpectVersion {
+		return t.Trip, "", fmt.Errorf("%w: trip %s is at version %d, not %d", tripapi.ErrTripChanged, t.ID, t.Version, tr.ExpectVersion)
+	}
+	return rules.Apply(t.Trip, tr.Command(at))
 }
 
 // Rate is a rider's rating of a completed trip.
@@ -181,6 +193,7 @@ type Filter struct {
 	DriverID      string
 	CreatedAfter  time.Time // inclusive
 	CreatedBefore time.Time // exclusive
+	UpdatedBefore time.Time // exclusive: trips whose last change is older
 	PageSize      int       // 0 means DefaultPageSize; capped at MaxPageSize
 	PageToken     string
 	// AllowStale lets CockroachDB serve the page from a follower read a few
@@ -288,6 +301,9 @@ func (tr Transition) Validate() error {
 
 // Hash fingerprints the request for idempotency checks.
 func (tr Transition) Hash() string {
+	if tr.ExpectVersion != 0 {
+		return hashOf(ScopeTransition, tr.TripID.String(), string(tr.Event), string(tr.Actor), tr.ActorID, tr.Reason, strconv.FormatInt(tr.ExpectVersion, 10))
+	}
 	return hashOf(ScopeTransition, tr.TripID.String(), string(tr.Event), string(tr.Actor), tr.ActorID, tr.Reason)
 }
 
@@ -386,6 +402,9 @@ func (f Filter) Matches(t Trip) bool {
 		return false
 	}
 	if !f.CreatedBefore.IsZero() && !t.CreatedAt.Before(f.CreatedBefore) {
+		return false
+	}
+	if !f.UpdatedBefore.IsZero() && !t.UpdatedAt.Before(f.UpdatedBefore) {
 		return false
 	}
 	return true

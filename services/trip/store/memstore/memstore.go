@@ -164,7 +164,7 @@ func (s *Store) Transition(ctx context.Context, req store.Transition) (store.Tri
 		return store.Trip{}, store.Event{}, err
 	}
 	return s.change(ctx, store.ScopeTransition, req.IdempotencyKey, req.Hash(), req.TripID, func(t store.Trip, at time.Time) (store.Trip, lifecycle.Event, error) {
-		next, ev, err := s.rules.Apply(t.Trip, req.Command(at))
+		next, ev, err := req.Apply(s.rules, t, at)
 		if err != nil {
 			return t, "", err
 		}

@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Cancellation", testCancellation},
 		{"NoDriverFound", testNoDriverFound},
 		{"TransitionIdempotent", testTransitionIdempotent},
+		{"TransitionExpectVersion", testTransitionExpectVersion},
 		{"List", testList},
 		{"ListPaging", testListPaging},
 		{"EventsAndTailer", testEventsAndTailer},
@@ -526,6 +527,24 @@ func testTransitionIdempotent(t *testing.T, s store.Store) {
 	}
 }
 
+func testTransitionExpectVersion(t *testing.T, s store.Store) {
+	tr := mustAssign(t, s, mustCreate(t, s, "rider-1").ID, "driver-1")
+	stale := store.Transition{TripID: tr.ID, Event: lifecycle.EventUnassign, Actor: lifecycle.ActorSystem, Reason: "driver_unresponsive",
+		ExpectVersion: tr.Version - 1, IdempotencyKey: uuid.NewString()}
+	if _, _, err := s.Transition(ctx(t), stale); !errors.Is(err, tripapi.ErrTripChanged) {
+		t.Fatalf("transition at a stale version: err = %v, want ErrTripChanged", err)
+	}
+	if got, _ := s.Get(ctx(t), tr.ID); got.Version != tr.Version || got.State != lifecycle.StateDriverAssigned {
+		t.Fatalf("refused transition changed the trip: %+v", got)
+	}
+	current := stale
+	current.ExpectVersion, current.IdempotencyKey = tr.Version, uuid.NewString()
+	got, ev, err := s.Transition(ctx(t), current)
+	if err != nil || got.State != lifecycle.StateRequested || ev.Reason != "driver_unresponsive" {
+		t.Fatalf("transition at the current version: %+v %+v %v", got, ev, err)
+	}
+}
+
 func testList(t *testing.T, s store.Store) {
 	var trips []store.Trip
 	for i := range 6 {
@@ -561,6 +580,9 @@ func testList(t *testing.T, s store.Store) {
 		{"rider and state", store.Filter{RiderID: "rider-0", States: []lifecycle.State{lifecycle.StateRequested}}, set(0, 4)},
 		{"created range", store.Filter{CreatedAfter: trips[2].CreatedAt, CreatedBefore: trips[4].CreatedAt}, set(2, 3)},
 		{"nobody", store.Filter{RiderID: "nobody"}, set()},
+		// Trips 1–3 changed after trip 5 was created; 0 and 4 did not.
+		{"updated before", store.Filter{UpdatedBefore: trips[5].CreatedAt}, set(0, 4)},
+		{"active and updated before", store.Filter{States: []lifecycle.State{lifecycle.StateRequested}, UpdatedBefore: trips[5].CreatedAt}, set(0, 4)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
