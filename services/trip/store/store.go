@@ -77,9 +77,15 @@ type Store interface {
 	List(ctx context.Context, f Filter) (Page, error)
 	// History returns a trip's events, oldest first (tripapi.ErrNotFound if no trip).
 	History(ctx context.Context, tripID uuid.UUID) ([]Event, error)
-	// Events returns committed events with At >= q.Since in (At, ID) order,
-	// at most q.Limit of them. See the visibility note above.
-	Events(ctx context.Context, q EventQuery) ([]Event, error)
+	// EventRefs returns the ids and times of committed events with At >=
+	// q.Since in (At, ID) order, at most q.Limit of them. See the
+	// visibility note above. It reads no payloads: tailers re-read a
+	// lookback window every poll and fetch only the events they have not
+	// seen (EventsByID).
+	EventRefs(ctx context.Context, q EventQuery) ([]EventRef, error)
+	// EventsByID returns the events with these ids in (At, ID) order;
+	// ids not (or no longer) in the log are skipped.
+	EventsByID(ctx context.Context, ids []uuid.UUID) ([]Event, error)
 	// Now returns the store's clock (the database's for SQL stores); event
 	// times are on this clock.
 	Now(ctx context.Context) (time.Time, error)
@@ -207,7 +213,13 @@ type Page struct {
 	NextPageToken string // empty on the last page
 }
 
-// EventQuery selects events for Events.
+// EventRef names one event of the log.
+type EventRef struct {
+	ID uuid.UUID
+	At time.Time
+}
+
+// EventQuery selects events for EventRefs.
 type EventQuery struct {
 	Since time.Time // inclusive
 	Limit int       // 0 means 1000

@@ -664,16 +664,30 @@ func (s *Store) History(ctx context.Context, id uuid.UUID) ([]store.Event, error
 	return evs, nil
 }
 
-// Events implements store.Store. It always reads current data (never a
+// EventRefs implements store.Store. It always reads current data (never a
 // follower read): watchers need changes within a second.
-func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, error) {
+func (s *Store) EventRefs(ctx context.Context, q store.EventQuery) ([]store.EventRef, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 1000
 	}
-	evs, err := s.queryEvents(ctx, `SELECT `+eventCols+` FROM trip_events WHERE at >= $1 ORDER BY at, id LIMIT $2`, q.Since, limit)
+	// An index-only scan of trip_events_at (at, id).
+	refs, err := query(ctx, s, func(row pgx.Row) (r store.EventRef, err error) {
+		err = row.Scan(&r.ID, &r.At)
+		r.At = r.At.UTC()
+		return r, err
+	}, `SELECT id, at FROM trip_events WHERE at >= $1 ORDER BY at, id LIMIT $2`, q.Since, limit)
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: events: %w", err)
+		return nil, fmt.Errorf("sqlstore: event refs: %w", err)
+	}
+	return refs, nil
+}
+
+// EventsByID implements store.Store.
+func (s *Store) EventsByID(ctx context.Context, ids []uuid.UUID) ([]store.Event, error) {
+	evs, err := s.queryEvents(ctx, `SELECT `+eventCols+` FROM trip_events WHERE id = ANY($1) ORDER BY at, id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: events by id: %w", err)
 	}
 	return evs, nil
 }

@@ -687,21 +687,30 @@ func testEventsAndTailer(t *testing.T, s store.Store) {
 	if err != nil || len(evs) != 0 {
 		t.Fatalf("repeat poll = %d events, %v", len(evs), err)
 	}
-	all, err := s.Events(ctx(t), store.EventQuery{Since: got[0].At})
+	all, err := s.EventRefs(ctx(t), store.EventQuery{Since: got[0].At})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) < 2 || all[0].ID != got[0].ID {
-		t.Fatalf("Events(since) = %d events", len(all))
+	if len(all) < 2 || all[0].ID != got[0].ID || !all[0].At.Equal(got[0].At) {
+		t.Fatalf("EventRefs(since) = %+v, want %s first", all, got[0].ID)
 	}
 	for i := 1; i < len(all); i++ {
 		if all[i].At.Before(all[i-1].At) {
-			t.Fatalf("Events not in At order")
+			t.Fatalf("EventRefs not in At order")
 		}
 	}
-	lim, err := s.Events(ctx(t), store.EventQuery{Since: got[0].At, Limit: 1})
+	lim, err := s.EventRefs(ctx(t), store.EventQuery{Since: got[0].At, Limit: 1})
 	if err != nil || len(lim) != 1 {
-		t.Fatalf("Events(limit 1) = %d, %v", len(lim), err)
+		t.Fatalf("EventRefs(limit 1) = %d, %v", len(lim), err)
+	}
+	// By id: in At order whatever order they are asked in; unknown ids
+	// are skipped.
+	byID, err := s.EventsByID(ctx(t), []uuid.UUID{got[1].ID, uuid.New(), got[0].ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byID) != 2 || byID[0].ID != got[0].ID || byID[1].ID != got[1].ID || byID[1].Trip.DriverID != "driver-1" {
+		t.Fatalf("EventsByID = %+v", byID)
 	}
 }
 
