@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -171,6 +172,13 @@ func TestBadInput(t *testing.T) {
 		}, codes.PermissionDenied},
 		{"rider quote lat out of range", func() error {
 			_, err := rider.GetQuote(riderCtx, &riderv1.GetQuoteRequest{Pickup: &commonv1.LatLng{Lat: 91}, Dropoff: sfDropoff, Product: commonv1.Product_PRODUCT_STANDARD})
+			return err
+		}, codes.InvalidArgument},
+		{"rider quote antipodal drop-off", func() error {
+			_, err := rider.GetQuote(riderCtx, &riderv1.GetQuoteRequest{Pickup: sfPickup, Dropoff: &commonv1.LatLng{Lat: -sfPickup.GetLat(), Lng: sfPickup.GetLng() + 180}, Product: commonv1.Product_PRODUCT_STANDARD})
+			if err != nil && !strings.HasPrefix(status.Convert(err).Message(), "drop-off is ") {
+				return fmt.Errorf("message %q does not say why", status.Convert(err).Message())
+			}
 			return err
 		}, codes.InvalidArgument},
 		{"rider quote no product", func() error {
