@@ -117,6 +117,7 @@ func TestConfigValidate(t *testing.T) {
 		{"jwt without a service identity", func(c *Config) { c.Security = Security{JWKSFile: "k.json", Issuer: "i", Audience: "a"} }, ErrNoServiceIDs},
 		{"tls without ca", func(c *Config) { c.Security.CertFile, c.Security.KeyFile = "c.pem", "k.pem" }, ErrPartialTLS},
 		{"no admission", func(c *Config) { c.MaxInFlight = 0 }, ErrBadLimit},
+		{"negative overload latency", func(c *Config) { c.OverloadLatency = -time.Second }, ErrBadLimit},
 		{"negative pool", func(c *Config) { c.DBMaxConns = -1 }, ErrBadLimit},
 		{"negative db waiting", func(c *Config) { c.DBMaxWaiting = -1 }, ErrBadLimit},
 		{"no silent-driver timeout", func(c *Config) { c.Watchdog.SilentDriver = 0 }, ErrBadDuration},
