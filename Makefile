@@ -36,6 +36,11 @@ breaking: ## buf breaking against AGAINST (a git ref; default main).
 test: consul ## The whole test suite (the README's test command).
 	HEXRIDE_CONSUL_BIN=$(CURDIR)/bin/consul $(GO) test -race -count=1 -timeout 25m ./...
 
+.PHONY: rules
+rules: ## Check the alert rules and run their unit tests (promtool).
+	promtool check rules infra/observability/alerts.yml
+	cd infra/observability && promtool test rules alerts_test.yml
+
 .PHONY: build
 build: ## Build bin/hexride.
 	$(GO) build -o $(BIN) ./cmd/hexride
