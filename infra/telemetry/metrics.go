@@ -17,9 +17,14 @@ const (
 	MetricDBTxRetries        = "hexride_db_tx_retries"        // counter
 	MetricActiveStreams      = "hexride_active_streams"       // up-down counter{service}
 	MetricStreamDisconnects  = "hexride_stream_disconnects"   // counter{service}
-	MetricNoOwnerPartitions  = "hexride_no_owner_partitions"  // gauge
+	MetricNoOwnerPartitions  = "hexride_no_owner_partitions"  // gauge{service}: matching workers and gateways
 	MetricDispatchesInFlight = "hexride_dispatches_in_flight" // gauge
 )
+
+// NoOwnerPartitionsDescription describes MetricNoOwnerPartitions; matching
+// workers and driver gateways export it with one description, so a process
+// running both exports one metric.
+const NoOwnerPartitionsDescription = "Partitions with drivers and no matching owner, in this process's view (by service)."
 
 // TimeToMatchBuckets are the histogram bounds of time to match, seconds.
 var TimeToMatchBuckets = []float64{0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 90, 120}

@@ -93,7 +93,7 @@ func NewGateway(cfg Config, matching *matchingclient.Client, trips *tripclient.C
 	if err != nil {
 		return nil, err
 	}
-	return &Gateway{
+	g := &Gateway{
 		cfg:        cfg,
 		matching:   matching,
 		trips:      trips,
@@ -104,7 +104,36 @@ func NewGateway(cfg Config, matching *matchingclient.Client, trips *tripclient.C
 		sessions:   map[string]*session{},
 		metrics:    metrics,
 		propagator: tel.Propagator,
-	}, nil
+	}
+	if err := g.observeUnowned(tel.Meter); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// unownedPartitions counts the partitions of this gateway's located
+// drivers that have no matching owner in its view: their samples cannot be
+// delivered and no request there can be dispatched. Matching workers
+// cannot see this for long (a partition without an owner stops getting
+// samples and its drivers expire), so the gateway reports it.
+func (g *Gateway) unownedPartitions() int {
+	parts := map[matchingclient.Partition]struct{}{}
+	g.mu.Lock()
+	for _, s := range g.sessions {
+		s.mu.Lock()
+		if s.last != nil {
+			parts[s.partition] = struct{}{}
+		}
+		s.mu.Unlock()
+	}
+	g.mu.Unlock()
+	n := 0
+	for p := range parts {
+		if _, err := g.matching.Owner(p); errors.Is(err, matchingclient.ErrNoOwner) {
+			n++
+		}
+	}
+	return n
 }
 
 // Run sends location batches and relays trip updates until ctx ends.

@@ -45,6 +45,21 @@ func newGatewayMetrics(mp metric.MeterProvider) (gatewayMetrics, error) {
 	return g, err
 }
 
+// observeUnowned exports hexride_no_owner_partitions from the gateway's
+// view (attribute service="driver"; matching workers export their own).
+func (g *Gateway) observeUnowned(mp metric.MeterProvider) error {
+	if mp == nil {
+		return nil
+	}
+	_, err := mp.Meter("hexride").Int64ObservableGauge(telemetry.MetricNoOwnerPartitions,
+		metric.WithDescription(telemetry.NoOwnerPartitionsDescription),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(g.unownedPartitions()), driverStreams)
+			return nil
+		}))
+	return err
+}
+
 // offerContext returns ctx carrying the trace of the dispatch that made
 // the offer, so the driver's reply joins the trip's trace.
 func (g *Gateway) offerContext(ctx context.Context, carrier map[string]string) context.Context {

@@ -64,14 +64,14 @@ func (e *Engine) initTelemetry(d Deps) error {
 		return err
 	}
 	if _, err = m.Int64ObservableGauge(telemetry.MetricNoOwnerPartitions,
-		metric.WithDescription("Partitions holding drivers here that no member owns in this worker's view."),
+		metric.WithDescription(telemetry.NoOwnerPartitionsDescription),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
 			r, _ := e.membership.Ring()
 			if r.Len() > 0 {
-				o.Observe(0)
+				o.Observe(0, matchingService)
 				return nil
 			}
-			o.Observe(int64(len(e.driversPerPartition())))
+			o.Observe(int64(len(e.driversPerPartition())), matchingService)
 			return nil
 		})); err != nil {
 		return err
@@ -87,6 +87,8 @@ func (e *Engine) initTelemetry(d Deps) error {
 		}))
 	return err
 }
+
+var matchingService = metric.WithAttributes(attribute.String("service", "matching"))
 
 // driversPerPartition counts indexed drivers per partition (the gauge's
 // callback, run on every metrics collection): O(cells) from the index's
