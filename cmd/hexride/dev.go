@@ -57,7 +57,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if _, err := rand.Read(cfg.QuoteKey); err != nil {
 		return err
 	}
-	tel, err := newTelemetry(ctx)
+	tel, err := newTelemetry(ctx, "")
 	if err != nil {
 		return err
 	}

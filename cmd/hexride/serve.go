@@ -128,7 +128,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	tel, err := newTelemetry(ctx)
+	tel, err := newTelemetry(ctx, "hexride-"+strings.Join(cfg.Services, "+"))
 	if err != nil {
 		return err
 	}

@@ -11,12 +11,18 @@ import (
 // telemetryFlags binds the tracing flags; the returned function builds the
 // providers after parsing. Defaults follow the standard OTEL_* variables
 // (OTEL_EXPORTER_OTLP_ENDPOINT alone turns OTLP export on).
-func telemetryFlags(fs *flag.FlagSet, service string) func(ctx context.Context) (*telemetry.Providers, error) {
+//
+// The service name is OTEL_SERVICE_NAME when set, else what the command
+// passes when it builds (serve: hexride-<its services>), else service.
+func telemetryFlags(fs *flag.FlagSet, service string) func(ctx context.Context, name string) (*telemetry.Providers, error) {
 	cfg := telemetry.DefaultConfig(service, os.Getenv)
 	fs.StringVar(&cfg.TraceExporter, "trace-exporter", cfg.TraceExporter, "none, otlp-grpc, otlp-http or stdout")
 	fs.StringVar(&cfg.Endpoint, "otlp-endpoint", "", "OTLP collector endpoint (host:port or URL; default: OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.Float64Var(&cfg.SampleRatio, "trace-sample", cfg.SampleRatio, "share of new traces kept, 0..1")
-	return func(ctx context.Context) (*telemetry.Providers, error) {
+	return func(ctx context.Context, name string) (*telemetry.Providers, error) {
+		if name != "" && os.Getenv("OTEL_SERVICE_NAME") == "" {
+			cfg.ServiceName = name
+		}
 		cfg.ServiceVersion = version
 		if cfg.Endpoint != "" && cfg.TraceExporter == telemetry.ExporterNone {
 			cfg.TraceExporter = telemetry.ExporterOTLPGRPC

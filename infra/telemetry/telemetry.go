@@ -64,11 +64,15 @@ var (
 )
 
 // DefaultConfig reads the standard OTEL_* variables where they apply:
+// OTEL_SERVICE_NAME replaces service;
 // OTEL_TRACES_EXPORTER=otlp picks OTLP (OTEL_EXPORTER_OTLP_PROTOCOL
 // http/protobuf picks HTTP), and an OTEL_EXPORTER_OTLP_ENDPOINT alone turns
 // OTLP on.
 func DefaultConfig(service string, getenv func(string) string) Config {
 	c := Config{ServiceName: service, TraceExporter: ExporterNone, SampleRatio: 1}
+	if name := getenv("OTEL_SERVICE_NAME"); name != "" {
+		c.ServiceName = name
+	}
 	exporter := getenv("OTEL_TRACES_EXPORTER")
 	if exporter == "" && getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" {
 		exporter = "otlp"
