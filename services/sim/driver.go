@@ -32,6 +32,7 @@ type driverAgent struct {
 	lastSent time.Time
 	locSeqs  map[uint64]bool // location samples awaiting their ack
 	rides    chan rideEvent  // outlives sessions: a ride goes on across reconnects
+	retry    retryPolicy     // zero: newRetryPolicy(cfg, rec)
 }
 
 const (
@@ -54,6 +55,7 @@ func (d *driverAgent) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		d.rec.code(err)
 		if status.Code(err) != codes.Unavailable {
 			d.rec.error(fmt.Errorf("driver %s stream: %w", d.id, err))
 		}
@@ -233,18 +235,11 @@ func (d *driverAgent) ride(ctx context.Context, tripID string, done chan<- rideE
 			return
 		}
 		key := fmt.Sprintf("%s-%d", tripID, i)
+		// Retry what a draining or restarting instance returns, or a
+		// platform whose database is down; the idempotency key makes a
+		// retry of a committed action harmless.
 		var err error
-		for attempt := 0; ; attempt++ {
-			cctx, cancel := context.WithTimeout(d.ctx(ctx), 5*time.Second)
-			trip, err = act(cctx, key)
-			cancel()
-			// Retry what a draining or restarting instance returns; the
-			// idempotency key makes a retry of a committed action harmless.
-			if err == nil || attempt >= 5 || !retryable(err) || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
+		trip, err = retry(d.ctx(ctx), d.policy(), func(ctx context.Context) (*commonv1.Trip, error) { return act(ctx, key) })
 		if err != nil {
 			if ctx.Err() != nil {
 				return // the run stopped mid-action: not the platform's error
@@ -262,12 +257,12 @@ func (d *driverAgent) ride(ctx context.Context, tripID string, done chan<- rideE
 	}
 }
 
-func retryable(err error) bool {
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
-		return true
+// policy is how this driver's app retries its unary calls.
+func (d *driverAgent) policy() retryPolicy {
+	if d.retry.now == nil {
+		return newRetryPolicy(d.cfg, d.rec)
 	}
-	return false
+	return d.retry
 }
 
 func (d *driverAgent) driveTime() time.Duration {
