@@ -530,10 +530,21 @@ func chaosPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("worker in %s cut off from Consul at %v", nsName, time.Since(start).Round(time.Millisecond))
+	// The cut is real (no route from the namespace to Consul's address) and
+	// the worker still serves its peers.
+	if err := ipCmd(t, "netns", "exec", nsName, "ip", "route", "get", consulIP); err == nil {
+		t.Errorf("the namespace still routes to %s during the cut", consulIP)
+	}
+	if _, err := p.partitions(ns.addr); err != nil {
+		t.Errorf("the cut-off worker does not answer its peers: %v", err)
+	}
 	time.Sleep(20 * time.Second)
 	if err := ipCmd(t, "netns", "exec", nsName, "ip", "route", "replace", consulCIDR, "via", hostIP); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("partition healed at %v", time.Since(start).Round(time.Millisecond))
+	if err := ipCmd(t, "netns", "exec", nsName, "ip", "route", "get", consulIP); err != nil {
+		t.Errorf("healed, but: %v", err)
+	}
 	checkChaos(t, "matching worker cut off from Consul 20 s (netns)", p, <-done)
 }
