@@ -88,6 +88,13 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services *string, quoteKey *s
 	fs.StringVar(&sec.ClientKeyFile, "tls-client-key", "", "client certificate key (PEM)")
 	fs.StringVar(&sec.ServerName, "tls-server-name", "hexride", "name peers' server certificates must carry")
 	fs.BoolVar(&sec.RateLimit, "rate-limit", true, "limit riders, drivers and dispatchers per principal and RPC")
+	fs.IntVar(&cfg.MaxInFlight, "max-inflight", cfg.MaxInFlight, "unary calls served at once; beyond, refused at once (ResourceExhausted + retry delay), new ride requests first")
+	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", cfg.DBMaxConns, "trip store pool size (0: the DSN's pool_max_conns or pgx's default)")
+	fs.IntVar(&cfg.DBMaxWaiting, "db-max-waiting", cfg.DBMaxWaiting, "trip store calls allowed to wait for a pool connection; beyond, refused at once")
+	wd := &cfg.Watchdog
+	fs.DurationVar(&wd.SilentDriver, "driver-silent-timeout", wd.SilentDriver, "a trip whose driver has not acted this long before pickup goes back to REQUESTED")
+	fs.DurationVar(&wd.MaxTripDuration, "max-trip-duration", wd.MaxTripDuration, "a ride in progress with no change this long is cancelled (driver_unresponsive)")
+	fs.DurationVar(&wd.Interval, "watchdog-interval", wd.Interval, "how often the trip watchdog looks for silent drivers")
 }
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {

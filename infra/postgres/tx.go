@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/cockroach-go/v2/crdb"
+
+	"github.com/hexride/hexride/infra/admission"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,6 +36,19 @@ const (
 // ErrMaxRetries wraps the last retryable error when a transaction still
 // could not serialize after the configured number of retries.
 var ErrMaxRetries = errors.New("postgres: transaction retries exhausted")
+
+// ErrCommitUnknown wraps a COMMIT that failed without an answer from the
+// server (the connection was lost, or the caller's context ended while
+// COMMIT was in flight): the transaction may or may not have committed.
+// Callers resolve it by reading back what the transaction wrote (by its
+// idempotency key) before answering.
+var ErrCommitUnknown = errors.New("postgres: commit outcome unknown")
+
+// ErrTooLateToCommit is returned, wrapping context.DeadlineExceeded, when
+// the caller's deadline is closer than the commit margin at COMMIT time:
+// the transaction is rolled back rather than committed for a caller that
+// would not hear the answer.
+var ErrTooLateToCommit = errors.New("postgres: too close to the caller's deadline to commit")
 
 // RetryInfo describes one retry, for the OnRetry hook.
 type RetryInfo struct {
@@ -74,6 +89,28 @@ func WithBeforeCommit(fn func(ctx context.Context, attempt int) error) Option {
 	return func(db *DB) { db.beforeCommit = fn }
 }
 
+// WithCommitMargin sets how much time must be left before the context's
+// deadline for a transaction to COMMIT (default 50ms); with less, it is
+// rolled back with ErrTooLateToCommit. A commit that lands after the
+// caller gave up is work nobody asked for (a ride dispatched to a rider
+// who was told the request failed).
+func WithCommitMargin(d time.Duration) Option {
+	return func(db *DB) { db.commitMargin = d }
+}
+
+// WithClock sets the clock the commit margin is measured on (tests).
+func WithClock(now func() time.Time) Option {
+	return func(db *DB) { db.now = now }
+}
+
+// WithAdmission puts every transaction through gate (with the class its
+// context carries, see admission.WithClass): when the gate is full the
+// transaction is refused at once with admission.ErrOverloaded instead of
+// queueing for a pool connection.
+func WithAdmission(gate *admission.Gate) Option {
+	return func(db *DB) { db.gate = gate }
+}
+
 // WithBackoff sets the base delay between retries; each retry waits a random
 // duration up to base·2^(retry-1), capped at 100·base. Zero disables waiting.
 // The default is 2ms.
@@ -89,6 +126,9 @@ type DB struct {
 	backoff      time.Duration
 	onRetry      func(context.Context, RetryInfo)
 	beforeCommit func(context.Context, int) error
+	commitMargin time.Duration
+	now          func() time.Time
+	gate         *admission.Gate
 
 	attempts atomic.Int64
 	retries  atomic.Int64
@@ -101,7 +141,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{pool: pool, dialect: dialect, maxRetries: 30, backoff: 2 * time.Millisecond}
+	db := &DB{pool: pool, dialect: dialect, maxRetries: 30, backoff: 2 * time.Millisecond, commitMargin: 50 * time.Millisecond, now: time.Now}
 	for _, opt := range opts {
 		opt(db)
 	}
@@ -129,7 +169,27 @@ func (db *DB) Stats() Stats {
 // (BEGIN and COMMIT failures prefixed "begin: " and "commit: "), so callers
 // classify it with IsUnavailable, SQLState or errors.Is; a lost connection
 // is not retried, since a COMMIT it interrupted may have succeeded.
+//
+// With an admission gate (WithAdmission) a full gate refuses the
+// transaction before BEGIN. COMMIT is not sent when the context's deadline
+// is within the commit margin (ErrTooLateToCommit); a COMMIT that fails
+// without a server answer is ErrCommitUnknown.
 func (db *DB) InTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	if db.gate != nil {
+		return db.gate.Admit(ctx, "postgres: transaction", func(ctx context.Context) error { return db.inTx(ctx, fn) })
+	}
+	return db.inTx(ctx, fn)
+}
+
+// Admit runs a read outside InTx through the admission gate, if any.
+func (db *DB) Admit(ctx context.Context, fn func(ctx context.Context) error) error {
+	if db.gate != nil {
+		return db.gate.Admit(ctx, "postgres: query", fn)
+	}
+	return fn(ctx)
+}
+
+func (db *DB) inTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	attempt := 0
 	var last error
 	err := crdb.ExecuteCtx(crdb.WithMaxRetries(ctx, db.maxRetries), func(ctx context.Context, _ ...any) error {
@@ -176,8 +236,19 @@ func (db *DB) attempt(ctx context.Context, attempt int, fn func(context.Context,
 			return err
 		}
 	}
+	if dl, ok := ctx.Deadline(); ok && dl.Sub(db.now()) < db.commitMargin {
+		return fmt.Errorf("%w (%v left): %w", ErrTooLateToCommit, dl.Sub(db.now()), context.DeadlineExceeded)
+	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		var pgErr *pgconn.PgError
+		if (errors.As(err, &pgErr) && !unavailableCode(pgErr.Code)) || errors.Is(err, pgx.ErrTxCommitRollback) {
+			// The server refused the COMMIT itself (serialization, a
+			// deferred constraint): the transaction did not commit. A
+			// connection-level error (terminated, shutting down) may have
+			// come after the COMMIT landed.
+			return fmt.Errorf("commit: %w", err)
+		}
+		return fmt.Errorf("commit: %w: %w", ErrCommitUnknown, err)
 	}
 	db.commits.Add(1)
 	return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
+	"github.com/hexride/hexride/infra/admission"
 	"github.com/hexride/hexride/infra/postgres"
 	"github.com/hexride/hexride/infra/postgres/pgtest"
 )
@@ -185,5 +186,90 @@ func TestDialect(t *testing.T) {
 	}
 	if isolation != "serializable" {
 		t.Errorf("default_transaction_isolation = %q, want serializable", isolation)
+	}
+}
+
+func TestNoCommitTooCloseToDeadline(t *testing.T) {
+	// With less than the commit margin left before the caller's deadline
+	// the transaction is rolled back, not committed for a caller that is
+	// about to give up.
+	db := openDB(t, postgres.WithCommitMargin(time.Hour))
+	if _, err := db.Pool().Exec(context.Background(), `CREATE TABLE t (id INT PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := db.InTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO t VALUES (1)`)
+		return err
+	})
+	if !errors.Is(err, postgres.ErrTooLateToCommit) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want ErrTooLateToCommit wrapping DeadlineExceeded", err)
+	}
+	var n int
+	if err := db.Pool().QueryRow(context.Background(), `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rows = %d (%v), want 0: the write committed", n, err)
+	}
+	// Without a deadline the margin does not apply.
+	if err := db.InTx(context.Background(), func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO t VALUES (1)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCommitOutcomeUnknownOnLostConnection(t *testing.T) {
+	// The backend is terminated right before COMMIT: the client cannot
+	// know whether COMMIT landed, and says so.
+	var pid int
+	var db *postgres.DB
+	db = openDB(t, postgres.WithBeforeCommit(func(ctx context.Context, _ int) error {
+		_, err := db.Pool().Exec(ctx, `SELECT pg_terminate_backend($1)`, pid)
+		return err
+	}))
+	err := db.InTx(context.Background(), func(ctx context.Context, tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid)
+	})
+	if !errors.Is(err, postgres.ErrCommitUnknown) {
+		t.Fatalf("err = %v, want ErrCommitUnknown", err)
+	}
+	if !postgres.IsUnavailable(err) {
+		t.Fatalf("IsUnavailable(%v) = false", err)
+	}
+}
+
+func TestAdmissionRefusesBeforeBegin(t *testing.T) {
+	gate, err := admission.NewGate(admission.Config{Limit: 1, RetryAfter: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := openDB(t, postgres.WithAdmission(gate))
+	inside, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- db.InTx(context.Background(), func(ctx context.Context, tx pgx.Tx) error {
+			close(inside)
+			<-release
+			return nil
+		})
+	}()
+	<-inside
+	err = db.InTx(context.Background(), func(context.Context, pgx.Tx) error {
+		t.Error("ran a transaction past a full gate")
+		return nil
+	})
+	if !errors.Is(err, admission.ErrOverloaded) {
+		t.Fatalf("err = %v, want ErrOverloaded", err)
+	}
+	if err := db.Admit(context.Background(), func(context.Context) error { return nil }); !errors.Is(err, admission.ErrOverloaded) {
+		t.Fatalf("read past a full gate: %v", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := db.Stats().Attempts; got != 1 {
+		t.Fatalf("attempts = %d, want 1 (the refused one never began)", got)
 	}
 }

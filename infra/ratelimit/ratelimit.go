@@ -153,7 +153,16 @@ type entry struct {
 	key     string
 	lim     *rate.Limiter
 	lastUse time.Time
+	// charged holds the idempotency keys of the last calls that took a
+	// token (a small ring): a retry of one of them is the same request
+	// again, not a new one, and passes without a token.
+	charged [chargedKeys]string
+	next    int
 }
+
+// chargedKeys is how many idempotency keys a bucket remembers; an app
+// retries one request at a time, a few at most.
+const chargedKeys = 8
 
 // New validates cfg and returns a Limiter. It starts no goroutines:
 // eviction happens on access.
@@ -188,6 +197,15 @@ func (l *Limiter) limitFor(method string) Limit {
 // Allow takes a token for key calling method; when there is none it returns
 // false and how long until one is available.
 func (l *Limiter) Allow(key, method string) (bool, time.Duration) {
+	return l.AllowRequest(key, method, "")
+}
+
+// AllowRequest is Allow for a request carrying an idempotency key: a key
+// that already took a token from this bucket (within the bucket's idle
+// lifetime, among its last few keys) passes free, so an app retrying one
+// request through an outage does not spend the budget meant for new ones.
+// An empty idemKey is always charged.
+func (l *Limiter) AllowRequest(key, method, idemKey string) (bool, time.Duration) {
 	lim := l.limitFor(method)
 	if lim.unlimited() {
 		return true, 0
@@ -210,6 +228,9 @@ func (l *Limiter) Allow(key, method string) (bool, time.Duration) {
 		sh.items[k] = sh.lru.PushFront(e)
 	}
 	e.lastUse = now
+	if idemKey != "" && slices.Contains(e.charged[:], idemKey) {
+		return true, 0
+	}
 	r := e.lim.ReserveN(now, 1)
 	if !r.OK() {
 		return false, time.Duration(math.MaxInt64)
@@ -217,6 +238,10 @@ func (l *Limiter) Allow(key, method string) (bool, time.Duration) {
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
 		return false, d
+	}
+	if idemKey != "" {
+		e.charged[e.next] = idemKey
+		e.next = (e.next + 1) % chargedKeys
 	}
 	return true, 0
 }
@@ -271,15 +296,22 @@ func Key(ctx context.Context) string {
 	return "anonymous"
 }
 
-// check is Allow for an incoming call.
-func (l *Limiter) check(ctx context.Context, method string) error {
+// idempotent is a request that names its idempotency key.
+type idempotent interface{ GetIdempotencyKey() string }
+
+// check is Allow for an incoming call with request req (nil for a stream).
+func (l *Limiter) check(ctx context.Context, method string, req any) error {
 	if exempt(method) {
 		return nil
 	}
 	if p, ok := auth.FromContext(ctx); ok && slices.Contains(l.cfg.ExemptRoles, p.Role) {
 		return nil
 	}
-	ok, wait := l.Allow(Key(ctx), method)
+	var idemKey string
+	if r, ok := req.(idempotent); ok {
+		idemKey = r.GetIdempotencyKey()
+	}
+	ok, wait := l.AllowRequest(Key(ctx), method, idemKey)
 	if ok {
 		return nil
 	}
@@ -320,7 +352,7 @@ func RetryDelay(err error) (time.Duration, bool) {
 // UnaryServerInterceptor limits unary calls.
 func (l *Limiter) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := l.check(ctx, info.FullMethod); err != nil {
+		if err := l.check(ctx, info.FullMethod, req); err != nil {
 			return nil, err
 		}
 		return handler(ctx, req)
@@ -332,7 +364,7 @@ func (l *Limiter) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 // per stream).
 func (l *Limiter) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if err := l.check(ss.Context(), info.FullMethod); err != nil {
+		if err := l.check(ss.Context(), info.FullMethod, nil); err != nil {
 			return err
 		}
 		return handler(srv, ss)

@@ -307,3 +307,53 @@ func TestConcurrentAllow(t *testing.T) {
 		t.Fatalf("shared bucket allowed %d", allowed)
 	}
 }
+
+func TestRetryOfChargedKeyIsFree(t *testing.T) {
+	type call struct {
+		key    string
+		wantOK bool
+	}
+	tests := []struct {
+		name  string
+		calls []call
+	}{
+		{"same key retried 50 times costs one token", func() []call {
+			cs := []call{{"k1", true}}
+			for range 49 {
+				cs = append(cs, call{"k1", true})
+			}
+			// Two new keys fit the remaining burst of 3, the third does not.
+			return append(cs, call{"k2", true}, call{"k3", true}, call{"k4", false})
+		}()},
+		{"a refused key was not charged and stays refused", []call{
+			{"a", true}, {"b", true}, {"c", true}, {"d", false}, {"d", false}, {"a", true},
+		}},
+		{"no key is always charged", []call{{"", true}, {"", true}, {"", true}, {"", false}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLimiter(t, DefaultConfig(), newClock())
+			for i, c := range tt.calls {
+				if ok, _ := l.AllowRequest("rider:a", MethodRequestRide, c.key); ok != c.wantOK {
+					t.Fatalf("call %d key %q: ok=%v, want %v", i, c.key, ok, c.wantOK)
+				}
+			}
+		})
+	}
+	t.Run("ring forgets the oldest key", func(t *testing.T) {
+		clk := newClock()
+		l := newLimiter(t, Config{Default: PerSecond(1, 1), MaxEntries: 16, IdleTTL: time.Hour}, clk)
+		for i := range chargedKeys + 1 {
+			clk.Advance(time.Second)
+			if ok, _ := l.AllowRequest("p", "/m", fmt.Sprint("k", i)); !ok {
+				t.Fatalf("key %d refused after refill", i)
+			}
+		}
+		if ok, _ := l.AllowRequest("p", "/m", "k0"); ok {
+			t.Fatal("the oldest key was still free after the ring wrapped")
+		}
+		if ok, _ := l.AllowRequest("p", "/m", fmt.Sprint("k", chargedKeys)); !ok {
+			t.Fatal("the newest key was charged again")
+		}
+	})
+}

@@ -488,7 +488,8 @@ func (e *Engine) assign(ctx context.Context, tripID, driverID string) (_ *common
 			return trip, nil
 		}
 		switch status.Code(err) {
-		case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
+		case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted,
+			codes.ResourceExhausted: // the store shed the call before any work
 			continue
 		}
 		return nil, err

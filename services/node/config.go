@@ -8,12 +8,14 @@ package node
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/hexride/hexride/dispatch"
+	"github.com/hexride/hexride/services/trip"
 )
 
 // Service names, as --services takes them.
@@ -82,6 +84,20 @@ type Config struct {
 	Pprof bool
 	// Security: authentication, TLS, rate limits, audit.
 	Security Security
+	// MaxInFlight bounds the unary calls the process serves at once
+	// (--max-inflight); beyond it calls are refused at once with
+	// ResourceExhausted and a retry delay, new ride requests first (a
+	// quarter is kept for rides in progress). Health checks are exempt.
+	MaxInFlight int
+	// DBMaxConns sizes the trip store's connection pool (--db-max-conns;
+	// 0: the DSN's pool_max_conns, else pgx's default).
+	DBMaxConns int
+	// DBMaxWaiting bounds the store calls waiting for a pool connection
+	// (--db-max-waiting); beyond it they are refused at once, new trips
+	// first.
+	DBMaxWaiting int
+	// Watchdog resolves trips whose driver app went silent.
+	Watchdog trip.WatchdogConfig
 }
 
 // DefaultConfig returns production defaults.
@@ -101,6 +117,9 @@ func DefaultConfig() Config {
 		DrainWait:        3 * time.Second,
 		StopTimeout:      10 * time.Second,
 		QuoteTTL:         5 * time.Minute,
+		MaxInFlight:      512,
+		DBMaxWaiting:     64,
+		Watchdog:         trip.DefaultWatchdogConfig(),
 	}
 }
 
@@ -112,6 +131,7 @@ var (
 	ErrNeedsDiscovery = errors.New("node: without --consul every service this node calls must run in it")
 	ErrBadDuration    = errors.New("node: durations must be positive")
 	ErrShortQuoteKey  = errors.New("node: the quote key must be at least 32 bytes")
+	ErrBadLimit       = errors.New("node: bad limit")
 )
 
 // Has reports whether the node runs service.
@@ -161,6 +181,20 @@ func (c Config) Validate() error {
 	if c.CheckInterval <= 0 || c.OfferTimeout <= 0 || c.DriverTTL <= 0 ||
 		c.RecoveryInterval <= 0 || c.RecoveryAge <= 0 || c.DrainWait < 0 || c.StopTimeout <= 0 || c.QuoteTTL <= 0 {
 		return ErrBadDuration
+	}
+	if c.MaxInFlight < 1 {
+		return fmt.Errorf("%w: --max-inflight must be at least 1, got %d", ErrBadLimit, c.MaxInFlight)
+	}
+	if c.DBMaxConns < 0 || c.DBMaxConns > math.MaxInt32 {
+		return fmt.Errorf("%w: --db-max-conns must be 0 (the DSN's or pgx's default) or positive, got %d", ErrBadLimit, c.DBMaxConns)
+	}
+	if c.DBMaxWaiting < 0 {
+		return fmt.Errorf("%w: --db-max-waiting must not be negative, got %d", ErrBadLimit, c.DBMaxWaiting)
+	}
+	if c.Has(Trip) {
+		if err := c.Watchdog.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadDuration, err)
+		}
 	}
 	if c.Has(Rider) && len(c.QuoteKey) < 32 {
 		return ErrShortQuoteKey

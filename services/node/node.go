@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 
+	"github.com/hexride/hexride/infra/admission"
 	"github.com/hexride/hexride/infra/consul"
 	"github.com/hexride/hexride/infra/dial"
 	"github.com/hexride/hexride/infra/grpcserver"
@@ -104,8 +106,16 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 	}
 	scfg := grpcserver.DefaultConfig(cfg.Addr)
 	scfg.DrainWait, scfg.StopTimeout = cfg.DrainWait, cfg.StopTimeout
+	// Admission after authentication and rate limits: a caller over its
+	// own limit is told so, not that the server is full.
+	gate, err := admission.NewGate(admission.WithLimit(cfg.MaxInFlight))
+	if err != nil {
+		sec.close()
+		return nil, fmt.Errorf("--max-inflight: %w", err)
+	}
+	unary := append(slices.Clone(sec.unary), admission.UnaryServerInterceptor(gate, newRideMethods))
 	srv, err := grpcserver.New(scfg, logger, grpcserver.Options{
-		UnaryInterceptors:  sec.unary,
+		UnaryInterceptors:  unary,
 		StreamInterceptors: sec.stream,
 		SkipValidation:     driver.StreamValidatedByHandler(),
 		ServerOptions:      append([]grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...))}, sec.serverOpts...),
@@ -166,7 +176,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 
 	reg := srv.Registrar()
 	if cfg.Has(Trip) {
-		st, closeStore, err := openStore(ctx, cfg.DatabaseURL, tel)
+		st, closeStore, err := openStore(ctx, cfg, tel)
 		if err != nil {
 			return nil, err
 		}
@@ -175,6 +185,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		if err != nil {
 			return nil, err
 		}
+		wd, err := trip.NewWatchdog(cfg.Watchdog, st, logger.With("service", Trip))
+		if err != nil {
+			return nil, err
+		}
+		n.goLoop(wd.Run)
 		n.closers = append(n.closers, ts.Close)
 		ts.Register(reg)
 		// Watch streams end when the node drains (their clients re-watch
@@ -326,7 +341,8 @@ func (n *Node) close() {
 
 // openStore opens the SQL store for dsn (with pgx spans and a retry
 // counter), or an in-memory one.
-func openStore(ctx context.Context, dsn string, tel *telemetry.Providers) (store.Store, func(), error) {
+func openStore(ctx context.Context, cfg Config, tel *telemetry.Providers) (store.Store, func(), error) {
+	dsn := cfg.DatabaseURL
 	// Exported whatever the store, so dashboards and alerts always find it
 	// (the in-memory store never retries).
 	retries, err := tel.HexrideMeter().Int64Counter(telemetry.MetricDBTxRetries,
@@ -343,11 +359,23 @@ func openStore(ctx context.Context, dsn string, tel *telemetry.Providers) (store
 		return nil, nil, fmt.Errorf("trip store DSN: %w", err)
 	}
 	pcfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(tel.Tracer), otelpgx.WithMeterProvider(tel.Meter))
+	if cfg.DBMaxConns > 0 {
+		pcfg.MaxConns = int32(cfg.DBMaxConns)
+	}
+	// The pool's own queue is unbounded; the gate bounds it to
+	// DBMaxWaiting callers beyond the connections, and keeps a quarter
+	// of the waiting room for rides in progress.
+	gate, err := admission.NewGate(admission.Config{
+		Limit: int(pcfg.MaxConns) + cfg.DBMaxWaiting, Reserve: cfg.DBMaxWaiting / 4, RetryAfter: time.Second,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("--db-max-waiting: %w", err)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open trip store: %w", err)
 	}
-	st, err := sqlstore.New(ctx, pool, sqlstore.WithTxOptions(postgres.WithOnRetry(func(ctx context.Context, _ postgres.RetryInfo) {
+	st, err := sqlstore.New(ctx, pool, sqlstore.WithTxOptions(postgres.WithAdmission(gate), postgres.WithOnRetry(func(ctx context.Context, _ postgres.RetryInfo) {
 		retries.Add(ctx, 1)
 	})))
 	if err != nil {
@@ -356,6 +384,14 @@ func openStore(ctx context.Context, dsn string, tel *telemetry.Providers) (store
 	}
 	return st, pool.Close, nil
 }
+
+// newRideMethods are the calls that start a new ride: under load they are
+// refused before work for rides in progress.
+var newRideMethods = admission.NewMethods(
+	riderv1.RiderService_RequestRide_FullMethodName,
+	riderv1.RiderService_GetQuote_FullMethodName,
+	tripv1.TripService_CreateTrip_FullMethodName,
+)
 
 // Option configures Start.
 type Option func(*options)

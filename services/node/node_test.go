@@ -115,6 +115,13 @@ func TestConfigValidate(t *testing.T) {
 		{"jwt without audience", func(c *Config) { c.Security = Security{JWKSFile: "k.json", Issuer: "i", ServiceKeyDir: "d"} }, ErrNoAuth},
 		{"jwt without a service identity", func(c *Config) { c.Security = Security{JWKSFile: "k.json", Issuer: "i", Audience: "a"} }, ErrNoServiceIDs},
 		{"tls without ca", func(c *Config) { c.Security.CertFile, c.Security.KeyFile = "c.pem", "k.pem" }, ErrPartialTLS},
+		{"no admission", func(c *Config) { c.MaxInFlight = 0 }, ErrBadLimit},
+		{"negative pool", func(c *Config) { c.DBMaxConns = -1 }, ErrBadLimit},
+		{"negative db waiting", func(c *Config) { c.DBMaxWaiting = -1 }, ErrBadLimit},
+		{"no silent-driver timeout", func(c *Config) { c.Watchdog.SilentDriver = 0 }, ErrBadDuration},
+		{"watchdog only checked where trip runs", func(c *Config) {
+			c.Watchdog.Interval, c.Services, c.ConsulAddr = 0, []string{Matching}, "127.0.0.1:8500"
+		}, nil},
 		{"client cert without tls", func(c *Config) { c.Security.ClientCertFile, c.Security.ClientKeyFile = "c.pem", "k.pem" }, ErrPartialTLS},
 	}
 	for _, tt := range tests {

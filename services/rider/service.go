@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -39,6 +40,7 @@ type Service struct {
 	now      func() time.Time
 	draining <-chan struct{}
 	streams  metric.Int64UpDownCounter
+	requests singleflight.Group // RequestRide calls in flight, by idempotency key
 }
 
 var _ riderv1.RiderServiceServer = (*Service)(nil)
@@ -130,16 +132,31 @@ func (s *Service) RequestRide(ctx context.Context, req *riderv1.RequestRideReque
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	key := "rider:" + riderID + ":" + req.GetIdempotencyKey()
+	// Concurrent retries of one request (an app resending through a slow
+	// moment) share one trip-store call instead of racing each other
+	// into serialization retries; each gets the same answer.
+	res, err, _ := s.requests.Do(key+"\x00"+req.GetQuoteId(), func() (any, error) {
+		return s.requestRide(ctx, riderID, key, req.GetQuoteId(), claims)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &riderv1.RequestRideResponse{Trip: res.(*commonv1.Trip)}, nil
+}
+
+// requestRide creates the trip for key and starts its dispatch.
+func (s *Service) requestRide(ctx context.Context, riderID, key, quoteID string, claims QuoteClaims) (*commonv1.Trip, error) {
 	cctx, cancel := s.call(ctx)
 	defer cancel()
 	trip, _, err := s.trips.CreateTrip(cctx, &tripv1.CreateTripRequest{
-		IdempotencyKey: "rider:" + riderID + ":" + req.GetIdempotencyKey(),
+		IdempotencyKey: key,
 		RiderId:        riderID,
 		Pickup:         latLngToProto(claims.Pickup),
 		Dropoff:        latLngToProto(claims.Dropoff),
 		Product:        claims.Product,
 		QuotedFare:     claims.Fare,
-		QuoteId:        req.GetQuoteId(),
+		QuoteId:        quoteID,
 		Region:         s.cfg.Region,
 	})
 	if err != nil {
@@ -156,7 +173,7 @@ func (s *Service) RequestRide(ctx context.Context, req *riderv1.RequestRideReque
 			s.logger.WarnContext(ctx, "dispatch not started; recovery will pick the trip up", "trip", trip.GetId(), "err", err)
 		}
 	}
-	return &riderv1.RequestRideResponse{Trip: trip}, nil
+	return trip, nil
 }
 
 // ownTrip fetches a trip and checks it is the caller's.

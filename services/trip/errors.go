@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/hexride/hexride/infra/admission"
 	"github.com/hexride/hexride/infra/postgres"
 	"github.com/hexride/hexride/infra/rpcerror"
 	"github.com/hexride/hexride/services/trip/tripapi"
@@ -38,6 +39,8 @@ const retryDelay = time.Second
 //	tripapi.InvalidArgument, ErrInvalidCommand, protovalidate errors  InvalidArgument
 //	postgres.ErrMaxRetries (contention)         Aborted + RetryInfo: retry with the same key
 //	database unreachable (postgres.IsUnavailable) Unavailable + RetryInfo
+//	admission.ErrOverloaded (store gate full)    ResourceExhausted + RetryInfo, reason OVERLOADED
+//	postgres.ErrTooLateToCommit (rolled back)   Unavailable + RetryInfo (caller still waiting)
 //	context.Canceled / DeadlineExceeded         Canceled / DeadlineExceeded
 //	anything else                               Internal "internal error" (details logged)
 //
@@ -66,6 +69,9 @@ func toStatus(ctx context.Context, err error, log *slog.Logger) error {
 		return withReason(tripapi.Classification{Code: codes.InvalidArgument, Reason: tripapi.ReasonInvalidArgument, Message: verr.Error()})
 	}
 	switch {
+	case errors.Is(err, admission.ErrOverloaded):
+		// Refused before any work: safe to retry after the delay.
+		return admission.Refusal("the trip store", retryDelay)
 	case errors.Is(err, postgres.ErrMaxRetries):
 		logCause(log, "trip: transaction retries exhausted", err)
 		err = tripapi.ErrRetriesExhausted

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hexride/hexride/infra/admission"
 	"github.com/hexride/hexride/infra/postgres"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
@@ -43,6 +45,9 @@ func TestToStatus(t *testing.T) {
 		{"cancelled", wrap(context.Canceled), codes.Canceled, nil},
 		{"deadline", wrap(context.DeadlineExceeded), codes.DeadlineExceeded, nil},
 		{"unknown", errors.New("disk on fire"), codes.Internal, nil},
+		{"trip changed", wrap(tripapi.ErrTripChanged), codes.FailedPrecondition, tripapi.ErrTripChanged},
+		{"store gate full", wrap(fmt.Errorf("postgres: transaction: %w", admission.ErrOverloaded)), codes.ResourceExhausted, nil},
+		{"commit outcome unknown", wrap(fmt.Errorf("commit: %w: %w", postgres.ErrCommitUnknown, io.ErrUnexpectedEOF)), codes.Unavailable, tripclient.ErrStoreUnavailable},
 		{"status passes through", status.Error(codes.Unavailable, "x"), codes.Unavailable, nil},
 	}
 	for _, tt := range tests {

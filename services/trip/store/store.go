@@ -77,9 +77,15 @@ type Store interface {
 	List(ctx context.Context, f Filter) (Page, error)
 	// History returns a trip's events, oldest first (tripapi.ErrNotFound if no trip).
 	History(ctx context.Context, tripID uuid.UUID) ([]Event, error)
-	// Events returns committed events with At >= q.Since in (At, ID) order,
-	// at most q.Limit of them. See the visibility note above.
-	Events(ctx context.Context, q EventQuery) ([]Event, error)
+	// EventRefs returns the ids and times of committed events with At >=
+	// q.Since in (At, ID) order, at most q.Limit of them. See the
+	// visibility note above. It reads no payloads: tailers re-read a
+	// lookback window every poll and fetch only the events they have not
+	// seen (EventsByID).
+	EventRefs(ctx context.Context, q EventQuery) ([]EventRef, error)
+	// EventsByID returns the events with these ids in (At, ID) order;
+	// ids not (or no longer) in the log are skipped.
+	EventsByID(ctx context.Context, ids []uuid.UUID) ([]Event, error)
 	// Now returns the store's clock (the database's for SQL stores); event
 	// times are on this clock.
 	Now(ctx context.Context) (time.Time, error)
@@ -142,6 +148,18 @@ type Transition struct {
 	ActorID        string
 	Reason         string
 	IdempotencyKey string
+	// ExpectVersion, when not zero, makes the change conditional: it
+	// fails with tripapi.ErrTripChanged unless the trip is still at this
+	// version (an actor deciding from an earlier read, like the watchdog).
+	ExpectVersion int64
+}
+
+// Apply fires the transition on t with rules, at the store's time.
+func (tr Transition) Apply(rules lifecycle.Rules, t Trip, at time.Time) (lifecycle.Trip, lifecycle.Event, error) {
+	if tr.ExpectVersion != 0 && t.Version != tr.ExpectVersion {
+		return t.Trip, "", fmt.Errorf("%w: trip %s is at version %d, not %d", tripapi.ErrTripChanged, t.ID, t.Version, tr.ExpectVersion)
+	}
+	return rules.Apply(t.Trip, tr.Command(at))
 }
 
 // Rate is a rider's rating of a completed trip.
@@ -181,6 +199,7 @@ type Filter struct {
 	DriverID      string
 	CreatedAfter  time.Time // inclusive
 	CreatedBefore time.Time // exclusive
+	UpdatedBefore time.Time // exclusive: trips whose last change is older
 	PageSize      int       // 0 means DefaultPageSize; capped at MaxPageSize
 	PageToken     string
 	// AllowStale lets CockroachDB serve the page from a follower read a few
@@ -194,7 +213,13 @@ type Page struct {
 	NextPageToken string // empty on the last page
 }
 
-// EventQuery selects events for Events.
+// EventRef names one event of the log.
+type EventRef struct {
+	ID uuid.UUID
+	At time.Time
+}
+
+// EventQuery selects events for EventRefs.
 type EventQuery struct {
 	Since time.Time // inclusive
 	Limit int       // 0 means 1000
@@ -288,6 +313,9 @@ func (tr Transition) Validate() error {
 
 // Hash fingerprints the request for idempotency checks.
 func (tr Transition) Hash() string {
+	if tr.ExpectVersion != 0 {
+		return hashOf(ScopeTransition, tr.TripID.String(), string(tr.Event), string(tr.Actor), tr.ActorID, tr.Reason, strconv.FormatInt(tr.ExpectVersion, 10))
+	}
 	return hashOf(ScopeTransition, tr.TripID.String(), string(tr.Event), string(tr.Actor), tr.ActorID, tr.Reason)
 }
 
@@ -386,6 +414,9 @@ func (f Filter) Matches(t Trip) bool {
 		return false
 	}
 	if !f.CreatedBefore.IsZero() && !t.CreatedAt.Before(f.CreatedBefore) {
+		return false
+	}
+	if !f.UpdatedBefore.IsZero() && !t.UpdatedAt.Before(f.UpdatedBefore) {
 		return false
 	}
 	return true

@@ -9,7 +9,8 @@ import (
 
 // EventSource is the part of Store a Tailer reads.
 type EventSource interface {
-	Events(ctx context.Context, q EventQuery) ([]Event, error)
+	EventRefs(ctx context.Context, q EventQuery) ([]EventRef, error)
+	EventsByID(ctx context.Context, ids []uuid.UUID) ([]Event, error)
 	Now(ctx context.Context) (time.Time, error)
 }
 
@@ -46,8 +47,10 @@ func NewTailer(src EventSource, lookback time.Duration) *Tailer {
 }
 
 // Poll returns the events that became visible since the last Poll, each
-// once, in (At, ID) order within the batch.
-func (t *Tailer) Poll(ctx context.Context) ([]Event, error) {
+// once, in (At, ID) order within the batch. It reads the ids in the
+// lookback window and fetches only the events it has not delivered. On an
+// error nothing of this Poll counts as seen: the next Poll reads it again.
+func (t *Tailer) Poll(ctx context.Context) (_ []Event, err error) {
 	if !t.started {
 		now, err := t.src.Now(ctx)
 		if err != nil {
@@ -55,31 +58,42 @@ func (t *Tailer) Poll(ctx context.Context) ([]Event, error) {
 		}
 		t.high = now
 	}
+	high := t.high
+	var added []uuid.UUID
+	defer func() {
+		if err != nil {
+			for _, id := range added {
+				delete(t.seen, id)
+			}
+			t.high = high
+		}
+	}()
 	since := t.high.Add(-t.lookback)
-	var out []Event
+	var fresh []uuid.UUID
 	for {
-		evs, err := t.src.Events(ctx, EventQuery{Since: since, Limit: t.batch})
+		refs, err := t.src.EventRefs(ctx, EventQuery{Since: since, Limit: t.batch})
 		if err != nil {
 			return nil, err
 		}
-		for _, ev := range evs {
-			if _, dup := t.seen[ev.ID]; dup {
+		for _, r := range refs {
+			if _, dup := t.seen[r.ID]; dup {
 				continue
 			}
-			t.seen[ev.ID] = ev.At
-			if ev.At.After(t.high) {
-				t.high = ev.At
+			t.seen[r.ID] = r.At
+			added = append(added, r.ID)
+			if r.At.After(t.high) {
+				t.high = r.At
 			}
 			if t.started {
-				out = append(out, ev)
+				fresh = append(fresh, r.ID)
 			}
 		}
-		if len(evs) < t.batch {
+		if len(refs) < t.batch {
 			break
 		}
 		// A full batch: continue from its last At. Events sharing that At
 		// are read again and dropped as seen.
-		last := evs[len(evs)-1].At
+		last := refs[len(refs)-1].At
 		if !last.After(since) {
 			// More than a batch share one timestamp; widen the batch.
 			t.batch *= 2
@@ -87,9 +101,13 @@ func (t *Tailer) Poll(ctx context.Context) ([]Event, error) {
 		}
 		since = last
 	}
-	if !t.started {
-		t.started = true
+	var out []Event
+	if len(fresh) > 0 {
+		if out, err = t.src.EventsByID(ctx, fresh); err != nil {
+			return nil, err
+		}
 	}
+	t.started = true
 	// Forget events that fell out of the window.
 	floor := t.high.Add(-t.lookback)
 	for id, at := range t.seen {

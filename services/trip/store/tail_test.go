@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sort"
 	"testing"
@@ -15,13 +16,40 @@ import (
 // fakeLog is an event log whose events become visible when the test says,
 // in any order: a transaction that took its timestamp early can commit late.
 type fakeLog struct {
-	now     time.Time
-	visible []store.Event
+	now      time.Time
+	visible  []store.Event
+	fetched  int // events fetched by id: payloads read
+	failNext bool
 }
 
 func (f *fakeLog) Now(context.Context) (time.Time, error) { return f.now, nil }
 
-func (f *fakeLog) Events(_ context.Context, q store.EventQuery) ([]store.Event, error) {
+func (f *fakeLog) EventRefs(ctx context.Context, q store.EventQuery) ([]store.EventRef, error) {
+	evs, err := f.events(ctx, q)
+	var refs []store.EventRef
+	for _, ev := range evs {
+		refs = append(refs, store.EventRef{ID: ev.ID, At: ev.At})
+	}
+	return refs, err
+}
+
+func (f *fakeLog) EventsByID(ctx context.Context, ids []uuid.UUID) ([]store.Event, error) {
+	if f.failNext {
+		f.failNext = false
+		return nil, errors.New("connection reset")
+	}
+	f.fetched += len(ids)
+	evs, _ := f.events(ctx, store.EventQuery{})
+	var out []store.Event
+	for _, ev := range evs {
+		if slices.Contains(ids, ev.ID) {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeLog) events(_ context.Context, q store.EventQuery) ([]store.Event, error) {
 	var out []store.Event
 	for _, ev := range f.visible {
 		if !ev.At.Before(q.Since) {
@@ -92,5 +120,18 @@ func TestTailerLateCommit(t *testing.T) {
 	got := poll()
 	if len(got) != len(want) {
 		t.Fatalf("got %d of %d same-timestamp events", len(got), len(want))
+	}
+	// Payloads are read once per event, however often the window is.
+	if log.fetched != 2+1+2500 {
+		t.Fatalf("fetched %d payloads for %d events", log.fetched, 2+1+2500)
+	}
+	// A failed fetch loses nothing: the next poll delivers the events.
+	c := log.commit(base.Add(5 * time.Second))
+	log.failNext = true
+	if _, err := tail.Poll(ctx); err == nil {
+		t.Fatal("poll hid the failed fetch")
+	}
+	if got := poll(); !slices.Equal(got, []uuid.UUID{c}) {
+		t.Fatalf("poll after a failed one = %v, want the event it missed", got)
 	}
 }

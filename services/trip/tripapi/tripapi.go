@@ -34,6 +34,7 @@ const (
 	ReasonStoreUnavailable  = "STORE_UNAVAILABLE"
 	ReasonWatcherFellBehind = "WATCHER_FELL_BEHIND"
 	ReasonShuttingDown      = "SHUTTING_DOWN"
+	ReasonTripChanged       = "TRIP_CHANGED"
 )
 
 // The trip service's domain errors. Stores and the server return them
@@ -50,6 +51,9 @@ var (
 	// ErrIdempotencyKeyReused: the key was first used for a different
 	// request (other trip, driver, event or payload).
 	ErrIdempotencyKeyReused = errors.New("idempotency key reused for a different request")
+	// ErrTripChanged: a change made on condition that the trip was still
+	// at the version the caller read (the watchdog's) found it had moved.
+	ErrTripChanged = errors.New("trip changed since it was read")
 	// ErrNotCompleted: a rating of a trip that is not COMPLETED.
 	ErrNotCompleted = errors.New("trip is not COMPLETED")
 	// ErrInvalidArgument: a malformed request; see InvalidArgument.
@@ -90,6 +94,7 @@ var rules = []rule{
 	{ErrNotFound, codes.NotFound, ReasonNotFound},
 	{ErrTripNotRequested, codes.FailedPrecondition, ReasonTripNotRequested},
 	{ErrDriverBusy, codes.FailedPrecondition, ReasonDriverBusy},
+	{ErrTripChanged, codes.FailedPrecondition, ReasonTripChanged},
 	{ErrInvalidTransition, codes.FailedPrecondition, ReasonInvalidTransition},
 	{ErrActorNotAllowed, codes.PermissionDenied, ReasonActorNotAllowed},
 	{ErrNotCompleted, codes.FailedPrecondition, ReasonNotCompleted},

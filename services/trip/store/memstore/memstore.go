@@ -164,7 +164,7 @@ func (s *Store) Transition(ctx context.Context, req store.Transition) (store.Tri
 		return store.Trip{}, store.Event{}, err
 	}
 	return s.change(ctx, store.ScopeTransition, req.IdempotencyKey, req.Hash(), req.TripID, func(t store.Trip, at time.Time) (store.Trip, lifecycle.Event, error) {
-		next, ev, err := s.rules.Apply(t.Trip, req.Command(at))
+		next, ev, err := req.Apply(s.rules, t, at)
 		if err != nil {
 			return t, "", err
 		}
@@ -305,8 +305,8 @@ func (s *Store) History(ctx context.Context, id uuid.UUID) ([]store.Event, error
 	return slices.Clone(s.history[id]), nil
 }
 
-// Events implements store.Store.
-func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, error) {
+// EventRefs implements store.Store.
+func (s *Store) EventRefs(ctx context.Context, q store.EventQuery) ([]store.EventRef, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 1000
@@ -315,5 +315,28 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 	defer s.mu.Unlock()
 	i := sort.Search(len(s.events), func(i int) bool { return !s.events[i].At.Before(q.Since) })
 	end := min(len(s.events), i+limit)
-	return slices.Clone(s.events[i:end]), nil
+	refs := make([]store.EventRef, 0, end-i)
+	for _, ev := range s.events[i:end] {
+		refs = append(refs, store.EventRef{ID: ev.ID, At: ev.At})
+	}
+	return refs, nil
+}
+
+// EventsByID implements store.Store. Tailers ask for recent events, so
+// the log is searched from its newest end.
+func (s *Store) EventsByID(ctx context.Context, ids []uuid.UUID) ([]store.Event, error) {
+	want := make(map[uuid.UUID]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []store.Event
+	for i := len(s.events) - 1; i >= 0 && len(out) < len(want); i-- {
+		if want[s.events[i].ID] {
+			out = append(out, s.events[i])
+		}
+	}
+	slices.Reverse(out)
+	return out, nil
 }

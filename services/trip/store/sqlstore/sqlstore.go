@@ -318,9 +318,52 @@ func (s *Store) Create(ctx context.Context, req store.CreateTrip) (store.Trip, b
 		return nil
 	})
 	if err != nil {
+		if t, ok := s.readBackCreate(ctx, req.IdempotencyKey, hash, err); ok {
+			return t, true, nil
+		}
 		return store.Trip{}, false, fmt.Errorf("sqlstore: create: %w", err)
 	}
 	return out, created, nil
+}
+
+// readBack resolves a commit whose outcome is unknown (the connection was
+// lost during COMMIT) by looking for the idempotency record the
+// transaction wrote. Found with the same request hash, the transaction
+// committed and its result is the answer. Not found proves nothing (the
+// server may still be finishing the COMMIT), so the original error stands
+// and the caller retries with the same key.
+func (s *Store) readBack(ctx context.Context, scope, key, hash string, err error) (tripID, eventID uuid.UUID, ok bool) {
+	if !errors.Is(err, postgres.ErrCommitUnknown) || ctx.Err() != nil {
+		return uuid.Nil, uuid.Nil, false
+	}
+	var gotHash string
+	qerr := s.pool.QueryRow(ctx, `SELECT request_hash, trip_id, event_id FROM trip_idempotency_keys WHERE scope = $1 AND key = $2`,
+		scope, key).Scan(&gotHash, &tripID, &eventID)
+	if qerr != nil || gotHash != hash {
+		return uuid.Nil, uuid.Nil, false
+	}
+	return tripID, eventID, true
+}
+
+func (s *Store) readBackCreate(ctx context.Context, key, hash string, err error) (store.Trip, bool) {
+	tripID, _, ok := s.readBack(ctx, store.ScopeCreate, key, hash, err)
+	if !ok {
+		return store.Trip{}, false
+	}
+	t, gerr := getTrip(ctx, s.pool, tripID, false)
+	return t, gerr == nil
+}
+
+func (s *Store) readBackChange(ctx context.Context, scope, key, hash string, err error) (store.Trip, store.Event, bool) {
+	_, eventID, ok := s.readBack(ctx, scope, key, hash, err)
+	if !ok {
+		return store.Trip{}, store.Event{}, false
+	}
+	ev, qerr := scanEvent(s.pool.QueryRow(ctx, `SELECT `+eventCols+` FROM trip_events WHERE id = $1`, eventID))
+	if qerr != nil {
+		return store.Trip{}, store.Event{}, false
+	}
+	return ev.Trip, ev, true
 }
 
 // AssignDriver implements store.Store.
@@ -354,7 +397,7 @@ func (s *Store) Transition(ctx context.Context, req store.Transition) (store.Tri
 	trip, ev, err := s.change(ctx, store.ScopeTransition, req.IdempotencyKey, req.Hash(), req.TripID,
 		req.Actor, req.ActorID, req.Reason,
 		func(t store.Trip, now time.Time) (lifecycle.Trip, lifecycle.Event, error) {
-			return s.rules.Apply(t.Trip, req.Command(now))
+			return req.Apply(s.rules, t, now)
 		})
 	if err != nil {
 		return store.Trip{}, store.Event{}, fmt.Errorf("sqlstore: transition: %w", err)
@@ -418,6 +461,11 @@ func (s *Store) change(ctx context.Context, scope, key, hash string, id uuid.UUI
 		outTrip, outEv = t, ev
 		return nil
 	})
+	if err != nil {
+		if t, ev, ok := s.readBackChange(ctx, scope, key, hash, err); ok {
+			return t, ev, nil
+		}
+	}
 	return outTrip, outEv, err
 }
 
@@ -497,8 +545,11 @@ func (s *Store) Rate(ctx context.Context, req store.Rate) (store.Trip, error) {
 }
 
 // Get implements store.Store.
-func (s *Store) Get(ctx context.Context, id uuid.UUID) (store.Trip, error) {
-	t, err := getTrip(ctx, s.pool, id, false)
+func (s *Store) Get(ctx context.Context, id uuid.UUID) (t store.Trip, err error) {
+	err = s.db.Admit(ctx, func(ctx context.Context) (err error) {
+		t, err = getTrip(ctx, s.pool, id, false)
+		return err
+	})
 	if err != nil {
 		return store.Trip{}, fmt.Errorf("sqlstore: %w", err)
 	}
@@ -545,6 +596,9 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	if !f.CreatedAfter.IsZero() {
 		where = append(where, "created_at >= "+arg(f.CreatedAfter))
 	}
+	if !f.UpdatedBefore.IsZero() {
+		where = append(where, "updated_at < "+arg(f.UpdatedBefore))
+	}
 	if !f.CreatedBefore.IsZero() {
 		where = append(where, "created_at < "+arg(f.CreatedBefore))
 	}
@@ -571,37 +625,31 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 }
 
 func (s *Store) queryTrips(ctx context.Context, sql string, args ...any) ([]store.Trip, error) {
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.Trip
-	for rows.Next() {
-		t, err := scanTrip(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return query(ctx, s, scanTrip, sql, args...)
 }
 
 func (s *Store) queryEvents(ctx context.Context, sql string, args ...any) ([]store.Event, error) {
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.Event
-	for rows.Next() {
-		ev, err := scanEvent(rows)
+	return query(ctx, s, scanEvent, sql, args...)
+}
+
+// query runs a read through the admission gate and scans every row.
+func query[T any](ctx context.Context, s *Store, scan func(pgx.Row) (T, error), sql string, args ...any) (out []T, err error) {
+	err = s.db.Admit(ctx, func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, sql, args...)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, ev)
-	}
-	return out, rows.Err()
+		defer rows.Close()
+		for rows.Next() {
+			v, err := scan(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, v)
+		}
+		return rows.Err()
+	})
+	return out, err
 }
 
 // History implements store.Store.
@@ -616,16 +664,30 @@ func (s *Store) History(ctx context.Context, id uuid.UUID) ([]store.Event, error
 	return evs, nil
 }
 
-// Events implements store.Store. It always reads current data (never a
+// EventRefs implements store.Store. It always reads current data (never a
 // follower read): watchers need changes within a second.
-func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, error) {
+func (s *Store) EventRefs(ctx context.Context, q store.EventQuery) ([]store.EventRef, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 1000
 	}
-	evs, err := s.queryEvents(ctx, `SELECT `+eventCols+` FROM trip_events WHERE at >= $1 ORDER BY at, id LIMIT $2`, q.Since, limit)
+	// An index-only scan of trip_events_at (at, id).
+	refs, err := query(ctx, s, func(row pgx.Row) (r store.EventRef, err error) {
+		err = row.Scan(&r.ID, &r.At)
+		r.At = r.At.UTC()
+		return r, err
+	}, `SELECT id, at FROM trip_events WHERE at >= $1 ORDER BY at, id LIMIT $2`, q.Since, limit)
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: events: %w", err)
+		return nil, fmt.Errorf("sqlstore: event refs: %w", err)
+	}
+	return refs, nil
+}
+
+// EventsByID implements store.Store.
+func (s *Store) EventsByID(ctx context.Context, ids []uuid.UUID) ([]store.Event, error) {
+	evs, err := s.queryEvents(ctx, `SELECT `+eventCols+` FROM trip_events WHERE id = ANY($1) ORDER BY at, id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: events by id: %w", err)
 	}
 	return evs, nil
 }

@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Cancellation", testCancellation},
 		{"NoDriverFound", testNoDriverFound},
 		{"TransitionIdempotent", testTransitionIdempotent},
+		{"TransitionExpectVersion", testTransitionExpectVersion},
 		{"List", testList},
 		{"ListPaging", testListPaging},
 		{"EventsAndTailer", testEventsAndTailer},
@@ -526,6 +527,24 @@ func testTransitionIdempotent(t *testing.T, s store.Store) {
 	}
 }
 
+func testTransitionExpectVersion(t *testing.T, s store.Store) {
+	tr := mustAssign(t, s, mustCreate(t, s, "rider-1").ID, "driver-1")
+	stale := store.Transition{TripID: tr.ID, Event: lifecycle.EventUnassign, Actor: lifecycle.ActorSystem, Reason: "driver_unresponsive",
+		ExpectVersion: tr.Version - 1, IdempotencyKey: uuid.NewString()}
+	if _, _, err := s.Transition(ctx(t), stale); !errors.Is(err, tripapi.ErrTripChanged) {
+		t.Fatalf("transition at a stale version: err = %v, want ErrTripChanged", err)
+	}
+	if got, _ := s.Get(ctx(t), tr.ID); got.Version != tr.Version || got.State != lifecycle.StateDriverAssigned {
+		t.Fatalf("refused transition changed the trip: %+v", got)
+	}
+	current := stale
+	current.ExpectVersion, current.IdempotencyKey = tr.Version, uuid.NewString()
+	got, ev, err := s.Transition(ctx(t), current)
+	if err != nil || got.State != lifecycle.StateRequested || ev.Reason != "driver_unresponsive" {
+		t.Fatalf("transition at the current version: %+v %+v %v", got, ev, err)
+	}
+}
+
 func testList(t *testing.T, s store.Store) {
 	var trips []store.Trip
 	for i := range 6 {
@@ -561,6 +580,9 @@ func testList(t *testing.T, s store.Store) {
 		{"rider and state", store.Filter{RiderID: "rider-0", States: []lifecycle.State{lifecycle.StateRequested}}, set(0, 4)},
 		{"created range", store.Filter{CreatedAfter: trips[2].CreatedAt, CreatedBefore: trips[4].CreatedAt}, set(2, 3)},
 		{"nobody", store.Filter{RiderID: "nobody"}, set()},
+		// Trips 1–3 changed after trip 5 was created; 0 and 4 did not.
+		{"updated before", store.Filter{UpdatedBefore: trips[5].CreatedAt}, set(0, 4)},
+		{"active and updated before", store.Filter{States: []lifecycle.State{lifecycle.StateRequested}, UpdatedBefore: trips[5].CreatedAt}, set(0, 4)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -665,21 +687,30 @@ func testEventsAndTailer(t *testing.T, s store.Store) {
 	if err != nil || len(evs) != 0 {
 		t.Fatalf("repeat poll = %d events, %v", len(evs), err)
 	}
-	all, err := s.Events(ctx(t), store.EventQuery{Since: got[0].At})
+	all, err := s.EventRefs(ctx(t), store.EventQuery{Since: got[0].At})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) < 2 || all[0].ID != got[0].ID {
-		t.Fatalf("Events(since) = %d events", len(all))
+	if len(all) < 2 || all[0].ID != got[0].ID || !all[0].At.Equal(got[0].At) {
+		t.Fatalf("EventRefs(since) = %+v, want %s first", all, got[0].ID)
 	}
 	for i := 1; i < len(all); i++ {
 		if all[i].At.Before(all[i-1].At) {
-			t.Fatalf("Events not in At order")
+			t.Fatalf("EventRefs not in At order")
 		}
 	}
-	lim, err := s.Events(ctx(t), store.EventQuery{Since: got[0].At, Limit: 1})
+	lim, err := s.EventRefs(ctx(t), store.EventQuery{Since: got[0].At, Limit: 1})
 	if err != nil || len(lim) != 1 {
-		t.Fatalf("Events(limit 1) = %d, %v", len(lim), err)
+		t.Fatalf("EventRefs(limit 1) = %d, %v", len(lim), err)
+	}
+	// By id: in At order whatever order they are asked in; unknown ids
+	// are skipped.
+	byID, err := s.EventsByID(ctx(t), []uuid.UUID{got[1].ID, uuid.New(), got[0].ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byID) != 2 || byID[0].ID != got[0].ID || byID[1].ID != got[1].ID || byID[1].Trip.DriverID != "driver-1" {
+		t.Fatalf("EventsByID = %+v", byID)
 	}
 }
 

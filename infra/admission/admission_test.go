@@ -1,0 +1,223 @@
+package admission
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"WithLimit", WithLimit(8), true},
+		{"limit 1 no reserve", Config{Limit: 1, RetryAfter: time.Second}, true},
+		{"zero limit", Config{Limit: 0, RetryAfter: time.Second}, false},
+		{"reserve = limit", Config{Limit: 4, Reserve: 4, RetryAfter: time.Second}, false},
+		{"negative reserve", Config{Limit: 4, Reserve: -1, RetryAfter: time.Second}, false},
+		{"no retry delay", Config{Limit: 4}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate("--max-inflight")
+			if (err == nil) != tt.ok {
+				t.Fatalf("Validate = %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && !containsFlag(err.Error()) {
+				t.Fatalf("error %q does not name the flag", err)
+			}
+		})
+	}
+}
+
+func containsFlag(s string) bool { return len(s) > 14 && s[:14] == "--max-inflight" }
+
+func TestGateReservesOngoingWork(t *testing.T) {
+	g, err := NewGate(Config{Limit: 4, Reserve: 1, RetryAfter: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		class Class
+		want  bool
+	}{
+		{New, true}, {New, true}, {New, true},
+		{New, false},    // 3 in flight: the last slot is ongoing work's
+		{Ongoing, true}, // takes the reserve
+		{Ongoing, false},
+	}
+	for i, s := range steps {
+		if got := g.TryAcquire(s.class); got != s.want {
+			t.Fatalf("step %d (%v): admitted=%v, want %v", i, s.class, got, s.want)
+		}
+	}
+	if g.InFlight() != 4 || g.Refused(New) != 1 || g.Refused(Ongoing) != 1 {
+		t.Fatalf("inflight %d refused new %d ongoing %d", g.InFlight(), g.Refused(New), g.Refused(Ongoing))
+	}
+	g.Release()
+	g.Release()
+	if !g.TryAcquire(New) {
+		t.Fatal("new work refused with 2 of 4 in flight")
+	}
+}
+
+func TestGateNeverExceedsLimit(t *testing.T) {
+	g, _ := NewGate(Config{Limit: 5, Reserve: 0, RetryAfter: time.Second})
+	var mu sync.Mutex
+	peak, cur := 0, 0
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				if !g.TryAcquire(Ongoing) {
+					continue
+				}
+				mu.Lock()
+				cur++
+				peak = max(peak, cur)
+				mu.Unlock()
+				mu.Lock()
+				cur--
+				mu.Unlock()
+				g.Release()
+			}
+		}()
+	}
+	wg.Wait()
+	if peak > 5 || g.InFlight() != 0 {
+		t.Fatalf("peak %d (limit 5), left in flight %d", peak, g.InFlight())
+	}
+}
+
+func TestAdmitWrapsOverloaded(t *testing.T) {
+	g, _ := NewGate(Config{Limit: 1, RetryAfter: time.Second})
+	ctx := WithClass(context.Background(), New)
+	err := g.Admit(ctx, "outer", func(ctx context.Context) error {
+		if ClassOf(ctx) != New {
+			t.Errorf("class lost: %v", ClassOf(ctx))
+		}
+		return g.Admit(ctx, "inner", func(context.Context) error { return nil })
+	})
+	if !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("nested Admit on a full gate = %v, want ErrOverloaded", err)
+	}
+	if g.InFlight() != 0 {
+		t.Fatalf("%d left in flight", g.InFlight())
+	}
+}
+
+// gatedServer is a one-method gRPC service whose Hold call blocks until
+// released, to keep the gate full.
+type gatedServer struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedServer) hold(ctx context.Context, _ *emptypb.Empty) (*emptypb.Empty, error) {
+	g.entered <- struct{}{}
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+	}
+	return &emptypb.Empty{}, nil
+}
+
+var gatedDesc = grpc.ServiceDesc{
+	ServiceName: "hexride.test.v1.Gated",
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Hold",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+			in := new(emptypb.Empty)
+			if err := dec(in); err != nil {
+				return nil, err
+			}
+			h := func(ctx context.Context, req any) (any, error) {
+				return srv.(*gatedServer).hold(ctx, req.(*emptypb.Empty))
+			}
+			if interceptor == nil {
+				return h(ctx, in)
+			}
+			return interceptor(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/hexride.test.v1.Gated/Hold"}, h)
+		},
+	}},
+}
+
+// TestInterceptorOverGRPC fills the gate with a blocked call and shows,
+// over a real socket, that the next call is refused at once with
+// ResourceExhausted, a retry delay and reason OVERLOADED, while health
+// checks are still answered.
+func TestInterceptorOverGRPC(t *testing.T) {
+	g, _ := NewGate(Config{Limit: 1, RetryAfter: 1500 * time.Millisecond})
+	gs := &gatedServer{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(UnaryServerInterceptor(g, NewMethods())))
+	srv.RegisterService(&gatedDesc, gs)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(lis) }()
+	defer func() { srv.Stop(); <-served }()
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	first := make(chan error, 1)
+	go func() {
+		first <- cc.Invoke(ctx, "/hexride.test.v1.Gated/Hold", &emptypb.Empty{}, &emptypb.Empty{})
+	}()
+	<-gs.entered
+	err = cc.Invoke(ctx, "/hexride.test.v1.Gated/Hold", &emptypb.Empty{}, &emptypb.Empty{})
+	st := status.Convert(err)
+	if st.Code() != codes.ResourceExhausted {
+		t.Fatalf("second call: %v, want ResourceExhausted", err)
+	}
+	var reason string
+	var delay time.Duration
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			reason = d.GetReason()
+		case *errdetails.RetryInfo:
+			delay = d.GetRetryDelay().AsDuration()
+		}
+	}
+	if reason != ReasonOverloaded || delay != 1500*time.Millisecond {
+		t.Fatalf("refusal details: reason %q delay %v", reason, delay)
+	}
+	if _, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("health check refused while the gate is full: %v", err)
+	}
+	close(gs.release)
+	if err := <-first; err != nil {
+		t.Fatalf("held call: %v", err)
+	}
+	if g.InFlight() != 0 {
+		t.Fatalf("%d left in flight", g.InFlight())
+	}
+}
