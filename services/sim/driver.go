@@ -2,7 +2,9 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"time"
 
@@ -81,10 +83,36 @@ func (d *driverAgent) session(root, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	incoming := make(chan *driverv1.ConnectResponse)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case incoming <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	send := func(m *driverv1.ConnectRequest) error {
 		d.seq++
 		m.Seq = d.seq
-		return stream.Send(m)
+		err := stream.Send(m)
+		if errors.Is(err, io.EOF) {
+			// The stream broke; Send only says EOF, the status is Recv's.
+			select {
+			case rerr := <-recvErr:
+				return rerr
+			case <-time.After(2 * time.Second):
+			case <-ctx.Done():
+			}
+		}
+		return err
 	}
 	if err := send(&driverv1.ConnectRequest{Msg: &driverv1.ConnectRequest_Availability{Availability: &driverv1.AvailabilityChange{
 		Availability: driverv1.Availability_AVAILABILITY_ONLINE, Product: commonv1.Product_PRODUCT_STANDARD,
@@ -102,22 +130,6 @@ func (d *driverAgent) session(root, ctx context.Context) error {
 	if err := sendLocation(time.Now()); err != nil {
 		return err
 	}
-	incoming := make(chan *driverv1.ConnectResponse)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			m, err := stream.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case incoming <- m:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 	replies := make(chan *driverv1.OfferReply, 4)
 	interval := d.cfg.LocationInterval
 	ticker := time.NewTicker(interval)
