@@ -12,9 +12,10 @@ package main
 //
 // Sizes are for a 2-core machine. HEXRIDE_CHAOS_REPORT names a file each
 // scenario's table row is appended to. HEXRIDE_CHAOS_OVERLOAD (default
-// 40s) and HEXRIDE_CHAOS_SETTLE (default 30s) size the overload scenario's
-// load and the wait before its last memory reading; the full-size run is
-// HEXRIDE_CHAOS_OVERLOAD=60s HEXRIDE_CHAOS_SETTLE=60s.
+// 60s) and HEXRIDE_CHAOS_SETTLE (default 60s) size the overload scenario's
+// load and the wait before its last memory reading;
+// HEXRIDE_CHAOS_CAPACITY_RATE (default 8/s) and HEXRIDE_CHAOS_CAPACITY_MAX
+// (default 32/s) bound the ramp that measures capacity first.
 
 import (
 	"bytes"
@@ -333,17 +334,17 @@ func TestChaos(t *testing.T) {
 	t.Run("partition", func(t *testing.T) { chaosPartition(t) })
 }
 
-// chaosOverload measures what the cluster completes at a rate it keeps up
-// with, then offers twice that: goodput must hold up (reported) and the
-// excess must be refused fast, not time out; the trip process's memory is
-// read before, at the end of the load and after it settles.
+// chaosOverload finds what the cluster completes just below overload, then
+// offers twice that: goodput is reported against capacity, the excess must
+// be refused fast (not time out), and the trip process's memory is read
+// before, at the end of the load and after it settles.
 func chaosOverload(t *testing.T) {
-	load := envDuration(t, "HEXRIDE_CHAOS_OVERLOAD", 40*time.Second)
-	settle := envDuration(t, "HEXRIDE_CHAOS_SETTLE", 30*time.Second)
+	load := envDuration(t, "HEXRIDE_CHAOS_OVERLOAD", 60*time.Second)
+	settle := envDuration(t, "HEXRIDE_CHAOS_SETTLE", 60*time.Second)
 	p := startChaosPlatform(t, chaosSetup{matchers: 2, drivers: 1, riders: 1})
 	base := func(seed uint64, rate float64, d time.Duration) sim.Config {
 		cfg := chaosSim(t, p, seed)
-		cfg.Drivers = 150
+		cfg.Drivers = 200
 		cfg.Rate = rate
 		cfg.Duration = d
 		cfg.RiderCancelProbability = 0
@@ -351,41 +352,84 @@ func chaosOverload(t *testing.T) {
 		return cfg
 	}
 	rssBefore := vmRSS(t, p.trip)
+	var all []sim.Stats
 
-	// Capacity: a short run at a rate the cluster completes.
-	capRate := envFloat(t, "HEXRIDE_CHAOS_CAPACITY_RATE", 8)
-	capCfg := base(201, capRate, 20*time.Second)
-	cs := <-runChaosSim(t, capCfg)
-	capacity := float64(cs.Completed) / capCfg.Duration.Seconds()
-	report(t, fmt.Sprintf("overload: capacity run offered %.1f/s for %v: requests %d completed %d (%.2f/s) refused %d no driver %d",
-		capRate, capCfg.Duration, cs.Requests, cs.Completed, capacity, cs.Refused, cs.NoDriver))
+	// Capacity: step the offered rate up, doubling, in short runs, until
+	// the cluster stops keeping up (a request refused or failed, or under
+	// 95 % completed); capacity is what the last step that kept up
+	// completed per second.
+	rate := envFloat(t, "HEXRIDE_CHAOS_CAPACITY_RATE", 8)
+	maxRate := envFloat(t, "HEXRIDE_CHAOS_CAPACITY_MAX", 32)
+	const step = 15 * time.Second
+	capacity := 0.0
+	for seed := uint64(200); ; seed++ {
+		cfg := base(seed, rate, step)
+		s := <-runChaosSim(t, cfg)
+		all = append(all, s)
+		perS := float64(s.Completed) / step.Seconds()
+		offered := rate * step.Seconds()
+		keptUp := s.Refused == 0 && s.Errors == 0 && s.NoDriver == 0 && float64(s.Completed) >= 0.95*offered
+		report(t, fmt.Sprintf("overload: capacity step offered %.1f/s for %v: requests %d, completed %d (%.2f/s), refused %d, no driver %d, failed calls %d, match p99 %.0f ms, sim cores %.2f: kept up %v",
+			rate, step, s.Requests, s.Completed, perS, s.Refused, s.NoDriver, s.Errors, s.MatchP99MS, s.SimCores, keptUp))
+		if !keptUp {
+			break
+		}
+		capacity = perS
+		if 2*rate > maxRate {
+			report(t, fmt.Sprintf("overload: the cluster kept up at the ramp's ceiling (%.0f/s): capacity is at least that", rate))
+			break
+		}
+		rate *= 2
+	}
 	if capacity <= 0 {
-		t.Fatalf("capacity run completed nothing: %+v", cs)
+		t.Fatalf("the cluster kept up with no step (from %.1f/s): lower HEXRIDE_CHAOS_CAPACITY_RATE", envFloat(t, "HEXRIDE_CHAOS_CAPACITY_RATE", 8))
 	}
 
 	// 2× capacity.
-	ovCfg := base(202, 2*capacity, load)
+	ovCfg := base(299, 2*capacity, load)
 	start := time.Now()
 	ovDone := runChaosSim(t, ovCfg)
 	afterStart(start, ovCfg.Duration+2*ovCfg.LocationInterval)
 	rssEnd := vmRSS(t, p.trip)
 	s := <-ovDone
+	all = append(all, s)
 	goodput := float64(s.Completed) / ovCfg.Duration.Seconds()
 	time.Sleep(settle)
 	rssAfter := vmRSS(t, p.trip)
-	report(t, fmt.Sprintf("overload: offered %.1f/s (2× capacity) for %v: completed %d (%.2f/s, %.0f%% of capacity), refused %d (answered p50 %.1f ms, p99 %.1f ms), no driver %d, failed calls %d; trip RSS %s before, %s at the end of load, %s %v later",
-		ovCfg.Rate, load, s.Completed, goodput, 100*goodput/capacity, s.Refused, s.RefusedP50MS, s.RefusedP99MS, s.NoDriver, s.Errors,
-		rssBefore, rssEnd, rssAfter, settle))
-	// Both runs' trips are in the store: check them together.
-	both := s
-	both.Requests += cs.Requests
-	both.TripIDs = append(slices.Clone(s.TripIDs), cs.TripIDs...)
-	both.Codes = maps.Clone(s.Codes)
-	for k, v := range cs.Codes {
-		both.Codes[k] += v
+	report(t, fmt.Sprintf("overload: capacity %.2f completed rides/s; offered %.1f/s (2×) for %v: requests %d, completed %d (%.2f/s, %.0f%% of capacity), refused %d (answered p50 %.1f ms, p99 %.1f ms), no driver %d, failed calls %d, match p50 %.0f ms p99 %.0f ms, sim cores %.2f; trip RSS %s before, %s at the end of load, %s %v later",
+		capacity, ovCfg.Rate, load, s.Requests, s.Completed, goodput, 100*goodput/capacity, s.Refused, s.RefusedP50MS, s.RefusedP99MS, s.NoDriver, s.Errors,
+		s.MatchP50MS, s.MatchP99MS, s.SimCores, rssBefore, rssEnd, rssAfter, settle))
+	// Every run's trips are in the store: check them together.
+	checkChaos(t, fmt.Sprintf("2× overload for %v (capacity steps included)", load), p, sumStats(all))
+}
+
+// sumStats adds the counters of several runs on one store.
+func sumStats(runs []sim.Stats) sim.Stats {
+	var out sim.Stats
+	out.Codes, out.CancelReasons, out.NoDriverReasons = map[string]int{}, map[string]int{}, map[string]int{}
+	for _, s := range runs {
+		out.Requests += s.Requests
+		out.Completed += s.Completed
+		out.Cancelled += s.Cancelled
+		out.NoDriver += s.NoDriver
+		out.Refused += s.Refused
+		out.Errors += s.Errors
+		out.Lost += s.Lost
+		out.DoubleAssignments += s.DoubleAssignments
+		out.TripIDs = append(out.TripIDs, s.TripIDs...)
+		out.ErrorSamples = append(out.ErrorSamples, s.ErrorSamples...)
+		for k, v := range s.Codes {
+			out.Codes[k] += v
+		}
+		for k, v := range s.CancelReasons {
+			out.CancelReasons[k] += v
+		}
+		for k, v := range s.NoDriverReasons {
+			out.NoDriverReasons[k] += v
+		}
+		out.RefusedP50MS, out.RefusedP99MS = max(out.RefusedP50MS, s.RefusedP50MS), max(out.RefusedP99MS, s.RefusedP99MS)
 	}
-	both.DoubleAssignments += cs.DoubleAssignments
-	checkChaos(t, fmt.Sprintf("2× overload for %v (capacity run included)", load), p, both)
+	return out
 }
 
 // vmRSS reads a process's resident memory from /proc.
