@@ -251,7 +251,7 @@ func (d *driverAgent) ride(ctx context.Context, tripID string, done chan<- rideE
 		// platform whose database is down; the idempotency key makes a
 		// retry of a committed action harmless.
 		var err error
-		trip, err = retry(d.ctx(ctx), d.policy(), func(ctx context.Context) (*commonv1.Trip, error) { return act(ctx, key) })
+		trip, err = retry(d.ctx(ctx), d.policy().inProgress(), func(ctx context.Context) (*commonv1.Trip, error) { return act(ctx, key) })
 		if err != nil {
 			if ctx.Err() != nil {
 				return // the run stopped mid-action: not the platform's error

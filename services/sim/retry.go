@@ -34,6 +34,18 @@ type retryPolicy struct {
 	jitter func(d time.Duration) time.Duration // a random duration in [d/2, d]
 	// observe sees every attempt's answer (nil error: OK).
 	observe func(err error)
+	// shedRetry: a ResourceExhausted that carries a RetryInfo delay (the
+	// server shed the call, nothing was done) is retried after the delay.
+	// For work on a ride in progress (trip actions, cancels, reads): the app
+	// cannot give that up. A new ride request does not set it: there the
+	// refusal is the answer and the rider gives up.
+	shedRetry bool
+}
+
+// inProgress is p for calls about a ride already under way.
+func (p retryPolicy) inProgress() retryPolicy {
+	p.shedRetry = true
+	return p
 }
 
 // newRetryPolicy is the apps' policy for cfg, counting answers in rec.
@@ -95,6 +107,16 @@ func retryableCode(ctx context.Context, err error) bool {
 	return false
 }
 
+// shed reports whether err is the server refusing the call before any work
+// and asking for a retry after a delay (ResourceExhausted with RetryInfo).
+func shed(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || status.Code(err) != codes.ResourceExhausted {
+		return false
+	}
+	_, ok := ratelimit.RetryDelay(err)
+	return ok
+}
+
 // wait is how long to wait before retry number attempt (0: the first
 // retry) after err: the server's RetryInfo delay if it sent one, else an
 // exponential backoff with jitter; never more than maxWait.
@@ -126,7 +148,7 @@ func retry[T any](ctx context.Context, p retryPolicy, fn func(context.Context) (
 		if p.observe != nil && ctx.Err() == nil {
 			p.observe(err)
 		}
-		if !retryableCode(ctx, err) {
+		if !retryableCode(ctx, err) && !(p.shedRetry && shed(ctx, err)) {
 			return out, err
 		}
 		w := p.wait(attempt, err)

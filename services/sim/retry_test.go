@@ -150,6 +150,36 @@ func TestRetry(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a ride in progress retries a shed call after its delay", func(t *testing.T) {
+		for _, tt := range []struct {
+			name      string
+			err       error
+			inflight  bool
+			wantCalls int
+			wantSlept []time.Duration
+		}{
+			{"shed, in progress", withRetryInfo(codes.ResourceExhausted, 700*time.Millisecond), true, 2, []time.Duration{700 * time.Millisecond}},
+			{"shed, new request", withRetryInfo(codes.ResourceExhausted, 700*time.Millisecond), false, 1, nil},
+			{"exhausted without a delay, in progress", status.Error(codes.ResourceExhausted, "quota"), true, 1, nil},
+		} {
+			clock := &fakeClock{t: time.Now()}
+			p := clock.policy(time.Minute)
+			if tt.inflight {
+				p = p.inProgress()
+			}
+			calls := 0
+			_, _ = retry(context.Background(), p, func(context.Context) (int, error) {
+				calls++
+				if calls == 1 {
+					return 0, tt.err
+				}
+				return 1, nil
+			})
+			if calls != tt.wantCalls || len(clock.slept) != len(tt.wantSlept) || (len(tt.wantSlept) > 0 && clock.slept[0] != tt.wantSlept[0]) {
+				t.Errorf("%s: %d calls, slept %v; want %d, %v", tt.name, calls, clock.slept, tt.wantCalls, tt.wantSlept)
+			}
+		}
+	})
 	t.Run("stops when the context ends", func(t *testing.T) {
 		clock := &fakeClock{t: time.Now()}
 		ctx, cancel := context.WithCancel(context.Background())

@@ -96,7 +96,7 @@ func (r *ride) run(ctx context.Context, key string) {
 	r.rec.requestedTrip(trip.GetId(), time.Now(), quote.GetQuote().GetPickupEta().AsDuration())
 	if r.cancel {
 		time.AfterFunc(time.Duration(500+rand.IntN(1500))*time.Millisecond, func() {
-			_, err := retry(ctx, r.policy(), func(ctx context.Context) (*riderv1.CancelRideResponse, error) {
+			_, err := retry(ctx, r.policy().inProgress(), func(ctx context.Context) (*riderv1.CancelRideResponse, error) {
 				return r.client.CancelRide(ctx, &riderv1.CancelRideRequest{TripId: trip.GetId(), Reason: "changed my mind", IdempotencyKey: key + "-cancel"})
 			})
 			if err != nil && ctx.Err() == nil && !r.tooLateToCancel(ctx, trip.GetId(), err) {
@@ -118,7 +118,7 @@ func (r *ride) tooLateToCancel(ctx context.Context, tripID string, err error) bo
 	case codes.FailedPrecondition:
 		return true
 	case codes.PermissionDenied:
-		got, gerr := retry(ctx, r.policy(), func(ctx context.Context) (*riderv1.GetTripResponse, error) {
+		got, gerr := retry(ctx, r.policy().inProgress(), func(ctx context.Context) (*riderv1.GetTripResponse, error) {
 			return r.client.GetTrip(ctx, &riderv1.GetTripRequest{TripId: tripID})
 		})
 		if gerr != nil {
