@@ -40,6 +40,11 @@ test: consul ## The whole test suite (the README's test command).
 chaos: consul ## The chaos suite: faults while rides run (cmd/hexride, build tag chaos).
 	HEXRIDE_CONSUL_BIN=$(CURDIR)/bin/consul $(GO) test -tags chaos -count=1 -timeout 30m -run TestChaos -v ./cmd/hexride
 
+.PHONY: rules
+rules: ## Check the alert rules and run their unit tests (promtool).
+	promtool check rules infra/observability/alerts.yml
+	cd infra/observability && promtool test rules alerts_test.yml
+
 .PHONY: build
 build: ## Build bin/hexride.
 	$(GO) build -o $(BIN) ./cmd/hexride

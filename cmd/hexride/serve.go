@@ -89,6 +89,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services *string, quoteKey *s
 	fs.StringVar(&sec.ServerName, "tls-server-name", "hexride", "name peers' server certificates must carry")
 	fs.BoolVar(&sec.RateLimit, "rate-limit", true, "limit riders, drivers and dispatchers per principal and RPC")
 	fs.IntVar(&cfg.MaxInFlight, "max-inflight", cfg.MaxInFlight, "unary calls served at once; beyond, refused at once (ResourceExhausted + retry delay), new ride requests first")
+	fs.DurationVar(&cfg.OverloadLatency, "overload-latency", cfg.OverloadLatency, "shed new ride requests while even the fastest takes longer than this (0: off)")
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", cfg.DBMaxConns, "trip store pool size (0: the DSN's pool_max_conns or pgx's default)")
 	fs.IntVar(&cfg.DBMaxWaiting, "db-max-waiting", cfg.DBMaxWaiting, "trip store calls allowed to wait for a pool connection; beyond, refused at once")
 	wd := &cfg.Watchdog

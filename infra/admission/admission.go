@@ -19,7 +19,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,6 +67,18 @@ type Config struct {
 	Reserve int
 	// RetryAfter is the delay refusals tell callers to wait.
 	RetryAfter time.Duration
+	// Target turns on latency-driven shedding of New work (0: off). A
+	// busy CPU or a slow peer makes every call slower before the count of
+	// calls in flight reaches Limit, and by then callers time out: work
+	// done for nobody. So when even the fastest New call finishing in a
+	// Window took longer than Target (a standing queue, as in CoDel), New
+	// work is limited to 90% of what is in flight; while they finish
+	// faster, the limit grows by a quarter per Window.
+	Target time.Duration
+	// Window is the period over which latencies are judged (default 1s).
+	Window time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 }
 
 // Validate reports the first problem with c; name prefixes the message (the
@@ -77,9 +91,15 @@ func (c Config) Validate(name string) error {
 		return fmt.Errorf("%s: reserve %d must be in [0, limit %d)", name, c.Reserve, c.Limit)
 	case c.RetryAfter <= 0:
 		return fmt.Errorf("%s: retry delay must be positive", name)
+	case c.Target < 0 || c.Window < 0:
+		return fmt.Errorf("%s: latency target and window must not be negative", name)
 	}
 	return nil
 }
+
+// minNewLimit is the floor of the adaptive New limit: a few requests
+// always get through to measure whether the queue has gone.
+const minNewLimit = 4
 
 // WithLimit is a Config with Limit n, a quarter of it reserved for ongoing
 // work and a one second retry delay.
@@ -89,9 +109,15 @@ func WithLimit(n int) Config {
 
 // Gate admits work up to its limit. The zero value is not usable; use New.
 type Gate struct {
-	cfg      Config
-	inflight atomic.Int64
-	refused  [2]atomic.Int64
+	cfg         Config
+	inflight    atomic.Int64
+	inflightNew atomic.Int64
+	newLimit    atomic.Int64 // adaptive cap on New work in flight
+	refused     [2]atomic.Int64
+
+	mu          sync.Mutex // the latency window
+	windowStart time.Time
+	minLatency  time.Duration
 }
 
 // NewGate validates cfg and returns a Gate.
@@ -99,30 +125,86 @@ func NewGate(cfg Config) (*Gate, error) {
 	if err := cfg.Validate("admission"); err != nil {
 		return nil, err
 	}
-	return &Gate{cfg: cfg}, nil
+	if cfg.Window == 0 {
+		cfg.Window = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	g := &Gate{cfg: cfg, minLatency: math.MaxInt64}
+	g.newLimit.Store(g.maxNew())
+	g.windowStart = cfg.Now()
+	return g, nil
 }
 
+func (g *Gate) maxNew() int64 { return int64(g.cfg.Limit - g.cfg.Reserve) }
+
 // TryAcquire admits one piece of work of class c, or refuses it at once.
-// Each admitted piece must be released exactly once.
-func (g *Gate) TryAcquire(c Class) bool {
+// Each admitted piece must be released exactly once, with Release(c,
+// start) where start is the time TryAcquire returned.
+func (g *Gate) TryAcquire(c Class) (start time.Time, ok bool) {
 	limit := int64(g.cfg.Limit)
 	if c == New {
 		limit -= int64(g.cfg.Reserve)
+		if g.inflightNew.Load() >= g.newLimit.Load() {
+			g.refused[New].Add(1)
+			return time.Time{}, false
+		}
 	}
 	for {
 		n := g.inflight.Load()
 		if n >= limit {
 			g.refused[c&1].Add(1)
-			return false
+			return time.Time{}, false
 		}
 		if g.inflight.CompareAndSwap(n, n+1) {
-			return true
+			break
 		}
+	}
+	if c == New {
+		g.inflightNew.Add(1)
+		if g.cfg.Target > 0 {
+			start = g.cfg.Now()
+		}
+	}
+	return start, true
+}
+
+// Release ends one admitted piece of work of class c that TryAcquire
+// admitted at start.
+func (g *Gate) Release(c Class, start time.Time) {
+	g.inflight.Add(-1)
+	if c != New {
+		return
+	}
+	inflightNew := g.inflightNew.Add(-1) + 1
+	if g.cfg.Target > 0 {
+		now := g.cfg.Now()
+		g.observe(now.Sub(start), now, inflightNew)
 	}
 }
 
-// Release ends one admitted piece of work.
-func (g *Gate) Release() { g.inflight.Add(-1) }
+// observe folds one New call's latency into the window and, when the
+// window is over, moves the New limit.
+func (g *Gate) observe(latency time.Duration, now time.Time, inflightNew int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.minLatency = min(g.minLatency, latency)
+	if now.Sub(g.windowStart) < g.cfg.Window {
+		return
+	}
+	limit := g.newLimit.Load()
+	if g.minLatency > g.cfg.Target {
+		limit = min(limit, inflightNew*9/10)
+	} else {
+		limit += limit/4 + 1
+	}
+	g.newLimit.Store(max(minNewLimit, min(limit, g.maxNew())))
+	g.windowStart, g.minLatency = now, math.MaxInt64
+}
+
+// NewLimit is the current cap on New work in flight.
+func (g *Gate) NewLimit() int { return int(g.newLimit.Load()) }
 
 // InFlight is the work admitted and not yet released.
 func (g *Gate) InFlight() int { return int(g.inflight.Load()) }
@@ -197,10 +279,11 @@ func UnaryServerInterceptor(g *Gate, classify Classifier) grpc.UnaryServerInterc
 			return handler(ctx, req)
 		}
 		c := classify(info.FullMethod)
-		if !g.TryAcquire(c) {
+		start, ok := g.TryAcquire(c)
+		if !ok {
 			return nil, Refusal("the server", g.cfg.RetryAfter)
 		}
-		defer g.Release()
+		defer g.Release(c, start)
 		return handler(WithClass(ctx, c), req)
 	}
 }
@@ -208,9 +291,11 @@ func UnaryServerInterceptor(g *Gate, classify Classifier) grpc.UnaryServerInterc
 // Admit runs work through g with the class ctx carries; a refusal is
 // ErrOverloaded wrapped with what.
 func (g *Gate) Admit(ctx context.Context, what string, work func(context.Context) error) error {
-	if !g.TryAcquire(ClassOf(ctx)) {
+	c := ClassOf(ctx)
+	start, ok := g.TryAcquire(c)
+	if !ok {
 		return fmt.Errorf("%s: %w", what, ErrOverloaded)
 	}
-	defer g.Release()
+	defer g.Release(c, start)
 	return work(ctx)
 }

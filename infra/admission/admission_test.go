@@ -64,16 +64,16 @@ func TestGateReservesOngoingWork(t *testing.T) {
 		{Ongoing, false},
 	}
 	for i, s := range steps {
-		if got := g.TryAcquire(s.class); got != s.want {
+		if _, got := g.TryAcquire(s.class); got != s.want {
 			t.Fatalf("step %d (%v): admitted=%v, want %v", i, s.class, got, s.want)
 		}
 	}
 	if g.InFlight() != 4 || g.Refused(New) != 1 || g.Refused(Ongoing) != 1 {
 		t.Fatalf("inflight %d refused new %d ongoing %d", g.InFlight(), g.Refused(New), g.Refused(Ongoing))
 	}
-	g.Release()
-	g.Release()
-	if !g.TryAcquire(New) {
+	g.Release(New, time.Time{})
+	g.Release(New, time.Time{})
+	if _, ok := g.TryAcquire(New); !ok {
 		t.Fatal("new work refused with 2 of 4 in flight")
 	}
 }
@@ -88,7 +88,7 @@ func TestGateNeverExceedsLimit(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 200 {
-				if !g.TryAcquire(Ongoing) {
+				if _, ok := g.TryAcquire(Ongoing); !ok {
 					continue
 				}
 				mu.Lock()
@@ -98,7 +98,7 @@ func TestGateNeverExceedsLimit(t *testing.T) {
 				mu.Lock()
 				cur--
 				mu.Unlock()
-				g.Release()
+				g.Release(Ongoing, time.Time{})
 			}
 		}()
 	}
@@ -219,5 +219,78 @@ func TestInterceptorOverGRPC(t *testing.T) {
 	}
 	if g.InFlight() != 0 {
 		t.Fatalf("%d left in flight", g.InFlight())
+	}
+}
+
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time          { return c.t }
+func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+// TestAdaptiveNewLimit drives the gate with New calls whose latency the
+// test chooses: a standing queue (every call slow for a window) cuts the
+// New limit to 90% of what is in flight; fast calls grow it back to its
+// maximum. Ongoing work is never limited by it.
+func TestAdaptiveNewLimit(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)}
+	g, err := NewGate(Config{Limit: 200, Reserve: 50, RetryAfter: time.Second, Target: 500 * time.Millisecond, Window: time.Second, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.NewLimit() != 150 {
+		t.Fatalf("initial New limit %d, want 150", g.NewLimit())
+	}
+	// 100 New calls in flight, all finishing slowly over a window.
+	hold := func(n int) []time.Time {
+		var starts []time.Time
+		for range n {
+			s, ok := g.TryAcquire(New)
+			if !ok {
+				break
+			}
+			starts = append(starts, s)
+		}
+		return starts
+	}
+	starts := hold(100)
+	clk.advance(2 * time.Second)
+	g.Release(New, starts[0]) // the window is over: judged on this call
+	if got := g.NewLimit(); got != 90 {
+		t.Fatalf("after a slow window the New limit is %d, want 90 (90%% of 100 in flight)", got)
+	}
+	// 99 still in flight: New work is refused, ongoing work is not.
+	if _, ok := g.TryAcquire(New); ok {
+		t.Fatal("New work admitted above the cut limit")
+	}
+	if s, ok := g.TryAcquire(Ongoing); !ok {
+		t.Fatal("ongoing work refused by the New limit")
+	} else {
+		g.Release(Ongoing, s)
+	}
+	for _, s := range starts[1:] {
+		g.Release(New, s)
+	}
+	// Fast calls: the limit grows back, a quarter per window, to 150.
+	for range 10 {
+		clk.advance(time.Second)
+		s, ok := g.TryAcquire(New)
+		if !ok {
+			t.Fatal("New work refused with nothing in flight")
+		}
+		clk.advance(10 * time.Millisecond)
+		g.Release(New, s) // ends a window of fast calls
+	}
+	if got := g.NewLimit(); got != 150 {
+		t.Fatalf("after fast windows the New limit is %d, want back at 150", got)
+	}
+	// A slow call among fast ones in a window is no standing queue.
+	slow, _ := g.TryAcquire(New)
+	fast, _ := g.TryAcquire(New)
+	clk.advance(10 * time.Millisecond)
+	g.Release(New, fast)
+	clk.advance(2 * time.Second)
+	g.Release(New, slow)
+	if got := g.NewLimit(); got != 150 {
+		t.Fatalf("one slow call cut the limit to %d", got)
 	}
 }

@@ -83,13 +83,15 @@ func FuzzJWTVerify(f *testing.F) {
 
 // FuzzPolicyLookup: the authorizer never panics, allows only what the
 // table lists for the role, and denies everything else with
-// PermissionDenied (health and reflection aside).
+// PermissionDenied (health aside; reflection is for every known role).
 func FuzzPolicyLookup(f *testing.F) {
 	for m := range DefaultPolicies() {
 		f.Add(m, "rider")
 	}
 	f.Add("/hexride.trip.v1.TripService/AssignDriver", "service")
 	f.Add("/grpc.health.v1.Health/Check", "rider")
+	f.Add("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "driver")
+	f.Add("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "nobody")
 	f.Add("/hexride.trip.v1.TripService/AssignDriver/", "service")
 	f.Add("", "")
 	f.Add("//", "dispatcher")
@@ -109,6 +111,9 @@ func FuzzPolicyLookup(f *testing.F) {
 		}
 		pol, listed := table[method]
 		want := listed && slices.Contains(pol.Roles, Role(role))
+		if reflection(method) {
+			want = validRole(Role(role))
+		}
 		if (err == nil) != want {
 			t.Fatalf("%q by %q: err=%v, want allowed=%v", method, role, err, want)
 		}

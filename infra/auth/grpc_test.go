@@ -3,7 +3,10 @@ package auth_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -19,6 +22,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 )
 
@@ -52,6 +57,7 @@ func startServer(t *testing.T, authn auth.Authenticator, opts ...grpc.ServerOpti
 	riderv1.RegisterRiderServiceServer(s, riders{})
 	driverv1.RegisterDriverServiceServer(s, drivers{})
 	healthpb.RegisterHealthServer(s, health.NewServer())
+	reflection.Register(s)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -223,5 +229,70 @@ func TestCombinedAuthenticatorOverMutualTLS(t *testing.T) {
 				t.Fatalf("got %q %v, want %q %v", got, code, tt.want, tt.code)
 			}
 		})
+	}
+}
+
+// listServices asks server reflection for the service list.
+func listServices(ctx context.Context, conn *grpc.ClientConn, opts ...grpc.CallOption) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	// A refused stream may end before the request goes out: Send says
+	// io.EOF and Recv has the status.
+	if err := info.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	resp, err := info.Recv()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		out = append(out, s.GetName())
+	}
+	return out, info.CloseSend()
+}
+
+// TestReflectionNeedsCredentials: anonymous callers cannot list the
+// services; any authenticated one can; health stays open (Consul and load
+// balancers call it without credentials).
+func TestReflectionNeedsCredentials(t *testing.T) {
+	_, m, jwtAuth := devSetup(t)
+	addr := startServer(t, jwtAuth)
+	conn := dial(t, addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	ctx := context.Background()
+
+	for _, tc := range []struct {
+		name string
+		opts []grpc.CallOption
+		want codes.Code
+	}{
+		{"no credentials", nil, codes.Unauthenticated},
+		{"rider token", []grpc.CallOption{m.CallCredentials(auth.Principal{Role: auth.RoleRider, Subject: "r"})}, codes.OK},
+		{"driver token", []grpc.CallOption{m.CallCredentials(auth.Principal{Role: auth.RoleDriver, Subject: "d"})}, codes.OK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			services, err := listServices(ctx, conn, tc.opts...)
+			if status.Code(err) != tc.want {
+				t.Fatalf("reflection: %v, want %v", err, tc.want)
+			}
+			if tc.want != codes.OK {
+				if len(services) != 0 {
+					t.Fatalf("refused reflection still listed %v", services)
+				}
+				return
+			}
+			if !slices.Contains(services, "hexride.rider.v1.RiderService") {
+				t.Fatalf("reflection lists %v", services)
+			}
+		})
+	}
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if resp, err := healthpb.NewHealthClient(conn).Check(hctx, &healthpb.HealthCheckRequest{}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health without credentials: %v %v", resp, err)
 	}
 }

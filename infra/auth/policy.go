@@ -153,7 +153,8 @@ type AuthorizerConfig struct {
 }
 
 // Authorizer is the one interceptor (unary + stream) that authenticates a
-// call and checks its method's policy. Health and reflection are exempt.
+// call and checks its method's policy. Health is exempt; reflection needs
+// an authenticated caller of any role and no policy entry.
 type Authorizer struct {
 	authn    Authenticator
 	policies PolicyTable
@@ -195,6 +196,13 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) (context.
 			return ctx, status.Error(codes.Unauthenticated, err.Error())
 		}
 		ctx = WithPrincipal(ctx, p)
+	}
+	if reflection(fullMethod) {
+		if !validRole(p.Role) {
+			a.deny(ctx, p.String(), fullMethod, audit.OutcomeDenied, "unknown role "+string(p.Role))
+			return ctx, status.Errorf(codes.PermissionDenied, "%s may not call this", p.Role)
+		}
+		return ctx, nil
 	}
 	pol, ok := a.policies.Lookup(fullMethod)
 	if !ok {

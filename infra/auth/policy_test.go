@@ -154,7 +154,11 @@ func TestAuthorizerDecisionsAndAudit(t *testing.T) {
 		{"expired token", bearer(expired), "/hexride.rider.v1.RiderService/GetQuote", codes.Unauthenticated, audit.OutcomeUnauthenticated, "anonymous", Principal{}},
 		{"dev header not trusted", metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-hexride-principal", "service:x")), "/hexride.trip.v1.TripService/CreateTrip", codes.Unauthenticated, audit.OutcomeUnauthenticated, "anonymous", Principal{}},
 		{"health is exempt", context.Background(), "/grpc.health.v1.Health/Check", codes.OK, "", "", Principal{}},
-		{"reflection is exempt", context.Background(), "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", codes.OK, "", "", Principal{}},
+		{"reflection needs credentials", context.Background(), "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", codes.Unauthenticated, audit.OutcomeUnauthenticated, "anonymous", Principal{}},
+		{"reflection (v1alpha) needs credentials", context.Background(), "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", codes.Unauthenticated, audit.OutcomeUnauthenticated, "anonymous", Principal{}},
+		{"reflection for any authenticated role", bearer(tok), "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", codes.OK, "", "", Principal{RoleRider, "r-1"}},
+		{"reflection for a principal set upstream", WithPrincipal(context.Background(), Principal{RoleDispatcher, "ops"}), "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", codes.OK, "", "", Principal{RoleDispatcher, "ops"}},
+		{"reflection-looking path is not reflection", bearer(tok), "/grpc.reflection.v1.ServerReflection/../hexride.trip.v1.TripService/AssignDriver", codes.PermissionDenied, audit.OutcomeDenied, "rider:r-1", Principal{}},
 		{"principal set upstream is used", WithPrincipal(context.Background(), Principal{RoleService, "trip"}), "/hexride.trip.v1.TripService/CreateTrip", codes.OK, "", "", Principal{RoleService, "trip"}},
 	}
 	for _, tt := range tests {

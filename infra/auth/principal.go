@@ -112,16 +112,24 @@ func (HeaderAuthenticator) Authenticate(ctx context.Context) (Principal, error) 
 	return p, nil
 }
 
-// exempt lists methods callable without credentials (health and reflection,
-// which load balancers and grpcurl call).
+// exempt lists methods callable without credentials: health, which Consul
+// and load balancers call.
 func exempt(fullMethod string) bool {
+	return grpcMethod(fullMethod, "/grpc.health.v1.Health/")
+}
+
+// reflection reports whether fullMethod is server reflection, which any
+// authenticated caller may use (grpcurl with a token) but anonymous ones
+// may not: it lists and describes every internal service.
+func reflection(fullMethod string) bool {
+	return grpcMethod(fullMethod, "/grpc.reflection.")
+}
+
+// grpcMethod reports whether fullMethod is one method under prefix.
+func grpcMethod(fullMethod, prefix string) bool {
 	// One "/" after the service: "/grpc.health.v1.Health/../x.Svc/M" is
 	// not a health method (gRPC routes it by its last "/").
-	if strings.Count(fullMethod, "/") != 2 {
-		return false
-	}
-	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") ||
-		strings.HasPrefix(fullMethod, "/grpc.reflection.")
+	return strings.Count(fullMethod, "/") == 2 && strings.HasPrefix(fullMethod, prefix)
 }
 
 // UnaryServerInterceptor establishes the principal of each call; calls

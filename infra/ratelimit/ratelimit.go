@@ -271,13 +271,12 @@ func (l *Limiter) Len() int {
 	return n
 }
 
-// exempt: health checks and reflection are never limited.
+// exempt: health checks are never limited (Consul and load balancers call
+// them without credentials). Reflection is not exempt: it needs an
+// authenticated caller, and each caller's stream opens are limited like
+// any other RPC's (the default bucket is far above what grpcurl needs).
 func exempt(fullMethod string) bool {
-	if strings.Count(fullMethod, "/") != 2 {
-		return false
-	}
-	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") ||
-		strings.HasPrefix(fullMethod, "/grpc.reflection.")
+	return strings.Count(fullMethod, "/") == 2 && strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/")
 }
 
 // Key is the bucket owner of a call: the authenticated principal, else

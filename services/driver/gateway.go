@@ -61,7 +61,14 @@ type session struct {
 	busy      bool
 	last      *driverv1.LocationSample
 	partition matchingclient.Partition
-	offers    map[string]*driverv1.Offer // offer id → offer awaiting a reply
+	offers    map[string]heldOffer // offer id → offer awaiting a reply
+	// nextLapse is the earliest lapse among offers (zero: none), so the
+	// per-message check is one comparison.
+	nextLapse time.Time
+	// lapsed remembers the last few offers dropped from offers unanswered,
+	// so a late reply is still told the offer expired.
+	lapsed     [lapsedOffers]lapsedOffer
+	lapsedNext int
 	// watchers get each accepted position (latest wins: one slot each).
 	watchers map[chan *commonv1.DriverPosition]struct{}
 	// detached: the stream ended and its departure is queued; nothing of
@@ -125,7 +132,7 @@ func (g *Gateway) attach(driverID string, kick context.CancelFunc) *session {
 		kick:     kick,
 		limiter:  rate.NewLimiter(rate.Limit(g.cfg.SampleRate), g.cfg.SampleBurst),
 		messages: rate.NewLimiter(rate.Limit(g.cfg.MessageRate), g.cfg.MessageBurst),
-		offers:   map[string]*driverv1.Offer{},
+		offers:   map[string]heldOffer{},
 	}
 	g.mu.Lock()
 	old := g.sessions[driverID]
@@ -178,8 +185,10 @@ func (g *Gateway) push(driverID string, msg *driverv1.ConnectResponse) error {
 		return errNoStream
 	}
 	if offer := msg.GetOffer(); offer != nil {
+		now := g.now()
 		s.mu.Lock()
-		s.offers[offer.GetOfferId()] = offer
+		s.pruneOffers(now)
+		s.holdOffer(offer, now)
 		s.mu.Unlock()
 	}
 	select {
@@ -216,9 +225,15 @@ var (
 
 // handle processes one client message and returns the reply to send.
 func (g *Gateway) handle(ctx context.Context, s *session, req *driverv1.ConnectRequest) []*driverv1.ConnectResponse {
-	if !s.messages.AllowN(g.now(), 1) {
+	now := g.now()
+	if !s.messages.AllowN(now, 1) {
 		return []*driverv1.ConnectResponse{ack(req.GetSeq(), errRateLimited)}
 	}
+	// Every message is a chance to drop lapsed offers: one comparison
+	// unless one is due.
+	s.mu.Lock()
+	s.pruneOffers(now)
+	s.mu.Unlock()
 	if err := g.validator.Validate(req); err != nil {
 		return []*driverv1.ConnectResponse{ack(req.GetSeq(), fmt.Errorf("%w: %v", errInvalid, err))}
 	}
@@ -350,9 +365,16 @@ func (g *Gateway) availability(s *session, a *driverv1.AvailabilityChange) error
 // reply forwards an offer reply to the matching worker that made the offer.
 func (g *Gateway) reply(ctx context.Context, s *session, r *driverv1.OfferReply) (*driverv1.OfferResult, error) {
 	s.mu.Lock()
-	offer, ok := s.offers[r.GetOfferId()]
+	s.pruneOffers(g.now())
+	held, ok := s.offers[r.GetOfferId()]
 	delete(s.offers, r.GetOfferId())
+	lapsed := !ok && s.takeLapsed(r.GetOfferId(), r.GetTripId())
 	s.mu.Unlock()
+	if lapsed {
+		// What the matching worker answers a reply to an offer it revoked.
+		return &driverv1.OfferResult{OfferId: r.GetOfferId(), TripId: r.GetTripId(), Outcome: driverv1.OfferOutcome_OFFER_OUTCOME_EXPIRED}, nil
+	}
+	offer := held.offer
 	if !ok || offer.GetTripId() != r.GetTripId() {
 		return nil, errUnknownOffer
 	}

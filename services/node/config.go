@@ -89,6 +89,10 @@ type Config struct {
 	// ResourceExhausted and a retry delay, new ride requests first (a
 	// quarter is kept for rides in progress). Health checks are exempt.
 	MaxInFlight int
+	// OverloadLatency is the latency of new ride requests above which
+	// the process counts as overloaded and sheds them (when even the
+	// fastest in a second took longer; --overload-latency, 0: off).
+	OverloadLatency time.Duration
 	// DBMaxConns sizes the trip store's connection pool (--db-max-conns;
 	// 0: the DSN's pool_max_conns, else pgx's default).
 	DBMaxConns int
@@ -118,6 +122,7 @@ func DefaultConfig() Config {
 		StopTimeout:      10 * time.Second,
 		QuoteTTL:         5 * time.Minute,
 		MaxInFlight:      512,
+		OverloadLatency:  500 * time.Millisecond,
 		DBMaxWaiting:     64,
 		Watchdog:         trip.DefaultWatchdogConfig(),
 	}
@@ -184,6 +189,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInFlight < 1 {
 		return fmt.Errorf("%w: --max-inflight must be at least 1, got %d", ErrBadLimit, c.MaxInFlight)
+	}
+	if c.OverloadLatency < 0 {
+		return fmt.Errorf("%w: --overload-latency must not be negative, got %v", ErrBadLimit, c.OverloadLatency)
 	}
 	if c.DBMaxConns < 0 || c.DBMaxConns > math.MaxInt32 {
 		return fmt.Errorf("%w: --db-max-conns must be 0 (the DSN's or pgx's default) or positive, got %d", ErrBadLimit, c.DBMaxConns)

@@ -108,7 +108,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 	scfg.DrainWait, scfg.StopTimeout = cfg.DrainWait, cfg.StopTimeout
 	// Admission after authentication and rate limits: a caller over its
 	// own limit is told so, not that the server is full.
-	gate, err := admission.NewGate(admission.WithLimit(cfg.MaxInFlight))
+	gcfg := admission.WithLimit(cfg.MaxInFlight)
+	gcfg.Target = cfg.OverloadLatency
+	gate, err := admission.NewGate(gcfg)
 	if err != nil {
 		sec.close()
 		return nil, fmt.Errorf("--max-inflight: %w", err)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -116,6 +117,7 @@ func TestConfigValidate(t *testing.T) {
 		{"jwt without a service identity", func(c *Config) { c.Security = Security{JWKSFile: "k.json", Issuer: "i", Audience: "a"} }, ErrNoServiceIDs},
 		{"tls without ca", func(c *Config) { c.Security.CertFile, c.Security.KeyFile = "c.pem", "k.pem" }, ErrPartialTLS},
 		{"no admission", func(c *Config) { c.MaxInFlight = 0 }, ErrBadLimit},
+		{"negative overload latency", func(c *Config) { c.OverloadLatency = -time.Second }, ErrBadLimit},
 		{"negative pool", func(c *Config) { c.DBMaxConns = -1 }, ErrBadLimit},
 		{"negative db waiting", func(c *Config) { c.DBMaxWaiting = -1 }, ErrBadLimit},
 		{"no silent-driver timeout", func(c *Config) { c.Watchdog.SilentDriver = 0 }, ErrBadDuration},
@@ -171,6 +173,13 @@ func TestBadInput(t *testing.T) {
 		}, codes.PermissionDenied},
 		{"rider quote lat out of range", func() error {
 			_, err := rider.GetQuote(riderCtx, &riderv1.GetQuoteRequest{Pickup: &commonv1.LatLng{Lat: 91}, Dropoff: sfDropoff, Product: commonv1.Product_PRODUCT_STANDARD})
+			return err
+		}, codes.InvalidArgument},
+		{"rider quote antipodal drop-off", func() error {
+			_, err := rider.GetQuote(riderCtx, &riderv1.GetQuoteRequest{Pickup: sfPickup, Dropoff: &commonv1.LatLng{Lat: -sfPickup.GetLat(), Lng: sfPickup.GetLng() + 180}, Product: commonv1.Product_PRODUCT_STANDARD})
+			if err != nil && !strings.HasPrefix(status.Convert(err).Message(), "drop-off is ") {
+				return fmt.Errorf("message %q does not say why", status.Convert(err).Message())
+			}
 			return err
 		}, codes.InvalidArgument},
 		{"rider quote no product", func() error {

@@ -2,7 +2,11 @@ package rider
 
 import (
 	"errors"
+	"fmt"
+	"math"
+	"strconv"
 
+	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/infra/rpcerror"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -16,6 +20,52 @@ var (
 	errWatchEnded       = errors.New("the trip watch ended; watch again")
 )
 
+// tripTooLongError: the drop-off is farther from the pickup than rides go.
+// Its text is for the rider app.
+type tripTooLongError struct{ km, maxKm float64 }
+
+func (e *tripTooLongError) Error() string {
+	km := roundKm(e.km, math.Round)
+	if km <= e.maxKm {
+		km = roundKm(e.km, math.Ceil) // never reads as within the limit
+	}
+	return fmt.Sprintf("drop-off is %s km from pickup; rides are limited to %s km", formatKm(km), formatKm(roundKm(e.maxKm, math.Round)))
+}
+
+// checkTripLength refuses a drop-off farther than maxKm from the pickup,
+// as the crow flies.
+func checkTripLength(pickup, dropoff geo.LatLng, maxKm float64) error {
+	if km := geo.Distance(pickup, dropoff) / 1000; !(km <= maxKm) {
+		return &tripTooLongError{km: km, maxKm: maxKm}
+	}
+	return nil
+}
+
+// roundKm rounds km as people read it: to 0.1 km below 1,000 km, to 1 km
+// above.
+func roundKm(km float64, round func(float64) float64) float64 {
+	if km < 1000 {
+		return round(km*10) / 10
+	}
+	return round(km)
+}
+
+// formatKm writes a rounded distance: "2.5", "300", "19,800".
+func formatKm(km float64) string {
+	if km < 1000 {
+		return strconv.FormatFloat(km, 'f', -1, 64)
+	}
+	digits := strconv.FormatInt(int64(math.Round(km)), 10)
+	var out []byte
+	for i := range len(digits) {
+		if i > 0 && (len(digits)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, digits[i])
+	}
+	return string(out)
+}
+
 // toStatus is the one place where the rider service's errors become gRPC
 // statuses (errors.Is, so wrapping keeps the code). Statuses from the trip
 // and matching services (their clients' errors) pass through: they already
@@ -23,6 +73,7 @@ var (
 //
 //	ErrQuoteExpired, ErrNoPrice            FailedPrecondition
 //	ErrQuoteInvalid, errInvalidPickup      InvalidArgument
+//	tripTooLongError                       InvalidArgument (its text)
 //	errNotYourTrip                         PermissionDenied
 //	errDriverNotIndexed                    NotFound
 //	errWatchEnded, grpcserver.ErrDraining  Unavailable (watch again)
@@ -35,7 +86,10 @@ func toStatus(err error) error {
 	if st, ok := rpcerror.StatusOf(err); ok {
 		return st.Err()
 	}
+	var tooLong *tripTooLongError
 	switch {
+	case errors.As(err, &tooLong):
+		return status.Error(codes.InvalidArgument, tooLong.Error())
 	// Quote errors say what is wrong with the quote, not how pricing or
 	// signing found out (those wrap package errors and key ids).
 	case errors.Is(err, ErrQuoteExpired):

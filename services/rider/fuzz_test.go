@@ -9,6 +9,7 @@ import (
 	"buf.build/go/protovalidate"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hexride/hexride/dispatch"
 	"github.com/hexride/hexride/geo"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	riderv1 "github.com/hexride/hexride/proto/hexride/rider/v1"
@@ -16,13 +17,17 @@ import (
 
 // FuzzQuote: if a GetQuoteRequest passes validation, pricing it must not
 // panic, must give a non-negative total, and must sign a quote that verifies
-// for its rider only and locks exactly the quoted fare.
+// for its rider only and locks exactly the quoted fare. Every trip the edge
+// serves (no longer than MaxTripKm) at a plausible surge must be priced.
 func FuzzQuote(f *testing.F) {
 	for _, r := range []*riderv1.GetQuoteRequest{
 		{Pickup: &commonv1.LatLng{Lat: 37.77, Lng: -122.41}, Dropoff: &commonv1.LatLng{Lat: 37.80, Lng: -122.27}, Product: commonv1.Product_PRODUCT_STANDARD},
 		{Pickup: &commonv1.LatLng{Lat: 90, Lng: 180}, Dropoff: &commonv1.LatLng{Lat: -90, Lng: -180}, Product: commonv1.Product_PRODUCT_XL},
 		{Pickup: &commonv1.LatLng{Lat: 0, Lng: 179.9999}, Dropoff: &commonv1.LatLng{Lat: 0, Lng: -179.9999}, Product: commonv1.Product_PRODUCT_PREMIUM},
 		{Pickup: &commonv1.LatLng{}, Dropoff: &commonv1.LatLng{}, Product: commonv1.Product_PRODUCT_ACCESSIBLE},
+		// Just under the default 300 km limit, and just over.
+		{Pickup: &commonv1.LatLng{Lat: 37.77, Lng: -122.41}, Dropoff: &commonv1.LatLng{Lat: 40.45, Lng: -122.41}, Product: commonv1.Product_PRODUCT_STANDARD},
+		{Pickup: &commonv1.LatLng{Lat: 37.77, Lng: -122.41}, Dropoff: &commonv1.LatLng{Lat: 40.48, Lng: -122.41}, Product: commonv1.Product_PRODUCT_PREMIUM},
 	} {
 		b, err := proto.Marshal(r)
 		if err != nil {
@@ -39,6 +44,7 @@ func FuzzQuote(f *testing.F) {
 		f.Fatal(err)
 	}
 	now := time.Now()
+	maxKm := DefaultConfig(dispatch.DefaultTopology()).MaxTripKm
 	f.Fuzz(func(t *testing.T, raw []byte, surge float64) {
 		var req riderv1.GetQuoteRequest
 		if proto.Unmarshal(raw, &req) != nil || v.Validate(&req) != nil {
@@ -50,6 +56,9 @@ func FuzzQuote(f *testing.F) {
 		if err != nil {
 			if !errors.Is(err, ErrNoPrice) {
 				t.Fatalf("valid request priced with %v", err)
+			}
+			if _, priced := DefaultPrices()[req.GetProduct().Key()]; priced && checkTripLength(pickup, dropoff, maxKm) == nil && surge >= 1 && surge <= 10 {
+				t.Fatalf("a trip the edge serves was not priced: %v", err)
 			}
 			return
 		}

@@ -7,6 +7,7 @@ package rider
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hexride/hexride/dispatch"
@@ -30,10 +31,20 @@ type Config struct {
 	CallTimeout time.Duration
 	// Region is where new trips are homed.
 	Region string
+	// MaxTripKm is the longest ride served, pickup to drop-off as the crow
+	// flies; GetQuote refuses farther drop-offs with InvalidArgument.
+	MaxTripKm float64
 }
 
 // Config errors.
-var ErrBadConfig = errors.New("rider: radius and durations must be positive")
+var (
+	ErrBadConfig  = errors.New("rider: radius and durations must be positive")
+	ErrBadMaxTrip = fmt.Errorf("rider: MaxTripKm must be above 0 and at most %v", maxTripKmLimit)
+)
+
+// maxTripKmLimit bounds MaxTripKm so every trip served can be priced: the
+// fare table refuses road distances and durations far beyond it.
+const maxTripKmLimit = 1000
 
 // DefaultConfig returns production defaults in topology.
 func DefaultConfig(topology dispatch.Topology) Config {
@@ -42,6 +53,7 @@ func DefaultConfig(topology dispatch.Topology) Config {
 		NearbyRadiusM:    5000,
 		PositionInterval: 2 * time.Second,
 		CallTimeout:      5 * time.Second,
+		MaxTripKm:        300,
 	}
 }
 
@@ -52,6 +64,9 @@ func (c Config) Validate() error {
 	}
 	if c.NearbyRadiusM <= 0 || c.PositionInterval <= 0 || c.CallTimeout <= 0 {
 		return ErrBadConfig
+	}
+	if !(c.MaxTripKm > 0 && c.MaxTripKm <= maxTripKmLimit) {
+		return fmt.Errorf("%w (got %v)", ErrBadMaxTrip, c.MaxTripKm)
 	}
 	return nil
 }

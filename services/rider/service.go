@@ -83,7 +83,7 @@ func (s *Service) call(ctx context.Context) (context.Context, context.CancelFunc
 func (s *Service) GetQuote(ctx context.Context, req *riderv1.GetQuoteRequest) (*riderv1.GetQuoteResponse, error) {
 	riderID, err := s.rider(ctx)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	pickup, dropoff := latLngOf(req.GetPickup()), latLngOf(req.GetDropoff())
 	// Asked at the index resolution: matching answers one index cell from
@@ -91,6 +91,9 @@ func (s *Service) GetQuote(ctx context.Context, req *riderv1.GetQuoteRequest) (*
 	cell, err := geo.CellAt(pickup, s.cfg.Topology.IndexResolution)
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("%w: %v", errInvalidPickup, pickup))
+	}
+	if err := checkTripLength(pickup, dropoff, s.cfg.MaxTripKm); err != nil {
+		return nil, toStatus(err)
 	}
 	cctx, cancel := s.call(ctx)
 	defer cancel()
@@ -126,10 +129,14 @@ func (s *Service) GetQuote(ctx context.Context, req *riderv1.GetQuoteRequest) (*
 func (s *Service) RequestRide(ctx context.Context, req *riderv1.RequestRideRequest) (*riderv1.RequestRideResponse, error) {
 	riderID, err := s.rider(ctx)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	claims, err := s.pricing.Verify(req.GetQuoteId(), riderID, s.now())
 	if err != nil {
+		return nil, toStatus(err)
+	}
+	// A quote signed before the limit was lowered is not served either.
+	if err := checkTripLength(claims.Pickup, claims.Dropoff, s.cfg.MaxTripKm); err != nil {
 		return nil, toStatus(err)
 	}
 	key := "rider:" + riderID + ":" + req.GetIdempotencyKey()
@@ -140,7 +147,7 @@ func (s *Service) RequestRide(ctx context.Context, req *riderv1.RequestRideReque
 		return s.requestRide(ctx, riderID, key, req.GetQuoteId(), claims)
 	})
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	return &riderv1.RequestRideResponse{Trip: res.(*commonv1.Trip)}, nil
 }
@@ -160,7 +167,7 @@ func (s *Service) requestRide(ctx context.Context, riderID, key, quoteID string,
 		Region:         s.cfg.Region,
 	})
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	if trip.GetState() == commonv1.TripState_TRIP_STATE_REQUESTED {
 		// A lost Dispatch is not fatal: the trip is REQUESTED in the store
