@@ -36,6 +36,10 @@ breaking: ## buf breaking against AGAINST (a git ref; default main).
 test: consul ## The whole test suite (the README's test command).
 	HEXRIDE_CONSUL_BIN=$(CURDIR)/bin/consul $(GO) test -race -count=1 -timeout 25m ./...
 
+.PHONY: chaos
+chaos: consul ## The chaos suite: faults while rides run (cmd/hexride, build tag chaos).
+	HEXRIDE_CONSUL_BIN=$(CURDIR)/bin/consul $(GO) test -tags chaos -count=1 -timeout 30m -run TestChaos -v ./cmd/hexride
+
 .PHONY: rules
 rules: ## Check the alert rules and run their unit tests (promtool).
 	promtool check rules infra/observability/alerts.yml

@@ -56,11 +56,13 @@ func hexrideBinary(t *testing.T) string {
 
 // proc is one running hexride process.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	addr string
-	log  *os.File
-	done chan error
+	name   string
+	cmd    *exec.Cmd
+	addr   string
+	log    *os.File
+	done   chan error
+	prefix []string // runs as prefix... hexride serve args (e.g. ip netns exec NS)
+	args   []string // the serve flags, for a restart with the same ones
 }
 
 var servingLine = regexp.MustCompile(`hexride serving \S+ on (\S+)`)
@@ -68,11 +70,19 @@ var servingLine = regexp.MustCompile(`hexride serving \S+ on (\S+)`)
 // startProc starts `hexride serve` with args and waits until it serves.
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startProcIn(t, name, nil, args...)
+}
+
+// startProcIn is startProc run through a command prefix (e.g. `ip netns
+// exec NS`, which execs hexride in place: the pid is hexride's).
+func startProcIn(t *testing.T, name string, prefix []string, args ...string) *proc {
+	t.Helper()
 	logFile, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(hexrideBinary(t), append([]string{"serve"}, args...)...)
+	argv := append(append(append([]string{}, prefix...), hexrideBinary(t), "serve"), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -81,7 +91,7 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{name: name, cmd: cmd, log: logFile, done: make(chan error, 1)}
+	p := &proc{name: name, cmd: cmd, log: logFile, done: make(chan error, 1), prefix: prefix, args: args}
 	addrCh := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)

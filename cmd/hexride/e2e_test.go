@@ -37,11 +37,19 @@ type platform struct {
 	matching []*proc
 	drivers  []*proc
 	riders   []*proc
+	// host is the address processes listen on (default 127.0.0.1);
+	// common are flags every process gets after the defaults.
+	host   string
+	common []string
 }
 
 func (p *platform) flags(extra ...string) []string {
-	return append(append([]string{
-		"--addr", "127.0.0.1:0",
+	host := p.host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return append(append(append([]string{
+		"--addr", host + ":0",
 		"--consul", p.consul.Addr(),
 		"--partition-res", "7",
 		"--check-interval", "1s",
@@ -52,14 +60,21 @@ func (p *platform) flags(extra ...string) []string {
 		"--stop-timeout", "5s",
 		"--quote-key", testQuoteKey,
 		"--log-level", "info",
-	}, p.sec.flags()...), extra...)
+	}, p.sec.flags()...), p.common...), extra...)
 }
 
 // startPlatform runs 1 trip, matchers matching, drivers driver and riders
 // rider processes.
 func startPlatform(t *testing.T, matchers, drivers, riders int) *platform {
 	t.Helper()
-	p := &platform{consul: consultest.Start(t), dsn: pgtest.DSN(t), sec: newTestSecurity(t)}
+	return startPlatformOn(t, &platform{consul: consultest.Start(t), dsn: pgtest.DSN(t)}, matchers, drivers, riders)
+}
+
+// startPlatformOn starts the processes of p, whose consul and dsn are set
+// (and host and common, if wanted).
+func startPlatformOn(t *testing.T, p *platform, matchers, drivers, riders int) *platform {
+	t.Helper()
+	p.sec = newTestSecurity(t)
 	out, err := exec.Command(hexrideBinary(t), "migrate", "--db", p.dsn).CombinedOutput()
 	if err != nil {
 		t.Fatalf("migrate: %v\n%s", err, out)

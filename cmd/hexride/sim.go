@@ -33,6 +33,7 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&cfg.AcceptProbability, "accept", cfg.AcceptProbability, "probability a driver accepts an offer")
 	fs.Float64Var(&cfg.RiderCancelProbability, "cancel", cfg.RiderCancelProbability, "probability a rider cancels while waiting")
 	fs.DurationVar(&cfg.DriveTime, "drive-time", 3*time.Second, "wall-clock time of each simulated drive leg (0: real time at city speed)")
+	fs.DurationVar(&cfg.RetryBudget, "retry-budget", cfg.RetryBudget, "how long an app retries one call through an outage (Unavailable, DeadlineExceeded, Aborted) before giving up")
 	asJSON := fs.Bool("json", false, "print the summary as one JSON object on the last line")
 	keyDir := devKeyFlag(fs)
 	if err := fs.Parse(args); err != nil {
@@ -79,8 +80,12 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		_, err = fmt.Fprintln(stdout, string(out))
 		return err
 	}
-	fmt.Fprintf(stdout, "requests %d, matched %d, completed %d, cancelled %d, no driver %d, lost %d, errors %d\n",
-		stats.Requests, stats.Matched, stats.Completed, stats.Cancelled, stats.NoDriver, stats.Lost, stats.Errors)
+	fmt.Fprintf(stdout, "requests %d, matched %d, completed %d, cancelled %d, no driver %d, lost %d, refused %d, errors %d\n",
+		stats.Requests, stats.Matched, stats.Completed, stats.Cancelled, stats.NoDriver, stats.Lost, stats.Refused, stats.Errors)
+	if stats.Refused > 0 {
+		fmt.Fprintf(stdout, "refusals answered in p50 %.1f ms, p99 %.1f ms\n", stats.RefusedP50MS, stats.RefusedP99MS)
+	}
+	fmt.Fprintf(stdout, "status codes seen: %v\n", stats.Codes)
 	fmt.Fprintf(stdout, "time to match p50 %.0f ms, p99 %.0f ms; pickup ETA p50 %.0f s; %d location updates (%.1f/s)\n",
 		stats.MatchP50MS, stats.MatchP99MS, stats.PickupETAP50S, stats.LocationUpdates, stats.LocationUpdatesPS)
 	fmt.Fprintf(stdout, "simulator cpu %.1f s (%.2f cores)%s\n", stats.SimCPUS, stats.SimCores, saturatedMark(stats))

@@ -2,7 +2,6 @@ package sim
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -152,78 +151,6 @@ func TestDriverAnswer(t *testing.T) {
 		d.answer(ctx, &driverv1.Offer{OfferId: "o1", TripId: "t1"}, replies)
 		// Nothing to wait for: goleak (TestMain) fails the package if the
 		// timer's goroutine stays blocked sending the reply.
-	})
-}
-
-func TestRetryable(t *testing.T) {
-	tests := []struct {
-		err  error
-		want bool
-	}{
-		{nil, false},
-		{errors.New("plain"), false},
-		{status.Error(codes.Unavailable, "draining"), true},
-		{status.Error(codes.DeadlineExceeded, "slow"), true},
-		{status.Error(codes.Aborted, "conflict"), true},
-		{status.Error(codes.FailedPrecondition, "cancelled"), false},
-		{status.Error(codes.InvalidArgument, "bad"), false},
-		{status.Error(codes.Unauthenticated, "who"), false},
-		{status.Error(codes.Canceled, "stop"), false},
-		{context.Canceled, false},
-	}
-	for _, tt := range tests {
-		if got := retryable(tt.err); got != tt.want {
-			t.Errorf("retryable(%v) = %v, want %v", tt.err, got, tt.want)
-		}
-	}
-}
-
-func TestWithRetry(t *testing.T) {
-	unavailable := status.Error(codes.Unavailable, "draining")
-	tests := []struct {
-		name      string
-		errs      []error // what successive calls return; then nil
-		wantCalls int
-		wantErr   codes.Code
-	}{
-		{"first call succeeds", nil, 1, codes.OK},
-		{"retries a draining instance", []error{unavailable, unavailable}, 3, codes.OK},
-		{"retries aborted", []error{status.Error(codes.Aborted, "conflict")}, 2, codes.OK},
-		{"does not retry a refusal", []error{status.Error(codes.InvalidArgument, "bad")}, 1, codes.InvalidArgument},
-		{"does not retry a precondition", []error{status.Error(codes.FailedPrecondition, "ended"), unavailable}, 1, codes.FailedPrecondition},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			calls := 0
-			out, err := withRetry(context.Background(), func(ctx context.Context) (int, error) {
-				if _, ok := ctx.Deadline(); !ok {
-					t.Error("call without a deadline")
-				}
-				calls++
-				if calls <= len(tt.errs) {
-					return 0, tt.errs[calls-1]
-				}
-				return 42, nil
-			})
-			if calls != tt.wantCalls || status.Code(err) != tt.wantErr {
-				t.Fatalf("%d calls, err %v; want %d calls, %v", calls, err, tt.wantCalls, tt.wantErr)
-			}
-			if err == nil && out != 42 {
-				t.Errorf("out = %d, want 42", out)
-			}
-		})
-	}
-	t.Run("gives up when the context ends", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(context.Background())
-		calls := 0
-		_, err := withRetry(ctx, func(context.Context) (int, error) {
-			calls++
-			cancel()
-			return 0, unavailable
-		})
-		if calls != 1 || status.Code(err) != codes.Unavailable {
-			t.Errorf("%d calls, err %v; want 1 call, Unavailable", calls, err)
-		}
 	})
 }
 

@@ -2,7 +2,9 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"time"
 
@@ -32,6 +34,7 @@ type driverAgent struct {
 	lastSent time.Time
 	locSeqs  map[uint64]bool // location samples awaiting their ack
 	rides    chan rideEvent  // outlives sessions: a ride goes on across reconnects
+	retry    retryPolicy     // zero: newRetryPolicy(cfg, rec)
 }
 
 const (
@@ -54,6 +57,7 @@ func (d *driverAgent) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		d.rec.code(err)
 		if status.Code(err) != codes.Unavailable {
 			d.rec.error(fmt.Errorf("driver %s stream: %w", d.id, err))
 		}
@@ -79,10 +83,36 @@ func (d *driverAgent) session(root, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	incoming := make(chan *driverv1.ConnectResponse)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case incoming <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	send := func(m *driverv1.ConnectRequest) error {
 		d.seq++
 		m.Seq = d.seq
-		return stream.Send(m)
+		err := stream.Send(m)
+		if errors.Is(err, io.EOF) {
+			// The stream broke; Send only says EOF, the status is Recv's.
+			select {
+			case rerr := <-recvErr:
+				return rerr
+			case <-time.After(2 * time.Second):
+			case <-ctx.Done():
+			}
+		}
+		return err
 	}
 	if err := send(&driverv1.ConnectRequest{Msg: &driverv1.ConnectRequest_Availability{Availability: &driverv1.AvailabilityChange{
 		Availability: driverv1.Availability_AVAILABILITY_ONLINE, Product: commonv1.Product_PRODUCT_STANDARD,
@@ -100,22 +130,6 @@ func (d *driverAgent) session(root, ctx context.Context) error {
 	if err := sendLocation(time.Now()); err != nil {
 		return err
 	}
-	incoming := make(chan *driverv1.ConnectResponse)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			m, err := stream.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case incoming <- m:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 	replies := make(chan *driverv1.OfferReply, 4)
 	interval := d.cfg.LocationInterval
 	ticker := time.NewTicker(interval)
@@ -233,18 +247,11 @@ func (d *driverAgent) ride(ctx context.Context, tripID string, done chan<- rideE
 			return
 		}
 		key := fmt.Sprintf("%s-%d", tripID, i)
+		// Retry what a draining or restarting instance returns, or a
+		// platform whose database is down; the idempotency key makes a
+		// retry of a committed action harmless.
 		var err error
-		for attempt := 0; ; attempt++ {
-			cctx, cancel := context.WithTimeout(d.ctx(ctx), 5*time.Second)
-			trip, err = act(cctx, key)
-			cancel()
-			// Retry what a draining or restarting instance returns; the
-			// idempotency key makes a retry of a committed action harmless.
-			if err == nil || attempt >= 5 || !retryable(err) || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
+		trip, err = retry(d.ctx(ctx), d.policy().inProgress(), func(ctx context.Context) (*commonv1.Trip, error) { return act(ctx, key) })
 		if err != nil {
 			if ctx.Err() != nil {
 				return // the run stopped mid-action: not the platform's error
@@ -262,12 +269,12 @@ func (d *driverAgent) ride(ctx context.Context, tripID string, done chan<- rideE
 	}
 }
 
-func retryable(err error) bool {
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
-		return true
+// policy is how this driver's app retries its unary calls.
+func (d *driverAgent) policy() retryPolicy {
+	if d.retry.now == nil {
+		return newRetryPolicy(d.cfg, d.rec)
 	}
-	return false
+	return d.retry
 }
 
 func (d *driverAgent) driveTime() time.Duration {

@@ -25,57 +25,69 @@ type ride struct {
 	rec     *recorder
 	pickup  geo.LatLng
 	dropoff geo.LatLng
-	cancel  bool // the rider cancels while waiting
+	cancel  bool        // the rider cancels while waiting
+	retry   retryPolicy // zero: newRetryPolicy(cfg, rec)
 }
 
 func (r *ride) ctx(ctx context.Context) context.Context {
 	return r.cfg.as(ctx, r.rec, auth.Principal{Role: auth.RoleRider, Subject: r.riderID})
 }
 
-// withRetry calls fn until it succeeds, fails for good, or ctx ends; a
-// draining or restarting instance answers Unavailable, which a real app
-// retries.
-func withRetry[T any](ctx context.Context, fn func(context.Context) (T, error)) (T, error) {
-	var out T
-	var err error
-	for attempt := 0; attempt < 8; attempt++ {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		out, err = fn(cctx)
-		cancel()
-		if err == nil || !retryable(err) || ctx.Err() != nil {
-			return out, err
-		}
-		select {
-		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
-		case <-ctx.Done():
-			return out, err
-		}
+// policy is how this rider's app retries (a ride built without one, in
+// tests, gets the configured default).
+func (r *ride) policy() retryPolicy {
+	if r.retry.now == nil {
+		return newRetryPolicy(r.cfg, r.rec)
 	}
-	return out, err
+	return r.retry
+}
+
+// timed wraps fn to note when its last attempt started and how long it
+// took, so that a refusal's answer time can be recorded.
+func timed[T any](last *time.Duration, fn func(context.Context) (T, error)) func(context.Context) (T, error) {
+	return func(ctx context.Context) (T, error) {
+		t0 := time.Now()
+		out, err := fn(ctx)
+		*last = time.Since(t0)
+		return out, err
+	}
+}
+
+// refused reports whether err is the platform refusing a new request before
+// doing any work (a rate limit, or load shedding): a definite answer on
+// which the rider gives up the ride. It records the refusal and how long
+// it took to answer.
+func (r *ride) refused(err error, took time.Duration) bool {
+	if status.Code(err) != codes.ResourceExhausted {
+		return false
+	}
+	r.rec.refusal(took)
+	return true
 }
 
 // run requests the ride and follows it until a terminal state or until
 // giveUp; it reports whether the ride ended.
 func (r *ride) run(ctx context.Context, key string) {
 	ctx = r.ctx(ctx)
-	quote, err := withRetry(ctx, func(ctx context.Context) (*riderv1.GetQuoteResponse, error) {
+	var took time.Duration
+	quote, err := retry(ctx, r.policy(), timed(&took, func(ctx context.Context) (*riderv1.GetQuoteResponse, error) {
 		return r.client.GetQuote(ctx, &riderv1.GetQuoteRequest{
 			Pickup:  &commonv1.LatLng{Lat: r.pickup.Lat, Lng: r.pickup.Lng},
 			Dropoff: &commonv1.LatLng{Lat: r.dropoff.Lat, Lng: r.dropoff.Lng},
 			Product: commonv1.Product_PRODUCT_STANDARD,
 		})
-	})
+	}))
 	if err != nil {
-		if ctx.Err() == nil { // a stopped run is not a failed request
+		if ctx.Err() == nil && !r.refused(err, took) { // a stopped run is not a failed request
 			r.rec.error(fmt.Errorf("GetQuote: %w", err))
 		}
 		return
 	}
-	req, err := withRetry(ctx, func(ctx context.Context) (*riderv1.RequestRideResponse, error) {
+	req, err := retry(ctx, r.policy(), timed(&took, func(ctx context.Context) (*riderv1.RequestRideResponse, error) {
 		return r.client.RequestRide(ctx, &riderv1.RequestRideRequest{QuoteId: quote.GetQuote().GetQuoteId(), IdempotencyKey: key})
-	})
+	}))
 	if err != nil {
-		if ctx.Err() == nil { // a stopped run is not a failed request
+		if ctx.Err() == nil && !r.refused(err, took) { // a stopped run is not a failed request
 			r.rec.error(fmt.Errorf("RequestRide: %w", err))
 		}
 		return
@@ -84,7 +96,7 @@ func (r *ride) run(ctx context.Context, key string) {
 	r.rec.requestedTrip(trip.GetId(), time.Now(), quote.GetQuote().GetPickupEta().AsDuration())
 	if r.cancel {
 		time.AfterFunc(time.Duration(500+rand.IntN(1500))*time.Millisecond, func() {
-			_, err := withRetry(ctx, func(ctx context.Context) (*riderv1.CancelRideResponse, error) {
+			_, err := retry(ctx, r.policy().inProgress(), func(ctx context.Context) (*riderv1.CancelRideResponse, error) {
 				return r.client.CancelRide(ctx, &riderv1.CancelRideRequest{TripId: trip.GetId(), Reason: "changed my mind", IdempotencyKey: key + "-cancel"})
 			})
 			if err != nil && ctx.Err() == nil && !r.tooLateToCancel(ctx, trip.GetId(), err) {
@@ -106,7 +118,7 @@ func (r *ride) tooLateToCancel(ctx context.Context, tripID string, err error) bo
 	case codes.FailedPrecondition:
 		return true
 	case codes.PermissionDenied:
-		got, gerr := withRetry(ctx, func(ctx context.Context) (*riderv1.GetTripResponse, error) {
+		got, gerr := retry(ctx, r.policy().inProgress(), func(ctx context.Context) (*riderv1.GetTripResponse, error) {
 			return r.client.GetTrip(ctx, &riderv1.GetTripRequest{TripId: tripID})
 		})
 		if gerr != nil {
@@ -151,7 +163,10 @@ func (r *ride) follow(ctx context.Context, trip *commonv1.Trip) {
 			r.rec.do(func(s *Stats) { s.Lost++; s.InFlight-- })
 			return
 		}
-		if !errors.Is(err, io.EOF) && !retryable(err) {
+		if !errors.Is(err, io.EOF) {
+			r.rec.code(err)
+		}
+		if !errors.Is(err, io.EOF) && !retryableCode(ctx, err) {
 			r.rec.error(fmt.Errorf("WatchTrip: %w", err))
 		}
 		select {

@@ -142,7 +142,7 @@ request:
 	}
 	stopDrivers()
 	drivers.Wait()
-	return rec.snapshot(), nil
+	return rec.final(), nil
 }
 
 // dialAll returns one connection balancing round-robin over every target, so

@@ -68,6 +68,12 @@ type Config struct {
 	DriveTime time.Duration
 	// ReplyDelay is how long a driver looks at an offer before answering.
 	ReplyDelay time.Duration
+	// RetryBudget is how long an app keeps retrying one call that gets
+	// retryable answers (Unavailable, DeadlineExceeded, Aborted) before it
+	// gives up (0: DefaultRetryBudget). Apps retry with the same
+	// idempotency key, exponential backoff with jitter, and the server's
+	// RetryInfo delay when it sends one.
+	RetryBudget time.Duration
 	// Progress, if set, receives a snapshot of the counters every second.
 	Progress func(Stats)
 	// Credentials make each app's calls act as its rider or driver (nil:
@@ -91,6 +97,7 @@ func DefaultConfig() Config {
 		RiderCancelProbability: 0.02,
 		LocationInterval:       2 * time.Second,
 		ReplyDelay:             300 * time.Millisecond,
+		RetryBudget:            DefaultRetryBudget,
 	}
 }
 
@@ -111,7 +118,7 @@ func (c Config) Validate() error {
 		return ErrNoTargets
 	case c.Drivers < 0 || c.Requests < 0 || !(c.Rate > 0 && c.Rate <= maxRate) || c.Duration <= 0 || c.Grace < 0 ||
 		!probability(c.AcceptProbability) || !probability(c.RiderCancelProbability) || !probability(c.HotSpots) ||
-		c.LocationInterval <= 0 || c.ReplyDelay < 0 || c.DriveTime < 0:
+		c.LocationInterval <= 0 || c.ReplyDelay < 0 || c.DriveTime < 0 || c.RetryBudget < 0:
 		return ErrBadConfig
 	case !(c.City.MinLat < c.City.MaxLat && c.City.MinLng < c.City.MaxLng):
 		return fmt.Errorf("%w: empty city box", ErrBadConfig)

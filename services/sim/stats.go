@@ -5,16 +5,24 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/status"
 )
 
 // Stats is what a run measured.
 type Stats struct {
-	Requests        int `json:"requests"`
-	Matched         int `json:"matched"`
-	Completed       int `json:"completed"`
-	Cancelled       int `json:"cancelled"`
-	NoDriver        int `json:"no_driver"`
-	Lost            int `json:"lost"`
+	Requests  int `json:"requests"`
+	Matched   int `json:"matched"`
+	Completed int `json:"completed"`
+	Cancelled int `json:"cancelled"`
+	NoDriver  int `json:"no_driver"`
+	Lost      int `json:"lost"`
+	// Refused counts ride requests the platform refused before doing any
+	// work (ResourceExhausted on GetQuote or RequestRide: a rate limit or
+	// load shedding); the rider gave up on them. They are neither errors nor
+	// lost. RefusedP50MS and RefusedP99MS are how long a refusal took to
+	// answer.
+	Refused         int `json:"refused"`
 	InFlight        int `json:"in_flight"`
 	Errors          int `json:"errors"`
 	OffersReceived  int `json:"offers_received"`
@@ -34,6 +42,17 @@ type Stats struct {
 	CancelReasons     map[string]int `json:"cancel_reasons,omitempty"`
 	NoDriverReasons   map[string]int `json:"no_driver_reasons,omitempty"`
 	ErrorSamples      []string       `json:"error_samples,omitempty"`
+	RefusedP50MS      float64        `json:"refused_p50_ms"`
+	RefusedP99MS      float64        `json:"refused_p99_ms"`
+	// Codes counts every gRPC status the apps saw, by code name: each
+	// attempt of a unary call (OK included) and each end of a stream (a
+	// clean end of a trip watch excluded). Errors counts only the calls that
+	// failed for good.
+	Codes map[string]int `json:"codes,omitempty"`
+	// TripIDs are the trips the apps got a RequestRide answer for (sorted;
+	// only in the final summary). A trip in the store that is not here is a
+	// ghost: created for a rider who never heard of it.
+	TripIDs []string `json:"-"`
 	// The simulator's own CPU: seconds used, cores used on average, and
 	// whether it was near the machine's share for it (then the figures above
 	// describe the simulator, not the platform: run it elsewhere or smaller).
@@ -54,6 +73,7 @@ type recorder struct {
 	offer     []time.Duration
 	eta       []time.Duration
 	active    map[string]string // driver id → trip id it is on
+	refusals  []time.Duration   // how long each refusal took to answer
 }
 
 func newRecorder() *recorder {
@@ -63,7 +83,7 @@ func newRecorder() *recorder {
 		requested: map[string]time.Time{},
 		offered:   map[string]bool{},
 		active:    map[string]string{},
-		s:         Stats{CancelReasons: map[string]int{}, NoDriverReasons: map[string]int{}},
+		s:         Stats{CancelReasons: map[string]int{}, NoDriverReasons: map[string]int{}, Codes: map[string]int{}},
 	}
 }
 
@@ -80,6 +100,22 @@ func (r *recorder) error(err error) {
 	if len(r.s.ErrorSamples) < 10 {
 		r.s.ErrorSamples = append(r.s.ErrorSamples, err.Error())
 	}
+}
+
+// code counts the status an app saw (nil: OK).
+func (r *recorder) code(err error) {
+	c := status.Code(err).String()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.s.Codes[c]++
+}
+
+// refusal records a ride request refused before any work, answered in took.
+func (r *recorder) refusal(took time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.s.Refused++
+	r.refusals = append(r.refusals, took)
 }
 
 func (r *recorder) requestedTrip(id string, at time.Time, eta time.Duration) {
@@ -141,6 +177,7 @@ func (r *recorder) snapshot() Stats {
 	s.CancelReasons = maps.Clone(r.s.CancelReasons)
 	s.NoDriverReasons = maps.Clone(r.s.NoDriverReasons)
 	s.ErrorSamples = slices.Clone(r.s.ErrorSamples)
+	s.Codes = maps.Clone(r.s.Codes)
 	elapsed := time.Since(r.start)
 	s.ElapsedS = elapsed.Seconds()
 	cpuReport(&s, processCPU()-r.startCPU, elapsed)
@@ -150,6 +187,16 @@ func (r *recorder) snapshot() Stats {
 	s.MatchP50MS, s.MatchP99MS = ms(percentile(r.match, 50)), ms(percentile(r.match, 99))
 	s.OfferP50MS, s.OfferP99MS = ms(percentile(r.offer, 50)), ms(percentile(r.offer, 99))
 	s.PickupETAP50S = percentile(r.eta, 50).Seconds()
+	s.RefusedP50MS, s.RefusedP99MS = ms(percentile(r.refusals, 50)), ms(percentile(r.refusals, 99))
+	return s
+}
+
+// final is the run's summary: a snapshot with the trip ids.
+func (r *recorder) final() Stats {
+	s := r.snapshot()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s.TripIDs = slices.Sorted(maps.Keys(r.requested))
 	return s
 }
 

@@ -8,6 +8,9 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestPercentile(t *testing.T) {
@@ -100,7 +103,7 @@ func TestRecorderCounts(t *testing.T) {
 		MatchP50MS:     200, MatchP99MS: 400,
 		OfferP50MS: 100, OfferP99MS: 300,
 		PickupETAP50S: 120,
-		CancelReasons: map[string]int{"rider": 1}, NoDriverReasons: map[string]int{},
+		CancelReasons: map[string]int{"rider": 1}, NoDriverReasons: map[string]int{}, Codes: map[string]int{},
 	}
 	if s.ElapsedS <= 0 {
 		t.Errorf("ElapsedS = %v, want > 0", s.ElapsedS)
@@ -109,6 +112,36 @@ func TestRecorderCounts(t *testing.T) {
 	s.SimCPUS, s.SimCores, s.SimSaturated = 0, 0, false // the test process's own CPU
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("snapshot:\n got %+v\nwant %+v", s, want)
+	}
+}
+
+// Codes, refusals and the trip ids the apps got back.
+func TestRecorderCodesRefusalsTrips(t *testing.T) {
+	r := newRecorder()
+	r.code(nil)
+	r.code(nil)
+	r.code(status.Error(codes.Unavailable, "down"))
+	r.code(status.Error(codes.Internal, "bug"))
+	r.refusal(2 * time.Millisecond)
+	r.refusal(8 * time.Millisecond)
+	r.requestedTrip("t2", time.Now(), 0)
+	r.requestedTrip("t1", time.Now(), 0)
+	s := r.snapshot()
+	if want := map[string]int{"OK": 2, "Unavailable": 1, "Internal": 1}; !reflect.DeepEqual(s.Codes, want) {
+		t.Errorf("codes %v, want %v", s.Codes, want)
+	}
+	if s.Refused != 2 || s.RefusedP50MS != 2 || s.RefusedP99MS != 8 || s.Errors != 0 {
+		t.Errorf("refused %d p50 %v p99 %v errors %d; want 2, 2, 8, 0", s.Refused, s.RefusedP50MS, s.RefusedP99MS, s.Errors)
+	}
+	if s.TripIDs != nil {
+		t.Errorf("a progress snapshot carries trip ids %v", s.TripIDs)
+	}
+	if f := r.final(); !slices.Equal(f.TripIDs, []string{"t1", "t2"}) {
+		t.Errorf("final trip ids %v, want [t1 t2]", f.TripIDs)
+	}
+	s.Codes["OK"] = 99
+	if r.snapshot().Codes["OK"] != 2 {
+		t.Error("the snapshot shares the recorder's codes map")
 	}
 }
 
@@ -245,6 +278,7 @@ func TestStatsJSON(t *testing.T) {
 				"offers_declined": 0.0, "location_updates": 0.0, "match_p50_ms": 0.0, "match_p99_ms": 0.0,
 				"offer_p50_ms": 0.0, "offer_p99_ms": 0.0, "pickup_eta_p50_s": 0.0, "location_updates_per_s": 0.0,
 				"elapsed_s": 0.0, "double_assignments": 0.0,
+				"refused": 0.0, "refused_p50_ms": 0.0, "refused_p99_ms": 0.0,
 				"sim_cpu_s": 0.0, "sim_cores": 0.0, "sim_saturated": false,
 			},
 		},
@@ -257,7 +291,10 @@ func TestStatsJSON(t *testing.T) {
 				LocationUpdatesPS: 50, ElapsedS: 10, DoubleAssignments: 0,
 				CancelReasons: map[string]int{"rider": 1}, NoDriverReasons: map[string]int{"deadline": 1},
 				ErrorSamples: []string{"a", "b"},
-				SimCPUS:      4, SimCores: 0.4,
+				Refused:      3, RefusedP50MS: 1.5, RefusedP99MS: 4,
+				Codes:   map[string]int{"OK": 40, "Unavailable": 2, "Internal": 1},
+				TripIDs: []string{"t1", "t2"}, // not in the JSON
+				SimCPUS: 4, SimCores: 0.4,
 			},
 			want: map[string]any{
 				"requests": 10.0, "matched": 9.0, "completed": 7.0, "cancelled": 1.0, "no_driver": 1.0,
@@ -265,6 +302,8 @@ func TestStatsJSON(t *testing.T) {
 				"offers_declined": 3.0, "location_updates": 500.0, "match_p50_ms": 120.5, "match_p99_ms": 900.0,
 				"offer_p50_ms": 80.0, "offer_p99_ms": 300.0, "pickup_eta_p50_s": 240.0, "location_updates_per_s": 50.0,
 				"elapsed_s": 10.0, "double_assignments": 0.0,
+				"refused": 3.0, "refused_p50_ms": 1.5, "refused_p99_ms": 4.0,
+				"codes":     map[string]any{"OK": 40.0, "Unavailable": 2.0, "Internal": 1.0},
 				"sim_cpu_s": 4.0, "sim_cores": 0.4, "sim_saturated": false,
 				"cancel_reasons": map[string]any{"rider": 1.0}, "no_driver_reasons": map[string]any{"deadline": 1.0},
 				"error_samples": []any{"a", "b"},

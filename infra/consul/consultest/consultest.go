@@ -40,6 +40,9 @@ type Agent struct {
 	ports   ports
 	logPath string
 
+	// extraClients are addresses the HTTP API listens on besides 127.0.0.1.
+	extraClients []string
+
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when cmd has been waited for
@@ -55,7 +58,15 @@ type ports struct {
 // are fatal.
 func Start(tb testing.TB) *Agent {
 	tb.Helper()
-	a, err := StartAgent()
+	return StartWithClientAddrs(tb)
+}
+
+// StartWithClientAddrs is Start with the HTTP API also listening on each
+// of extra (IP addresses that exist on this host, e.g. one a test can cut
+// off from a network namespace); AddrOn names the API on one of them.
+func StartWithClientAddrs(tb testing.TB, extra ...string) *Agent {
+	tb.Helper()
+	a, err := startAgent(extra)
 	if err != nil {
 		tb.Fatalf("consultest: %v", err)
 	}
@@ -73,7 +84,9 @@ func Start(tb testing.TB) *Agent {
 // StartAgent starts an agent and waits until it has elected itself leader.
 // The caller must Stop it: use it from TestMain (one agent per test binary)
 // or from a long-lived e2e harness.
-func StartAgent() (*Agent, error) {
+func StartAgent() (*Agent, error) { return startAgent(nil) }
+
+func startAgent(extra []string) (*Agent, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -82,7 +95,7 @@ func StartAgent() (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{bin: bin, dir: dir, logPath: filepath.Join(dir, "agent.log")}
+	a := &Agent{bin: bin, dir: dir, logPath: filepath.Join(dir, "agent.log"), extraClients: extra}
 	var errs []error
 	for range 3 { // a free port can be taken between probing and binding
 		if a.ports, err = freePorts(); err != nil {
@@ -97,7 +110,11 @@ func StartAgent() (*Agent, error) {
 }
 
 // Addr is the agent's HTTP API address, "127.0.0.1:port".
-func (a *Agent) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(a.ports.http)) }
+func (a *Agent) Addr() string { return a.AddrOn("127.0.0.1") }
+
+// AddrOn is the agent's HTTP API address on ip (127.0.0.1 or one of the
+// extra client addresses it was started with).
+func (a *Agent) AddrOn(ip string) string { return net.JoinHostPort(ip, strconv.Itoa(a.ports.http)) }
 
 // LogPath is the agent's log file (kept until Stop).
 func (a *Agent) LogPath() string { return a.logPath }
@@ -110,7 +127,7 @@ func (a *Agent) start() error {
 		return err
 	}
 	cmd := exec.Command(a.bin, "agent", "-dev",
-		"-bind=127.0.0.1", "-client=127.0.0.1", "-advertise=127.0.0.1",
+		"-bind=127.0.0.1", "-client="+strings.Join(append([]string{"127.0.0.1"}, a.extraClients...), " "), "-advertise=127.0.0.1",
 		"-node=hexride-test",
 		"-http-port="+strconv.Itoa(a.ports.http),
 		"-serf-lan-port="+strconv.Itoa(a.ports.serfLAN),
