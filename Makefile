@@ -37,8 +37,8 @@ test: consul ## The whole test suite (the README's test command).
 	HEXRIDE_CONSUL_BIN=$(CURDIR)/bin/consul $(GO) test -race -count=1 -timeout 25m ./...
 
 .PHONY: chaos
-chaos: consul ## The chaos suite: faults while rides run (cmd/hexride, build tag chaos).
-	HEXRIDE_CONSUL_BIN=$(CURDIR)/bin/consul $(GO) test -tags chaos -count=1 -timeout 30m -run TestChaos -v ./cmd/hexride
+chaos: consul jaeger ## The chaos suite: faults while rides run (cmd/hexride, build tag chaos).
+	HEXRIDE_CONSUL_BIN=$(CURDIR)/bin/consul $(GO) test -tags chaos -count=1 -timeout 30m -run 'TestChaos|TestObserve' -v ./cmd/hexride
 
 .PHONY: rules
 rules: ## Check the alert rules and run their unit tests (promtool).
@@ -52,6 +52,10 @@ build: ## Build bin/hexride.
 .PHONY: run
 run: ## Run the whole platform in one process (hexride dev).
 	$(GO) run ./cmd/hexride dev
+
+.PHONY: jaeger
+jaeger: ## Build the Jaeger all-in-one the live tracing test sends to (bin/jaeger).
+	bash tools/jaeger/build.sh
 
 .PHONY: consul
 consul: ## Build the Consul agent the tests run (bin/consul).

@@ -48,7 +48,7 @@ func scaleRules(rules string) string {
 	return strings.Join(lines, "\n")
 }
 
-func TestScaleRules(t *testing.T) {
+func TestObserveScaleRules(t *testing.T) {
 	in := "      - alert: X\n        expr: rate(a[5m]) > 3 * rate(a[1h] offset 1h)\n        for: 10m\n        annotations:\n          summary: \"for 5m\"\n"
 	want := "      - alert: X\n        expr: rate(a[5s]) > 3 * rate(a[1m] offset 1m)\n        for: 10s\n        annotations:\n          summary: \"for 5m\"\n"
 	if got := scaleRules(in); got != want {
@@ -321,13 +321,13 @@ func consulMaintenance(t *testing.T, consulAddr, service string, enable bool) {
 	}
 }
 
-// TestAlertsFireOnFaults runs a cluster (trip on a private PostgreSQL, two
+// TestObserveAlerts runs a cluster (trip on a private PostgreSQL, two
 // matching workers, a gateway, a rider instance; every process serving
 // /metrics and registered in Consul) under a simulated city, scraped by a
 // real Prometheus through Consul with the shipped rules, and causes what
 // three alerts are about: every alert fires during its fault and resolves
 // after it.
-func TestAlertsFireOnFaults(t *testing.T) {
+func TestObserveAlerts(t *testing.T) {
 	db := pgtest.NewServer(t)
 	p := &platform{dsn: db.DSN(), sec: newTestSecurity(t)}
 	p.consul = consultest.Start(t)
@@ -438,5 +438,270 @@ func TestAlertsFireOnFaults(t *testing.T) {
 			}
 			f.Close()
 		}
+	}
+}
+
+// jaegerBinary is the Jaeger all-in-one the trace test sends to
+// (tools/jaeger/build.sh builds it; HEXRIDE_JAEGER_BIN overrides).
+func jaegerBinary(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("HEXRIDE_JAEGER_BIN"); bin != "" {
+		return bin
+	}
+	bin, err := filepath.Abs("../../bin/jaeger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("no Jaeger at %s: build it with tools/jaeger/build.sh (make jaeger; make chaos does)", bin)
+	}
+	return bin
+}
+
+// startJaeger runs Jaeger with in-memory storage, OTLP/gRPC in and the
+// query API out, on free loopback ports.
+func startJaeger(t *testing.T) (otlp, query string) {
+	t.Helper()
+	dir := t.TempDir()
+	otlp, query, queryGRPC := freePort(t), freePort(t), freePort(t)
+	cfg := fmt.Sprintf(`service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: warn
+extensions:
+  jaeger_query:
+    storage:
+      traces: memstore
+    http:
+      endpoint: %q
+    grpc:
+      endpoint: %q
+  jaeger_storage:
+    backends:
+      memstore:
+        memory:
+          max_traces: 10000
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: %q
+processors:
+  batch:
+    timeout: 200ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memstore
+`, query, queryGRPC, otlp)
+	path := filepath.Join(dir, "jaeger.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logFile, err := os.Create(filepath.Join(dir, "jaeger.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(jaegerBinary(t), "--config", path)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			tail, _ := os.ReadFile(logFile.Name())
+			if len(tail) > 3000 {
+				tail = tail[len(tail)-3000:]
+			}
+			t.Logf("--- jaeger log (tail) ---\n%s", tail)
+		}
+		logFile.Close()
+	})
+	query = "http://" + query
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(query + "/api/services")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return otlp, query
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("jaeger query API not ready: %v", err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// jaegerTrace is a trace as Jaeger's query API returns it.
+type jaegerTrace struct {
+	TraceID string `json:"traceID"`
+	Spans   []struct {
+		SpanID        string `json:"spanID"`
+		OperationName string `json:"operationName"`
+		References    []struct {
+			RefType string `json:"refType"`
+			SpanID  string `json:"spanID"`
+		} `json:"references"`
+		StartTime int64  `json:"startTime"` // µs
+		Duration  int64  `json:"duration"`  // µs
+		ProcessID string `json:"processID"`
+		Tags      []struct {
+			Key   string `json:"key"`
+			Value any    `json:"value"`
+		} `json:"tags"`
+	} `json:"spans"`
+	Processes map[string]struct {
+		ServiceName string `json:"serviceName"`
+	} `json:"processes"`
+}
+
+// span finds the span named name of the given kind ("server", "internal").
+func (tr jaegerTrace) span(name, kind string) int {
+	for i, s := range tr.Spans {
+		if s.OperationName != name {
+			continue
+		}
+		k := "internal"
+		for _, tag := range s.Tags {
+			if tag.Key == "span.kind" {
+				k = fmt.Sprint(tag.Value)
+			}
+		}
+		if k == kind {
+			return i
+		}
+	}
+	return -1
+}
+
+// descends reports whether span i has span j among its ancestors.
+func (tr jaegerTrace) descends(i, j int) bool {
+	byID := map[string]int{}
+	for k, s := range tr.Spans {
+		byID[s.SpanID] = k
+	}
+	for seen := 0; seen < len(tr.Spans); seen++ {
+		parent := -1
+		for _, r := range tr.Spans[i].References {
+			if r.RefType == "CHILD_OF" {
+				if k, ok := byID[r.SpanID]; ok {
+					parent = k
+				}
+			}
+		}
+		if parent < 0 {
+			return false
+		}
+		if parent == j {
+			return true
+		}
+		i = parent
+	}
+	return false
+}
+
+// TestObserveTrace sends traces from a cluster of separate processes over
+// OTLP to a real Jaeger and reads back one ride's trace through Jaeger's
+// query API: from the rider's RequestRide through the dispatch, the offer
+// pushed to the driver's gateway and the driver's accept, to the trip
+// store's assignment, each span below its parent across process
+// boundaries.
+func TestObserveTrace(t *testing.T) {
+	otlp, query := startJaeger(t)
+	p := &platform{dsn: pgtest.DSN(t), sec: newTestSecurity(t), consul: consultest.Start(t)}
+	if out, err := exec.Command(hexrideBinary(t), "migrate", "--db", p.dsn).CombinedOutput(); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	tracing := []string{"--otlp-endpoint", otlp, "--trace-sample", "1"}
+	p.trip = startProc(t, "trip", p.flags(append(tracing, "--services", "trip", "--db", p.dsn)...)...)
+	p.matching = append(p.matching, startProc(t, "matching-0", p.flags(append(tracing, "--services", "matching")...)...))
+	p.drivers = append(p.drivers, startProc(t, "driver-0", p.flags(append(tracing, "--services", "driver")...)...))
+	p.riders = append(p.riders, startProc(t, "rider-0", p.flags(append(tracing, "--services", "rider")...)...))
+	p.waitMembers(t, p.matching[0].addr, 1, 30*time.Second)
+
+	cfg := p.simConfig(t)
+	cfg.Drivers, cfg.Requests, cfg.Rate = 20, 5, 1
+	cfg.Duration, cfg.Grace = 10*time.Second, 30*time.Second
+	cfg.LocationInterval, cfg.DriveTime, cfg.AcceptProbability, cfg.RiderCancelProbability = time.Second, time.Second, 1, 0
+	s := <-runSim(t, cfg)
+	if s.Completed == 0 {
+		t.Fatalf("no ride completed: %+v", s)
+	}
+
+	const (
+		requestRide = "hexride.rider.v1.RiderService/RequestRide"
+		dispatchRPC = "hexride.matching.v1.MatchingService/Dispatch"
+		push        = "hexride.driver.v1.DriverGatewayService/PushToDriver"
+		accept      = "hexride.matching.v1.MatchingService/ReplyOffer"
+		assign      = "hexride.trip.v1.TripService/AssignDriver"
+	)
+	var found jaegerTrace
+	deadline := time.Now().Add(60 * time.Second)
+	for found.TraceID == "" {
+		var r struct {
+			Data []jaegerTrace `json:"data"`
+		}
+		resp, err := http.Get(query + "/api/traces?limit=50&service=hexride-rider&operation=" + url.QueryEscape(requestRide))
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&r)
+			resp.Body.Close()
+		}
+		for _, tr := range r.Data {
+			if tr.span(assign, "server") >= 0 && tr.span(accept, "server") >= 0 && tr.span(push, "server") >= 0 {
+				found = tr
+				break
+			}
+		}
+		if found.TraceID == "" {
+			if time.Now().After(deadline) {
+				t.Fatalf("no RequestRide trace in Jaeger reaches the assignment within 60 s (%d traces; last error %v)", len(r.Data), err)
+			}
+			time.Sleep(time.Second)
+		}
+	}
+
+	chain := []struct {
+		name, kind, service string
+	}{
+		{requestRide, "server", "hexride-rider"},
+		{dispatchRPC, "server", "hexride-matching"},
+		{"dispatch.offer", "internal", "hexride-matching"},
+		{push, "server", "hexride-driver"},
+		{accept, "server", "hexride-matching"},
+		{assign, "server", "hexride-trip"},
+	}
+	idx := make([]int, len(chain))
+	for i, c := range chain {
+		idx[i] = found.span(c.name, c.kind)
+		if idx[i] < 0 {
+			t.Fatalf("trace %s has no %s %s span", found.TraceID, c.kind, c.name)
+		}
+		if got := found.Processes[found.Spans[idx[i]].ProcessID].ServiceName; got != c.service {
+			t.Errorf("%s reported by %q, want %q", c.name, got, c.service)
+		}
+	}
+	links := []struct{ child, ancestor int }{{1, 0}, {2, 1}, {3, 2}, {4, 2}, {5, 4}}
+	for _, l := range links {
+		if !found.descends(idx[l.child], idx[l.ancestor]) {
+			t.Errorf("%s is not below %s in Jaeger's trace", chain[l.child].name, chain[l.ancestor].name)
+		}
+	}
+	t0 := found.Spans[idx[0]].StartTime
+	t.Logf("trace %s from Jaeger's query API (%d spans):", found.TraceID, len(found.Spans))
+	t.Logf("| span | service | starts at ms | duration ms |")
+	for i, c := range chain {
+		sp := found.Spans[idx[i]]
+		t.Logf("| %s (%s) | %s | %.1f | %.2f |", c.name, c.kind, c.service, float64(sp.StartTime-t0)/1000, float64(sp.Duration)/1000)
 	}
 }

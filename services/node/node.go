@@ -365,10 +365,11 @@ func openStore(ctx context.Context, cfg Config, tel *telemetry.Providers) (store
 		pcfg.MaxConns = int32(cfg.DBMaxConns)
 	}
 	// The pool's own queue is unbounded; the gate bounds it to
-	// DBMaxWaiting callers beyond the connections, and keeps a quarter
-	// of the waiting room for rides in progress.
+	// DBMaxWaiting callers beyond the connections, and keeps half of the
+	// waiting room for rides in progress (their work cannot be given up:
+	// a refused driver action is retried, a refused new trip is not).
 	gate, err := admission.NewGate(admission.Config{
-		Limit: int(pcfg.MaxConns) + cfg.DBMaxWaiting, Reserve: cfg.DBMaxWaiting / 4, RetryAfter: time.Second,
+		Limit: int(pcfg.MaxConns) + cfg.DBMaxWaiting, Reserve: cfg.DBMaxWaiting / 2, RetryAfter: time.Second,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("--db-max-waiting: %w", err)

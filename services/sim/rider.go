@@ -166,11 +166,18 @@ func (r *ride) follow(ctx context.Context, trip *commonv1.Trip) {
 		if !errors.Is(err, io.EOF) {
 			r.rec.code(err)
 		}
-		if !errors.Is(err, io.EOF) && !retryableCode(ctx, err) {
+		wait := 300 * time.Millisecond
+		switch {
+		case errors.Is(err, io.EOF), retryableCode(ctx, err):
+		case shed(ctx, err):
+			// The platform shed the watch (nothing was done): the ride
+			// is under way, so follow it again after the delay asked.
+			wait = r.policy().wait(0, err)
+		default:
 			r.rec.error(fmt.Errorf("WatchTrip: %w", err))
 		}
 		select {
-		case <-time.After(300 * time.Millisecond):
+		case <-time.After(wait):
 		case <-ctx.Done():
 		}
 	}
