@@ -22,8 +22,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if quick {
 		cfg = bench.QuickConfig()
 	}
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench", summary("bench"), stderr)
 	fs.Bool("quick", quick, "small sizes (20k drivers, 200 streams, 2 repetitions, short windows): under a minute; flags given beside it still apply")
 	asJSON := fs.Bool("json", false, "after the table, print the report as one JSON object on the last line")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
@@ -45,8 +44,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.DriverTTL, "driver-ttl", cfg.DriverTTL, "the measured hexride processes' --driver-ttl (loaded drivers must outlive the run)")
 	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "wait before reading RSS")
 	fs.StringVar(&cfg.RedisBin, "redis-server", "", "redis-server binary (default: PATH, then /usr/bin/redis-server)")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "bench: unexpected arguments %q\n", fs.Args())

@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"time"
 
@@ -18,10 +18,9 @@ import (
 // trip store, in-process discovery, one matching worker owning every
 // partition. No external service is needed.
 func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("dev", summary("dev"), stderr)
 	cfg := node.DefaultConfig()
-	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7070", "gRPC listen address (loopback: dev runs without TLS or tokens)")
+	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7070", "gRPC listen address: plaintext (no TLS), so keep it on loopback; every call still needs a token signed by the dev key")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "dispatcher console (web + JSON API) listen address; empty disables it")
 	withSim := fs.Bool("sim", false, "also run a simulated city against the platform")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on --http")
@@ -30,10 +29,13 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	newTelemetry := telemetryFlags(fs, "hexride-dev")
 	keyDir := devKeyFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if err := applyEnv(fs, os.Getenv); err != nil {
+		return err
+	}
+	if err := devAddrCheck(cfg.Addr); err != nil {
 		return err
 	}
 	logger, err := newLogger(stderr, *logLevel)
@@ -113,5 +115,21 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.DrainWait+cfg.StopTimeout+5*time.Second)
 	defer cancel()
 	n.Shutdown(drainCtx)
+	return nil
+}
+
+// devAddrCheck refuses a wildcard listen address: dev's services dial each
+// other at the listen address, and dev has no --advertise. It says what to
+// do instead.
+func devAddrCheck(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("dev: --addr %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return fmt.Errorf("dev: --addr %q listens on every interface, but dev's services dial each other at the listen address: "+
+			"give one dialable address (e.g. --addr 127.0.0.1:7070, or this host's own IP to reach dev from another machine: plaintext, tokens still required); "+
+			"for a deployment use hexride serve, which has --advertise and TLS", addr)
+	}
 	return nil
 }

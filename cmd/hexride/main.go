@@ -13,7 +13,9 @@ import (
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
+// version is set at build time with -ldflags "-X main.version=…"; without
+// it, hexride version reports the module version Go recorded (see
+// version.go).
 var version = "dev"
 
 func main() {
@@ -39,16 +41,23 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"bench", "measure hexride beside Redis over real sockets: server CPU per operation (--quick, --json)", benchCmd},
-		{"dev", "run the whole platform in one process, no external services", devCmd},
+		{"dev", "run the whole platform in one process, no external services (plaintext gRPC for loopback; JWT auth enforced with a local development key)", devCmd},
 		{"migrate", "apply the trip store's database migrations (--db DSN)", migrateCmd},
 		{"serve", "run any subset of the services (--services rider,driver,matching,trip)", serveCmd},
 		{"sim", "drive a deployment with simulated driver and rider apps", simCmd},
-		{"token", "mint a development token (--role rider|driver|dispatcher --sub ID)", tokenCmd},
-		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
-			_, err := fmt.Fprintln(stdout, "hexride", version)
-			return err
-		}},
+		{"token", "mint a development token from the key hexride dev created (--role rider|driver|dispatcher --sub ID)", tokenCmd},
+		{"version", "print the version, the module version and the VCS revision it was built from", versionCmd},
 	}
+}
+
+// summary is a command's one-line description (its usage's second line).
+func summary(name string) string {
+	for _, c := range commands() {
+		if c.name == name {
+			return c.summary
+		}
+	}
+	return ""
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -61,7 +70,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout, stderr)
+			err := c.run(ctx, args[1:], stdout, stderr)
+			if errors.Is(err, errHelp) {
+				return nil // --help: the usage was asked for
+			}
+			return err
 		}
 	}
 	printUsage(stderr)
@@ -73,4 +86,5 @@ func printUsage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
+	fmt.Fprintln(w, "\nhexride <command> --help lists the command's flags; every flag can also be set as HEXRIDE_<FLAG>.")
 }

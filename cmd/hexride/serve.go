@@ -30,7 +30,7 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 		if given[f.Name] {
 			return
 		}
-		key := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		key := envName(f.Name)
 		if v := getenv(key); v != "" {
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", key, err))
@@ -99,14 +99,13 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services *string, quoteKey *s
 }
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("serve", summary("serve"), stderr)
 	cfg := node.DefaultConfig()
 	var services, quoteKey, logLevel string
 	nodeFlags(fs, &cfg, &services, &quoteKey, &logLevel)
 	newTelemetry := telemetryFlags(fs, "hexride")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if err := applyEnv(fs, os.Getenv); err != nil {
 		return err

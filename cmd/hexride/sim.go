@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,8 +16,7 @@ import (
 
 // simCmd drives a deployment through its public APIs like a city of apps.
 func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("sim", summary("sim"), stderr)
 	cfg := sim.DefaultConfig()
 	target := fs.String("target", "127.0.0.1:7070", "gRPC address of rider and driver services (comma-separated for several)")
 	riderTarget := fs.String("rider-target", "", "rider instances, if not --target")
@@ -36,8 +34,8 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.DurationVar(&cfg.RetryBudget, "retry-budget", cfg.RetryBudget, "how long an app retries one call through an outage (Unavailable, DeadlineExceeded, Aborted) before giving up")
 	asJSON := fs.Bool("json", false, "print the summary as one JSON object on the last line")
 	keyDir := devKeyFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if err := applyEnv(fs, os.Getenv); err != nil {
 		return err
@@ -77,8 +75,10 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintln(stdout, string(out))
-		return err
+		if _, err = fmt.Fprintln(stdout, string(out)); err != nil {
+			return err
+		}
+		return simVerdict(stats)
 	}
 	fmt.Fprintf(stdout, "requests %d, matched %d, completed %d, cancelled %d, no driver %d, lost %d, refused %d, errors %d\n",
 		stats.Requests, stats.Matched, stats.Completed, stats.Cancelled, stats.NoDriver, stats.Lost, stats.Refused, stats.Errors)
@@ -89,6 +89,19 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "time to match p50 %.0f ms, p99 %.0f ms; pickup ETA p50 %.0f s; %d location updates (%.1f/s)\n",
 		stats.MatchP50MS, stats.MatchP99MS, stats.PickupETAP50S, stats.LocationUpdates, stats.LocationUpdatesPS)
 	fmt.Fprintf(stdout, "simulator cpu %.1f s (%.2f cores)%s\n", stats.SimCPUS, stats.SimCores, saturatedMark(stats))
+	return simVerdict(stats)
+}
+
+// simVerdict fails a run (after its summary is printed) in which no ride
+// request was accepted or a ride was lost, so scripts can rely on the exit
+// status.
+func simVerdict(s sim.Stats) error {
+	switch {
+	case s.Lost > 0:
+		return fmt.Errorf("sim: %d rides lost (requested, never resolved)", s.Lost)
+	case s.Requests == 0:
+		return fmt.Errorf("sim: no ride request succeeded (%d errors)", s.Errors)
+	}
 	return nil
 }
 

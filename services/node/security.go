@@ -57,9 +57,9 @@ type Security struct {
 
 // Security errors.
 var (
-	ErrNoAuth       = errors.New("node: set a JWKS (file or URL) with issuer and audience, or DevHeader for tests")
-	ErrPartialTLS   = errors.New("node: TLS needs a certificate, its key and a CA file")
-	ErrNoServiceIDs = errors.New("node: peers need a service identity: a client certificate or a service key")
+	ErrNoAuth       = errors.New("node: callers' tokens need a JWKS: set --jwks-file or --jwks-url, with --jwt-issuer and --jwt-audience")
+	ErrPartialTLS   = errors.New("node: TLS needs --tls-cert, --tls-key and --tls-ca (and --tls-client-cert with --tls-client-key, which need TLS)")
+	ErrNoServiceIDs = errors.New("node: peers need a service identity: set --tls-client-cert and --tls-client-key, or --service-key-dir")
 )
 
 func (s Security) tls() bool { return s.CertFile != "" || s.KeyFile != "" || s.CAFile != "" }
