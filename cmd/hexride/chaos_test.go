@@ -386,6 +386,7 @@ func chaosOverload(t *testing.T) {
 	}
 
 	// 2× capacity.
+	rssBeforeOverload := vmRSS(t, p.trip)
 	ovCfg := base(299, 2*capacity, load)
 	start := time.Now()
 	ovDone := runChaosSim(t, ovCfg)
@@ -396,9 +397,9 @@ func chaosOverload(t *testing.T) {
 	goodput := float64(s.Completed) / ovCfg.Duration.Seconds()
 	time.Sleep(settle)
 	rssAfter := vmRSS(t, p.trip)
-	report(t, fmt.Sprintf("overload: capacity %.2f completed rides/s; offered %.1f/s (2×) for %v: requests %d, completed %d (%.2f/s, %.0f%% of capacity), refused %d (answered p50 %.1f ms, p99 %.1f ms), no driver %d, failed calls %d, match p50 %.0f ms p99 %.0f ms, sim cores %.2f; trip RSS %s before, %s at the end of load, %s %v later",
+	report(t, fmt.Sprintf("overload: capacity %.2f completed rides/s; offered %.1f/s (2×) for %v: requests %d, completed %d (%.2f/s, %.0f%% of capacity), refused %d (answered p50 %.1f ms, p99 %.1f ms), no driver %d, failed calls %d, match p50 %.0f ms p99 %.0f ms, sim cores %.2f; trip RSS %s before the capacity ramp, %s before the overload, %s at its end, %s %v later",
 		capacity, ovCfg.Rate, load, s.Requests, s.Completed, goodput, 100*goodput/capacity, s.Refused, s.RefusedP50MS, s.RefusedP99MS, s.NoDriver, s.Errors,
-		s.MatchP50MS, s.MatchP99MS, s.SimCores, rssBefore, rssEnd, rssAfter, settle))
+		s.MatchP50MS, s.MatchP99MS, s.SimCores, rssBefore, rssBeforeOverload, rssEnd, rssAfter, settle))
 	// Every run's trips are in the store: check them together.
 	checkChaos(t, fmt.Sprintf("2× overload for %v (capacity steps included)", load), p, sumStats(all))
 }
