@@ -34,7 +34,8 @@ var ErrUnavailable = errors.New("postgres: database unavailable")
 //     idle_session_timeout, and class 53 insufficient resources except 53400
 //     (configuration_limit_exceeded, a limit the statement itself hit):
 //     53000, 53100 disk_full, 53200 out_of_memory, 53300
-//     too_many_connections;
+//     too_many_connections; 40003 statement_completion_unknown (CockroachDB:
+//     the result of a COMMIT is ambiguous; see ErrCommitUnknown);
 //   - a connection lost before or during the request: anything
 //     pgconn.SafeToRetry accepts (the request never reached the server), a
 //     closed connection (pgconn.ErrConnClosed, net.ErrClosed), io.EOF or
@@ -96,7 +97,8 @@ func unavailableCode(code string) bool {
 	case "57P01", // admin_shutdown
 		"57P02", // crash_shutdown
 		"57P03", // cannot_connect_now
-		"57P05": // idle_session_timeout
+		"57P05", // idle_session_timeout
+		CodeStatementCompletionUnknown:
 		return true
 	}
 	return false

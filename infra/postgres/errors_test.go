@@ -46,6 +46,7 @@ func TestIsUnavailable(t *testing.T) {
 		{"08006 connection_failure", pgErr("08006"), true},
 		{"08P01 protocol_violation, wrapped", wrap(pgErr("08P01")), true},
 		{"57P01 admin_shutdown", pgErr("57P01"), true},
+		{"40003 statement_completion_unknown (ambiguous commit)", pgErr("40003"), true},
 		{"57P02 crash_shutdown", pgErr("57P02"), true},
 		{"57P03 cannot_connect_now", pgErr("57P03"), true},
 		{"53300 too_many_connections, wrapped", wrap(pgErr("53300")), true},

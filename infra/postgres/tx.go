@@ -30,7 +30,10 @@ import (
 // SQLSTATE codes the adapter and its callers care about.
 const (
 	CodeSerializationFailure = "40001"
-	CodeUniqueViolation      = "23505"
+	// CodeStatementCompletionUnknown is CockroachDB's ambiguous result:
+	// the statement (a COMMIT) may or may not have taken effect.
+	CodeStatementCompletionUnknown = "40003"
+	CodeUniqueViolation            = "23505"
 )
 
 // ErrMaxRetries wraps the last retryable error when a transaction still
