@@ -202,7 +202,7 @@ func (c *contractor) witness(u, skip uint32, maxCost uint64, limit int) {
 	settled := 0
 	for !s.heap.empty() {
 		x, d := s.heap.pop()
-		if d > s.d[x] {
+		if d > s.lab[x].d {
 			continue // stale entry
 		}
 		if d > maxCost || settled >= limit {

@@ -238,7 +238,7 @@ func (g *Graph) backward() side {
 func settle(s *searchSpace, sd *side) (x uint32, d uint64, stalled, ok bool) {
 	for !s.heap.empty() {
 		x, d = s.heap.pop()
-		if d > s.d[x] {
+		if d > s.lab[x].d {
 			continue
 		}
 		for i := sd.sfirst[x]; i < sd.sfirst[x+1]; i++ {

@@ -59,7 +59,7 @@ func (o *dijkstraOracle) run(src []endpoint) {
 	}
 	for !s.heap.empty() {
 		x, d := s.heap.pop()
-		if d > s.d[x] {
+		if d > s.lab[x].d {
 			continue
 		}
 		for i := o.first[x]; i < o.first[x+1]; i++ {

@@ -4,20 +4,25 @@ package roads
 // generation stamps (so a reset costs nothing) and a binary heap with lazy
 // deletion.
 type searchSpace struct {
-	d     []uint64
-	stamp []uint32
-	gen   uint32
-	heap  costHeap
+	lab  []label
+	gen  uint32
+	heap costHeap
+}
+
+// label keeps a node's cost and stamp in one cache line.
+type label struct {
+	d     uint64
+	stamp uint32
 }
 
 func newSearchSpace(n int) *searchSpace {
-	return &searchSpace{d: make([]uint64, n), stamp: make([]uint32, n), gen: 1}
+	return &searchSpace{lab: make([]label, n), gen: 1}
 }
 
 func (s *searchSpace) reset() {
 	s.gen++
 	if s.gen == 0 { // wrapped: clear the stamps once
-		clear(s.stamp)
+		clear(s.lab)
 		s.gen = 1
 	}
 	s.heap.items = s.heap.items[:0]
@@ -25,19 +30,20 @@ func (s *searchSpace) reset() {
 
 // dist returns v's tentative cost in this search.
 func (s *searchSpace) dist(v uint32) (uint64, bool) {
-	if s.stamp[v] != s.gen {
+	l := &s.lab[v]
+	if l.stamp != s.gen {
 		return noArc, false
 	}
-	return s.d[v], true
+	return l.d, true
 }
 
 // relax lowers v's cost to d if that is an improvement and queues it.
 func (s *searchSpace) relax(v uint32, d uint64) {
-	if s.stamp[v] == s.gen && s.d[v] <= d {
+	l := &s.lab[v]
+	if l.stamp == s.gen && l.d <= d {
 		return
 	}
-	s.stamp[v] = s.gen
-	s.d[v] = d
+	l.stamp, l.d = s.gen, d
 	s.heap.push(heapItem{d, v})
 }
 

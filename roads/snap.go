@@ -14,9 +14,9 @@ type Snap struct {
 	frac   float64 // position along the segment, 0 at u, 1 at v
 }
 
-// gridCellDeg is the side of a snapping grid cell in degrees (~280 m of
+// gridCellDeg is the side of a snapping grid cell in degrees (~110 m of
 // latitude).
-const gridCellDeg = 0.0025
+const gridCellDeg = 0.001
 
 // grid maps cells to the segments whose bounding box touches them, as a
 // sorted key list over flat arrays.
@@ -85,16 +85,19 @@ func (g *Graph) Snap(p LatLng) (Snap, error) {
 	// snapping distances to pick the nearest segment.
 	mLat := earthRadius * degToRad
 	mLng := mLat * math.Cos(p.Lat*degToRad)
-	// A cell's smallest side in metres anywhere near p (conservative).
-	cellMin := gridCellDeg * mLat * math.Cos(math.Min(math.Abs(p.Lat)+1, 89.9)*degToRad)
+	// Longitude metres shrink away from the equator; bound the search square
+	// with the narrowest cell it can reach (1° margin, far beyond any snap).
+	mLngMin := mLat * math.Cos(math.Min(math.Abs(p.Lat)+1, 89.9)*degToRad)
+	limit2 := g.maxSnap * g.maxSnap * 1.01 // planar vs haversine slack
 	cy, cx := cellOf(p.Lat*1e7), cellOf(p.Lng*1e7)
 	best, bestSeg, bestT := math.Inf(1), -1, 0.0
 	for r := int32(0); ; r++ {
 		for y := cy - r; y <= cy+r; y++ {
-			for x := cx - r; x <= cx+r; x++ {
-				if y != cy-r && y != cy+r && x != cx-r && x != cx+r {
-					continue // inside the ring: already scanned
-				}
+			step := int32(1)
+			if y != cy-r && y != cy+r {
+				step = 2 * r // inner rows: only the two ends are on the ring
+			}
+			for x := cx - r; x <= cx+r; x += max(step, 1) {
 				for _, si := range g.grid.cell(y, x) {
 					s := g.segs[si]
 					ax := (float64(g.lng[s.u])/1e7 - p.Lng) * mLng
@@ -106,16 +109,20 @@ func (g *Graph) Snap(p LatLng) (Snap, error) {
 					if l2 := dx*dx + dy*dy; l2 > 0 {
 						t = math.Max(0, math.Min(1, -(ax*dx+ay*dy)/l2))
 					}
-					d := math.Hypot(ax+t*dx, ay+t*dy)
+					ex, ey := ax+t*dx, ay+t*dy
+					d := ex*ex + ey*ey
 					if d < best || (d == best && int(si) < bestSeg) {
 						best, bestSeg, bestT = d, int(si), t
 					}
 				}
 			}
 		}
-		// Every segment not seen yet passes no closer than r cells.
-		reach := float64(r) * cellMin
-		if best <= reach || reach > g.maxSnap {
+		// A segment not seen yet has its nearest point outside the scanned
+		// square of cells, so at least this far from p.
+		edge := math.Min(
+			math.Min(p.Lat-float64(cy-r)*gridCellDeg, float64(cy+r+1)*gridCellDeg-p.Lat)*mLat,
+			math.Min(p.Lng-float64(cx-r)*gridCellDeg, float64(cx+r+1)*gridCellDeg-p.Lng)*mLngMin)
+		if best <= edge*edge || edge*edge > limit2 {
 			break
 		}
 	}
