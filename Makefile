@@ -40,6 +40,13 @@ test: consul ## The whole test suite (the README's test command).
 build: ## Build bin/hexride.
 	$(GO) build -o $(BIN) ./cmd/hexride
 
+.PHONY: roads-cities
+roads-cities: ## Rebuild the committed road graphs (roads/cities) from the Delaware OSM extract.
+	$(GO) mod download github.com/paulmach/osm@v0.8.0
+	$(GO) run ./cmd/hexride roads build \
+	  --osm "$$($(GO) list -m -f '{{.Dir}}' github.com/paulmach/osm)/testdata/delaware-latest.osm.pbf" \
+	  --bbox 39.70,-75.62,39.80,-75.50 --out roads/cities/wilmington.roads
+
 .PHONY: run
 run: ## Run the whole platform in one process (hexride dev).
 	$(GO) run ./cmd/hexride dev
