@@ -158,10 +158,10 @@ func BenchmarkRoute(b *testing.B) {
 }
 
 // BenchmarkPickup20: one pickup against 20 drivers, the dispatch shape.
-// Drivers are the 20 random snappable points nearest… not quite: they are
-// random points within ~3 km of the pickup, as a ring search would return.
-// DriveTimesTo (drivers → pickup, buckets) is what a pickup ETA needs;
-// DriveTimes is the other direction; Route×20 is the naive alternative.
+// Drivers are random snappable points within ~3 km of the pickup, as a
+// ring search would return. DriveTimesTo (drivers → pickup) is what a
+// pickup ETA needs; DriveTimes is the other direction; Route×20 is the
+// naive alternative, measured in the same run.
 func BenchmarkPickup20(b *testing.B) {
 	for _, a := range benchAreas {
 		g := cachedGraph(b, a.name, a.bbox)

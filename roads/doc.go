@@ -1,7 +1,8 @@
 // Package roads turns an OpenStreetMap extract into a compact road graph and
 // answers exact shortest driving times on it, fast: contraction hierarchies
-// (CH) for point-to-point queries and the bucket method for one point
-// against many (one pickup against K drivers).
+// (CH) for point-to-point queries, and one point against many (a pickup
+// against K drivers) with one shared search plus one pruned search per
+// driver.
 //
 // Build reads an OSM PBF file (drivable highway classes, one-way streets,
 // per-class speeds), keeps the largest strongly connected component so that

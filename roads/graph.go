@@ -57,7 +57,7 @@ func (g *Graph) init(maxSnap float64) {
 	g.grid = buildGrid(g)
 	n := len(g.lat)
 	g.pool.New = func() any {
-		return &query{fwd: newSearchSpace(n), bwd: newSearchSpace(n), bucketHead: make([]int32, n), bucketStamp: make([]uint32, n)}
+		return &query{fwd: newSearchSpace(n), bwd: newSearchSpace(n)}
 	}
 }
 
@@ -100,8 +100,9 @@ func (g *Graph) Route(from, to LatLng) (time.Duration, float64, error) {
 }
 
 // DriveTimes returns the driving time and distance (metres) from one point
-// to each of several, with one backward search per target and one forward
-// search (buckets), not len(to) point-to-point queries. A target too far
+// to each of several: one search from the origin shared by all targets and
+// one pruned search per target, not len(to) point-to-point queries (see
+// oneToMany). A target too far
 // from any road gets Unreachable and NaN metres; an origin too far is an
 // error. This is the shape a dispatch ETA interface adapts directly.
 func (g *Graph) DriveTimes(from LatLng, to []LatLng) ([]time.Duration, []float64, error) {
@@ -202,17 +203,7 @@ func (s Snap) direct(g *Graph, t Snap) uint64 {
 
 // query is the scratch space of one query.
 type query struct {
-	fwd, bwd    *searchSpace
-	bucketHead  []int32
-	bucketStamp []uint32
-	bucketGen   uint32
-	entries     []bucketEntry
-}
-
-type bucketEntry struct {
-	target int32
-	next   int32
-	cost   uint64
+	fwd, bwd *searchSpace
 }
 
 // side is one search direction: the arcs it relaxes and the arcs it uses
@@ -293,91 +284,58 @@ func (g *Graph) p2p(q *query, src, dst []endpoint) uint64 {
 	}
 }
 
-// oneToMany answers fixed → each of others (or each → fixed if reverse)
-// with the bucket method: one upward search per other point, recording
-// (point, cost) at every node it settles, then one upward search from the
-// fixed point that meets the buckets.
+// oneToMany answers fixed → each of others (or each → fixed if reverse):
+// one full upward search from the fixed point, then per other point an
+// upward search that stops as soon as its smallest queued cost reaches the
+// best meeting with the fixed point's labels (the point-to-point stopping
+// rule, the fixed side being exhausted; exact because the top node of a
+// shortest path is never stalled). Nearby points stop low in the
+// hierarchy. The bucket method (Knopp et al.: full upward searches from
+// every other point into buckets, then one search from the fixed point)
+// gives the same answers but measured 3× slower for one pickup and 20
+// drivers on Delaware: each full search climbs to the densest top of the
+// hierarchy, which a pruned search near its target never reaches.
 func (g *Graph) oneToMany(q *query, fixed Snap, others []Snap, ok []bool, reverse bool) []uint64 {
 	res := make([]uint64, len(others))
-	for i := range res {
-		res[i] = noArc
-	}
 	fixedSide, otherSide := g.forward(), g.backward()
 	fixedEnds, otherEnds := fixed.sources, Snap.targets
 	if reverse {
 		fixedSide, otherSide = otherSide, fixedSide
 		fixedEnds, otherEnds = fixed.targets, Snap.sources
 	}
-	q.bucketGen++
-	if q.bucketGen == 0 {
-		clear(q.bucketStamp)
-		q.bucketGen = 1
-	}
-	q.entries = q.entries[:0]
-	s := q.bwd
-	for i, o := range others {
-		if !ok[i] {
-			continue
-		}
-		if reverse {
-			res[i] = o.direct(g, fixed)
-		} else {
-			res[i] = fixed.direct(g, o)
-		}
-		s.reset()
-		for _, e := range otherEnds(o, g) {
-			s.relax(e.node, e.cost)
-		}
-		for {
-			x, d, stalled, more := settle(s, &otherSide)
-			if !more {
-				break
-			}
-			if stalled {
-				continue
-			}
-			head := int32(-1)
-			if q.bucketStamp[x] == q.bucketGen {
-				head = q.bucketHead[x]
-			}
-			q.entries = append(q.entries, bucketEntry{target: int32(i), next: head, cost: d})
-			q.bucketHead[x] = int32(len(q.entries) - 1)
-			q.bucketStamp[x] = q.bucketGen
-		}
-	}
-	f := q.fwd
+	f, b := q.fwd, q.bwd
 	f.reset()
 	for _, e := range fixedEnds(g) {
 		f.relax(e.node, e.cost)
 	}
-	worst := uint64(noArc) // max over the reachable results, once all are found
 	for {
-		if !f.heap.empty() && worst != noArc && f.heap.minCost() >= worst {
+		if _, _, _, more := settle(f, &fixedSide); !more {
 			break
 		}
-		x, d, _, more := settle(f, &fixedSide)
-		if !more {
-			break
-		}
-		if q.bucketStamp[x] != q.bucketGen {
+	}
+	for i, o := range others {
+		res[i] = noArc
+		if !ok[i] {
 			continue
 		}
-		changed := false
-		for e := q.bucketHead[x]; e >= 0; e = q.entries[e].next {
-			en := &q.entries[e]
-			if c := d + en.cost; c < res[en.target] {
-				res[en.target] = c
-				changed = true
+		best := fixed.direct(g, o)
+		if reverse {
+			best = o.direct(g, fixed)
+		}
+		b.reset()
+		for _, e := range otherEnds(o, g) {
+			b.relax(e.node, e.cost)
+		}
+		for !b.heap.empty() && b.heap.minCost() < best {
+			x, d, _, more := settle(b, &otherSide)
+			if !more {
+				break
+			}
+			if fd, ok := f.dist(x); ok && fd+d < best {
+				best = fd + d
 			}
 		}
-		if changed {
-			worst = 0
-			for i, c := range res {
-				if ok[i] {
-					worst = max(worst, c)
-				}
-			}
-		}
+		res[i] = best
 	}
 	return res
 }
