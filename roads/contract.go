@@ -9,7 +9,8 @@ import (
 // Contraction hierarchies (Geisberger et al. 2008), the plain version:
 //
 //   - Nodes are contracted one at a time, cheapest first. The priority is
-//     2×(shortcuts needed − arcs removed) + contracted neighbours, kept in an
+//     2×(shortcuts needed − arcs removed) + contracted neighbours + level
+//     (1 + the highest level among contracted neighbours), kept in an
 //     indexed heap; when a node is contracted its neighbours' priorities are
 //     recomputed, and a popped node whose priority went up is pushed back
 //     (lazy update).
@@ -37,6 +38,7 @@ type contractor struct {
 	out, in  [][]chArc
 	done     []bool
 	deleted  []int32
+	level    []int32
 	heap     prioHeap
 	wit      *searchSpace
 	shortcut int
@@ -49,6 +51,7 @@ func contract(ctx context.Context, b *baseGraph, progress func(string)) (*Graph,
 		in:      make([][]chArc, n),
 		done:    make([]bool, n),
 		deleted: make([]int32, n),
+		level:   make([]int32, n),
 		wit:     newSearchSpace(n),
 	}
 	for _, a := range b.edges() {
@@ -84,10 +87,12 @@ func contract(ctx context.Context, b *baseGraph, progress func(string)) (*Graph,
 		upIn[v] = append([]chArc(nil), c.in[v]...)
 		c.contractNode(v)
 		for _, a := range upOut[v] {
+			c.level[a.to] = max(c.level[a.to], c.level[v]+1)
 			c.deleted[a.to]++
 			c.heap.update(a.to, c.priority(a.to))
 		}
 		for _, a := range upIn[v] {
+			c.level[a.to] = max(c.level[a.to], c.level[v]+1)
 			c.deleted[a.to]++
 			c.heap.update(a.to, c.priority(a.to))
 		}
@@ -220,7 +225,7 @@ func (c *contractor) witness(u, skip uint32, maxCost uint64, limit int) {
 func (c *contractor) priority(v uint32) int32 {
 	added := c.shortcuts(v, witnessLimitSimulate, nil)
 	removed := len(c.in[v]) + len(c.out[v])
-	return int32(2*(added-removed)) + c.deleted[v]
+	return int32(2*(added-removed)) + c.deleted[v] + c.level[v]
 }
 
 func (c *contractor) contractNode(v uint32) {
