@@ -226,6 +226,9 @@ func TestFileRoundTrip(t *testing.T) {
 	if err := g.WriteFile(path); err != nil {
 		t.Fatal(err)
 	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("written file: %v, mode %v; want 0644", err, fi.Mode())
+	}
 	h, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
