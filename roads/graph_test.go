@@ -226,8 +226,10 @@ func TestFileRoundTrip(t *testing.T) {
 	if err := g.WriteFile(path); err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
-		t.Errorf("written file: %v, mode %v; want 0644", err, fi.Mode())
+	if fi, err := os.Stat(path); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o644 {
+		t.Errorf("written file has mode %v, want 0644", fi.Mode().Perm())
 	}
 	h, err := Load(path)
 	if err != nil {
