@@ -56,6 +56,13 @@ rules: ## Check the alert rules and run their unit tests (promtool).
 build: ## Build bin/hexride.
 	$(GO) build -buildvcs=auto -ldflags '$(VCS_LDFLAGS)' -o $(BIN) ./cmd/hexride
 
+.PHONY: roads-cities
+roads-cities: ## Rebuild the committed road graphs (roads/cities) from the Delaware OSM extract.
+	$(GO) mod download github.com/paulmach/osm@v0.8.0
+	$(GO) run ./cmd/hexride roads build \
+	  --osm "$$($(GO) list -m -f '{{.Dir}}' github.com/paulmach/osm)/testdata/delaware-latest.osm.pbf" \
+	  --bbox 39.70,-75.62,39.80,-75.50 --out roads/cities/wilmington.roads
+
 .PHONY: run
 run: ## Build bin/hexride, then run the whole platform in one process (hexride dev).
 	@echo "building $(BIN) (the first build compiles H3's C code: a minute or two; later builds are cached)..."

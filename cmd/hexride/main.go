@@ -43,6 +43,7 @@ func commands() []command {
 		{"bench", "measure hexride beside Redis over real sockets: server CPU per operation (--quick, --json)", benchCmd},
 		{"dev", "run the whole platform in one process, no external services (plaintext gRPC for loopback; JWT auth enforced with a local development key)", devCmd},
 		{"migrate", "apply the trip store's database migrations (--db DSN)", migrateCmd},
+		{"roads", "build a road graph from an OpenStreetMap extract (roads build --osm f.osm.pbf --out f.roads)", roadsCmd},
 		{"serve", "run any subset of the services (--services rider,driver,matching,trip)", serveCmd},
 		{"sim", "drive a deployment with simulated driver and rider apps", simCmd},
 		{"token", "mint a development token from the key hexride dev created (--role rider|driver|dispatcher --sub ID)", tokenCmd},
