@@ -350,6 +350,7 @@ func TestObserveAlerts(t *testing.T) {
 	cfg.Drivers, cfg.Requests, cfg.Rate = 60, 0, 1
 	cfg.Duration, cfg.Grace = 4*time.Minute, 30*time.Second
 	cfg.LocationInterval, cfg.DriveTime, cfg.AcceptProbability = time.Second, 2*time.Second, 1
+	cfg.RiderCancelProbability = 0.2 // the funnel dashboard's cancellations panel
 	ctx, stopSim := context.WithCancel(context.Background())
 	simDone := make(chan struct{})
 	go func() {
@@ -418,11 +419,30 @@ func TestObserveAlerts(t *testing.T) {
 
 	// 3. The trip store's PostgreSQL goes down: calls that need it fail
 	// Unavailable.
+	// First let the churn's own errors (Connect refused by its rate
+	// limit while apps reconnect) age out, so this alert is the outage's.
+	prom.waitAlert(t, "RPCErrorRateHigh", "", 2*time.Minute)
 	db.Stop(t)
 	fired = prom.waitAlert(t, "RPCErrorRateHigh", "firing", time.Minute)
 	db.Start(t)
 	resolved = prom.waitAlert(t, "RPCErrorRateHigh", "", 2*time.Minute)
 	table = append(table, row{"RPCErrorRateHigh", "trip store PostgreSQL stopped", fired, resolved})
+
+	// Every dashboard panel's query, as shipped, returns data from this
+	// Prometheus after the run (Grafana itself cannot be installed here).
+	for _, q := range dashboardQueries(t) {
+		var r struct {
+			Status string `json:"status"`
+			Error  string `json:"error"`
+			Data   struct {
+				Result []json.RawMessage `json:"result"`
+			} `json:"data"`
+		}
+		prom.get(t, "/api/v1/query?query="+url.QueryEscape(q.expr), &r)
+		if r.Status != "success" || len(r.Data.Result) == 0 {
+			t.Errorf("dashboard %s, panel %q: %s returned no data (%s %s)", q.file, q.panel, q.expr, r.Status, r.Error)
+		}
+	}
 
 	t.Logf("alert table (rules time-scaled 60:1, scrape and evaluation every 1 s):")
 	t.Logf("| alert | fault | s to firing | s to resolved (after the fault ended) |")
@@ -704,4 +724,41 @@ func TestObserveTrace(t *testing.T) {
 		sp := found.Spans[idx[i]]
 		t.Logf("| %s (%s) | %s | %.1f | %.2f |", c.name, c.kind, c.service, float64(sp.StartTime-t0)/1000, float64(sp.Duration)/1000)
 	}
+}
+
+type dashboardQuery struct{ file, panel, expr string }
+
+// dashboardQueries reads every panel query of the shipped dashboards.
+func dashboardQueries(t *testing.T) []dashboardQuery {
+	t.Helper()
+	files, err := filepath.Glob("../../infra/observability/grafana/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no dashboards: %v", err)
+	}
+	var out []dashboardQuery
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Panels []struct {
+				Title   string `json:"title"`
+				Targets []struct {
+					Expr string `json:"expr"`
+				} `json:"targets"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, p := range d.Panels {
+			for _, tg := range p.Targets {
+				if tg.Expr != "" {
+					out = append(out, dashboardQuery{filepath.Base(f), p.Title, tg.Expr})
+				}
+			}
+		}
+	}
+	return out
 }
