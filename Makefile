@@ -47,6 +47,10 @@ test: consul ## The whole test suite (the README's test command).
 chaos: consul jaeger ## The chaos suite: faults while rides run (cmd/hexride, build tag chaos).
 	HEXRIDE_CONSUL_BIN=$(CURDIR)/bin/consul $(GO) test -tags chaos -count=1 -timeout 30m -run 'TestChaos|TestObserve' -v ./cmd/hexride
 
+.PHONY: observe
+observe: ## hexride dev with a simulated city, traced into a local Jaeger and scraped by a local Prometheus.
+	bash infra/observability/local/run.sh
+
 .PHONY: rules
 rules: ## Check the alert rules and run their unit tests (promtool).
 	promtool check rules infra/observability/alerts.yml
