@@ -72,6 +72,34 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// startServer starts a backend server logging to dir/name.log; it is
+// killed when the test ends, and its log's tail shown if the test failed.
+func startServer(t *testing.T, dir, name, bin string, args ...string) *exec.Cmd {
+	t.Helper()
+	logFile, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			tail, _ := os.ReadFile(logFile.Name())
+			if len(tail) > 3000 {
+				tail = tail[len(tail)-3000:]
+			}
+			t.Logf("--- %s log (tail) ---\n%s", name, tail)
+		}
+		logFile.Close()
+	})
+	return cmd
+}
+
 // startPrometheus runs Prometheus (scrape and evaluation every 1 s) with
 // the time-scaled shipped rules, scraping every process registered in
 // Consul at consulAddr on its "metrics" meta address over TLS (caFile
@@ -132,28 +160,8 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	addr := freePort(t)
-	logFile, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+	cmd := startServer(t, dir, "prometheus", bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			tail, _ := os.ReadFile(logFile.Name())
-			if len(tail) > 3000 {
-				tail = tail[len(tail)-3000:]
-			}
-			t.Logf("--- prometheus log (tail) ---\n%s", tail)
-		}
-		logFile.Close()
-	})
 	p := &prometheus{url: "http://" + addr, cmd: cmd}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -525,27 +533,7 @@ exporters:
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logFile, err := os.Create(filepath.Join(dir, "jaeger.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(jaegerBinary(t), "--config", path)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			tail, _ := os.ReadFile(logFile.Name())
-			if len(tail) > 3000 {
-				tail = tail[len(tail)-3000:]
-			}
-			t.Logf("--- jaeger log (tail) ---\n%s", tail)
-		}
-		logFile.Close()
-	})
+	startServer(t, dir, "jaeger", jaegerBinary(t), "--config", path)
 	query = "http://" + query
 	deadline := time.Now().Add(60 * time.Second)
 	for {
