@@ -211,6 +211,15 @@ func TestCockroachStatements(t *testing.T) {
 			t.Errorf("missing %q in\n%s", want, rbr)
 		}
 	}
+	outbox := strings.Join(sqlstore.OutboxStatements([]string{"us-east1"}), "\n")
+	for _, want := range []string{
+		`ALTER TABLE trip_event_outbox SET LOCALITY REGIONAL BY ROW AS crdb_region`,
+		`CREATE INDEX trip_event_outbox_at ON trip_event_outbox (at, event_id) USING HASH`,
+	} {
+		if !strings.Contains(outbox, want) {
+			t.Errorf("missing %q in\n%s", want, outbox)
+		}
+	}
 }
 
 func TestFollowerReadsOnlyOnCockroach(t *testing.T) {
