@@ -40,8 +40,8 @@ breaking: ## buf breaking against AGAINST (a git ref; default main).
 	$(BUF) breaking --against '.git#ref=$(AGAINST)'
 
 .PHONY: test
-test: consul ## The whole test suite (the README's test command).
-	HEXRIDE_CONSUL_BIN=$(CURDIR)/bin/consul $(GO) test -race -count=1 -timeout 25m ./...
+test: consul nats ## The whole test suite (the README's test command).
+	HEXRIDE_CONSUL_BIN=$(CURDIR)/bin/consul HEXRIDE_NATS_BIN=$(CURDIR)/bin/nats-server $(GO) test -race -count=1 -timeout 25m ./...
 
 .PHONY: chaos
 chaos: consul jaeger ## The chaos suite: faults while rides run (cmd/hexride, build tag chaos).
@@ -96,6 +96,12 @@ jaeger: ## Build the Jaeger all-in-one the live tracing test sends to (bin/jaege
 .PHONY: consul
 consul: ## Build the Consul agent the tests run (bin/consul).
 	bash tools/consul/build.sh
+
+# --- event stream (issue 16 part 4): the NATS server the stream tests run ---
+.PHONY: nats
+nats: ## Build the NATS server (JetStream) the event stream tests run (bin/nats-server).
+	bash tools/nats/build.sh
+# --- end event stream ---
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME.

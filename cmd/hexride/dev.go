@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/hexride/hexride/infra/auth"
+	"github.com/hexride/hexride/infra/natsserver"
 	"github.com/hexride/hexride/services/node"
 	"github.com/hexride/hexride/services/sim"
+	"github.com/hexride/hexride/services/trip"
 )
 
 // devCmd runs every service in one process on embedded defaults: in-memory
@@ -64,6 +66,14 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer tel.Shutdown(context.WithoutCancel(ctx))
+	// The trip event stream: an embedded NATS server (JetStream, loopback,
+	// a random port, a temporary store) so nothing external is needed.
+	bus, err := natsserver.Start(natsserver.Options{})
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	cfg.NATSURL = bus.URL()
 	n, err := node.Start(ctx, cfg, logger, node.WithTelemetry(tel))
 	if err != nil {
 		return err
@@ -72,6 +82,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if addr := n.HTTPAddr(); addr != "" {
 		fmt.Fprintf(stdout, "dispatcher console: http://%s/\n", addr)
 	}
+	fmt.Fprintf(stdout, "trip event stream: %s (subjects %s; hexride events tail --nats %s)\n", bus.URL(), trip.SubjectAll, bus.URL())
 	fmt.Fprintln(stdout, "development tokens (12 h; mint more with: hexride token --role R --sub ID):")
 	for _, p := range []auth.Principal{{Role: auth.RoleRider, Subject: "rider-1"}, {Role: auth.RoleDriver, Subject: "driver-1"}, {Role: auth.RoleDispatcher, Subject: "dispatcher-1"}} {
 		tok, err := auth.Mint(key.Private, key.Kid, auth.DevIssuer, auth.DevAudience, p.Role, p.Subject, 12*time.Hour, time.Now())

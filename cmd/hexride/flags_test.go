@@ -50,6 +50,8 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"short quote key", []string{"--quote-key", "abcd"}, node.ErrShortQuoteKey, "quote key"},
 		{"bad quote key hex", []string{"--quote-key", "zz"}, nil, "--quote-key"},
 		{"wildcard without advertise", []string{"--services", "trip", "--addr", "0.0.0.0:7070"}, node.ErrBadAddr, "--advertise"},
+		{"nats not a nats URL", []string{"--services", "trip", "--nats", "http://127.0.0.1:4222"}, node.ErrBadNATS, "--nats"},
+		{"nats without a port", []string{"--services", "trip", "--nats", "nats://127.0.0.1"}, node.ErrBadNATS, "--nats"},
 		{"bad log level", []string{"--services", "trip", "--log-level", "loud"}, nil, "log level"},
 	}
 	for _, tt := range tests {

@@ -42,6 +42,7 @@ func commands() []command {
 	return []command{
 		{"bench", "measure hexride beside Redis over real sockets: server CPU per operation (--quick, --json)", benchCmd},
 		{"dev", "run the whole platform in one process, no external services (plaintext gRPC for loopback; JWT auth enforced with a local development key)", devCmd},
+		{"events", "follow the trip event stream: events tail --nats URL [--json] [--region R] [--trip ID] [--from new|all|SEQ] [--position-file F]", eventsCmd},
 		{"migrate", "apply the trip store's database migrations (--db DSN)", migrateCmd},
 		{"roads", "build a road graph from an OpenStreetMap extract (roads build --osm f.osm.pbf --out f.roads)", roadsCmd},
 		{"serve", "run any subset of the services (--services rider,driver,matching,trip)", serveCmd},

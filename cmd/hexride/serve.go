@@ -57,6 +57,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services *string, quoteKey *s
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise", "", "address peers dial (default: the listen address)")
 	fs.StringVar(&cfg.ConsulAddr, "consul", "", "Consul agent HTTP address (empty: in-process discovery)")
 	fs.StringVar(&cfg.DatabaseURL, "db", "", "trip store DSN, postgres:// (empty: in-memory)")
+	fs.StringVar(&cfg.NATSURL, "nats", "", "NATS server(s) with JetStream for the trip event stream, nats://host:port[,…] (empty: no stream; watches poll the database)")
 	fs.StringVar(&cfg.Region, "region", cfg.Region, "region of this process")
 	fs.StringVar(&cfg.Zone, "zone", cfg.Zone, "zone of this process")
 	top := &cfg.Topology

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -48,6 +49,11 @@ type Config struct {
 	CheckInterval time.Duration
 	// DatabaseURL is the trip store's DSN; empty means in-memory.
 	DatabaseURL string
+	// NATSURL is the NATS server (JetStream on) of the trip event stream
+	// (--nats): the trip service relays its outbox there and its watches
+	// read it. Empty: no stream; watches poll the store's event log. Every
+	// trip instance sharing a database must use the same setting.
+	NATSURL string
 	// Region and Zone tag registrations and home new trips.
 	Region, Zone string
 	// Version is reported in Consul metadata.
@@ -137,6 +143,7 @@ var (
 	ErrBadDuration    = errors.New("node: durations must be positive")
 	ErrShortQuoteKey  = errors.New("node: the quote key must be at least 32 bytes")
 	ErrBadLimit       = errors.New("node: bad limit")
+	ErrBadNATS        = errors.New("node: bad --nats")
 )
 
 // Has reports whether the node runs service.
@@ -204,6 +211,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: %w", ErrBadDuration, err)
 		}
 	}
+	if c.NATSURL != "" {
+		if err := validNATSURL(c.NATSURL); err != nil {
+			return err
+		}
+	}
 	if c.Has(Rider) && len(c.QuoteKey) < 32 {
 		return ErrShortQuoteKey
 	}
@@ -232,6 +244,26 @@ func (c Config) Validate() error {
 			if c.ConsulAddr == "" && !c.Has(dep) {
 				return fmt.Errorf("%w: the console calls %s", ErrNeedsDiscovery, dep)
 			}
+		}
+	}
+	return nil
+}
+
+// validNATSURL checks --nats: comma-separated nats://, tls://, ws:// or
+// wss:// URLs with a host and port.
+func validNATSURL(s string) error {
+	for _, raw := range strings.Split(s, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil {
+			return fmt.Errorf("%w %q: %v", ErrBadNATS, raw, err)
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return fmt.Errorf("%w %q: the scheme must be nats://, tls://, ws:// or wss://", ErrBadNATS, raw)
+		}
+		if u.Hostname() == "" || u.Port() == "" {
+			return fmt.Errorf("%w %q: want scheme://host:port", ErrBadNATS, raw)
 		}
 	}
 	return nil

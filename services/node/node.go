@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/exaring/otelpgx"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
@@ -183,7 +186,21 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 			return nil, err
 		}
 		n.closers = append(n.closers, closeStore)
-		ts, err := trip.NewServer(st, trip.WithLogger(logger), trip.WithMeter(tel.Meter))
+		topts := []trip.Option{trip.WithLogger(logger), trip.WithMeter(tel.Meter)}
+		if cfg.NATSURL != "" {
+			js, closeNATS, err := connectNATS(cfg.NATSURL, instanceID(Trip, n.advertise), logger)
+			if err != nil {
+				return nil, err
+			}
+			n.closers = append(n.closers, closeNATS)
+			relay, err := trip.NewRelay(st.(store.Outbox), js, trip.DefaultRelayConfig(instanceID(Trip, n.advertise)+"-"+uuid.NewString()[:8]), logger.With("service", Trip))
+			if err != nil {
+				return nil, err
+			}
+			n.goLoop(relay.Run)
+			topts = append(topts, trip.WithEventStream(js))
+		}
+		ts, err := trip.NewServer(st, topts...)
 		if err != nil {
 			return nil, err
 		}
@@ -354,6 +371,9 @@ func openStore(ctx context.Context, cfg Config, tel *telemetry.Providers) (store
 	}
 	retries.Add(ctx, 0)
 	if dsn == "" {
+		if cfg.NATSURL != "" {
+			return memstore.New(memstore.WithOutbox()), func() {}, nil
+		}
 		return memstore.New(), func() {}, nil
 	}
 	pcfg, err := pgxpool.ParseConfig(dsn)
@@ -378,14 +398,45 @@ func openStore(ctx context.Context, cfg Config, tel *telemetry.Providers) (store
 	if err != nil {
 		return nil, nil, fmt.Errorf("open trip store: %w", err)
 	}
-	st, err := sqlstore.New(ctx, pool, sqlstore.WithTxOptions(postgres.WithAdmission(gate), postgres.WithOnRetry(func(ctx context.Context, _ postgres.RetryInfo) {
+	sopts := []sqlstore.Option{sqlstore.WithTxOptions(postgres.WithAdmission(gate), postgres.WithOnRetry(func(ctx context.Context, _ postgres.RetryInfo) {
 		retries.Add(ctx, 1)
-	})))
+	}))}
+	if cfg.NATSURL != "" {
+		sopts = append(sopts, sqlstore.WithOutbox())
+	}
+	st, err := sqlstore.New(ctx, pool, sopts...)
 	if err != nil {
 		pool.Close()
 		return nil, nil, err
 	}
 	return st, pool.Close, nil
+}
+
+// connectNATS connects to the trip event stream's NATS server. The
+// connection retries for ever (the relay backs off and catches up; watches
+// resume): a NATS outage delays events, it does not stop the node.
+// Publishes are not buffered while disconnected (the outbox is the
+// buffer), so the relay learns at once that NATS is down.
+func connectNATS(url, name string, log *slog.Logger) (jetstream.JetStream, func(), error) {
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("nats: disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats: reconnected", "server", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--nats: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("--nats: %w", err)
+	}
+	return js, nc.Close, nil
 }
 
 // newRideMethods are the calls that start a new ride: under load they are

@@ -186,11 +186,13 @@ func TestServerOverGRPC(t *testing.T) {
 }
 
 func TestWatchFiltersAndShutdown(t *testing.T) {
-	st := memstore.New()
-	srv, err := trip.NewServer(st, trip.WithWatchPoll(20*time.Millisecond, time.Second))
-	if err != nil {
-		t.Fatal(err)
+	for _, m := range watchModes {
+		t.Run(m.name, func(t *testing.T) { testWatchFiltersAndShutdown(t, newWatchEnv(t, m)) })
 	}
+}
+
+func testWatchFiltersAndShutdown(t *testing.T, env *watchEnv) {
+	srv := env.server(env.memStore(), trip.WithWatchPoll(20*time.Millisecond, time.Second))
 	c := serveServer(t, srv)
 	ctx := ctxT(t, 20*time.Second)
 

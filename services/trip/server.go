@@ -22,6 +22,7 @@ import (
 
 	"buf.build/go/protovalidate"
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -49,6 +50,12 @@ func WithWatchPoll(interval, lookback time.Duration) Option {
 	return func(s *Server) { s.pollInterval, s.lookback = interval, lookback }
 }
 
+// WithEventStream makes watches read the trip event stream (NATS
+// JetStream; see StreamName) instead of polling the store's event log. A
+// Relay must publish the store's outbox to it (sqlstore.WithOutbox,
+// memstore.WithOutbox); the server does not run one.
+func WithEventStream(js jetstream.JetStream) Option { return func(s *Server) { s.stream = js } }
+
 // WithWatchBuffer sets how many events a watcher may lag behind before it
 // is dropped with ResourceExhausted (default 1024).
 func WithWatchBuffer(n int) Option { return func(s *Server) { s.watchBuffer = n } }
@@ -63,6 +70,7 @@ type Server struct {
 	pollInterval time.Duration
 	lookback     time.Duration
 	watchBuffer  int
+	stream       jetstream.JetStream
 	hub          *hub
 
 	meterProvider metric.MeterProvider
@@ -94,7 +102,11 @@ func NewServer(st store.Store, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("trip: metrics: %w", err)
 	}
 	s.metrics = m
-	s.hub = newHub(st, s.pollInterval, s.lookback, s.watchBuffer, s.log)
+	if s.stream != nil {
+		s.hub = newHub(streamFeed{js: s.stream, log: s.log}, s.watchBuffer, s.log)
+	} else {
+		s.hub = newHub(pollFeed{src: st, interval: s.pollInterval, lookback: s.lookback, log: s.log}, s.watchBuffer, s.log)
+	}
 	return s, nil
 }
 

@@ -309,10 +309,17 @@ func TestCreateIdempotentConcurrent(t *testing.T) {
 }
 
 func TestWatchAcrossInstances(t *testing.T) {
+	for _, m := range watchModes {
+		t.Run(m.name, func(t *testing.T) { testWatchAcrossInstances(t, newWatchEnv(t, m)) })
+	}
+}
+
+func testWatchAcrossInstances(t *testing.T, env *watchEnv) {
 	dsn := migratedDSN(t)
-	// Two instances, each with its own pool, sharing one database.
-	a := serve(t, openSQL(t, dsn))
-	b := serve(t, openSQL(t, dsn))
+	// Two instances, each with its own pool, sharing one database (in
+	// stream mode each runs a relay; the lease lets one publish).
+	a := env.serve(env.sqlStore(dsn))
+	b := env.serve(env.sqlStore(dsn))
 	ctx := ctxT(t, 30*time.Second)
 
 	tr, _, err := b.CreateTrip(ctx, createReq("rider-w"))

@@ -39,3 +39,22 @@ func TestConformance(t *testing.T) {
 		})
 	})
 }
+
+func TestOutboxConformance(t *testing.T) {
+	t.Run("memory", func(t *testing.T) {
+		storetest.RunOutbox(t, memstore.New(memstore.WithOutbox()), false)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		ctx := context.Background()
+		pool, err := pgxpool.New(ctx, pgtest.DSN(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		s, err := sqlstore.New(ctx, pool, sqlstore.WithAutoMigrate(), sqlstore.WithOutbox())
+		if err != nil {
+			t.Fatal(err)
+		}
+		storetest.RunOutbox(t, s, true)
+	})
+}

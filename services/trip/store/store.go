@@ -430,3 +430,25 @@ func containsState(states []lifecycle.State, s lifecycle.State) bool {
 	}
 	return false
 }
+
+// Outbox is the relay's side of a store's event outbox. A store whose
+// outbox is on (sqlstore.WithOutbox, memstore.WithOutbox) records every
+// event it appends as pending, in the transaction of the change itself; the
+// relay publishes pending events and then marks them relayed. An event is
+// pending until marked, so a relay that dies between publishing and marking
+// publishes it again (at least once; the stream de-duplicates by event id).
+//
+// A trip's events become pending in version order (each change reads the
+// trip its predecessor committed), so reading pending events oldest first
+// and publishing each trip's in version order keeps per-trip order.
+type Outbox interface {
+	// PendingEvents returns up to limit pending events in (At, ID) order.
+	PendingEvents(ctx context.Context, limit int) ([]Event, error)
+	// MarkRelayed removes these events from the outbox (ids no longer
+	// pending are ignored).
+	MarkRelayed(ctx context.Context, ids []uuid.UUID) error
+	// AcquireRelayLease takes the relay lease for holder, or renews it if
+	// holder has it, for ttl; it reports whether holder holds it now. One
+	// instance relays at a time; an expired lease may be taken by another.
+	AcquireRelayLease(ctx context.Context, holder string, ttl time.Duration) (bool, error)
+}

@@ -21,7 +21,10 @@ import (
 	"github.com/hexride/hexride/services/trip/tripapi"
 )
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store  = (*Store)(nil)
+	_ store.Outbox = (*Store)(nil)
+)
 
 // Option configures a Store.
 type Option func(*Store)
@@ -32,6 +35,10 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 // WithEventLimit bounds the event log kept for Events and History
 // (default 100000 events; older ones are dropped).
 func WithEventLimit(n int) Option { return func(s *Store) { s.eventLimit = n } }
+
+// WithOutbox records every appended event as pending for a relay
+// (store.Outbox). Turn it on only where a relay runs, or the outbox grows.
+func WithOutbox() Option { return func(s *Store) { s.outbox = true } }
 
 // WithRules sets the fare rules of the state machine.
 func WithRules(r lifecycle.Rules) Option { return func(s *Store) { s.rules = r } }
@@ -50,6 +57,7 @@ type Store struct {
 	now        func() time.Time
 	eventLimit int
 	rules      lifecycle.Rules
+	outbox     bool
 
 	mu       sync.Mutex
 	trips    map[uuid.UUID]*store.Trip
@@ -58,6 +66,7 @@ type Store struct {
 	events   []store.Event // in At order
 	history  map[uuid.UUID][]store.Event
 	lastTime time.Time
+	pending  []store.Event // the outbox, in At order
 }
 
 // New returns an empty store.
@@ -224,6 +233,9 @@ func (s *Store) change(ctx context.Context, scope, key, hash string, id uuid.UUI
 func (s *Store) appendEvent(ev store.Event) {
 	s.events = append(s.events, ev)
 	s.history[ev.TripID] = append(s.history[ev.TripID], ev)
+	if s.outbox {
+		s.pending = append(s.pending, ev)
+	}
 	if over := len(s.events) - s.eventLimit; over > 0 {
 		for _, old := range s.events[:over] {
 			h := s.history[old.TripID]
@@ -339,4 +351,32 @@ func (s *Store) EventsByID(ctx context.Context, ids []uuid.UUID) ([]store.Event,
 	}
 	slices.Reverse(out)
 	return out, nil
+}
+
+// PendingEvents implements store.Outbox.
+func (s *Store) PendingEvents(ctx context.Context, limit int) ([]store.Event, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.pending[:min(limit, len(s.pending))]), nil
+}
+
+// MarkRelayed implements store.Outbox.
+func (s *Store) MarkRelayed(ctx context.Context, ids []uuid.UUID) error {
+	done := make(map[uuid.UUID]bool, len(ids))
+	for _, id := range ids {
+		done[id] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending = slices.DeleteFunc(s.pending, func(ev store.Event) bool { return done[ev.ID] })
+	return nil
+}
+
+// AcquireRelayLease implements store.Outbox. The store lives in one
+// process, whose one relay always holds the lease.
+func (s *Store) AcquireRelayLease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	return true, nil
 }

@@ -190,6 +190,7 @@ var goMigrationNames = map[int64]string{
 	1: "00001_database_regions",
 	2: "00002_regional_by_row",
 	3: "00003_hash_sharded_event_index",
+	4: "00004_event_outbox_locality",
 }
 
 func cockroachMigrations(cfg migrateConfig) []*goose.Migration {
@@ -220,6 +221,18 @@ func cockroachMigrations(cfg migrateConfig) []*goose.Migration {
 		}}, nil),
 		goose.NewGoMigration(3, &goose.GoFunc{RunDB: func(ctx context.Context, db *sql.DB) error {
 			for _, stmt := range HashShardedIndexStatements() {
+				if _, err := db.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("%s: %w", stmt, err)
+				}
+			}
+			return nil
+		}}, nil),
+		goose.NewGoMigration(4, &goose.GoFunc{RunDB: func(ctx context.Context, db *sql.DB) error {
+			regions, err := databaseRegions(ctx, db)
+			if err != nil {
+				return err
+			}
+			for _, stmt := range OutboxStatements(regions) {
 				if _, err := db.ExecContext(ctx, stmt); err != nil {
 					return fmt.Errorf("%s: %w", stmt, err)
 				}
@@ -300,6 +313,14 @@ func RegionalByRowStatements(regions []string) []string {
 	if len(regions) == 0 {
 		return nil
 	}
+	stmts := regionalByRegionColumn(regions, "trips", "trip_events")
+	stmts = append(stmts, "ALTER TABLE trip_idempotency_keys SET LOCALITY REGIONAL BY ROW")
+	return stmts
+}
+
+// regionalByRegionColumn homes each row of tables in the region its region
+// column names (unknown regions: the primary, regions[0]).
+func regionalByRegionColumn(regions []string, tables ...string) []string {
 	var cases strings.Builder
 	cases.WriteString("CASE region")
 	for _, r := range regions {
@@ -307,14 +328,29 @@ func RegionalByRowStatements(regions []string) []string {
 	}
 	fmt.Fprintf(&cases, " ELSE %s::crdb_internal_region END", literal(regions[0]))
 	var stmts []string
-	for _, table := range []string{"trips", "trip_events"} {
+	for _, table := range tables {
 		stmts = append(stmts,
 			fmt.Sprintf("ALTER TABLE %s ADD COLUMN crdb_region crdb_internal_region NOT VISIBLE NOT NULL AS (%s) STORED", table, cases.String()),
 			fmt.Sprintf("ALTER TABLE %s SET LOCALITY REGIONAL BY ROW AS crdb_region", table),
 		)
 	}
-	stmts = append(stmts, "ALTER TABLE trip_idempotency_keys SET LOCALITY REGIONAL BY ROW")
 	return stmts
+}
+
+// OutboxStatements does for the event outbox (base migration 3) what
+// migrations 2 and 3 did for trip_events: rows homed in their trip's
+// region, and a hash-sharded (at, event_id) index instead of a
+// time-ordered hot spot. The relay lease (one row) stays in the primary
+// region.
+func OutboxStatements(regions []string) []string {
+	var stmts []string
+	if len(regions) > 0 {
+		stmts = regionalByRegionColumn(regions, "trip_event_outbox")
+	}
+	return append(stmts,
+		"DROP INDEX trip_event_outbox@trip_event_outbox_at",
+		"CREATE INDEX trip_event_outbox_at ON trip_event_outbox (at, event_id) USING HASH",
+	)
 }
 
 // HashShardedIndexStatements replaces the time-ordered event index, a write

@@ -28,7 +28,10 @@ import (
 	"github.com/hexride/hexride/services/trip/tripapi"
 )
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store  = (*Store)(nil)
+	_ store.Outbox = (*Store)(nil)
+)
 
 const (
 	idxActiveDriver = "trips_one_active_trip_per_driver"
@@ -44,7 +47,14 @@ type config struct {
 	rules       lifecycle.Rules
 	autoMigrate bool
 	migrateOpts []MigrateOption
+	outbox      bool
 }
+
+// WithOutbox makes every change also write its event to the outbox
+// (trip_event_outbox) in the same transaction, for the relay to publish
+// (store.Outbox). Turn it on only where a relay runs (hexride serve
+// --nats), on every instance sharing the database, or the outbox grows.
+func WithOutbox() Option { return func(c *config) { c.outbox = true } }
 
 // WithTxOptions passes options to the transaction runner (retry hooks,
 // retry limits, fault injection for tests).
@@ -67,6 +77,7 @@ type Store struct {
 	pool     *pgxpool.Pool
 	ownsPool bool
 	rules    lifecycle.Rules
+	outbox   bool
 }
 
 // Open connects to dsn and returns a Store that owns its pool (Close closes
@@ -100,7 +111,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: %w", err)
 	}
-	return &Store{db: db, pool: pool, rules: cfg.rules}, nil
+	return &Store{db: db, pool: pool, rules: cfg.rules, outbox: cfg.outbox}, nil
 }
 
 // Close closes the pool if Open made it.
@@ -237,7 +248,7 @@ func insertIdem(ctx context.Context, tx pgx.Tx, scope, key, hash string, tripID,
 	return nil
 }
 
-func insertEvent(ctx context.Context, tx pgx.Tx, ev store.Event) error {
+func (s *Store) insertEvent(ctx context.Context, tx pgx.Tx, ev store.Event) error {
 	snapshot, err := json.Marshal(ev.Trip)
 	if err != nil {
 		return fmt.Errorf("encode trip snapshot: %w", err)
@@ -253,6 +264,14 @@ func insertEvent(ctx context.Context, tx pgx.Tx, ev store.Event) error {
 	}
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
+	}
+	if s.outbox {
+		_, err = tx.Exec(ctx, `
+			INSERT INTO trip_event_outbox (event_id, trip_id, region, version, at) VALUES ($1, $2, $3, $4, $5)`,
+			ev.ID, ev.TripID, ev.Trip.Region, ev.Version, ev.At)
+		if err != nil {
+			return fmt.Errorf("append event to the outbox: %w", err)
+		}
 	}
 	return nil
 }
@@ -308,7 +327,7 @@ func (s *Store) Create(ctx context.Context, req store.CreateTrip) (store.Trip, b
 			ID: uuid.New(), TripID: t.ID, Type: lifecycle.EventCreate, To: t.State,
 			Actor: lifecycle.ActorRider, ActorID: t.RiderID, Version: 1, At: now, Trip: t,
 		}
-		if err := insertEvent(ctx, tx, ev); err != nil {
+		if err := s.insertEvent(ctx, tx, ev); err != nil {
 			return err
 		}
 		if err := insertIdem(ctx, tx, store.ScopeCreate, req.IdempotencyKey, hash, t.ID, ev.ID, now); err != nil {
@@ -452,7 +471,7 @@ func (s *Store) change(ctx context.Context, scope, key, hash string, id uuid.UUI
 			Actor: actor, ActorID: actorID, Reason: reason, DriverID: driver,
 			Version: t.Version, At: now, Trip: t,
 		}
-		if err := insertEvent(ctx, tx, ev); err != nil {
+		if err := s.insertEvent(ctx, tx, ev); err != nil {
 			return err
 		}
 		if err := insertIdem(ctx, tx, scope, key, hash, id, ev.ID, now); err != nil {
@@ -690,4 +709,66 @@ func (s *Store) EventsByID(ctx context.Context, ids []uuid.UUID) ([]store.Event,
 		return nil, fmt.Errorf("sqlstore: events by id: %w", err)
 	}
 	return evs, nil
+}
+
+// relayLease is the one relay lease's name.
+const relayLease = "trip_events"
+
+// PendingEvents implements store.Outbox.
+func (s *Store) PendingEvents(ctx context.Context, limit int) ([]store.Event, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	evs, err := s.queryEvents(ctx, `SELECT `+prefixed("e.", eventCols)+`
+		FROM (SELECT event_id, at FROM trip_event_outbox ORDER BY at, event_id LIMIT $1) AS o
+		JOIN trip_events AS e ON e.id = o.event_id
+		ORDER BY o.at, o.event_id`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: pending events: %w", err)
+	}
+	return evs, nil
+}
+
+// MarkRelayed implements store.Outbox.
+func (s *Store) MarkRelayed(ctx context.Context, ids []uuid.UUID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	err := s.db.Admit(ctx, func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, `DELETE FROM trip_event_outbox WHERE event_id = ANY($1)`, ids)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlstore: mark relayed: %w", err)
+	}
+	return nil
+}
+
+// AcquireRelayLease implements store.Outbox: one upsert that takes the
+// lease when it is free or expired and renews it for its holder.
+func (s *Store) AcquireRelayLease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	var got string
+	err := s.db.Admit(ctx, func(ctx context.Context) error {
+		err := s.pool.QueryRow(ctx, `
+			INSERT INTO trip_relay_lease (name, holder, expires_at) VALUES ($1, $2, now() + $3::INTERVAL)
+			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+				WHERE trip_relay_lease.holder = excluded.holder OR trip_relay_lease.expires_at < now()
+			RETURNING holder`, relayLease, holder, fmt.Sprintf("%d microseconds", ttl.Microseconds())).Scan(&got)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // held by another, not expired
+		}
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: relay lease: %w", err)
+	}
+	return got == holder, nil
+}
+
+func prefixed(prefix, cols string) string {
+	parts := strings.Split(cols, ",")
+	for i, p := range parts {
+		parts[i] = prefix + strings.TrimSpace(p)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -38,7 +38,7 @@ func TestMigrate(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	ctx := context.Background()
 	// baseMigrations is how many files migrations/base holds.
-	const baseMigrations = 2
+	const baseMigrations = 3
 	// Three instances migrate the same empty database at once: the table
 	// locker serialises them and the schema is applied exactly once.
 	var (
@@ -209,6 +209,15 @@ func TestCockroachStatements(t *testing.T) {
 	} {
 		if !strings.Contains(rbr, want) {
 			t.Errorf("missing %q in\n%s", want, rbr)
+		}
+	}
+	outbox := strings.Join(sqlstore.OutboxStatements([]string{"us-east1"}), "\n")
+	for _, want := range []string{
+		`ALTER TABLE trip_event_outbox SET LOCALITY REGIONAL BY ROW AS crdb_region`,
+		`CREATE INDEX trip_event_outbox_at ON trip_event_outbox (at, event_id) USING HASH`,
+	} {
+		if !strings.Contains(outbox, want) {
+			t.Errorf("missing %q in\n%s", want, outbox)
 		}
 	}
 }
