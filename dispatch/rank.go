@@ -51,8 +51,36 @@ var (
 	_ SpeedModel = (*SpeedTable)(nil)
 )
 
+// RoadETA is the road network as ranking needs it: the fastest driving
+// time, and that path's length in metres, from each of several points
+// (drivers) to one (the pickup), in one call. A negative time means that
+// origin is off the network (too far from any road to snap); its metres
+// are then meaningless. An error means the whole answer is unusable (e.g.
+// the pickup itself is off the network).
+//
+// roads.Graph answers this through a small adapter in the services layer
+// (roads does not import geo's cgo; dispatch does not import roads).
+type RoadETA interface {
+	DriveTimesTo(from []geo.LatLng, to geo.LatLng) ([]time.Duration, []float64, error)
+}
+
+// Sources of a pickup estimate, as ScoreParts.Source reports them.
+const (
+	// SourceRoad: the drive time and distance are the road network's
+	// fastest path.
+	SourceRoad = "road"
+	// SourceStraightLine: straight-line distance × RoadFactor at the speed
+	// model's speed; used when no road network is configured, when the
+	// driver is off it, or when the network could not answer.
+	SourceStraightLine = "straight-line"
+)
+
 // RankConfig configures the [ETAScorer].
 type RankConfig struct {
+	// Roads, when set, gives pickup drive times from the road network;
+	// candidates it cannot place fall back to the straight-line estimate
+	// (RoadFactor and Speeds). Nil: straight-line estimates only.
+	Roads RoadETA
 	// RoadFactor converts straight-line to road distance (≥ 1; default 1.4).
 	RoadFactor float64
 	// Speeds gives driving speed; default ConstantSpeed(8.33) (30 km/h).
@@ -93,10 +121,13 @@ type RankRequest struct {
 
 // ScoreParts explains a score ("why this driver").
 type ScoreParts struct {
+	// Source says where Drive and RoadDistance come from: SourceRoad or
+	// SourceStraightLine.
+	Source       string
 	Distance     float64       // straight line, metres
-	RoadDistance float64       // Distance × road factor
-	Speed        float64       // m/s used
-	Drive        time.Duration // RoadDistance / Speed
+	RoadDistance float64       // road path length (SourceRoad) or Distance × road factor
+	Speed        float64       // m/s: the speed model's, or the road path's average
+	Drive        time.Duration // road time, or RoadDistance / Speed
 	HeadingOff   float64       // degrees between heading and bearing to pickup; NaN if unknown/ignored
 	TurnPenalty  time.Duration
 	ETA          time.Duration // Drive + TurnPenalty
@@ -130,16 +161,65 @@ func NewETAScorer(cfg RankConfig) (*ETAScorer, error) {
 	return &ETAScorer{cfg: cfg}, nil
 }
 
-// Estimate scores one candidate.
+// Estimate scores one candidate (one road query for it alone; to score
+// several, use Estimates or Rank, which share one).
 func (s *ETAScorer) Estimate(req RankRequest, c Candidate) Ranked {
-	p := ScoreParts{Distance: c.Distance, HeadingOff: math.NaN()}
+	return s.Estimates(req, []Candidate{c})[0]
+}
+
+// Estimates scores candidates, in the order given: with a road network,
+// one DriveTimesTo call for all of them; candidates off the network (or
+// all of them, if the call fails) get the straight-line estimate, and
+// their ScoreParts.Source says so.
+func (s *ETAScorer) Estimates(req RankRequest, cands []Candidate) []Ranked {
+	out := make([]Ranked, len(cands))
+	var times []time.Duration
+	var meters []float64
+	if s.cfg.Roads != nil && len(cands) > 0 {
+		from := make([]geo.LatLng, len(cands))
+		for i, c := range cands {
+			from[i] = c.Pos
+		}
+		t, m, err := s.cfg.Roads.DriveTimesTo(from, req.Pickup)
+		if err == nil && len(t) == len(cands) && len(m) == len(cands) {
+			times, meters = t, m
+		}
+	}
+	for i, c := range cands {
+		if times != nil && times[i] >= 0 && !math.IsNaN(meters[i]) {
+			out[i] = s.byRoad(req, c, times[i], meters[i])
+		} else {
+			out[i] = s.straightLine(req, c)
+		}
+	}
+	return out
+}
+
+// straightLine is the estimate without a road network.
+func (s *ETAScorer) straightLine(req RankRequest, c Candidate) Ranked {
+	p := ScoreParts{Source: SourceStraightLine, Distance: c.Distance}
 	p.RoadDistance = c.Distance * s.cfg.RoadFactor
 	p.Speed = s.cfg.Speeds.Speed(c.Cell, req.At)
 	if !(p.Speed > 0) {
 		p.Speed = 0.1 // a broken table must not divide by zero; makes the driver last
 	}
-	drive := p.RoadDistance / p.Speed
-	p.Drive = time.Duration(drive * float64(time.Second))
+	p.Drive = time.Duration(p.RoadDistance / p.Speed * float64(time.Second))
+	return s.finish(req, c, p)
+}
+
+// byRoad is the estimate from the road network's fastest path.
+func (s *ETAScorer) byRoad(req RankRequest, c Candidate, drive time.Duration, meters float64) Ranked {
+	p := ScoreParts{Source: SourceRoad, Distance: c.Distance, RoadDistance: meters, Drive: drive}
+	if drive > 0 {
+		p.Speed = meters / drive.Seconds()
+	}
+	return s.finish(req, c, p)
+}
+
+// finish adds the turn penalty (the road network does not know which way
+// the driver is heading) and the score.
+func (s *ETAScorer) finish(req RankRequest, c Candidate, p ScoreParts) Ranked {
+	p.HeadingOff = math.NaN()
 	pen := 0.0
 	if !math.IsNaN(c.Heading) && c.Speed >= s.cfg.MinMovingSpeed && c.Distance > 1 {
 		p.HeadingOff = geo.AngleDiff(c.Heading, geo.Bearing(c.Pos, req.Pickup))
@@ -149,15 +229,12 @@ func (s *ETAScorer) Estimate(req RankRequest, c Candidate) Ranked {
 	}
 	p.TurnPenalty = time.Duration(pen * float64(time.Second))
 	p.ETA = p.Drive + p.TurnPenalty
-	return Ranked{Candidate: c, Score: drive + pen, Parts: p}
+	return Ranked{Candidate: c, Score: p.Drive.Seconds() + pen, Parts: p}
 }
 
-// Rank implements Scorer.
+// Rank implements Scorer: Estimates, best first.
 func (s *ETAScorer) Rank(req RankRequest, cands []Candidate) []Ranked {
-	out := make([]Ranked, len(cands))
-	for i, c := range cands {
-		out[i] = s.Estimate(req, c)
-	}
+	out := s.Estimates(req, cands)
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Score != out[j].Score {
 			return out[i].Score < out[j].Score

@@ -24,6 +24,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg := node.DefaultConfig()
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7070", "gRPC listen address: plaintext (no TLS), so keep it on loopback; every call still needs a token signed by the dev key")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "dispatcher console (web + JSON API) listen address; empty disables it")
+	fs.StringVar(&cfg.Roads, "roads", node.EmbeddedPrefix+"wilmington", roadsUsage)
 	withSim := fs.Bool("sim", false, "also run a simulated city against the platform")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on --http")
 	simDrivers := fs.Int("sim-drivers", 100, "with --sim: simulated drivers")

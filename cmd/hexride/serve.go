@@ -50,6 +50,10 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(telemetry.NewTraceHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))), nil
 }
 
+// roadsUsage documents --roads (serve and dev; dev's default differs).
+var roadsUsage = "road graph for pickup ETAs, ranking and fares, loaded by matching and rider: a `FILE` made by hexride roads build, " +
+	strings.Join(node.EmbeddedRoads(), " or ") + " (built in; map data © OpenStreetMap contributors, ODbL), or \"\" for none (straight-line estimates)"
+
 // nodeFlags binds the flags that configure a node.
 func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services *string, quoteKey *string, logLevel *string) {
 	fs.StringVar(services, "services", strings.Join(node.AllServices, ","), "comma-separated services to run: rider,driver,matching,trip")
@@ -73,6 +77,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services *string, quoteKey *s
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "then wait at most this long for calls in flight")
 	fs.StringVar(quoteKey, "quote-key", "", "hex key (≥32 bytes) signing quotes; every rider instance must share it")
 	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cfg.Roads, "roads", cfg.Roads, roadsUsage)
 	fs.StringVar(&cfg.HTTPAddr, "http", "", "HTTP address for /metrics (and the console with --console); empty: none")
 	fs.BoolVar(&cfg.Console, "console", false, "serve the dispatcher console on --http")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on --http (dispatcher or service token required)")

@@ -51,7 +51,9 @@ type offerReply struct {
 var errDispatchCancelled = errors.New("dispatch cancelled")
 
 func (e *Engine) initDispatch() error {
-	scorer, err := dispatch.NewETAScorer(dispatch.DefaultRankConfig())
+	rank := dispatch.DefaultRankConfig()
+	rank.Roads = e.roads
+	scorer, err := dispatch.NewETAScorer(rank)
 	if err != nil {
 		return err
 	}
@@ -63,9 +65,10 @@ func (e *Engine) initDispatch() error {
 	return nil
 }
 
-// eta estimates how long a candidate needs to reach centre.
-func (e *Engine) eta(centre geo.LatLng, c dispatch.Candidate) time.Duration {
-	return e.scorer.Estimate(dispatch.RankRequest{Pickup: centre, At: e.clock.Now()}, c).Parts.ETA
+// etas estimates how long each candidate needs to reach centre (one road
+// query for all of them), in the order given.
+func (e *Engine) etas(centre geo.LatLng, cs []dispatch.Candidate) []dispatch.Ranked {
+	return e.scorer.Estimates(dispatch.RankRequest{Pickup: centre, At: e.clock.Now()}, cs)
 }
 
 // isOffered reports whether an offer to the driver is outstanding here.

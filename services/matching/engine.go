@@ -36,6 +36,7 @@ type Engine struct {
 	trips      *tripclient.Client
 	logger     *slog.Logger
 	clock      dispatch.Clock
+	roads      dispatch.RoadETA
 	scorer     *dispatch.ETAScorer
 	surge      *dispatch.Surge
 	tracer     trace.Tracer
@@ -64,6 +65,9 @@ type Deps struct {
 	Trips   *tripclient.Client
 	Logger  *slog.Logger
 	Clock   dispatch.Clock
+	// Roads gives pickup drive times from the road network (nil: the
+	// straight-line estimate); ranking and NearbyDrivers' ETAs use it.
+	Roads dispatch.RoadETA
 	// Tracer, Meter and Propagator are the process's telemetry (nil: none).
 	Tracer     trace.TracerProvider
 	Meter      metric.MeterProvider
@@ -93,6 +97,7 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 		trips:      deps.Trips,
 		logger:     deps.Logger,
 		clock:      deps.Clock,
+		roads:      deps.Roads,
 		inflight:   map[string]*run{},
 		offering:   map[string]string{},
 		baseCtx:    context.Background(),
@@ -463,10 +468,11 @@ func (e *Engine) localNearby(q nearbyQuery) ([]dispatch.Candidate, error) {
 // nearbyToProto renders candidates for the API.
 func (e *Engine) nearbyToProto(centre geo.LatLng, cs []dispatch.Candidate) []*matchingv1.NearbyDriver {
 	out := make([]*matchingv1.NearbyDriver, len(cs))
+	etas := e.etas(centre, cs)
 	for i, c := range cs {
 		out[i] = driverToProto(c.Driver)
 		out[i].DistanceMeters = c.Distance
-		out[i].Eta = durationpb.New(e.eta(centre, c))
+		out[i].Eta = durationpb.New(etas[i].Parts.ETA)
 	}
 	return out
 }

@@ -130,6 +130,7 @@ func rankAttributes(ranked []dispatch.Ranked) []attribute.KeyValue {
 		attrs = append(attrs,
 			attribute.String(prefix+"driver", r.ID),
 			attribute.Float64(prefix+"eta_s", r.Parts.ETA.Seconds()),
+			attribute.String(prefix+"eta_source", r.Parts.Source),
 			attribute.Float64(prefix+"distance_m", r.Parts.Distance),
 			attribute.Float64(prefix+"heading_off_deg", r.Parts.HeadingOff),
 			attribute.Float64(prefix+"turn_penalty_s", r.Parts.TurnPenalty.Seconds()),

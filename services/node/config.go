@@ -108,6 +108,11 @@ type Config struct {
 	DBMaxWaiting int
 	// Watchdog resolves trips whose driver app went silent.
 	Watchdog trip.WatchdogConfig
+	// Roads is the road graph matching (pickup ETAs, ranking) and rider
+	// (quote distance and duration) estimate with (--roads): a file built
+	// by `hexride roads build`, "embedded:wilmington" for the graph built
+	// into the binary, or empty for none (straight-line estimates).
+	Roads string
 }
 
 // DefaultConfig returns production defaults.
@@ -215,6 +220,9 @@ func (c Config) Validate() error {
 		if err := validNATSURL(c.NATSURL); err != nil {
 			return err
 		}
+	}
+	if err := validateRoads(c.Roads); err != nil {
+		return err
 	}
 	if c.Has(Rider) && len(c.QuoteKey) < 32 {
 		return ErrShortQuoteKey

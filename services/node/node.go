@@ -215,13 +215,17 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		// on another instance) instead of holding the graceful stop open.
 		go func() { <-srv.Draining(); ts.Close() }()
 	}
+	roadNet, err := n.loadRoads()
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Has(Matching) {
 		mcfg := matching.DefaultConfig(self, cfg.Topology)
 		mcfg.OfferTimeout = cfg.OfferTimeout
 		mcfg.Index.TTL = cfg.DriverTTL
 		mcfg.RecoveryInterval, mcfg.RecoveryAge = cfg.RecoveryInterval, cfg.RecoveryAge
 		engine, err := matching.NewEngine(mcfg, matching.Deps{
-			Membership: membership, Peers: pool, Drivers: drivers, Trips: trips, Logger: logger.With("service", Matching),
+			Membership: membership, Peers: pool, Drivers: drivers, Trips: trips, Logger: logger.With("service", Matching), Roads: roadNet.roadETA(),
 			Tracer: tel.Tracer, Meter: tel.Meter, Propagator: tel.Propagator,
 		})
 		if err != nil {
@@ -242,7 +246,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		n.goLoop(gw.Run)
 	}
 	if cfg.Has(Rider) {
-		pricing, err := rider.NewPricing(cfg.QuoteKey, cfg.QuoteTTL)
+		var opts []rider.PricingOption
+		if roadNet != nil {
+			opts = append(opts, rider.WithRoads(*roadNet))
+		}
+		pricing, err := rider.NewPricing(cfg.QuoteKey, cfg.QuoteTTL, opts...)
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -34,12 +35,29 @@ func DefaultPrices() dispatch.PriceTable {
 type pricing struct {
 	prices dispatch.PriceTable
 	rank   dispatch.RankConfig
+	roads  RoadRoute
 	signer *dispatch.QuoteSigner
 }
 
+// RoadRoute is the road network as pricing needs it: the fastest driving
+// time from one point to another and that path's length in metres. An
+// error (either point off the network) or a negative time means no road
+// answer; pricing then uses the straight-line estimate.
+type RoadRoute interface {
+	Route(from, to geo.LatLng) (time.Duration, float64, error)
+}
+
+// PricingOption configures NewPricing.
+type PricingOption func(*pricing)
+
+// WithRoads prices rides by the road route from pickup to drop-off
+// (distance and duration); without it, or where the route has no answer,
+// straight-line distance × road factor at the default speed.
+func WithRoads(r RoadRoute) PricingOption { return func(p *pricing) { p.roads = r } }
+
 // NewPricing returns Pricing over the default prices, signing quotes with
 // key (≥ 32 bytes, shared by every rider instance) that lock fares for ttl.
-func NewPricing(key []byte, ttl time.Duration) (Pricing, error) {
+func NewPricing(key []byte, ttl time.Duration, opts ...PricingOption) (Pricing, error) {
 	signer, err := dispatch.NewQuoteSigner(dispatch.QuoteConfig{KeyID: "k1", Keys: map[string][]byte{"k1": key}, TTL: ttl}, dispatch.SystemClock{})
 	if err != nil {
 		return nil, err
@@ -48,11 +66,21 @@ func NewPricing(key []byte, ttl time.Duration) (Pricing, error) {
 	if err := prices.Validate(); err != nil {
 		return nil, err
 	}
-	return &pricing{prices: prices, rank: dispatch.DefaultRankConfig(), signer: signer}, nil
+	p := &pricing{prices: prices, rank: dispatch.DefaultRankConfig(), signer: signer}
+	for _, o := range opts {
+		o(p)
+	}
+	return p, nil
 }
 
-// estimate is the ride's road distance and duration.
+// estimate is the ride's road distance and duration: the road route's when
+// there is one, else the straight-line estimate.
 func (p *pricing) estimate(pickup, dropoff geo.LatLng, now time.Time) (float64, time.Duration) {
+	if p.roads != nil {
+		if dur, meters, err := p.roads.Route(pickup, dropoff); err == nil && dur >= 0 && !math.IsNaN(meters) {
+			return meters, dur
+		}
+	}
 	road := geo.Distance(pickup, dropoff) * p.rank.RoadFactor
 	cell, _ := geo.CellAt(pickup, 9)
 	speed := p.rank.Speeds.Speed(cell, now)

@@ -120,7 +120,14 @@ func (s *Service) GetQuote(ctx context.Context, req *riderv1.GetQuoteRequest) (*
 		s.logger.WarnContext(ctx, "nearby drivers unavailable", "err", err)
 	} else if drivers := nearby.GetDrivers(); len(drivers) > 0 {
 		quote.NearbyDrivers = int32(len(drivers))
+		// The fastest, not the nearest: matching's ETAs follow the road
+		// network when it has one, and dispatch ranks by the same ETA.
 		quote.PickupEta = drivers[0].GetEta()
+		for _, d := range drivers[1:] {
+			if d.GetEta().AsDuration() < quote.PickupEta.AsDuration() {
+				quote.PickupEta = d.GetEta()
+			}
+		}
 	}
 	return &riderv1.GetQuoteResponse{Quote: quote}, nil
 }
