@@ -18,7 +18,9 @@ import (
 // roadsCmd groups the road-network tools: `hexride roads build`.
 func roadsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(stderr, "usage: hexride roads build --osm city.osm.pbf --out city.roads [--bbox minLat,minLng,maxLat,maxLng] [--speeds class=kmh,…]")
+		// The one subcommand's flags are the group's help.
+		fs, _ := roadsBuildFlags(stderr)
+		fs.Usage()
 		if len(args) == 0 {
 			return errUsage
 		}
@@ -32,17 +34,26 @@ func roadsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 }
 
+type roadsBuildFlagValues struct{ osm, out, bbox, speeds *string }
+
+// roadsBuildFlags is `hexride roads build`'s flag set.
+func roadsBuildFlags(stderr io.Writer) (*flag.FlagSet, roadsBuildFlagValues) {
+	fs := newFlagSet("roads build", "Build a road graph file from an OpenStreetMap extract (.osm.pbf): drivable ways, one-way streets, contraction hierarchies.", stderr)
+	return fs, roadsBuildFlagValues{
+		osm:    fs.String("osm", "", "OpenStreetMap extract to read (.osm.pbf)"),
+		out:    fs.String("out", "", "road graph file to write (e.g. city.roads)"),
+		bbox:   fs.String("bbox", "", "keep only roads inside minLat,minLng,maxLat,maxLng (degrees)"),
+		speeds: fs.String("speeds", "", "override speeds, class=km/h,… (e.g. residential=30,service=10; a class set to 0 is dropped)"),
+	}
+}
+
 // roadsBuildCmd imports an OpenStreetMap PBF extract into a contracted road
 // graph file. Progress goes to stderr; the summary line to stdout.
 func roadsBuildCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("roads build", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	osmPath := fs.String("osm", "", "OpenStreetMap extract to read (.osm.pbf)")
-	out := fs.String("out", "", "road graph file to write (e.g. city.roads)")
-	bboxFlag := fs.String("bbox", "", "keep only roads inside minLat,minLng,maxLat,maxLng (degrees)")
-	speedsFlag := fs.String("speeds", "", "override speeds, class=km/h,… (e.g. residential=30,service=10; a class set to 0 is dropped)")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	fs, v := roadsBuildFlags(stderr)
+	osmPath, out, bboxFlag, speedsFlag := v.osm, v.out, v.bbox, v.speeds
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("roads build: unexpected argument %q", fs.Arg(0))
