@@ -448,18 +448,6 @@ func vmRSS(t *testing.T, p *proc) string {
 	return "unknown"
 }
 
-func envDuration(t *testing.T, key string, def time.Duration) time.Duration {
-	v := os.Getenv(key)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		t.Fatalf("%s: %v", key, err)
-	}
-	return d
-}
-
 func envFloat(t *testing.T, key string, def float64) float64 {
 	v := os.Getenv(key)
 	if v == "" {
