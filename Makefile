@@ -34,6 +34,7 @@ lint: ## buf lint, buf format check, gofmt, go vet.
 	$(BUF) format -d --exit-code
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>&1); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags chaos ./cmd/hexride
 
 .PHONY: breaking
 breaking: ## buf breaking against AGAINST (a git ref; default main).
