@@ -66,7 +66,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	defer tel.Shutdown(context.WithoutCancel(ctx))
+	defer shutdownTelemetry(ctx, tel)
 	// The trip event stream: an embedded NATS server (JetStream, loopback,
 	// a random port, a temporary store) so nothing external is needed.
 	bus, err := natsserver.Start(natsserver.Options{})

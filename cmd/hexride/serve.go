@@ -137,7 +137,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	defer tel.Shutdown(context.WithoutCancel(ctx))
+	defer shutdownTelemetry(ctx, tel)
 	return runNode(ctx, cfg, logger, stdout, tel)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"os"
+	"time"
 
 	"github.com/hexride/hexride/infra/telemetry"
 )
@@ -29,4 +30,18 @@ func telemetryFlags(fs *flag.FlagSet, service string) func(ctx context.Context, 
 		}
 		return telemetry.New(ctx, cfg)
 	}
+}
+
+// telemetryFlushTimeout bounds the last flush of traces at exit: with the
+// collector gone, the exporter would otherwise retry for tens of seconds
+// after the process has drained.
+const telemetryFlushTimeout = 5 * time.Second
+
+// shutdownTelemetry flushes and stops the providers, within
+// telemetryFlushTimeout, even after ctx (the process's signal context)
+// has ended.
+func shutdownTelemetry(ctx context.Context, tel *telemetry.Providers) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), telemetryFlushTimeout)
+	defer cancel()
+	_ = tel.Shutdown(sctx)
 }
