@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +29,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/hexride/hexride/infra/auth"
 )
 
 // Class is the priority of a piece of work.
@@ -267,7 +268,7 @@ func NewMethods(methods ...string) Classifier {
 // health check takes the instance out of discovery and makes overload
 // worse), and reflection is a tool's, not traffic.
 func exempt(fullMethod string) bool {
-	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") || strings.HasPrefix(fullMethod, "/grpc.reflection.")
+	return auth.IsHealthCheck(fullMethod) || auth.IsReflection(fullMethod)
 }
 
 // UnaryServerInterceptor admits every unary call through g (health checks

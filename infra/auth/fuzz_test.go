@@ -111,7 +111,7 @@ func FuzzPolicyLookup(f *testing.F) {
 		}
 		pol, listed := table[method]
 		want := listed && slices.Contains(pol.Roles, Role(role))
-		if reflection(method) {
+		if IsReflection(method) {
 			want = validRole(Role(role))
 		}
 		if (err == nil) != want {

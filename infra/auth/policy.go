@@ -197,7 +197,7 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) (context.
 		}
 		ctx = WithPrincipal(ctx, p)
 	}
-	if reflection(fullMethod) {
+	if IsReflection(fullMethod) {
 		if !validRole(p.Role) {
 			a.deny(ctx, p.String(), fullMethod, audit.OutcomeDenied, "unknown role "+string(p.Role))
 			return ctx, status.Errorf(codes.PermissionDenied, "%s may not call this", p.Role)

@@ -112,16 +112,21 @@ func (HeaderAuthenticator) Authenticate(ctx context.Context) (Principal, error) 
 	return p, nil
 }
 
-// exempt lists methods callable without credentials: health, which Consul
-// and load balancers call.
-func exempt(fullMethod string) bool {
+// IsHealthCheck reports whether fullMethod is a gRPC health check, which
+// Consul and load balancers call without credentials: callable by anyone,
+// and never limited or shed (a refused check takes the instance out of
+// discovery). The one definition the interceptors share.
+func IsHealthCheck(fullMethod string) bool {
 	return grpcMethod(fullMethod, "/grpc.health.v1.Health/")
 }
 
-// reflection reports whether fullMethod is server reflection, which any
+// exempt lists methods callable without credentials.
+func exempt(fullMethod string) bool { return IsHealthCheck(fullMethod) }
+
+// IsReflection reports whether fullMethod is server reflection, which any
 // authenticated caller may use (grpcurl with a token) but anonymous ones
 // may not: it lists and describes every internal service.
-func reflection(fullMethod string) bool {
+func IsReflection(fullMethod string) bool {
 	return grpcMethod(fullMethod, "/grpc.reflection.")
 }
 

@@ -18,7 +18,6 @@ import (
 	"math"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -275,9 +274,7 @@ func (l *Limiter) Len() int {
 // them without credentials). Reflection is not exempt: it needs an
 // authenticated caller, and each caller's stream opens are limited like
 // any other RPC's (the default bucket is far above what grpcurl needs).
-func exempt(fullMethod string) bool {
-	return strings.Count(fullMethod, "/") == 2 && strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/")
-}
+func exempt(fullMethod string) bool { return auth.IsHealthCheck(fullMethod) }
 
 // Key is the bucket owner of a call: the authenticated principal, else
 // the peer's IP address.
