@@ -112,22 +112,6 @@ func chaosSim(t *testing.T, p *platform, seed uint64) sim.Config {
 	return cfg
 }
 
-// runChaosSim runs the simulator; the context bounds a hung run.
-func runChaosSim(t *testing.T, cfg sim.Config) <-chan sim.Stats {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration+cfg.Grace+time.Minute)
-	t.Cleanup(cancel)
-	done := make(chan sim.Stats, 1)
-	go func() {
-		s, err := sim.Run(ctx, cfg)
-		if err != nil {
-			t.Error(err)
-		}
-		done <- s
-	}()
-	return done
-}
-
 // restart starts a process again with the same flags (a new port unless
 // the flags fix one; Consul tells its peers).
 func restart(t *testing.T, old *proc, name string) *proc {
@@ -261,7 +245,7 @@ func TestChaos(t *testing.T) {
 		pg := pgtest.NewServer(t)
 		p := startChaosPlatform(t, chaosSetup{matchers: 2, drivers: 1, riders: 1, pg: pg})
 		start := time.Now()
-		done := runChaosSim(t, chaosSim(t, p, 101))
+		done := runSim(t, chaosSim(t, p, 101))
 		afterStart(start, 12*time.Second)
 		pg.Stop(t)
 		t.Logf("postgres stopped (immediate) at %v", time.Since(start).Round(time.Millisecond))
@@ -274,7 +258,7 @@ func TestChaos(t *testing.T) {
 	t.Run("trip-kill", func(t *testing.T) {
 		p := startChaosPlatform(t, chaosSetup{matchers: 2, drivers: 1, riders: 1})
 		start := time.Now()
-		done := runChaosSim(t, chaosSim(t, p, 102))
+		done := runSim(t, chaosSim(t, p, 102))
 		afterStart(start, 12*time.Second)
 		_ = p.trip.stop(t, syscall.SIGKILL, 10*time.Second)
 		t.Logf("trip SIGKILLed at %v", time.Since(start).Round(time.Millisecond))
@@ -287,7 +271,7 @@ func TestChaos(t *testing.T) {
 	t.Run("consul-down", func(t *testing.T) {
 		p := startChaosPlatform(t, chaosSetup{matchers: 2, drivers: 1, riders: 1})
 		start := time.Now()
-		done := runChaosSim(t, chaosSim(t, p, 103))
+		done := runSim(t, chaosSim(t, p, 103))
 		afterStart(start, 12*time.Second)
 		if err := p.consul.Kill(); err != nil {
 			t.Fatal(err)
@@ -304,7 +288,7 @@ func TestChaos(t *testing.T) {
 	t.Run("matching-sigstop", func(t *testing.T) {
 		p := startChaosPlatform(t, chaosSetup{matchers: 2, drivers: 1, riders: 1})
 		start := time.Now()
-		done := runChaosSim(t, chaosSim(t, p, 104))
+		done := runSim(t, chaosSim(t, p, 104))
 		afterStart(start, 12*time.Second)
 		victim := p.matching[1]
 		if err := victim.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -322,7 +306,7 @@ func TestChaos(t *testing.T) {
 	t.Run("gateway-kill", func(t *testing.T) {
 		p := startChaosPlatform(t, chaosSetup{matchers: 2, drivers: 2, riders: 1})
 		start := time.Now()
-		done := runChaosSim(t, chaosSim(t, p, 105))
+		done := runSim(t, chaosSim(t, p, 105))
 		afterStart(start, 12*time.Second)
 		_ = p.drivers[0].stop(t, syscall.SIGKILL, 10*time.Second)
 		t.Logf("%s SIGKILLed at %v (not restarted)", p.drivers[0].name, time.Since(start).Round(time.Millisecond))
@@ -364,7 +348,7 @@ func chaosOverload(t *testing.T) {
 	capacity := 0.0
 	for seed := uint64(200); ; seed++ {
 		cfg := base(seed, rate, step)
-		s := <-runChaosSim(t, cfg)
+		s := <-runSim(t, cfg)
 		all = append(all, s)
 		perS := float64(s.Completed) / step.Seconds()
 		offered := rate * step.Seconds()
@@ -389,7 +373,7 @@ func chaosOverload(t *testing.T) {
 	rssBeforeOverload := vmRSS(t, p.trip)
 	ovCfg := base(299, 2*capacity, load)
 	start := time.Now()
-	ovDone := runChaosSim(t, ovCfg)
+	ovDone := runSim(t, ovCfg)
 	afterStart(start, ovCfg.Duration+2*ovCfg.LocationInterval)
 	rssEnd := vmRSS(t, p.trip)
 	s := <-ovDone
@@ -557,7 +541,7 @@ func chaosPartition(t *testing.T) {
 		p.waitMembers(t, m.addr, 2, 30*time.Second)
 	}
 	start := time.Now()
-	done := runChaosSim(t, chaosSim(t, p, 107))
+	done := runSim(t, chaosSim(t, p, 107))
 	afterStart(start, 12*time.Second)
 	if err := ipCmd(t, "netns", "exec", nsName, "ip", "route", "replace", "blackhole", consulCIDR); err != nil {
 		t.Fatal(err)

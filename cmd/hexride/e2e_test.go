@@ -234,7 +234,8 @@ func checkInvariants(t *testing.T, dsn string, wantTrips int) map[string]int {
 // channel when it ends (a failed run fails the test).
 func runSim(t *testing.T, cfg sim.Config) <-chan sim.Stats {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	// The bound only ends a hung run.
+	ctx, cancel := context.WithTimeout(context.Background(), max(4*time.Minute, cfg.Duration+cfg.Grace+time.Minute))
 	t.Cleanup(cancel)
 	done := make(chan sim.Stats, 1)
 	go func() {
