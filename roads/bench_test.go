@@ -157,6 +157,24 @@ func BenchmarkRoute(b *testing.B) {
 	}
 }
 
+// BenchmarkPath: a point-to-point query with its geometry unpacked (what
+// the simulator's cars follow), beside Route in the same run.
+func BenchmarkPath(b *testing.B) {
+	for _, a := range benchAreas {
+		b.Run(a.name, func(b *testing.B) {
+			g := cachedGraph(b, a.name, a.bbox)
+			pts := benchPoints(b, g, 1024)
+			i := 0
+			for b.Loop() {
+				if _, err := g.Path(pts[i%1024], pts[(i+1)%1024]); err != nil {
+					b.Fatal(err)
+				}
+				i += 2
+			}
+		})
+	}
+}
+
 // BenchmarkPickup20: one pickup against 20 drivers, the dispatch shape.
 // Drivers are random snappable points within ~3 km of the pickup, as a
 // ring search would return. DriveTimesTo (drivers → pickup) is what a

@@ -26,6 +26,10 @@ type Graph struct {
 	grid    grid
 	maxSnap float64
 	pool    sync.Pool // *query
+
+	// down turns the backward graph around for Path (built on first use).
+	downOnce sync.Once
+	down     *downOut
 }
 
 type metadata struct {
@@ -89,7 +93,7 @@ func (g *Graph) Route(from, to LatLng) (time.Duration, float64, error) {
 	}
 	q := g.pool.Get().(*query)
 	defer g.pool.Put(q)
-	c := g.p2p(q, src.sources(g), dst.targets(g))
+	c, _ := g.p2p(q, src.sources(g), dst.targets(g))
 	c = min(c, src.direct(g, dst))
 	if c == noArc {
 		// Cannot happen on a graph built by Build (one strongly connected
@@ -238,7 +242,7 @@ func settle(s *searchSpace, sd *side) (x uint32, d uint64, stalled, ok bool) {
 			}
 		}
 		for i := sd.first[x]; i < sd.first[x+1]; i++ {
-			s.relax(sd.head[i], d+sd.w[i])
+			s.relaxFrom(sd.head[i], d+sd.w[i], x)
 		}
 		return x, d, false, true
 	}
@@ -246,8 +250,9 @@ func settle(s *searchSpace, sd *side) (x uint32, d uint64, stalled, ok bool) {
 }
 
 // p2p is a bidirectional CH query. It stops each direction once its
-// smallest queued cost reaches the best meeting found.
-func (g *Graph) p2p(q *query, src, dst []endpoint) uint64 {
+// smallest queued cost reaches the best meeting found, and returns that
+// cost and the node where the two searches met (noParent if they did not).
+func (g *Graph) p2p(q *query, src, dst []endpoint) (uint64, uint32) {
 	f, b := q.fwd, q.bwd
 	f.reset()
 	b.reset()
@@ -258,7 +263,7 @@ func (g *Graph) p2p(q *query, src, dst []endpoint) uint64 {
 		b.relax(e.node, e.cost)
 	}
 	fs, bs := g.forward(), g.backward()
-	best := uint64(noArc)
+	best, meet := uint64(noArc), noParent
 	for {
 		fmin, bmin := uint64(noArc), uint64(noArc)
 		if !f.heap.empty() {
@@ -268,7 +273,7 @@ func (g *Graph) p2p(q *query, src, dst []endpoint) uint64 {
 			bmin = b.heap.minCost()
 		}
 		if fmin >= best && bmin >= best {
-			return best
+			return best, meet
 		}
 		this, other, sd := f, b, &fs
 		if bmin < fmin {
@@ -279,7 +284,7 @@ func (g *Graph) p2p(q *query, src, dst []endpoint) uint64 {
 			continue
 		}
 		if od, ok := other.dist(x); ok && d+od < best {
-			best = d + od
+			best, meet = d+od, x
 		}
 	}
 }

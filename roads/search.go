@@ -9,11 +9,16 @@ type searchSpace struct {
 	heap costHeap
 }
 
-// label keeps a node's cost and stamp in one cache line.
+// label keeps a node's cost, stamp and the node it was reached from in 16
+// bytes (the parent fills what would be padding; Path follows it).
 type label struct {
 	d     uint64
 	stamp uint32
+	par   uint32
 }
+
+// noParent marks a node a search started at (an endpoint of a snap).
+const noParent = ^uint32(0)
 
 func newSearchSpace(n int) *searchSpace {
 	return &searchSpace{lab: make([]label, n), gen: 1}
@@ -37,13 +42,17 @@ func (s *searchSpace) dist(v uint32) (uint64, bool) {
 	return l.d, true
 }
 
-// relax lowers v's cost to d if that is an improvement and queues it.
-func (s *searchSpace) relax(v uint32, d uint64) {
+// relax lowers v's cost to d if that is an improvement and queues it; v is
+// a start of the search.
+func (s *searchSpace) relax(v uint32, d uint64) { s.relaxFrom(v, d, noParent) }
+
+// relaxFrom is relax for v reached over an arc from node from.
+func (s *searchSpace) relaxFrom(v uint32, d uint64, from uint32) {
 	l := &s.lab[v]
 	if l.stamp == s.gen && l.d <= d {
 		return
 	}
-	l.stamp, l.d = s.gen, d
+	l.stamp, l.d, l.par = s.gen, d, from
 	s.heap.push(heapItem{d, v})
 }
 
