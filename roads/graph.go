@@ -344,3 +344,25 @@ func (g *Graph) oneToMany(q *query, fixed Snap, others []Snap, ok []bool, revers
 	}
 	return res
 }
+
+// Bounds is the smallest box holding every node of the graph.
+func (g *Graph) Bounds() BBox {
+	if len(g.lat) == 0 {
+		return BBox{}
+	}
+	b := BBox{MinLat: 90, MinLng: 180, MaxLat: -90, MaxLng: -180}
+	for i := range g.lat {
+		p := e7(g.lat[i], g.lng[i])
+		b.MinLat, b.MaxLat = min(b.MinLat, p.Lat), max(b.MaxLat, p.Lat)
+		b.MinLng, b.MaxLng = min(b.MinLng, p.Lng), max(b.MaxLng, p.Lng)
+	}
+	return b
+}
+
+// EachSegment calls fn with the two ends of every road segment (the map a
+// console draws).
+func (g *Graph) EachSegment(fn func(a, b LatLng)) {
+	for _, s := range g.segs {
+		fn(e7(g.lat[s.u], g.lng[s.u]), e7(g.lat[s.v], g.lng[s.v]))
+	}
+}

@@ -25,10 +25,10 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7070", "gRPC listen address: plaintext (no TLS), so keep it on loopback; every call still needs a token signed by the dev key")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "dispatcher console (web + JSON API) listen address; empty disables it")
 	fs.StringVar(&cfg.Roads, "roads", node.EmbeddedPrefix+"wilmington", roadsUsage)
-	withSim := fs.Bool("sim", false, "also run a simulated city against the platform")
+	withSim := fs.Bool("sim", false, "also run a simulated city against the platform: on the --roads graph's streets in real time (cars drive at road speed), or straight lines over San Francisco without one")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on --http")
-	simDrivers := fs.Int("sim-drivers", 100, "with --sim: simulated drivers")
-	simRate := fs.Float64("sim-rate", 1, "with --sim: ride requests per second")
+	simDrivers := fs.Int("sim-drivers", 150, "with --sim: simulated drivers")
+	simRate := fs.Float64("sim-rate", 0.2, "with --sim: ride requests per second")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	newTelemetry := telemetryFlags(fs, "hexride-dev")
 	keyDir := devKeyFlag(fs)
@@ -103,6 +103,14 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		scfg := sim.DefaultConfig()
 		scfg.RiderTargets, scfg.DriverTargets = []string{n.Addr()}, []string{n.Addr()}
 		scfg.Drivers, scfg.Rate = *simDrivers, *simRate
+		if scfg.City, scfg.Roads, err = simCity("", cfg.Roads); err != nil {
+			return err
+		}
+		if scfg.Roads != nil {
+			// Real time on the streets, rides of a few kilometres: what the
+			// console shows is a city, not a fast-forward.
+			scfg.TripRadius = 3000
+		}
 		if scfg.Credentials, err = sim.DevCredentials(key); err != nil {
 			return err
 		}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hexride/hexride/infra/auth"
+	"github.com/hexride/hexride/roads"
+	"github.com/hexride/hexride/services/node"
 	"github.com/hexride/hexride/services/sim"
 )
 
@@ -26,11 +28,13 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "ride requests per second")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long riders keep requesting")
 	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "then how long to wait for rides in flight")
-	city := fs.String("city", "sf", "sf, or bbox=minLat,minLng,maxLat,maxLng")
+	city := fs.String("city", "", "where riders and drivers are: the --roads graph's area (default), sf (San Francisco, straight lines: give --roads \"\"), or bbox=minLat,minLng,maxLat,maxLng")
+	roadsSpec := fs.String("roads", node.EmbeddedPrefix+"wilmington", "road graph the cars drive on and riders stand on: a file from hexride roads build, or one of "+strings.Join(node.EmbeddedRoads(), ", ")+` ("": straight lines over --city); give the platform the same graph`)
+	fs.Float64Var(&cfg.TripRadius, "trip-radius", 0, "farthest a drop-off is from its pickup in metres, straight line (0: anywhere in the city)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed")
 	fs.Float64Var(&cfg.AcceptProbability, "accept", cfg.AcceptProbability, "probability a driver accepts an offer")
 	fs.Float64Var(&cfg.RiderCancelProbability, "cancel", cfg.RiderCancelProbability, "probability a rider cancels while waiting")
-	fs.DurationVar(&cfg.DriveTime, "drive-time", 3*time.Second, "wall-clock time of each simulated drive leg (0: real time at city speed)")
+	fs.DurationVar(&cfg.DriveTime, "drive-time", 3*time.Second, "wall-clock time of each simulated drive leg (0 on --roads: real time, cars drive each route at road speed and the drive to each pickup is measured against its quoted ETA)")
 	fs.DurationVar(&cfg.RetryBudget, "retry-budget", cfg.RetryBudget, "how long an app retries one call through an outage (Unavailable, DeadlineExceeded, Aborted) before giving up")
 	asJSON := fs.Bool("json", false, "print the summary as one JSON object on the last line")
 	keyDir := devKeyFlag(fs)
@@ -56,11 +60,9 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if cfg.Credentials, err = sim.DevCredentials(key); err != nil {
 		return err
 	}
-	box, err := parseCity(*city)
-	if err != nil {
+	if cfg.City, cfg.Roads, err = simCity(*city, *roadsSpec); err != nil {
 		return err
 	}
-	cfg.City = box
 	cfg.Progress = func(s sim.Stats) {
 		fmt.Fprintf(stderr, "\r%5.0fs requests %d matched %d completed %d cancelled %d no-driver %d in-flight %d errors %d match p50 %.0fms p99 %.0fms sim cpu %.2f cores%s ",
 			s.ElapsedS, s.Requests, s.Matched, s.Completed, s.Cancelled, s.NoDriver, s.InFlight, s.Errors, s.MatchP50MS, s.MatchP99MS, s.SimCores, saturatedMark(s))
@@ -88,6 +90,10 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "status codes seen: %v\n", stats.Codes)
 	fmt.Fprintf(stdout, "time to match p50 %.0f ms, p99 %.0f ms; pickup ETA p50 %.0f s; %d location updates (%.1f/s)\n",
 		stats.MatchP50MS, stats.MatchP99MS, stats.PickupETAP50S, stats.LocationUpdates, stats.LocationUpdatesPS)
+	if stats.Pickups > 0 {
+		fmt.Fprintf(stdout, "drive to pickup mean %.0f s, p95 %.0f s over %d pickups; quoted ETA error median %+.1f %% (absolute %.1f %%)\n",
+			stats.PickupMeanS, stats.PickupP95S, stats.Pickups, 100*stats.PickupETAErrorP50, 100*stats.PickupETAAbsErrorP50)
+	}
 	fmt.Fprintf(stdout, "simulator cpu %.1f s (%.2f cores)%s\n", stats.SimCPUS, stats.SimCores, saturatedMark(stats))
 	return simVerdict(stats)
 }
@@ -111,6 +117,30 @@ func saturatedMark(s sim.Stats) string {
 		return ""
 	}
 	return " SATURATED: the simulator, not the platform, limits these figures"
+}
+
+// simCity resolves --city and --roads: with a graph, the city defaults to
+// its area and must lie on it.
+func simCity(city, roadsSpec string) (sim.BBox, *roads.Graph, error) {
+	g, err := node.LoadRoads(roadsSpec)
+	if err != nil {
+		return sim.BBox{}, nil, err
+	}
+	if city == "" {
+		if g == nil {
+			return sim.SanFrancisco, nil, nil
+		}
+		return sim.BBox(g.Bounds()), g, nil
+	}
+	box, err := parseCity(city)
+	if err != nil || g == nil {
+		return box, g, err
+	}
+	centre := roads.LatLng{Lat: (box.MinLat + box.MaxLat) / 2, Lng: (box.MinLng + box.MaxLng) / 2}
+	if _, err := g.Snap(centre); err != nil {
+		return sim.BBox{}, nil, fmt.Errorf("--city %q is not on the --roads graph %q (its roads are within %+v): give --roads \"\" for straight lines, or a graph of that city", city, roadsSpec, g.Bounds())
+	}
+	return box, g, nil
 }
 
 func parseCity(s string) (sim.BBox, error) {

@@ -30,7 +30,7 @@ type env struct {
 	cc   *grpc.ClientConn
 }
 
-func startEnv(t *testing.T) *env {
+func startEnv(t *testing.T, opts ...func(*node.Config)) *env {
 	t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.Addr, cfg.HTTPAddr, cfg.Console = "127.0.0.1:0", "127.0.0.1:0", true
@@ -39,6 +39,9 @@ func startEnv(t *testing.T) *env {
 	cfg.DrainWait, cfg.StopTimeout = 0, 2*time.Second
 	cfg.QuoteKey = []byte(strings.Repeat("k", 32))
 	cfg.Security.DevHeader, cfg.Security.Audit = true, io.Discard
+	for _, o := range opts {
+		o(&cfg)
+	}
 	n, err := node.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -182,6 +185,50 @@ func (e *env) events(t *testing.T, id string) []eventOut {
 		evs = append(evs, eventOut{ev.Type, ev.Actor, ev.ActorID, ev.Reason})
 	}
 	return evs
+}
+
+// TestRoadsAPI: the map's road layer is the graph the platform routes on,
+// with the OpenStreetMap notice; a platform without one serves none.
+func TestRoadsAPI(t *testing.T) {
+	tests := []struct {
+		name  string
+		roads string
+		min   int // segments
+	}{
+		{"no road network", "", 0},
+		{"embedded Wilmington", node.EmbeddedPrefix + "wilmington", 20000},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startEnv(t, func(c *node.Config) { c.Roads = tc.roads })
+			var got struct {
+				Attribution string    `json:"attribution"`
+				Segments    []float64 `json:"segments"`
+			}
+			if code := e.do(t, "GET", "/api/roads", "", nil, &got); code != 200 {
+				t.Fatalf("GET /api/roads: %d", code)
+			}
+			n := len(got.Segments) / 4
+			if len(got.Segments)%4 != 0 || n < tc.min || tc.min == 0 && n != 0 {
+				t.Fatalf("%d numbers (%d segments), want ≥ %d segments", len(got.Segments), n, tc.min)
+			}
+			if tc.min == 0 {
+				if got.Attribution != "" {
+					t.Errorf("attribution %q without a road network", got.Attribution)
+				}
+				return
+			}
+			if !strings.Contains(got.Attribution, "OpenStreetMap") || !strings.Contains(got.Attribution, "ODbL") {
+				t.Errorf("attribution %q", got.Attribution)
+			}
+			for i := 0; i < len(got.Segments); i += 2 {
+				lat, lng := got.Segments[i], got.Segments[i+1]
+				if lat < 39.6 || lat > 39.9 || lng < -75.7 || lng > -75.4 {
+					t.Fatalf("point %v,%v is not in Wilmington", lat, lng)
+				}
+			}
+		})
+	}
 }
 
 func TestAPI(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/infra/audit"
 	"github.com/hexride/hexride/infra/auth"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
@@ -74,6 +75,16 @@ type Deps struct {
 	// Verify checks a dispatcher's bearer token (required with
 	// Config.RequireToken).
 	Verify func(token string) (auth.Principal, error)
+	// Streets is the road network the platform routes on, drawn under the
+	// map (nil: none).
+	Streets *StreetMap
+}
+
+// StreetMap is a road network to draw and the notice its data requires.
+type StreetMap struct {
+	Attribution string
+	// Segments calls fn with the ends of every road segment.
+	Segments func(fn func(a, b geo.LatLng))
 }
 
 //go:embed all:web/dist
@@ -90,6 +101,7 @@ type Console struct {
 	kpis   *window
 	hub    *hub
 	bounds *boundaryCache
+	roads  func() roadsView // built on first request
 }
 
 var _ http.Handler = (*Console)(nil)
@@ -112,6 +124,7 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	c.kpis = newWindow(cfg.KPIWindow, cfg.MaxWindowTrips)
 	c.hub = newHub(cfg.ClientBuffer)
 	c.bounds = newBoundaryCache(50000)
+	c.roads = sync.OnceValue(func() roadsView { return newRoadsView(deps.Streets) })
 	dist, err := fs.Sub(webDist, "web/dist")
 	if err != nil {
 		return nil, err
@@ -128,6 +141,7 @@ func (c *Console) routes(static http.Handler) {
 	m.HandleFunc("GET /api/drivers", c.api(c.getDrivers))
 	m.HandleFunc("GET /api/kpis", c.api(c.getKPIs))
 	m.HandleFunc("GET /api/snapshot", c.api(c.getSnapshot))
+	m.HandleFunc("GET /api/roads", c.api(c.getRoads))
 	m.HandleFunc("GET /api/trips", c.api(c.listTrips))
 	m.HandleFunc("GET /api/trips/{id}", c.api(c.getTrip))
 	m.HandleFunc("GET /api/trips/{id}/events", c.api(c.getTripEvents))

@@ -130,6 +130,7 @@ func (n *Node) consoleDeps() (console.Deps, func(), error) {
 		Outgoing: n.sec.outgoing,
 		Audit:    n.sec.audit,
 		Verify:   n.sec.verify,
+		Streets:  n.streetMap(),
 	}
 	return deps, func() { _ = pool.Close() }, nil
 }

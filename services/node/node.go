@@ -30,6 +30,7 @@ import (
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 	riderv1 "github.com/hexride/hexride/proto/hexride/rider/v1"
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
+	"github.com/hexride/hexride/roads"
 	"github.com/hexride/hexride/services/driver"
 	"github.com/hexride/hexride/services/driver/driverclient"
 	"github.com/hexride/hexride/services/matching"
@@ -56,6 +57,7 @@ var grpcNames = map[string][]string{
 type Node struct {
 	cfg       Config
 	logger    *slog.Logger
+	roads     *roads.Graph // the --roads graph, if loaded
 	server    *grpcserver.Server
 	advertise string
 

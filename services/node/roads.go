@@ -12,6 +12,7 @@ import (
 	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/roads"
 	"github.com/hexride/hexride/roads/cities"
+	"github.com/hexride/hexride/services/console"
 	"github.com/hexride/hexride/services/rider"
 )
 
@@ -58,8 +59,8 @@ func validateRoads(spec string) error {
 	return nil
 }
 
-// loadRoads loads the graph a --roads value names ("" loads none: nil).
-func loadRoads(spec string) (*roads.Graph, error) {
+// LoadRoads loads the graph a --roads value names ("" loads none: nil).
+func LoadRoads(spec string) (*roads.Graph, error) {
 	if err := validateRoads(spec); err != nil || spec == "" {
 		return nil, err
 	}
@@ -113,6 +114,9 @@ func (n *Node) loadRoads() (*roadNetwork, error) {
 			users = append(users, s)
 		}
 	}
+	if n.cfg.Console && n.cfg.HTTPAddr != "" {
+		users = append(users, "console")
+	}
 	if len(users) == 0 {
 		return nil, nil
 	}
@@ -121,13 +125,14 @@ func (n *Node) loadRoads() (*roadNetwork, error) {
 		return nil, nil
 	}
 	start := time.Now()
-	g, err := loadRoads(n.cfg.Roads)
+	g, err := LoadRoads(n.cfg.Roads)
 	if err != nil {
 		return nil, err
 	}
 	n.logger.Info("road network loaded: pickup ETAs, ranking and fares follow its roads (straight-line estimate only for points off it)",
 		"roads", n.cfg.Roads, "source", g.Source(), "nodes", g.Nodes(), "segments", g.Segments(),
 		"load_ms", time.Since(start).Milliseconds(), "services", users, "attribution", cities.Attribution)
+	n.roads = g
 	return &roadNetwork{g: g}, nil
 }
 
@@ -138,4 +143,19 @@ func (r *roadNetwork) roadETA() dispatch.RoadETA {
 		return nil
 	}
 	return *r
+}
+
+// streetMap hands the loaded graph to the console's map (nil: none).
+func (n *Node) streetMap() *console.StreetMap {
+	if n.roads == nil {
+		return nil
+	}
+	return &console.StreetMap{
+		// Every graph is built from OpenStreetMap data (hexride roads build
+		// reads OSM extracts only), so the notice is always the ODbL one.
+		Attribution: cities.Attribution,
+		Segments: func(fn func(a, b geo.LatLng)) {
+			n.roads.EachSegment(func(a, b roads.LatLng) { fn(geo.LatLng(a), geo.LatLng(b)) })
+		},
+	}
 }

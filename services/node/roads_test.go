@@ -215,7 +215,7 @@ func TestRoadsConfig(t *testing.T) {
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("--roads %q: %v", spec, err)
 		}
-		got, err := loadRoads(spec)
+		got, err := LoadRoads(spec)
 		if err != nil || (got == nil) != (spec == "") {
 			t.Errorf("load %q: %v, %v", spec, got, err)
 		}
@@ -229,7 +229,7 @@ func TestRoadsConfig(t *testing.T) {
 			t.Errorf("--roads %q: %v, want ErrBadRoads naming the flag", spec, err)
 		}
 	}
-	if _, err := loadRoads(garbage); !errors.Is(err, ErrBadRoads) || !errors.Is(err, roads.ErrBadFile) {
+	if _, err := LoadRoads(garbage); !errors.Is(err, ErrBadRoads) || !errors.Is(err, roads.ErrBadFile) {
 		t.Errorf("load garbage: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/hexride/hexride/infra/auth"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
+	"github.com/hexride/hexride/roads"
 )
 
 // driverAgent is one simulated driver app.
@@ -35,6 +36,16 @@ type driverAgent struct {
 	locSeqs  map[uint64]bool // location samples awaiting their ack
 	rides    chan rideEvent  // outlives sessions: a ride goes on across reconnects
 	retry    retryPolicy     // zero: newRetryPolicy(cfg, rec)
+
+	// On streets (Config.Roads): the route being driven and what for.
+	speed      float64 // m/s on the current segment
+	route      roads.Path
+	routeStart time.Time
+	leg        leg
+	legTrip    string
+	legArrived bool
+	legDone    chan struct{}         // the car reached the end of a trip leg
+	offered    map[string]geo.LatLng // trip id → pickup, of offers accepted
 }
 
 const (
@@ -50,6 +61,8 @@ func (d *driverAgent) ctx(ctx context.Context) context.Context {
 // would when a gateway drains or the network drops.
 func (d *driverAgent) run(ctx context.Context) {
 	d.rides = make(chan rideEvent, 4)
+	d.legDone = make(chan struct{}, 1)
+	d.offered = map[string]geo.LatLng{}
 	d.locSeqs = map[uint64]bool{}
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
@@ -177,8 +190,12 @@ func (d *driverAgent) session(root, ctx context.Context) error {
 				if msg.OfferResult.GetOutcome() == driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED && d.onTrip == "" {
 					d.onTrip = msg.OfferResult.GetTripId()
 					d.rec.driverOn(d.id, d.onTrip)
+					if p, ok := d.offered[d.onTrip]; ok && d.cfg.Roads != nil {
+						d.startLeg(legPickup, d.onTrip, p, time.Now())
+					}
 					go d.ride(root, d.onTrip, d.rides)
 				}
+				clear(d.offered)
 			case *driverv1.ConnectResponse_TripUpdate:
 				t := msg.TripUpdate.GetTrip()
 				if d.onTrip == "" && t.GetDriverId() == d.id && t.GetState() == commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED {
@@ -188,7 +205,9 @@ func (d *driverAgent) session(root, ctx context.Context) error {
 					d.rec.driverOn(d.id, d.onTrip)
 					go d.ride(root, d.onTrip, d.rides)
 				}
-				if t.GetId() == d.onTrip {
+				if t.GetId() == d.onTrip && d.cfg.Roads != nil {
+					d.streetsUpdate(t, time.Now())
+				} else if t.GetId() == d.onTrip {
 					switch t.GetState() {
 					case commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED:
 						p := geo.LatLng{Lat: t.GetPickup().GetLat(), Lng: t.GetPickup().GetLng()}
@@ -209,6 +228,9 @@ func (d *driverAgent) answer(ctx context.Context, o *driverv1.Offer, replies cha
 	decision := driverv1.OfferDecision_OFFER_DECISION_DECLINE
 	if d.onTrip == "" && d.rng.Float64() < d.cfg.AcceptProbability {
 		decision = driverv1.OfferDecision_OFFER_DECISION_ACCEPT
+		if d.offered != nil {
+			d.offered[o.GetTripId()] = geo.LatLng{Lat: o.GetPickup().GetLat(), Lng: o.GetPickup().GetLng()}
+		}
 		d.rec.do(func(s *Stats) { s.OffersAccepted++ })
 	} else {
 		d.rec.do(func(s *Stats) { s.OffersDeclined++ })
@@ -241,9 +263,7 @@ func (d *driverAgent) ride(ctx context.Context, tripID string, done chan<- rideE
 	}
 	var trip *commonv1.Trip
 	for i, act := range actions {
-		select {
-		case <-time.After(d.driveTime()):
-		case <-ctx.Done():
+		if !d.before(ctx, i) {
 			return
 		}
 		key := fmt.Sprintf("%s-%d", tripID, i)
@@ -277,6 +297,29 @@ func (d *driverAgent) policy() retryPolicy {
 	return d.retry
 }
 
+// before waits until the trip's next action is due: on the streets in real
+// time, arriving (actions 0 and 2) or boarding (1); otherwise DriveTime.
+// It reports false if ctx ended first.
+func (d *driverAgent) before(ctx context.Context, action int) bool {
+	var due <-chan time.Time
+	var arrived <-chan struct{}
+	switch {
+	case !d.cfg.realTime():
+		due = time.After(d.driveTime())
+	case action == 1:
+		due = time.After(boardingTime)
+	default:
+		arrived = d.legDone
+	}
+	select {
+	case <-due:
+	case <-arrived:
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
 func (d *driverAgent) driveTime() time.Duration {
 	if d.cfg.DriveTime > 0 {
 		return d.cfg.DriveTime
@@ -291,6 +334,10 @@ func (d *driverAgent) location(now time.Time) *driverv1.ConnectRequest {
 		dt = 0
 	}
 	d.lastSent = now
+	if d.cfg.Roads != nil {
+		d.locationOnStreets(now)
+		return d.sample(now, d.speed)
+	}
 	speed := cruiseMPS
 	if d.target != nil {
 		speed = driveMPS
@@ -313,6 +360,11 @@ func (d *driverAgent) location(now time.Time) *driverv1.ConnectRequest {
 	for d.heading >= 360 {
 		d.heading -= 360
 	}
+	return d.sample(now, speed)
+}
+
+// sample is the location message for where the car is now.
+func (d *driverAgent) sample(now time.Time, speed float64) *driverv1.ConnectRequest {
 	return &driverv1.ConnectRequest{Msg: &driverv1.ConnectRequest_Location{Location: &driverv1.LocationSample{
 		Position:   &commonv1.LatLng{Lat: d.pos.Lat, Lng: d.pos.Lng},
 		HeadingDeg: float32(d.heading),

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -55,6 +56,25 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 			}
 		}
 		return cfg.City.Random(r)
+	}
+	if cfg.Roads != nil {
+		anywhere := place
+		place = func(r *rand.Rand) geo.LatLng { return placeOnStreets(cfg.Roads, cfg.City, anywhere, r) }
+	}
+	dropoff := func(r *rand.Rand, pickup geo.LatLng) geo.LatLng {
+		if cfg.TripRadius <= 0 {
+			return place(r)
+		}
+		for range 100 {
+			p := geo.Destination(pickup, r.Float64()*360, cfg.TripRadius*math.Sqrt(r.Float64()))
+			if cfg.City.Contains(p) {
+				if cfg.Roads != nil {
+					return placeOnStreets(cfg.Roads, cfg.City, func(*rand.Rand) geo.LatLng { return p }, r)
+				}
+				return p
+			}
+		}
+		return place(r)
 	}
 
 	driversCtx, stopDrivers := context.WithCancel(ctx)
@@ -109,13 +129,14 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	deadline := time.After(cfg.Duration)
 request:
 	for n := 0; cfg.Requests == 0 || n < cfg.Requests; n++ {
+		pickup := place(rng)
 		r := &ride{
 			riderID: fmt.Sprintf("sim-rider-%d", n),
 			cfg:     cfg,
 			client:  riderv1.NewRiderServiceClient(riderConn),
 			rec:     rec,
-			pickup:  place(rng),
-			dropoff: place(rng),
+			pickup:  pickup,
+			dropoff: dropoff(rng, pickup),
 			cancel:  rng.Float64() < cfg.RiderCancelProbability,
 		}
 		rides.Add(1)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hexride/hexride/infra/auth"
+	"github.com/hexride/hexride/roads/cities"
 	"github.com/hexride/hexride/services/node"
 	"github.com/hexride/hexride/services/sim"
 )
@@ -22,7 +23,7 @@ import (
 // loopback port (in-memory trip store, in-process discovery), verifying
 // development tokens signed by key as `hexride dev` does, and returns its
 // address.
-func startPlatform(t *testing.T, key *auth.DevKey) string {
+func startPlatform(t *testing.T, key *auth.DevKey, opts ...func(*node.Config)) string {
 	t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
@@ -34,6 +35,9 @@ func startPlatform(t *testing.T, key *auth.DevKey) string {
 	cfg.Security = node.Security{
 		JWKSFile: key.JWKSPath(), Issuer: auth.DevIssuer, Audience: auth.DevAudience,
 		ServiceKeyDir: key.Dir, Audit: io.Discard,
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	n, err := node.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -191,6 +195,38 @@ func TestRunAgainstPlatform(t *testing.T) {
 			t.Errorf("a progress snapshot %+v is ahead of the summary", p)
 		}
 	}
+}
+
+// TestRunOnStreets drives a platform estimating on the Wilmington road
+// graph with cars and riders on the same graph's streets (drive legs
+// compressed to keep the test short; TestDriverOnStreets covers driving
+// in real time): every ride ends, none lost, nothing fails, and the
+// platform accepts the cars' samples along the roads.
+func TestRunOnStreets(t *testing.T) {
+	key := devKey(t)
+	addr := startPlatform(t, key, func(c *node.Config) { c.Roads = node.EmbeddedPrefix + "wilmington" })
+	cfg := quickConfig(t, addr, key)
+	g, err := cities.Wilmington()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Roads = g
+	cfg.City = sim.BBox{MinLat: 39.735, MinLng: -75.565, MaxLat: 39.755, MaxLng: -75.535} // downtown
+	cfg.TripRadius = 1500
+	cfg.LocationInterval = time.Second
+	cfg.RiderCancelProbability = 0
+	s := runWithin(t, context.Background(), cfg)
+	t.Logf("summary: %+v", s)
+	if s.Requests != cfg.Requests || s.Completed == 0 || s.Lost != 0 || s.Errors != 0 {
+		t.Errorf("requests %d (want %d), completed %d, lost %d, errors %d %q", s.Requests, cfg.Requests, s.Completed, s.Lost, s.Errors, s.ErrorSamples)
+	}
+	if s.Pickups != 0 {
+		t.Errorf("%d drives to a pickup measured with compressed legs", s.Pickups)
+	}
+	if s.LocationUpdates == 0 || s.PickupETAP50S <= 0 {
+		t.Errorf("location updates %d, quoted pickup ETA p50 %v s: want both > 0", s.LocationUpdates, s.PickupETAP50S)
+	}
+	checkAccounting(t, s)
 }
 
 // TestRunCountsRefusals: apps the platform refuses (here: development

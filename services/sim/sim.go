@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/hexride/hexride/geo"
+	"github.com/hexride/hexride/roads"
 )
 
 // BBox is a rectangle of the map.
@@ -54,6 +55,13 @@ type Config struct {
 	// drawn near a few hot spots instead of uniformly.
 	City     BBox
 	HotSpots float64
+	// Roads, if set, is the city's road graph: cars drive its fastest paths
+	// at its speeds, and riders stand on its streets (nil: cars move in
+	// straight lines across an empty box).
+	Roads *roads.Graph
+	// TripRadius bounds how far (metres, straight line) a drop-off is from
+	// its pickup (0: anywhere in the city).
+	TripRadius float64
 	// Seed makes the spatial mix and decisions repeatable.
 	Seed uint64
 	// AcceptProbability is the chance a driver accepts an offer.
@@ -64,7 +72,9 @@ type Config struct {
 	// cadence message overrides it).
 	LocationInterval time.Duration
 	// DriveTime is how long (wall clock) a simulated drive to the pickup
-	// and to the drop-off takes; 0 computes it from distance at city speed.
+	// and to the drop-off takes. 0 on streets (Roads set) is real time: the
+	// trip waits for the car to get there, and the drive to the pickup is
+	// measured against the quoted ETA; 0 without streets is 20 s.
 	DriveTime time.Duration
 	// ReplyDelay is how long a driver looks at an offer before answering.
 	ReplyDelay time.Duration
@@ -118,7 +128,7 @@ func (c Config) Validate() error {
 		return ErrNoTargets
 	case c.Drivers < 0 || c.Requests < 0 || !(c.Rate > 0 && c.Rate <= maxRate) || c.Duration <= 0 || c.Grace < 0 ||
 		!probability(c.AcceptProbability) || !probability(c.RiderCancelProbability) || !probability(c.HotSpots) ||
-		c.LocationInterval <= 0 || c.ReplyDelay < 0 || c.DriveTime < 0 || c.RetryBudget < 0:
+		c.LocationInterval <= 0 || c.ReplyDelay < 0 || c.DriveTime < 0 || c.RetryBudget < 0 || !(c.TripRadius >= 0):
 		return ErrBadConfig
 	case !(c.City.MinLat < c.City.MaxLat && c.City.MinLng < c.City.MaxLng):
 		return fmt.Errorf("%w: empty city box", ErrBadConfig)

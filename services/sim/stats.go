@@ -2,6 +2,7 @@ package sim
 
 import (
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -53,6 +54,17 @@ type Stats struct {
 	// only in the final summary). A trip in the store that is not here is a
 	// ghost: created for a rider who never heard of it.
 	TripIDs []string `json:"-"`
+	// On streets in real time (Config.Roads, DriveTime 0): Pickups is how
+	// many cars reached their pickup; PickupMeanS and PickupP95S are their
+	// drives there (from the assignment, along the roads); PickupETAErrorP50
+	// is the median of (quoted ETA − drive) / drive over the rides whose
+	// quote had an ETA (negative: the quote promised too little), and
+	// PickupETAAbsErrorP50 the median of its absolute value.
+	Pickups              int     `json:"pickups,omitempty"`
+	PickupMeanS          float64 `json:"pickup_mean_s,omitempty"`
+	PickupP95S           float64 `json:"pickup_p95_s,omitempty"`
+	PickupETAErrorP50    float64 `json:"pickup_eta_error_p50,omitempty"`
+	PickupETAAbsErrorP50 float64 `json:"pickup_eta_abs_error_p50,omitempty"`
 	// The simulator's own CPU: seconds used, cores used on average, and
 	// whether it was near the machine's share for it (then the figures above
 	// describe the simulator, not the platform: run it elsewhere or smaller).
@@ -72,8 +84,11 @@ type recorder struct {
 	match     []time.Duration
 	offer     []time.Duration
 	eta       []time.Duration
-	active    map[string]string // driver id → trip id it is on
-	refusals  []time.Duration   // how long each refusal took to answer
+	active    map[string]string        // driver id → trip id it is on
+	refusals  []time.Duration          // how long each refusal took to answer
+	quoted    map[string]time.Duration // trip id → pickup ETA the rider was quoted
+	drives    []time.Duration          // drives to the pickup
+	etaErrors []float64                // (quoted − drive) / drive
 }
 
 func newRecorder() *recorder {
@@ -83,6 +98,7 @@ func newRecorder() *recorder {
 		requested: map[string]time.Time{},
 		offered:   map[string]bool{},
 		active:    map[string]string{},
+		quoted:    map[string]time.Duration{},
 		s:         Stats{CancelReasons: map[string]int{}, NoDriverReasons: map[string]int{}, Codes: map[string]int{}},
 	}
 }
@@ -126,6 +142,18 @@ func (r *recorder) requestedTrip(id string, at time.Time, eta time.Duration) {
 	r.requested[id] = at
 	if eta > 0 {
 		r.eta = append(r.eta, eta)
+		r.quoted[id] = eta
+	}
+}
+
+// pickedUp records a car's drive to a trip's pickup.
+func (r *recorder) pickedUp(tripID string, drive time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.s.Pickups++
+	r.drives = append(r.drives, drive)
+	if q, ok := r.quoted[tripID]; ok && drive > 0 {
+		r.etaErrors = append(r.etaErrors, (q-drive).Seconds()/drive.Seconds())
 	}
 }
 
@@ -188,6 +216,21 @@ func (r *recorder) snapshot() Stats {
 	s.OfferP50MS, s.OfferP99MS = ms(percentile(r.offer, 50)), ms(percentile(r.offer, 99))
 	s.PickupETAP50S = percentile(r.eta, 50).Seconds()
 	s.RefusedP50MS, s.RefusedP99MS = ms(percentile(r.refusals, 50)), ms(percentile(r.refusals, 99))
+	if len(r.drives) > 0 {
+		var sum time.Duration
+		for _, d := range r.drives {
+			sum += d
+		}
+		s.PickupMeanS = (sum / time.Duration(len(r.drives))).Seconds()
+		s.PickupP95S = percentile(r.drives, 95).Seconds()
+	}
+	if len(r.etaErrors) > 0 {
+		abs := make([]float64, len(r.etaErrors))
+		for i, e := range r.etaErrors {
+			abs[i] = math.Abs(e)
+		}
+		s.PickupETAErrorP50, s.PickupETAAbsErrorP50 = median(r.etaErrors), median(abs)
+	}
 	return s
 }
 
@@ -198,6 +241,13 @@ func (r *recorder) final() Stats {
 	defer r.mu.Unlock()
 	s.TripIDs = slices.Sorted(maps.Keys(r.requested))
 	return s
+}
+
+// median is the nearest-rank 50th percentile.
+func median(xs []float64) float64 {
+	sorted := slices.Clone(xs)
+	slices.Sort(sorted)
+	return sorted[(len(sorted)+1)/2-1]
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

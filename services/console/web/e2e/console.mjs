@@ -47,6 +47,13 @@ try {
     document.querySelectorAll('[data-testid="hex"]').length > 0 &&
     document.querySelectorAll('[data-testid="driver"]').length > 0 &&
     document.querySelectorAll('[data-testid="trip-row"]').length > 0, null, { timeout: 30000 });
+  // The road network the platform routes on is drawn, with its data's notice.
+  await page.waitForFunction(() => Number(document.querySelector('[data-testid="roads"]')?.getAttribute("data-segments")) > 1000);
+  const attribution = (await page.getByTestId("map-attribution").textContent())?.trim() ?? "";
+  if (!/OpenStreetMap/.test(attribution) || !/ODbL|Open Database License/.test(attribution) || !(await page.getByTestId("map-attribution").isVisible()))
+    throw new Error(`map attribution missing or wrong: ${JSON.stringify(attribution)}`);
+  summary.roadSegments = Number(await page.getByTestId("roads").getAttribute("data-segments"));
+  summary.attribution = attribution;
   const first = {
     seq: await seq(),
     hexes: await count('[data-testid="hex"]'),

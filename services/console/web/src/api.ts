@@ -118,8 +118,11 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   return data as T;
 }
 
+export interface Roads { attribution?: string; segments: number[] }
+
 export const api = {
   kpis: () => call<KPIs>("GET", "api/kpis"),
+  roads: () => call<Roads>("GET", "api/roads"),
   trips: (params: URLSearchParams) =>
     call<{ trips: Trip[]; next_page_token?: string }>("GET", "api/trips?" + params.toString()),
   events: (id: string) => call<{ events: TripEvent[] }>("GET", `api/trips/${encodeURIComponent(id)}/events`),

@@ -329,6 +329,20 @@ async function start() {
   }
   connect();
   void loadTrips();
+  void loadRoads();
+}
+
+// loadRoads draws the platform's road network and its data's notice.
+async function loadRoads() {
+  try {
+    const r = await api.roads();
+    map.setRoads(r.segments);
+    const note = $("map-attribution");
+    note.textContent = r.attribution ?? "";
+    note.hidden = !r.attribution;
+  } catch {
+    // No network drawn: the map still works on its grid.
+  }
 }
 
 wire();

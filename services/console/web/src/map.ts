@@ -1,6 +1,7 @@
 // The city map: an SVG in a fixed 1000×720 viewBox with an equirectangular
 // projection fitted to the data (no tiles are reachable: a lat/lng grid is
-// the basemap). Layers: grid, partitions (by owner), H3 hexes (by supply,
+// the basemap, with the platform's road network drawn on it when it has
+// one). Layers: grid, roads, partitions (by owner), H3 hexes (by supply,
 // demand or surge), active trips (pickup → drop-off), drivers (by status),
 // legend.
 
@@ -78,6 +79,7 @@ export class CityMap {
   private ox = 0;
   private oy = 0;
   private layers: Record<string, SVGGElement>;
+  private roadSegments: number[] = [];
   onDriverClick: (d: Driver) => void = () => {};
   onTripClick: (t: Trip) => void = () => {};
 
@@ -85,6 +87,7 @@ export class CityMap {
     const get = (id: string) => svg.querySelector<SVGGElement>("#" + id)!;
     this.layers = {
       grid: get("layer-grid"),
+      roads: get("layer-roads"),
       partitions: get("layer-partitions"),
       hexes: get("layer-hexes"),
       trips: get("layer-trips"),
@@ -132,6 +135,29 @@ export class CityMap {
     this.ox = (W - spanX * k) / 2;
     this.oy = (H - spanY * k) / 2;
     this.drawGrid();
+    this.drawRoads();
+  }
+
+  // setRoads takes the network as flat segments [lat1, lng1, lat2, lng2, …].
+  setRoads(segments: number[]) {
+    this.roadSegments = segments;
+    if (this.bounds) this.drawRoads();
+  }
+
+  // drawRoads draws every segment inside the view as one path.
+  private drawRoads() {
+    const g = this.layers.roads;
+    g.replaceChildren();
+    const s = this.roadSegments;
+    if (!s.length || !this.bounds) return;
+    const b = this.bounds;
+    const inView = (lat: number, lng: number) => lat >= b.minLat && lat <= b.maxLat && lng >= b.minLng && lng <= b.maxLng;
+    const parts: string[] = [];
+    for (let i = 0; i + 3 < s.length; i += 4) {
+      if (!inView(s[i], s[i + 1]) && !inView(s[i + 2], s[i + 3])) continue;
+      parts.push(`M${this.x(s[i + 1]).toFixed(1)},${this.y(s[i]).toFixed(1)}L${this.x(s[i + 3]).toFixed(1)},${this.y(s[i + 2]).toFixed(1)}`);
+    }
+    g.append(el("path", { d: parts.join(""), class: "roads", "data-testid": "roads", "data-segments": parts.length }));
   }
 
   private path(ring: Ring): string {
