@@ -2,12 +2,14 @@ package node
 
 import (
 	"context"
+	"math"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/infra/auth"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
@@ -21,6 +23,8 @@ type tripWatch struct {
 	states    []commonv1.TripState
 	last      *commonv1.Trip
 	positions []*commonv1.DriverPosition
+	remaining []float64       // metres to the next stop, per position
+	etas      []time.Duration // time to the next stop, per position
 	done      chan struct{}
 }
 
@@ -51,6 +55,8 @@ func watchTrip(t *testing.T, cc *grpc.ClientConn, riderID, tripID string) *tripW
 			if p := m.GetDriverPosition(); p != nil {
 				w.mu.Lock()
 				w.positions = append(w.positions, p)
+				w.remaining = append(w.remaining, m.GetRemainingMeters())
+				w.etas = append(w.etas, m.GetEta().AsDuration())
 				w.mu.Unlock()
 			}
 		}
@@ -125,6 +131,18 @@ func TestWatchTripFollowsDriver(t *testing.T) {
 		}
 		w.waitPosition(t, "d-followed", lat)
 		time.Sleep(1100 * time.Millisecond)
+	}
+	// Each position comes with the drive left to the pickup: here (no road
+	// network) the straight-line estimate, distance × 1.4.
+	w.mu.Lock()
+	got, eta := w.remaining[len(w.remaining)-1], w.etas[len(w.etas)-1]
+	w.mu.Unlock()
+	if eta <= 0 {
+		t.Errorf("ETA %v with the position", eta)
+	}
+	want := geo.Distance(geo.LatLng{Lat: 37.7752, Lng: -122.4195}, geo.LatLng{Lat: sfPickup.GetLat(), Lng: sfPickup.GetLng()}) * 1.4
+	if math.Abs(got-want) > 0.01*want+1 {
+		t.Errorf("remaining %.0f m to the pickup, want %.0f m", got, want)
 	}
 	// The app reconnects: the old feed ends, the rider's service finds the
 	// driver again and follows the new stream.

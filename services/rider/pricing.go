@@ -87,6 +87,11 @@ func (p *pricing) estimate(pickup, dropoff geo.LatLng, now time.Time) (float64, 
 	return road, time.Duration(road / speed * float64(time.Second))
 }
 
+// Drive implements Pricing.
+func (p *pricing) Drive(from, to geo.LatLng, now time.Time) (float64, time.Duration) {
+	return p.estimate(from, to, now)
+}
+
 func money(amount int64, currency string) *commonv1.Money {
 	return &commonv1.Money{AmountMinor: amount, Currency: currency}
 }

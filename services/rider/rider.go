@@ -87,6 +87,9 @@ type Pricing interface {
 	// Verify checks a quote id's signature, expiry and rider; errors wrap
 	// ErrQuoteInvalid or ErrQuoteExpired.
 	Verify(quoteID, riderID string, now time.Time) (QuoteClaims, error)
+	// Drive estimates driving from one point to another: along the roads
+	// when there is a road network, else the straight-line estimate.
+	Drive(from, to geo.LatLng, now time.Time) (meters float64, d time.Duration)
 }
 
 // Quote verification errors.

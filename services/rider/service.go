@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hexride/hexride/geo"
@@ -384,7 +385,7 @@ func (s *Service) WatchTrip(req *riderv1.WatchTripRequest, stream grpc.ServerStr
 				continue
 			}
 			lastPos = pos
-			if err := stream.Send(&riderv1.WatchTripResponse{Update: &riderv1.WatchTripResponse_DriverPosition{DriverPosition: pos}}); err != nil {
+			if err := stream.Send(s.positionUpdate(trip, pos)); err != nil {
 				return err
 			}
 		case err := <-watchErr:
@@ -398,6 +399,24 @@ func (s *Service) WatchTrip(req *riderv1.WatchTripRequest, stream grpc.ServerStr
 			return toStatus(ctx.Err())
 		}
 	}
+}
+
+// positionUpdate is the driver's position on the rider's trip, with how
+// long the driver needs from there to where the trip goes next.
+func (s *Service) positionUpdate(trip *commonv1.Trip, pos *commonv1.DriverPosition) *riderv1.WatchTripResponse {
+	resp := &riderv1.WatchTripResponse{Update: &riderv1.WatchTripResponse_DriverPosition{DriverPosition: pos}}
+	var next *commonv1.LatLng
+	switch trip.GetState() {
+	case commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED:
+		next = trip.GetPickup()
+	case commonv1.TripState_TRIP_STATE_IN_PROGRESS:
+		next = trip.GetDropoff()
+	default:
+		return resp
+	}
+	meters, d := s.pricing.Drive(latLngOf(pos.GetPosition()), latLngOf(next), s.now())
+	resp.Eta, resp.RemainingMeters = durationpb.New(d), meters
+	return resp
 }
 
 // following is the driver a WatchTrip follows, if any.

@@ -41,6 +41,10 @@ func (f failingPricing) Quote(string, commonv1.Product, geo.LatLng, geo.LatLng, 
 	return nil, f.err
 }
 
+func (f failingPricing) Drive(geo.LatLng, geo.LatLng, time.Time) (float64, time.Duration) {
+	return 0, 0
+}
+
 func (f failingPricing) Verify(string, string, time.Time) (QuoteClaims, error) {
 	return f.claims, f.err
 }

@@ -836,9 +836,16 @@ type WatchTripResponse struct {
 	//
 	//	*WatchTripResponse_Trip
 	//	*WatchTripResponse_DriverPosition
-	Update        isWatchTripResponse_Update `protobuf_oneof:"update"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Update isWatchTripResponse_Update `protobuf_oneof:"update"`
+	// With driver_position: how long the driver needs from there to the
+	// pickup (DRIVER_ASSIGNED) or to the drop-off (IN_PROGRESS), along the
+	// roads when the platform has a road network, else the straight-line
+	// estimate. Unset in other states.
+	Eta *durationpb.Duration `protobuf:"bytes,3,opt,name=eta,proto3" json:"eta,omitempty"`
+	// With eta: the length of that drive in metres.
+	RemainingMeters float64 `protobuf:"fixed64,4,opt,name=remaining_meters,json=remainingMeters,proto3" json:"remaining_meters,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *WatchTripResponse) Reset() {
@@ -894,6 +901,20 @@ func (x *WatchTripResponse) GetDriverPosition() *v1.DriverPosition {
 		}
 	}
 	return nil
+}
+
+func (x *WatchTripResponse) GetEta() *durationpb.Duration {
+	if x != nil {
+		return x.Eta
+	}
+	return nil
+}
+
+func (x *WatchTripResponse) GetRemainingMeters() float64 {
+	if x != nil {
+		return x.RemainingMeters
+	}
+	return 0
 }
 
 type isWatchTripResponse_Update interface {
@@ -1085,10 +1106,12 @@ const file_hexride_rider_v1_rider_proto_rawDesc = "" +
 	"\x05trips\x18\x01 \x03(\v2\x17.hexride.common.v1.TripR\x05trips\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"5\n" +
 	"\x10WatchTripRequest\x12!\n" +
-	"\atrip_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06tripId\"\x9a\x01\n" +
+	"\atrip_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06tripId\"\xf2\x01\n" +
 	"\x11WatchTripResponse\x12-\n" +
 	"\x04trip\x18\x01 \x01(\v2\x17.hexride.common.v1.TripH\x00R\x04trip\x12L\n" +
-	"\x0fdriver_position\x18\x02 \x01(\v2!.hexride.common.v1.DriverPositionH\x00R\x0edriverPositionB\b\n" +
+	"\x0fdriver_position\x18\x02 \x01(\v2!.hexride.common.v1.DriverPositionH\x00R\x0edriverPosition\x12+\n" +
+	"\x03eta\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03eta\x12)\n" +
+	"\x10remaining_meters\x18\x04 \x01(\x01R\x0fremainingMetersB\b\n" +
 	"\x06update\"y\n" +
 	"\x0fRateTripRequest\x12!\n" +
 	"\atrip_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06tripId\x12\x1f\n" +
@@ -1167,26 +1190,27 @@ var file_hexride_rider_v1_rider_proto_depIdxs = []int32{
 	21, // 19: hexride.rider.v1.ListTripsResponse.trips:type_name -> hexride.common.v1.Trip
 	21, // 20: hexride.rider.v1.WatchTripResponse.trip:type_name -> hexride.common.v1.Trip
 	22, // 21: hexride.rider.v1.WatchTripResponse.driver_position:type_name -> hexride.common.v1.DriverPosition
-	21, // 22: hexride.rider.v1.RateTripResponse.trip:type_name -> hexride.common.v1.Trip
-	0,  // 23: hexride.rider.v1.RiderService.GetQuote:input_type -> hexride.rider.v1.GetQuoteRequest
-	4,  // 24: hexride.rider.v1.RiderService.RequestRide:input_type -> hexride.rider.v1.RequestRideRequest
-	6,  // 25: hexride.rider.v1.RiderService.CancelRide:input_type -> hexride.rider.v1.CancelRideRequest
-	8,  // 26: hexride.rider.v1.RiderService.GetTrip:input_type -> hexride.rider.v1.GetTripRequest
-	10, // 27: hexride.rider.v1.RiderService.ListTrips:input_type -> hexride.rider.v1.ListTripsRequest
-	12, // 28: hexride.rider.v1.RiderService.WatchTrip:input_type -> hexride.rider.v1.WatchTripRequest
-	14, // 29: hexride.rider.v1.RiderService.RateTrip:input_type -> hexride.rider.v1.RateTripRequest
-	3,  // 30: hexride.rider.v1.RiderService.GetQuote:output_type -> hexride.rider.v1.GetQuoteResponse
-	5,  // 31: hexride.rider.v1.RiderService.RequestRide:output_type -> hexride.rider.v1.RequestRideResponse
-	7,  // 32: hexride.rider.v1.RiderService.CancelRide:output_type -> hexride.rider.v1.CancelRideResponse
-	9,  // 33: hexride.rider.v1.RiderService.GetTrip:output_type -> hexride.rider.v1.GetTripResponse
-	11, // 34: hexride.rider.v1.RiderService.ListTrips:output_type -> hexride.rider.v1.ListTripsResponse
-	13, // 35: hexride.rider.v1.RiderService.WatchTrip:output_type -> hexride.rider.v1.WatchTripResponse
-	15, // 36: hexride.rider.v1.RiderService.RateTrip:output_type -> hexride.rider.v1.RateTripResponse
-	30, // [30:37] is the sub-list for method output_type
-	23, // [23:30] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	20, // 22: hexride.rider.v1.WatchTripResponse.eta:type_name -> google.protobuf.Duration
+	21, // 23: hexride.rider.v1.RateTripResponse.trip:type_name -> hexride.common.v1.Trip
+	0,  // 24: hexride.rider.v1.RiderService.GetQuote:input_type -> hexride.rider.v1.GetQuoteRequest
+	4,  // 25: hexride.rider.v1.RiderService.RequestRide:input_type -> hexride.rider.v1.RequestRideRequest
+	6,  // 26: hexride.rider.v1.RiderService.CancelRide:input_type -> hexride.rider.v1.CancelRideRequest
+	8,  // 27: hexride.rider.v1.RiderService.GetTrip:input_type -> hexride.rider.v1.GetTripRequest
+	10, // 28: hexride.rider.v1.RiderService.ListTrips:input_type -> hexride.rider.v1.ListTripsRequest
+	12, // 29: hexride.rider.v1.RiderService.WatchTrip:input_type -> hexride.rider.v1.WatchTripRequest
+	14, // 30: hexride.rider.v1.RiderService.RateTrip:input_type -> hexride.rider.v1.RateTripRequest
+	3,  // 31: hexride.rider.v1.RiderService.GetQuote:output_type -> hexride.rider.v1.GetQuoteResponse
+	5,  // 32: hexride.rider.v1.RiderService.RequestRide:output_type -> hexride.rider.v1.RequestRideResponse
+	7,  // 33: hexride.rider.v1.RiderService.CancelRide:output_type -> hexride.rider.v1.CancelRideResponse
+	9,  // 34: hexride.rider.v1.RiderService.GetTrip:output_type -> hexride.rider.v1.GetTripResponse
+	11, // 35: hexride.rider.v1.RiderService.ListTrips:output_type -> hexride.rider.v1.ListTripsResponse
+	13, // 36: hexride.rider.v1.RiderService.WatchTrip:output_type -> hexride.rider.v1.WatchTripResponse
+	15, // 37: hexride.rider.v1.RiderService.RateTrip:output_type -> hexride.rider.v1.RateTripResponse
+	31, // [31:38] is the sub-list for method output_type
+	24, // [24:31] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_hexride_rider_v1_rider_proto_init() }
