@@ -220,8 +220,8 @@ func TestRunOnStreets(t *testing.T) {
 	if s.Requests != cfg.Requests || s.Completed == 0 || s.Lost != 0 || s.Errors != 0 {
 		t.Errorf("requests %d (want %d), completed %d, lost %d, errors %d %q", s.Requests, cfg.Requests, s.Completed, s.Lost, s.Errors, s.ErrorSamples)
 	}
-	if s.Pickups != 0 {
-		t.Errorf("%d drives to a pickup measured with compressed legs", s.Pickups)
+	if s.Pickups == 0 || s.PickupMeanS <= 0 {
+		t.Errorf("pickups %d, drive mean %v s, p95 %v s", s.Pickups, s.PickupMeanS, s.PickupP95S)
 	}
 	if s.LocationUpdates == 0 || s.PickupETAP50S <= 0 {
 		t.Errorf("location updates %d, quoted pickup ETA p50 %v s: want both > 0", s.LocationUpdates, s.PickupETAP50S)

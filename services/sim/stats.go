@@ -54,15 +54,17 @@ type Stats struct {
 	// only in the final summary). A trip in the store that is not here is a
 	// ghost: created for a rider who never heard of it.
 	TripIDs []string `json:"-"`
-	// On streets in real time (Config.Roads, DriveTime 0): Pickups is how
-	// many cars reached their pickup; PickupMeanS and PickupP95S are their
-	// drives there (from the assignment, along the roads); PickupETAErrorP50
+	// On streets (Config.Roads): Pickups is how many cars set off to a
+	// pickup; PickupMeanS, PickupP95S and PickupP99S are those drives (the
+	// road route from where the car was when assigned, at road speed: what
+	// the rider waits once matched, in real time or not); PickupETAErrorP50
 	// is the median of (quoted ETA − drive) / drive over the rides whose
 	// quote had an ETA (negative: the quote promised too little), and
 	// PickupETAAbsErrorP50 the median of its absolute value.
 	Pickups              int     `json:"pickups,omitempty"`
 	PickupMeanS          float64 `json:"pickup_mean_s,omitempty"`
 	PickupP95S           float64 `json:"pickup_p95_s,omitempty"`
+	PickupP99S           float64 `json:"pickup_p99_s,omitempty"`
 	PickupETAErrorP50    float64 `json:"pickup_eta_error_p50,omitempty"`
 	PickupETAAbsErrorP50 float64 `json:"pickup_eta_abs_error_p50,omitempty"`
 	// The simulator's own CPU: seconds used, cores used on average, and
@@ -146,8 +148,8 @@ func (r *recorder) requestedTrip(id string, at time.Time, eta time.Duration) {
 	}
 }
 
-// pickedUp records a car's drive to a trip's pickup.
-func (r *recorder) pickedUp(tripID string, drive time.Duration) {
+// pickupDrive records a car's drive to a trip's pickup.
+func (r *recorder) pickupDrive(tripID string, drive time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.s.Pickups++
@@ -223,6 +225,7 @@ func (r *recorder) snapshot() Stats {
 		}
 		s.PickupMeanS = (sum / time.Duration(len(r.drives))).Seconds()
 		s.PickupP95S = percentile(r.drives, 95).Seconds()
+		s.PickupP99S = percentile(r.drives, 99).Seconds()
 	}
 	if len(r.etaErrors) > 0 {
 		abs := make([]float64, len(r.etaErrors))

@@ -63,6 +63,11 @@ func (d *driverAgent) startLeg(l leg, tripID string, dst geo.LatLng, now time.Ti
 	case <-d.legDone:
 	default:
 	}
+	if l == legPickup {
+		// The drive the car starts is the pickup time the rider gets (a
+		// compressed leg ends early, but the road distance is the same).
+		d.rec.pickupDrive(tripID, path.Time())
+	}
 }
 
 // cruise sends an idle car towards a random street within cruiseRadius.
@@ -104,9 +109,6 @@ func (d *driverAgent) advance(now time.Time) {
 	}
 	if d.leg != legCruise && !d.legArrived {
 		d.legArrived = true
-		if d.leg == legPickup && d.cfg.realTime() { // a compressed leg is no drive to measure
-			d.rec.pickedUp(d.legTrip, d.route.Time())
-		}
 		select {
 		case d.legDone <- struct{}{}:
 		default:

@@ -118,7 +118,7 @@ func TestDriverOnStreets(t *testing.T) {
 		t.Fatal("arriving at the pickup did not release the trip's next action")
 	}
 	s := d.rec.snapshot()
-	if s.Pickups != 1 || s.PickupMeanS != d.route.Time().Seconds() {
+	if s.Pickups != 1 || s.PickupMeanS != d.route.Time().Seconds() || s.PickupP99S != s.PickupMeanS {
 		t.Errorf("pickups %d, mean drive %v s; want 1, %v s", s.Pickups, s.PickupMeanS, d.route.Time().Seconds())
 	}
 	if wantErr := (want*11/10 - d.route.Time()).Seconds() / d.route.Time().Seconds(); s.PickupETAErrorP50 != wantErr || s.PickupETAAbsErrorP50 != wantErr {
