@@ -77,12 +77,23 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 // exec NS`, which execs hexride in place: the pid is hexride's).
 func startProcIn(t *testing.T, name string, prefix []string, args ...string) *proc {
 	t.Helper()
+	argv := append(append(append([]string{}, prefix...), hexrideBinary(t), "serve"), args...)
+	p := startCommand(t, name, argv, nil)
+	p.prefix, p.args = prefix, args
+	return p
+}
+
+// startCommand starts argv (which must exec `hexride serve` in place, so
+// that its pid is hexride's) with env (nil: this process's) and waits until
+// it serves.
+func startCommand(t *testing.T, name string, argv, env []string) *proc {
+	t.Helper()
 	logFile, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	argv := append(append(append([]string{}, prefix...), hexrideBinary(t), "serve"), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -91,7 +102,7 @@ func startProcIn(t *testing.T, name string, prefix []string, args ...string) *pr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{name: name, cmd: cmd, log: logFile, done: make(chan error, 1), prefix: prefix, args: args}
+	p := &proc{name: name, cmd: cmd, log: logFile, done: make(chan error, 1)}
 	addrCh := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
