@@ -71,6 +71,20 @@ var (
 	ErrBadWindow   = errors.New("matching: batch window out of range")
 )
 
+// ValidateBatchWindow checks a batch window against its bounds.
+func ValidateBatchWindow(d time.Duration) error {
+	if d < MinBatchWindow || d > MaxBatchWindow {
+		return fmt.Errorf("%w: %v (want %v to %v)", ErrBadWindow, d, MinBatchWindow, MaxBatchWindow)
+	}
+	return nil
+}
+
+// ParseMode returns the dispatch mode named s.
+func ParseMode(s string) (DispatchMode, error) {
+	m := DispatchMode(s)
+	return m, validMode(m)
+}
+
 // DefaultConfig returns production defaults for the worker self in
 // topology.
 func DefaultConfig(self ring.Member, topology dispatch.Topology) Config {
@@ -115,10 +129,11 @@ func (c Config) Validate() error {
 		return ErrBadDuration
 	case c.SearchRadiusM <= 0 || c.MaxSearchRadiusM < c.SearchRadiusM || c.Candidates <= 0:
 		return ErrBadSearch
-	case c.BatchWindow < MinBatchWindow || c.BatchWindow > MaxBatchWindow:
-		return fmt.Errorf("%w: %v (want %v to %v)", ErrBadWindow, c.BatchWindow, MinBatchWindow, MaxBatchWindow)
 	}
 	if err := validMode(c.Mode); err != nil {
+		return err
+	}
+	if err := ValidateBatchWindow(c.BatchWindow); err != nil {
 		return err
 	}
 	if err := c.Index.Validate(); err != nil {

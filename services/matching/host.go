@@ -694,5 +694,5 @@ func validMode(m DispatchMode) error {
 	if slices.Contains(DispatchModes, m) {
 		return nil
 	}
-	return fmt.Errorf("%w: %q (want greedy or batched)", ErrBadMode, m)
+	return fmt.Errorf("%w %q (want greedy or batched)", ErrBadMode, m)
 }
