@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +63,9 @@ type simIO struct {
 	assigned map[string]string // trip → driver
 	offerSeq int
 	timeline []string
+	// script, if set, answers offers instead of the random drivers:
+	// "accept" or "decline" after delay, anything else never.
+	script func(trip, driver string) (answer string, delay time.Duration)
 }
 
 var _ hostIO = (*simIO)(nil)
@@ -117,6 +121,13 @@ func (s *simIO) sendOffer(_ context.Context, trip *commonv1.Trip, a dispatch.Sen
 	s.offerSeq++
 	o := &pendingOffer{id: fmt.Sprintf("o%d", s.offerSeq), candidate: a.Candidate, span: trace.SpanFromContext(context.Background()), sent: s.clock.Now()}
 	s.record("offer", trip.GetId(), id)
+	if s.script != nil {
+		answer, delay := s.script(trip.GetId(), id)
+		if answer == "accept" || answer == "decline" {
+			s.clock.AfterFunc(delay, func() { s.reply(trip.GetId(), o, answer == "accept") })
+		}
+		return o, nil
+	}
 	// The driver's answer: accept, decline, or none (the offer lapses).
 	delay := time.Duration(500+s.rng.IntN(12_000)) * time.Millisecond
 	switch p := s.rng.Float64(); {
@@ -177,12 +188,10 @@ func (s *simIO) giveUp(_ context.Context, r *run, reason dispatch.Reason) {
 	s.record("give-up:"+string(reason), r.trip.GetId(), "")
 }
 
-// simulate runs one seeded hour-long scenario (trips arriving over a
-// minute, drivers answering at random) through a dispatch host on a fake
-// clock and returns its timeline and the assignments.
-func simulate(t *testing.T, mode DispatchMode, seed uint64, drivers, trips int) ([]string, map[string]string) {
+// newSim builds a host over a simulated city with the given drivers, on a
+// fake clock and a serial runner.
+func newSim(t *testing.T, mode DispatchMode, rng *rand.Rand, drivers []simDriver) (*simIO, *fakeclock.Clock) {
 	t.Helper()
-	rng := rand.New(rand.NewPCG(seed, 15))
 	start := time.Unix(1_800_000_000, 0)
 	clk := fakeclock.New(start)
 	scorer, err := dispatch.NewETAScorer(dispatch.DefaultRankConfig())
@@ -190,41 +199,63 @@ func simulate(t *testing.T, mode DispatchMode, seed uint64, drivers, trips int) 
 		t.Fatal(err)
 	}
 	s := &simIO{
-		t: t, clock: clk, rng: rng, start: start, scorer: scorer,
+		t: t, clock: clk, rng: rng, start: start, scorer: scorer, drivers: drivers,
 		reserved: map[string]string{}, busy: map[string]string{}, assigned: map[string]string{},
-	}
-	// Wilmington, DE: the dev city.
-	at := func() geo.LatLng {
-		return geo.LatLng{Lat: 39.72 + rng.Float64()*0.06, Lng: -75.58 + rng.Float64()*0.06}
-	}
-	for i := range drivers {
-		s.drivers = append(s.drivers, simDriver{id: fmt.Sprintf("d%02d", i), pos: at()})
 	}
 	runner := &serialRunner{}
 	cascade := func(left time.Duration) dispatch.CascadeConfig {
 		return dispatch.CascadeConfig{OfferTimeout: 10 * time.Second, Deadline: left, InitialRadius: 3000, MaxRadius: 10000, RadiusGrowth: 2, RetryInterval: time.Second}
 	}
 	s.h = newHost(s, clk, runner.run, hostConfig{mode: mode, window: 2 * time.Second, offerTimeout: 10 * time.Second, maxRadius: 10000, candidates: 5, cascade: cascade})
-	for i := range trips {
-		id := fmt.Sprintf("t%02d", i)
-		pickup := at()
-		clk.AfterFunc(time.Duration(rng.IntN(60_000))*time.Millisecond, func() {
-			if !s.h.submit(&run{trip: &commonv1.Trip{Id: id}, pickup: pickup, deadline: clk.Now().Add(2 * time.Minute)}) {
-				t.Errorf("%s not started", id)
-			}
-		})
-	}
-	clk.Advance(time.Hour)
+	return s, clk
+}
+
+// submitAt dispatches a trip at pickup after delay, with deadline after
+// that.
+func (s *simIO) submitAt(delay time.Duration, id string, pickup geo.LatLng, deadline time.Duration) {
+	s.clock.AfterFunc(delay, func() {
+		if !s.h.submit(&run{trip: &commonv1.Trip{Id: id}, pickup: pickup, deadline: s.clock.Now().Add(deadline)}) {
+			s.t.Errorf("%s not started", id)
+		}
+	})
+}
+
+// finish runs the clock until every dispatch ended and checks nothing is
+// left behind.
+func (s *simIO) finish(t *testing.T) {
+	t.Helper()
+	s.clock.Advance(time.Hour)
 	if n := s.h.inFlight(); n != 0 {
 		t.Fatalf("%d dispatches still in flight after an hour", n)
 	}
-	if n := clk.Pending(); n != 0 {
+	if n := s.clock.Pending(); n != 0 {
 		t.Fatalf("%d timers left", n)
 	}
 	if len(s.reserved) != 0 {
 		t.Fatalf("reservations left: %v", s.reserved)
 	}
 	s.h.stop()
+}
+
+// simulate runs one seeded scenario (trips arriving over a minute, drivers
+// answering at random) through a dispatch host on a fake clock and returns
+// its timeline and the assignments.
+func simulate(t *testing.T, mode DispatchMode, seed uint64, drivers, trips int) ([]string, map[string]string) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 15))
+	// Wilmington, DE: the dev city.
+	at := func() geo.LatLng {
+		return geo.LatLng{Lat: 39.72 + rng.Float64()*0.06, Lng: -75.58 + rng.Float64()*0.06}
+	}
+	var ds []simDriver
+	for i := range drivers {
+		ds = append(ds, simDriver{id: fmt.Sprintf("d%02d", i), pos: at()})
+	}
+	s, _ := newSim(t, mode, rng, ds)
+	for i := range trips {
+		s.submitAt(time.Duration(rng.IntN(60_000))*time.Millisecond, fmt.Sprintf("t%02d", i), at(), 2*time.Minute)
+	}
+	s.finish(t)
 	return s.timeline, s.assigned
 }
 
@@ -263,6 +294,146 @@ func TestHostDeterministic(t *testing.T) {
 				}
 			}
 			t.Logf("%s: %d events, %d offers, %d of 40 trips assigned", mode, len(t1), offers, len(a1))
+		})
+	}
+}
+
+// TestBatchedWindows walks the batched host through scripted cases on a
+// fake clock (window 2 s, offers lapse after 10 s) and compares the offer
+// timelines exactly; greedy runs the first case too, as the contrast.
+func TestBatchedWindows(t *testing.T) {
+	origin := geo.LatLng{Lat: 39.745, Lng: -75.55}
+	// at is x metres east (negative: west) of origin.
+	at := func(x float64) geo.LatLng {
+		if x < 0 {
+			return geo.Destination(origin, 270, -x)
+		}
+		return geo.Destination(origin, 90, x)
+	}
+	type trip struct {
+		id       string
+		x        float64
+		after    time.Duration
+		deadline time.Duration
+	}
+	tests := []struct {
+		name    string
+		mode    DispatchMode
+		drivers []simDriver
+		late    []simDriver // join the city 5 s in
+		trips   []trip
+		answers map[string]string // driver → "accept" or "decline" (1 s later); missing: silent
+		cancel  string            // trip the rider cancels 3 s in
+		want    []string
+	}{
+		{
+			// Nearest first gives A the driver B needs: 1000 m + 4200 m of
+			// pickups. The window swaps them: 1200 m + 2000 m.
+			name:    "window takes the cheaper total",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"X", at(1000)}, {"Y", at(-1200)}},
+			trips:   []trip{{"A", 0, 0, time.Minute}, {"B", 3000, 500 * time.Millisecond, time.Minute}},
+			answers: map[string]string{"X": "accept", "Y": "accept"},
+			want:    []string{"2.00s offer A Y", "2.00s offer B X", "3.00s assigned A Y", "3.00s assigned B X"},
+		},
+		{
+			name:    "greedy takes the nearest on arrival",
+			mode:    ModeGreedy,
+			drivers: []simDriver{{"X", at(1000)}, {"Y", at(-1200)}},
+			trips:   []trip{{"A", 0, 0, time.Minute}, {"B", 3000, 500 * time.Millisecond, time.Minute}},
+			answers: map[string]string{"X": "accept", "Y": "accept"},
+			want:    []string{"0.00s offer A X", "0.50s offer B Y", "1.00s assigned A X", "1.50s assigned B Y"},
+		},
+		{
+			name:    "a decline goes back to the next window without that driver",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"X", at(500)}, {"Y", at(1500)}},
+			trips:   []trip{{"A", 0, 0, time.Minute}},
+			answers: map[string]string{"X": "decline", "Y": "accept"},
+			want:    []string{"2.00s offer A X", "3.00s close:declined A X", "5.00s offer A Y", "6.00s assigned A Y"},
+		},
+		{
+			name:    "a lapsed offer goes back to the next window without that driver",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"X", at(500)}, {"Y", at(1500)}},
+			trips:   []trip{{"A", 0, 0, time.Minute}},
+			answers: map[string]string{"Y": "accept"},
+			want:    []string{"2.00s offer A X", "12.00s close:expired A X", "14.00s offer A Y", "15.00s assigned A Y"},
+		},
+		{
+			name:    "an unmatched request waits for drivers to come",
+			mode:    ModeBatched,
+			late:    []simDriver{{"X", at(800)}},
+			trips:   []trip{{"A", 0, 0, time.Minute}},
+			answers: map[string]string{"X": "accept"},
+			want:    []string{"6.00s offer A X", "7.00s assigned A X"},
+		},
+		{
+			name:    "one driver, two requests: the other waits until its deadline",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"X", at(500)}},
+			trips:   []trip{{"A", 0, 0, 10 * time.Second}, {"B", 1200, 0, 10 * time.Second}},
+			answers: map[string]string{"X": "accept"},
+			want:    []string{"2.00s offer A X", "3.00s assigned A X", "10.00s give-up:deadline_exceeded B"},
+		},
+		{
+			name:    "a rider's cancel withdraws the offer out (batched)",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"X", at(500)}},
+			trips:   []trip{{"A", 0, 0, time.Minute}},
+			cancel:  "A",
+			want:    []string{"2.00s offer A X", "3.00s close:withdrawn A X"},
+		},
+		{
+			name:    "a rider's cancel withdraws the offer out (greedy)",
+			mode:    ModeGreedy,
+			drivers: []simDriver{{"X", at(500)}},
+			trips:   []trip{{"A", 0, 0, time.Minute}},
+			cancel:  "A",
+			want:    []string{"0.00s offer A X", "3.00s close:withdrawn A X"},
+		},
+		{
+			name:  "nobody near: no candidates at the deadline",
+			mode:  ModeBatched,
+			trips: []trip{{"A", 0, 0, 10 * time.Second}},
+			want:  []string{"10.00s give-up:no_candidates A"},
+		},
+		{
+			name:    "the deadline withdraws an offer out",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"X", at(500)}},
+			trips:   []trip{{"A", 0, 0, 7 * time.Second}},
+			want:    []string{"2.00s offer A X", "7.00s close:expired A X", "7.00s give-up:deadline_exceeded A"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, clk := newSim(t, tt.mode, rand.New(rand.NewPCG(1, 1)), slices.Clone(tt.drivers))
+			s.script = func(_, driver string) (string, time.Duration) { return tt.answers[driver], time.Second }
+			if len(tt.late) > 0 {
+				clk.AfterFunc(5*time.Second, func() { s.drivers = append(s.drivers, tt.late...) })
+			}
+			for _, tr := range tt.trips {
+				s.submitAt(tr.after, tr.id, at(tr.x), tr.deadline)
+			}
+			if tt.cancel != "" {
+				clk.AfterFunc(3*time.Second, func() {
+					if !s.h.cancel(tt.cancel) {
+						t.Errorf("%s not in flight", tt.cancel)
+					}
+				})
+			}
+			s.finish(t)
+			var got []string
+			for _, ev := range s.timeline {
+				f := strings.Fields(ev)
+				if f[1] == "offer" || f[1] == "assigned" || strings.HasPrefix(f[1], "give-up") || strings.HasPrefix(f[1], "close:") && f[1] != "close:accepted" {
+					got = append(got, strings.Join(f, " "))
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("timeline\n got %q\nwant %q\nfull:\n%s", got, tt.want, strings.Join(s.timeline, "\n"))
+			}
 		})
 	}
 }
