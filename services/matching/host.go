@@ -98,6 +98,7 @@ type run struct {
 	done   bool
 	timer  dispatch.Timer
 	wake   time.Time // when timer fires (zero: no timer)
+	armed  uint64    // the current timer's generation: an older one that fires anyway is ignored
 
 	// Greedy: the cascade decides.
 	cascade *dispatch.Cascade
@@ -511,12 +512,17 @@ func (h *host) rearm(r *run, now time.Time) {
 		r.timer.Stop()
 		r.timer = nil
 	}
+	r.armed++
 	r.wake = at
 	if at.IsZero() {
 		return
 	}
+	gen := r.armed
 	r.timer = h.clock.AfterFunc(at.Sub(now), func() {
 		h.event(r, func(now time.Time, js *jobs) {
+			if r.armed != gen {
+				return // replaced while this call was on its way (the real clock's AfterFunc)
+			}
 			r.timer, r.wake = nil, time.Time{}
 			h.tick(r, now, js)
 		})

@@ -64,8 +64,18 @@ type simIO struct {
 	offerSeq int
 	timeline []string
 	// script, if set, answers offers instead of the random drivers:
-	// "accept" or "decline" after delay, anything else never.
+	// "accept" or "decline" after delay; "accept-now" before the push
+	// returns (the reply overtakes the push's outcome); "slow-push" never,
+	// and the push takes 11 s; anything else never.
 	script func(trip, driver string) (answer string, delay time.Duration)
+	// unanswered are replies the host has not answered yet (they must be
+	// by the end).
+	unanswered []pendingReply
+}
+
+type pendingReply struct {
+	kind, trip, driver string
+	rep                offerReply
 }
 
 var _ hostIO = (*simIO)(nil)
@@ -122,9 +132,13 @@ func (s *simIO) sendOffer(_ context.Context, trip *commonv1.Trip, a dispatch.Sen
 	o := &pendingOffer{id: fmt.Sprintf("o%d", s.offerSeq), candidate: a.Candidate, span: trace.SpanFromContext(context.Background()), sent: s.clock.Now()}
 	s.record("offer", trip.GetId(), id)
 	if s.script != nil {
-		answer, delay := s.script(trip.GetId(), id)
-		if answer == "accept" || answer == "decline" {
+		switch answer, delay := s.script(trip.GetId(), id); answer {
+		case "accept", "decline":
 			s.clock.AfterFunc(delay, func() { s.reply(trip.GetId(), o, answer == "accept") })
+		case "accept-now":
+			s.reply(trip.GetId(), o, true)
+		case "slow-push":
+			s.clock.Advance(11 * time.Second)
 		}
 		return o, nil
 	}
@@ -149,12 +163,13 @@ func (s *simIO) reply(tripID string, o *pendingOffer, accept bool) {
 		s.record(kind+"→gone", tripID, o.candidate.ID)
 		return
 	}
-	// Serial runner: the host has answered by now.
+	// Serial runner: the host has answered by now, unless the reply
+	// overtook its offer's push or waits for an assignment in flight.
 	select {
 	case resp := <-rep.result:
 		s.record(kind+"→"+resp.GetOutcome().String(), tripID, o.candidate.ID)
 	default:
-		s.t.Errorf("reply of %s to %s not answered", o.candidate.ID, tripID)
+		s.unanswered = append(s.unanswered, pendingReply{kind: kind, trip: tripID, driver: o.candidate.ID, rep: rep})
 	}
 }
 
@@ -233,6 +248,14 @@ func (s *simIO) finish(t *testing.T) {
 	}
 	if len(s.reserved) != 0 {
 		t.Fatalf("reservations left: %v", s.reserved)
+	}
+	for _, p := range s.unanswered {
+		select {
+		case resp := <-p.rep.result:
+			s.record(p.kind+"→"+resp.GetOutcome().String()+" (late)", p.trip, p.driver)
+		default:
+			t.Errorf("reply of %s to %s never answered", p.driver, p.trip)
+		}
 	}
 	s.h.stop()
 }
@@ -391,6 +414,38 @@ func TestBatchedWindows(t *testing.T) {
 			trips:   []trip{{"A", 0, 0, time.Minute}},
 			cancel:  "A",
 			want:    []string{"0.00s offer A X", "3.00s close:withdrawn A X"},
+		},
+		{
+			name:    "a reply overtakes its push's outcome (greedy)",
+			mode:    ModeGreedy,
+			drivers: []simDriver{{"X", at(500)}},
+			trips:   []trip{{"A", 0, 0, time.Minute}},
+			answers: map[string]string{"X": "accept-now"},
+			want:    []string{"0.00s offer A X", "0.00s assigned A X"},
+		},
+		{
+			name:    "a reply overtakes its push's outcome (batched)",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"X", at(500)}},
+			trips:   []trip{{"A", 0, 0, time.Minute}},
+			answers: map[string]string{"X": "accept-now"},
+			want:    []string{"2.00s offer A X", "2.00s assigned A X"},
+		},
+		{
+			name:    "an offer lapses while it is pushed (greedy)",
+			mode:    ModeGreedy,
+			drivers: []simDriver{{"X", at(500)}, {"Y", at(1500)}},
+			trips:   []trip{{"A", 0, 0, time.Minute}},
+			answers: map[string]string{"X": "slow-push", "Y": "accept"},
+			want:    []string{"0.00s offer A X", "11.00s offer A Y", "11.00s close:expired A X", "12.00s assigned A Y"},
+		},
+		{
+			name:    "an offer lapses while it is pushed (batched)",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"X", at(500)}, {"Y", at(1500)}},
+			trips:   []trip{{"A", 0, 0, time.Minute}},
+			answers: map[string]string{"X": "slow-push", "Y": "accept"},
+			want:    []string{"2.00s offer A X", "13.00s close:expired A X", "14.00s offer A Y", "15.00s assigned A Y"},
 		},
 		{
 			name:  "nobody near: no candidates at the deadline",
