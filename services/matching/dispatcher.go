@@ -34,9 +34,6 @@ type offerReply struct {
 	result   chan *matchingv1.ReplyOfferResponse
 }
 
-// errDispatchCancelled is the cause of a dispatch the rider cancelled.
-var errDispatchCancelled = errors.New("dispatch cancelled")
-
 func (e *Engine) initDispatch() error {
 	rank := dispatch.DefaultRankConfig()
 	rank.Roads = e.roads
