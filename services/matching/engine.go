@@ -601,6 +601,11 @@ func (e *Engine) Run(ctx context.Context) {
 	e.mu.Lock()
 	e.baseCtx = ctx
 	e.mu.Unlock()
+	if e.cfg.Mode == ModeBatched {
+		e.logger.Info("dispatching in batches", "mode", e.cfg.Mode, "window", e.cfg.BatchWindow.String(), "offer_timeout", e.cfg.OfferTimeout.String())
+	} else {
+		e.logger.Info("dispatching one trip at a time", "mode", e.cfg.Mode, "offer_timeout", e.cfg.OfferTimeout.String())
+	}
 	var wg sync.WaitGroup
 	wg.Add(4)
 	go func() { defer wg.Done(); <-ctx.Done(); e.host.stop() }()
