@@ -68,3 +68,26 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestDevRejectsBadDispatch: dev takes --dispatch-mode and --batch-window
+// too and refuses bad values, naming the flag, before it starts anything.
+func TestDevRejectsBadDispatch(t *testing.T) {
+	tests := []struct {
+		args []string
+		want error
+		text string
+	}{
+		{[]string{"--dispatch-mode", "auction"}, matching.ErrBadMode, "--dispatch-mode"},
+		{[]string{"--dispatch-mode", "batched", "--batch-window", "10s"}, matching.ErrBadWindow, "--batch-window"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			dir := t.TempDir()
+			var out, errOut bytes.Buffer
+			err := devCmd(context.Background(), append([]string{"--http", "", "--key-dir", dir}, tt.args...), &out, &errOut)
+			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.text) {
+				t.Fatalf("err = %v, want %v mentioning %q", err, tt.want, tt.text)
+			}
+		})
+	}
+}

@@ -207,11 +207,8 @@ func (c Config) Validate() error {
 		c.RecoveryInterval <= 0 || c.RecoveryAge <= 0 || c.DrainWait < 0 || c.StopTimeout <= 0 || c.QuoteTTL <= 0 {
 		return ErrBadDuration
 	}
-	if _, err := matching.ParseMode(c.DispatchMode); err != nil {
-		return fmt.Errorf("--dispatch-mode: %w", err)
-	}
-	if err := matching.ValidateBatchWindow(c.BatchWindow); err != nil {
-		return fmt.Errorf("--batch-window: %w", err)
+	if err := c.ValidateDispatch(); err != nil {
+		return err
 	}
 	if c.MaxInFlight < 1 {
 		return fmt.Errorf("%w: --max-inflight must be at least 1, got %d", ErrBadLimit, c.MaxInFlight)
@@ -267,6 +264,18 @@ func (c Config) Validate() error {
 				return fmt.Errorf("%w: the console calls %s", ErrNeedsDiscovery, dep)
 			}
 		}
+	}
+	return nil
+}
+
+// ValidateDispatch checks the dispatch mode and batch window, naming the
+// flag at fault (dev checks them before it starts anything).
+func (c Config) ValidateDispatch() error {
+	if _, err := matching.ParseMode(c.DispatchMode); err != nil {
+		return fmt.Errorf("--dispatch-mode: %w", err)
+	}
+	if err := matching.ValidateBatchWindow(c.BatchWindow); err != nil {
+		return fmt.Errorf("--batch-window: %w", err)
 	}
 	return nil
 }
