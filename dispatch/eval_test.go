@@ -220,8 +220,8 @@ func snapshot(t *testing.T, sc *dispatch.ETAScorer, c evalCity) (greedy, batched
 // Wilmington roads, and checks the evaluation is reproducible and matches
 // every request it can.
 func TestEvalGreedyVsBatched(t *testing.T) {
-	if testing.Short() {
-		t.Skip("evaluation")
+	if testing.Short() || raceEnabled {
+		t.Skip("evaluation: run without -short and -race (single goroutine: nothing for the race detector, ten times slower under it)")
 	}
 	g, err := wilmington()
 	if err != nil {
