@@ -149,6 +149,9 @@ func (e *Engine) begin(r *run) context.Context {
 func (e *Engine) finished(r *run, outcome string) {
 	span := trace.SpanFromContext(r.ctx)
 	span.SetAttributes(attribute.String("outcome", outcome), attribute.Int("offers", r.offers))
+	if r.assigned != "" {
+		span.SetAttributes(attribute.String("driver.id", r.assigned))
+	}
 	span.End()
 	e.logger.DebugContext(r.ctx, "dispatch ended", "trip", r.trip.GetId(), "outcome", outcome, "offers", r.offers)
 }

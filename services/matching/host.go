@@ -113,6 +113,8 @@ type run struct {
 	early   *offerReply   // a reply that overtook its push's outcome
 	offer   *pendingOffer // the offer out, once delivered
 	waiting *offerReply   // the accept whose assignment is being committed
+	// assigned is the driver the trip went to, once committed.
+	assigned string
 }
 
 // host runs the dispatches of one worker. Every decision happens under mu,
@@ -335,6 +337,7 @@ func (h *host) committed(r *run, driverID string, trip *commonv1.Trip, err error
 	waiting := r.waiting
 	r.waiting = nil
 	if err == nil {
+		r.assigned = driverID
 		waiting.answer(driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED, trip)
 		if r.offer != nil {
 			h.close(r, endAccepted, &js)
