@@ -312,7 +312,7 @@ func TestHostDeterministic(t *testing.T) {
 			}
 			offers := 0
 			for _, ev := range t1 {
-				if ev[9:14] == "offer" {
+				if strings.Fields(ev)[1] == "offer" {
 					offers++
 				}
 			}
