@@ -27,6 +27,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.Roads, "roads", node.EmbeddedPrefix+"wilmington", roadsUsage)
 	withSim := fs.Bool("sim", false, "also run a simulated city against the platform: on the --roads graph's streets in real time (cars drive at road speed), or straight lines over San Francisco without one")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on --http")
+	dispatchFlags(fs, &cfg)
 	simDrivers := fs.Int("sim-drivers", 150, "with --sim: simulated drivers")
 	simRate := fs.Float64("sim-rate", 0.2, "with --sim: ride requests per second")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
@@ -39,6 +40,9 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	if err := devAddrCheck(cfg.Addr); err != nil {
+		return err
+	}
+	if err := cfg.ValidateDispatch(); err != nil {
 		return err
 	}
 	logger, err := newLogger(stderr, *logLevel)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hexride/hexride/services/matching"
 	"github.com/hexride/hexride/services/node"
 )
 
@@ -52,6 +53,9 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"wildcard without advertise", []string{"--services", "trip", "--addr", "0.0.0.0:7070"}, node.ErrBadAddr, "--advertise"},
 		{"nats not a nats URL", []string{"--services", "trip", "--nats", "http://127.0.0.1:4222"}, node.ErrBadNATS, "--nats"},
 		{"nats without a port", []string{"--services", "trip", "--nats", "nats://127.0.0.1"}, node.ErrBadNATS, "--nats"},
+		{"unknown dispatch mode", []string{"--services", "trip", "--dispatch-mode", "auction"}, matching.ErrBadMode, "--dispatch-mode"},
+		{"batch window too short", []string{"--services", "trip", "--batch-window", "500ms"}, matching.ErrBadWindow, "--batch-window"},
+		{"batch window too long", []string{"--services", "trip", "--dispatch-mode", "batched", "--batch-window", "4s"}, matching.ErrBadWindow, "--batch-window"},
 		{"bad log level", []string{"--services", "trip", "--log-level", "loud"}, nil, "log level"},
 	}
 	for _, tt := range tests {
@@ -59,6 +63,29 @@ func TestServeRejectsBadConfig(t *testing.T) {
 			var out, errOut bytes.Buffer
 			err := serveCmd(context.Background(), tt.args, &out, &errOut)
 			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) || !strings.Contains(err.Error(), tt.text) {
+				t.Fatalf("err = %v, want %v mentioning %q", err, tt.want, tt.text)
+			}
+		})
+	}
+}
+
+// TestDevRejectsBadDispatch: dev takes --dispatch-mode and --batch-window
+// too and refuses bad values, naming the flag, before it starts anything.
+func TestDevRejectsBadDispatch(t *testing.T) {
+	tests := []struct {
+		args []string
+		want error
+		text string
+	}{
+		{[]string{"--dispatch-mode", "auction"}, matching.ErrBadMode, "--dispatch-mode"},
+		{[]string{"--dispatch-mode", "batched", "--batch-window", "10s"}, matching.ErrBadWindow, "--batch-window"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			dir := t.TempDir()
+			var out, errOut bytes.Buffer
+			err := devCmd(context.Background(), append([]string{"--http", "", "--key-dir", dir}, tt.args...), &out, &errOut)
+			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.text) {
 				t.Fatalf("err = %v, want %v mentioning %q", err, tt.want, tt.text)
 			}
 		})

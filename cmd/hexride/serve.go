@@ -54,6 +54,13 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 var roadsUsage = "road graph for pickup ETAs, ranking and fares, loaded by matching and rider: a `FILE` made by hexride roads build, " +
 	strings.Join(node.EmbeddedRoads(), " or ") + " (built in; map data © OpenStreetMap contributors, ODbL), or \"\" for none (straight-line estimates)"
 
+// dispatchFlags binds how matching pairs requests with drivers (serve and
+// dev).
+func dispatchFlags(fs *flag.FlagSet, cfg *node.Config) {
+	fs.StringVar(&cfg.DispatchMode, "dispatch-mode", cfg.DispatchMode, "how matching pairs requests with drivers: greedy (offer each trip to its best driver, one at a time) or batched (solve a window of requests and drivers together)")
+	fs.DurationVar(&cfg.BatchWindow, "batch-window", cfg.BatchWindow, "with --dispatch-mode batched: how long a window gathers requests and drivers (1s to 3s)")
+}
+
 // nodeFlags binds the flags that configure a node.
 func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services *string, quoteKey *string, logLevel *string) {
 	fs.StringVar(services, "services", strings.Join(node.AllServices, ","), "comma-separated services to run: rider,driver,matching,trip")
@@ -70,6 +77,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services *string, quoteKey *s
 	fs.IntVar(&top.SurgeResolution, "surge-res", top.SurgeResolution, "H3 resolution of surge cells, between --partition-res and --index-res (same on every process)")
 	fs.DurationVar(&cfg.OfferTimeout, "offer-timeout", cfg.OfferTimeout, "how long a driver has to answer an offer")
 	fs.DurationVar(&top.DispatchDeadline, "dispatch-deadline", top.DispatchDeadline, "how long a request looks for a driver")
+	dispatchFlags(fs, cfg)
 	fs.DurationVar(&cfg.DriverTTL, "driver-ttl", cfg.DriverTTL, "drop drivers silent for longer")
 	fs.DurationVar(&cfg.CheckInterval, "check-interval", cfg.CheckInterval, "Consul health check interval")
 	fs.DurationVar(&cfg.RecoveryInterval, "recovery-interval", cfg.RecoveryInterval, "how often matching re-dispatches orphaned requests")

@@ -7,6 +7,7 @@ package matching
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hexride/hexride/dispatch"
@@ -45,14 +46,44 @@ type Config struct {
 	ExpireInterval time.Duration
 	// CallTimeout bounds every outgoing unary call.
 	CallTimeout time.Duration
+	// Mode is how requests meet drivers: greedy (offer cascade per trip)
+	// or batched (windows solved together).
+	Mode DispatchMode
+	// BatchWindow is how long a batched window gathers requests and
+	// drivers before it is solved (MinBatchWindow..MaxBatchWindow).
+	BatchWindow time.Duration
 }
+
+// Batch window bounds: shorter windows see too few requests to beat
+// greedy; longer ones add more to every pickup than they save.
+const (
+	MinBatchWindow     = time.Second
+	MaxBatchWindow     = 3 * time.Second
+	DefaultBatchWindow = 2 * time.Second
+)
 
 // Config errors.
 var (
 	ErrNoSelf      = errors.New("matching: self id and address are required")
 	ErrBadDuration = errors.New("matching: durations must be positive")
 	ErrBadSearch   = errors.New("matching: search radius and candidate count must be positive, radius ≤ max radius")
+	ErrBadMode     = errors.New("matching: unknown dispatch mode")
+	ErrBadWindow   = errors.New("matching: batch window out of range")
 )
+
+// ValidateBatchWindow checks a batch window against its bounds.
+func ValidateBatchWindow(d time.Duration) error {
+	if d < MinBatchWindow || d > MaxBatchWindow {
+		return fmt.Errorf("%w: %v (want %v to %v)", ErrBadWindow, d, MinBatchWindow, MaxBatchWindow)
+	}
+	return nil
+}
+
+// ParseMode returns the dispatch mode named s.
+func ParseMode(s string) (DispatchMode, error) {
+	m := DispatchMode(s)
+	return m, validMode(m)
+}
 
 // DefaultConfig returns production defaults for the worker self in
 // topology.
@@ -71,6 +102,8 @@ func DefaultConfig(self ring.Member, topology dispatch.Topology) Config {
 		RecoveryAge:      5 * time.Second,
 		ExpireInterval:   5 * time.Second,
 		CallTimeout:      5 * time.Second,
+		Mode:             ModeGreedy,
+		BatchWindow:      DefaultBatchWindow,
 	}
 }
 
@@ -96,6 +129,12 @@ func (c Config) Validate() error {
 		return ErrBadDuration
 	case c.SearchRadiusM <= 0 || c.MaxSearchRadiusM < c.SearchRadiusM || c.Candidates <= 0:
 		return ErrBadSearch
+	}
+	if err := validMode(c.Mode); err != nil {
+		return err
+	}
+	if err := ValidateBatchWindow(c.BatchWindow); err != nil {
+		return err
 	}
 	if err := c.Index.Validate(); err != nil {
 		return err

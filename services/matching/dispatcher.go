@@ -25,19 +25,6 @@ import (
 	"github.com/hexride/hexride/services/trip/tripclient"
 )
 
-// run is one trip's dispatch in flight on this worker.
-type run struct {
-	trip *commonv1.Trip
-	// pickup and partition are the trip's pickup, converted once.
-	pickup    geo.LatLng
-	partition matchingapi.Partition
-	parent    trace.SpanContext // the Dispatch call's span, if any
-	deadline  time.Time
-	cancel    context.CancelCauseFunc
-	replies   chan offerReply
-	done      chan struct{}
-}
-
 // offerReply is a driver's answer routed to the run that made the offer.
 type offerReply struct {
 	ctx      context.Context // the ReplyOffer call (its span parents the assignment)
@@ -46,9 +33,6 @@ type offerReply struct {
 	accept   bool
 	result   chan *matchingv1.ReplyOfferResponse
 }
-
-// errDispatchCancelled is the cause of a dispatch the rider cancelled.
-var errDispatchCancelled = errors.New("dispatch cancelled")
 
 func (e *Engine) initDispatch() error {
 	rank := dispatch.DefaultRankConfig()
@@ -107,49 +91,16 @@ func (e *Engine) Dispatch(ctx context.Context, trip *commonv1.Trip, deadline tim
 }
 
 func (e *Engine) start(trip *commonv1.Trip, pickup geo.LatLng, partition matchingapi.Partition, deadline time.Time, parent trace.SpanContext) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if _, ok := e.inflight[trip.GetId()]; ok {
-		return false
-	}
-	ctx, cancel := context.WithCancelCause(e.baseCtx)
-	r := &run{trip: trip, pickup: pickup, partition: partition, parent: parent, deadline: deadline, cancel: cancel, replies: make(chan offerReply), done: make(chan struct{})}
-	e.inflight[trip.GetId()] = r
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer close(r.done)
-		defer cancel(nil)
-		e.dispatch(ctx, r)
-		e.mu.Lock()
-		delete(e.inflight, trip.GetId())
-		e.mu.Unlock()
-	}()
-	return true
+	return e.host.submit(&run{trip: trip, pickup: pickup, partition: partition, parent: parent, deadline: deadline})
 }
 
 // CancelDispatch stops the trip's dispatch if it runs here.
 func (e *Engine) CancelDispatch(tripID string) bool {
-	e.mu.Lock()
-	r, ok := e.inflight[tripID]
-	e.mu.Unlock()
-	if ok {
-		r.cancel(errDispatchCancelled)
-	}
-	return ok
+	return e.host.cancel(tripID)
 }
 
 // ReplyOffer routes a driver's answer to the dispatch that made the offer.
 func (e *Engine) ReplyOffer(ctx context.Context, req *matchingv1.ReplyOfferRequest) (*matchingv1.ReplyOfferResponse, error) {
-	e.mu.Lock()
-	r, ok := e.inflight[req.GetTripId()]
-	e.mu.Unlock()
-	if !ok {
-		if _, err := e.checkOwner(latLng(req.GetPickup())); err != nil {
-			return nil, err
-		}
-		return &matchingv1.ReplyOfferResponse{Outcome: driverv1.OfferOutcome_OFFER_OUTCOME_WITHDRAWN}, nil
-	}
 	reply := offerReply{
 		ctx:      ctx,
 		offerID:  req.GetOfferId(),
@@ -157,12 +108,11 @@ func (e *Engine) ReplyOffer(ctx context.Context, req *matchingv1.ReplyOfferReque
 		accept:   req.GetDecision() == driverv1.OfferDecision_OFFER_DECISION_ACCEPT,
 		result:   make(chan *matchingv1.ReplyOfferResponse, 1),
 	}
-	select {
-	case r.replies <- reply:
-	case <-r.done:
+	if !e.host.reply(req.GetTripId(), reply) {
+		if _, err := e.checkOwner(latLng(req.GetPickup())); err != nil {
+			return nil, err
+		}
 		return &matchingv1.ReplyOfferResponse{Outcome: driverv1.OfferOutcome_OFFER_OUTCOME_WITHDRAWN}, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 	select {
 	case resp := <-reply.result:
@@ -187,138 +137,64 @@ func (e *Engine) endOffer(ctx context.Context, o *pendingOffer, outcome string) 
 	o.span.End()
 }
 
-// dispatch hosts the trip's offer cascade: the cascade decides (pure, in
-// package dispatch), this loop does the I/O its actions ask for and feeds
-// the outcomes back, until the trip is assigned or the cascade gives up.
-func (e *Engine) dispatch(ctx context.Context, r *run) {
-	ctx, span := e.tracer.Start(trace.ContextWithSpanContext(ctx, r.parent), "dispatch",
-		trace.WithAttributes(attribute.String("trip.id", r.trip.GetId()), attribute.Bool("recovered", !r.parent.IsValid())))
-	defer span.End()
-	log := e.logger.With("trip", r.trip.GetId())
-	now := e.clock.Now()
-	cascade, err := dispatch.NewCascade(r.trip.GetId(), e.cascadeConfig(max(r.deadline.Sub(now), time.Millisecond)))
+// begin opens the dispatch span of r (hostIO).
+func (e *Engine) begin(r *run) context.Context {
+	ctx, _ := e.tracer.Start(trace.ContextWithSpanContext(e.baseContext(), r.parent), "dispatch",
+		trace.WithAttributes(attribute.String("trip.id", r.trip.GetId()), attribute.Bool("recovered", !r.parent.IsValid()),
+			attribute.String("mode", string(e.cfg.Mode))))
+	return ctx
+}
+
+// finished closes the dispatch span of r (hostIO).
+func (e *Engine) finished(r *run, outcome string) {
+	span := trace.SpanFromContext(r.ctx)
+	span.SetAttributes(attribute.String("outcome", outcome), attribute.Int("offers", r.offers))
+	if r.assigned != "" {
+		span.SetAttributes(attribute.String("driver.id", r.assigned))
+	}
+	span.End()
+	e.logger.DebugContext(r.ctx, "dispatch ended", "trip", r.trip.GetId(), "outcome", outcome, "offers", r.offers)
+}
+
+// closeOffer ends a delivered offer (hostIO): tells the driver first, so
+// it never sees a second offer before this one ended, then releases it.
+func (e *Engine) closeOffer(r *run, o *pendingOffer, end offerEnd) {
+	if end.notify != driverv1.OfferOutcome_OFFER_OUTCOME_UNSPECIFIED {
+		e.notify(o.candidate.Candidate, o.id, r, end.notify)
+	}
+	e.release(o.candidate.ID, end.available)
+	switch end.outcome {
+	case endExpired.outcome:
+		e.stats.expired.Add(1)
+	case endDeclined.outcome:
+		e.stats.declined.Add(1)
+	case endAccepted.outcome:
+		_ = e.index.SetStatus(o.candidate.ID, dispatch.StatusBusy)
+		e.stats.accepted.Add(1)
+		e.metrics.timeToMatch.Record(r.ctx, e.clock.Now().Sub(r.trip.GetCreatedAt().AsTime()).Seconds())
+		e.logger.InfoContext(r.ctx, "driver assigned", "trip", r.trip.GetId(), "driver", o.candidate.ID, "offers", r.offers)
+	}
+	e.endOffer(r.ctx, o, end.outcome)
+}
+
+// localCandidates ranks the available drivers of this worker's index near
+// the pickup by road ETA (hostIO; a batch window's row). Only the worker
+// owning a driver's partition offers it in batched mode, so its offering
+// map alone keeps a driver from holding two offers.
+func (e *Engine) localCandidates(ctx context.Context, r *run, radius float64, exclude map[string]struct{}) []dispatch.Ranked {
+	cands, err := e.nearby(ctx, nearbyQuery{
+		centre:    r.pickup,
+		partition: r.partition,
+		radius:    radius,
+		limit:     e.cfg.Candidates,
+		product:   r.trip.GetProduct().Key(),
+		exclude:   exclude,
+		localOnly: true,
+	})
 	if err != nil {
-		log.ErrorContext(ctx, "bad cascade config", "err", err)
-		return
+		return nil
 	}
-	var (
-		offer   *pendingOffer
-		waiting *offerReply // the accept whose assignment is being committed
-	)
-	defer func() {
-		if offer != nil {
-			e.endOffer(ctx, offer, "withdrawn")
-			e.release(offer.candidate.ID, false)
-		}
-	}()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	actions := cascade.Start(now)
-	for {
-		for len(actions) > 0 {
-			act := actions[0]
-			actions = actions[1:]
-			switch a := act.(type) {
-			case dispatch.Search:
-				ranked := e.search(ctx, r, a.Radius, a.Exclude)
-				actions = append(actions, cascade.CandidatesFound(e.clock.Now(), a.Seq, ranked)...)
-			case dispatch.SendOffer:
-				o, err := e.sendOffer(ctx, r.trip, a)
-				if err != nil {
-					e.countOffer(ctx, "unreachable")
-					log.DebugContext(ctx, "offer not delivered", "driver", a.Candidate.ID, "err", err)
-					actions = append(actions, cascade.Reply(e.clock.Now(), a.Candidate.ID, false)...)
-					continue
-				}
-				offer = o
-				e.stats.offersSent.Add(1)
-			case dispatch.RevokeOffer:
-				if offer != nil && offer.candidate.ID == a.DriverID {
-					e.stats.expired.Add(1)
-					e.endOffer(ctx, offer, "expired")
-					e.notify(offer.candidate.Candidate, offer.id, r, driverv1.OfferOutcome_OFFER_OUTCOME_EXPIRED)
-					e.release(a.DriverID, true)
-					offer = nil
-				}
-			case dispatch.Assign:
-				actx := ctx
-				if waiting != nil {
-					// The accept's trace: offer → driver's reply → assignment.
-					actx = trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(waiting.ctx))
-				}
-				trip, err := e.assign(actx, r.trip.GetId(), a.DriverID)
-				if err == nil {
-					e.release(a.DriverID, false)
-					_ = e.index.SetStatus(a.DriverID, dispatch.StatusBusy)
-					e.endOffer(ctx, offer, "accepted")
-					offer = nil
-					waiting.answer(driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED, trip)
-					e.stats.accepted.Add(1)
-					e.metrics.timeToMatch.Record(ctx, e.clock.Now().Sub(r.trip.GetCreatedAt().AsTime()).Seconds())
-					span.SetAttributes(attribute.String("outcome", "assigned"), attribute.String("driver.id", a.DriverID))
-					log.InfoContext(ctx, "driver assigned", "driver", a.DriverID, "offers", len(cascade.Offered()))
-					return
-				}
-				waiting.answer(driverv1.OfferOutcome_OFFER_OUTCOME_WITHDRAWN, nil)
-				waiting = nil
-				e.release(a.DriverID, true)
-				e.endOffer(ctx, offer, "lost_race")
-				offer = nil
-				if errors.Is(err, tripclient.ErrTripNotRequested) && e.tripGone(ctx, r.trip.GetId()) {
-					log.InfoContext(ctx, "dispatch ended: trip no longer requested")
-					return
-				}
-				log.DebugContext(ctx, "assignment failed", "driver", a.DriverID, "err", err)
-				actions = append(actions, cascade.AssignResult(e.clock.Now(), a.DriverID, err)...)
-			case dispatch.GiveUp:
-				span.SetAttributes(attribute.String("outcome", string(a.Reason)), attribute.Int("offers", a.Offered))
-				e.giveUp(ctx, r, a.Reason)
-				return
-			}
-		}
-		if cascade.State().Done() {
-			return
-		}
-		var wake <-chan time.Time
-		if at := cascade.NextWake(); !at.IsZero() {
-			timer.Reset(max(at.Sub(e.clock.Now()), 0))
-			wake = timer.C
-		}
-		select {
-		case <-wake:
-			actions = cascade.Tick(e.clock.Now())
-		case rep := <-r.replies:
-			if offer == nil || rep.offerID != offer.id || rep.driverID != offer.candidate.ID {
-				rep.answer(driverv1.OfferOutcome_OFFER_OUTCOME_EXPIRED, nil)
-				continue
-			}
-			actions = cascade.Reply(e.clock.Now(), rep.driverID, rep.accept)
-			switch {
-			case !rep.accept:
-				rep.answer(driverv1.OfferOutcome_OFFER_OUTCOME_DECLINED, nil)
-				e.stats.declined.Add(1)
-				e.release(rep.driverID, true)
-				e.endOffer(ctx, offer, "declined")
-				offer = nil
-			case len(actions) == 0:
-				rep.answer(driverv1.OfferOutcome_OFFER_OUTCOME_EXPIRED, nil)
-			default:
-				waiting = &rep
-			}
-		case <-ctx.Done():
-			// Cancelled by the rider (CancelDispatch), or this worker stops
-			// (recovery on the partition's owner re-dispatches the trip).
-			cascade.Cancel(e.clock.Now())
-			span.SetAttributes(attribute.String("outcome", "cancelled"))
-			if offer != nil {
-				e.notify(offer.candidate.Candidate, offer.id, r, driverv1.OfferOutcome_OFFER_OUTCOME_WITHDRAWN)
-				e.release(offer.candidate.ID, true)
-				e.endOffer(ctx, offer, "withdrawn")
-				offer = nil
-			}
-			return
-		}
-	}
+	return e.scorer.Rank(dispatch.RankRequest{Pickup: r.pickup, At: e.clock.Now()}, cands)
 }
 
 // cascadeConfig is the engine's cascade tuning for a dispatch with the
@@ -331,6 +207,19 @@ func (e *Engine) cascadeConfig(left time.Duration) dispatch.CascadeConfig {
 		MaxRadius:     e.cfg.MaxSearchRadiusM,
 		RadiusGrowth:  2,
 		RetryInterval: e.cfg.RetrySearchEvery,
+	}
+}
+
+// sleep waits d on the engine's clock; an error if ctx ends first.
+func (e *Engine) sleep(ctx context.Context, d time.Duration) error {
+	fired := make(chan struct{})
+	t := e.clock.AfterFunc(d, func() { close(fired) })
+	defer t.Stop()
+	select {
+	case <-fired:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -405,8 +294,11 @@ func (e *Engine) sendOffer(ctx context.Context, trip *commonv1.Trip, a dispatch.
 		span.RecordError(err)
 		span.SetAttributes(attribute.String("outcome", "unreachable"))
 		span.End()
+		e.countOffer(ctx, "unreachable")
+		e.logger.DebugContext(ctx, "offer not delivered", "trip", trip.GetId(), "driver", c.ID, "err", err)
 		return nil, fmt.Errorf("%w: %v", errUnreachable, err)
 	}
+	e.stats.offersSent.Add(1)
 	return o, nil
 }
 
@@ -477,9 +369,7 @@ func (e *Engine) assign(ctx context.Context, tripID, driverID string) (_ *common
 	for attempt := range 3 {
 		retries = attempt
 		if attempt > 0 {
-			select {
-			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
-			case <-ctx.Done():
+			if e.sleep(ctx, time.Duration(attempt)*200*time.Millisecond) != nil {
 				return nil, err
 			}
 		}
@@ -530,14 +420,7 @@ func (e *Engine) notify(c dispatch.Candidate, offerID string, r *run, outcome dr
 // that no worker is dispatching: their worker died or left, their Dispatch
 // call was lost, or their driver withdrew.
 func (e *Engine) recoveryLoop(ctx context.Context) {
-	t := time.NewTicker(e.cfg.RecoveryInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	for e.sleep(ctx, e.cfg.RecoveryInterval) == nil {
 		if err := e.recover(ctx); err != nil && ctx.Err() == nil {
 			e.logger.Warn("recovery sweep failed", "err", err)
 		}

@@ -35,7 +35,7 @@ type Engine struct {
 	drivers    *driverclient.Client
 	trips      *tripclient.Client
 	logger     *slog.Logger
-	clock      dispatch.Clock
+	clock      dispatch.TimerClock
 	roads      dispatch.RoadETA
 	scorer     *dispatch.ETAScorer
 	surge      *dispatch.Surge
@@ -48,10 +48,11 @@ type Engine struct {
 	shapes sync.Map // matchingapi.Partition → *partitionShape
 
 	mu       sync.Mutex
-	inflight map[string]*run   // trip id → its running dispatch
 	offering map[string]string // driver id → trip id of the offer out to it
-	wg       sync.WaitGroup    // running dispatches
+	wg       sync.WaitGroup    // the dispatch host's I/O in flight
 	baseCtx  context.Context   // dispatches run under it; cancelled by Run's end
+
+	host *host // the dispatches in flight, greedy or batched
 }
 
 // Deps are the engine's collaborators.
@@ -64,7 +65,9 @@ type Deps struct {
 	Drivers *driverclient.Client
 	Trips   *tripclient.Client
 	Logger  *slog.Logger
-	Clock   dispatch.Clock
+	// Clock tells the time and runs the dispatch timers (offer timeouts,
+	// batch windows, deadlines); nil: the wall clock.
+	Clock dispatch.TimerClock
 	// Roads gives pickup drive times from the road network (nil: the
 	// straight-line estimate); ranking and NearbyDrivers' ETAs use it.
 	Roads dispatch.RoadETA
@@ -98,17 +101,36 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 		logger:     deps.Logger,
 		clock:      deps.Clock,
 		roads:      deps.Roads,
-		inflight:   map[string]*run{},
 		offering:   map[string]string{},
 		baseCtx:    context.Background(),
 	}
 	if err := e.initDispatch(); err != nil {
 		return nil, err
 	}
+	e.host = newHost(e, e.clock, e.goJob, hostConfig{
+		mode: cfg.Mode, window: cfg.BatchWindow, offerTimeout: cfg.OfferTimeout,
+		maxRadius: cfg.MaxSearchRadiusM, candidates: cfg.Candidates, cascade: e.cascadeConfig,
+	})
 	if err := e.initTelemetry(deps); err != nil {
 		return nil, err
 	}
 	return e, nil
+}
+
+// goJob runs one of the dispatch host's I/O jobs; Run waits for them.
+func (e *Engine) goJob(job func()) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		job()
+	}()
+}
+
+// baseContext is the context dispatches run under.
+func (e *Engine) baseContext() context.Context {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.baseCtx
 }
 
 // Index exposes the supply index (tests and the console read it).
@@ -579,8 +601,14 @@ func (e *Engine) Run(ctx context.Context) {
 	e.mu.Lock()
 	e.baseCtx = ctx
 	e.mu.Unlock()
+	if e.cfg.Mode == ModeBatched {
+		e.logger.Info("dispatching in batches", "mode", e.cfg.Mode, "window", e.cfg.BatchWindow.String(), "offer_timeout", e.cfg.OfferTimeout.String())
+	} else {
+		e.logger.Info("dispatching one trip at a time", "mode", e.cfg.Mode, "offer_timeout", e.cfg.OfferTimeout.String())
+	}
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); <-ctx.Done(); e.host.stop() }()
 	go func() { defer wg.Done(); e.watchMembership(ctx) }()
 	go func() { defer wg.Done(); e.expireLoop(ctx) }()
 	go func() { defer wg.Done(); e.recoveryLoop(ctx) }()
@@ -604,15 +632,8 @@ func (e *Engine) watchMembership(ctx context.Context) {
 }
 
 func (e *Engine) expireLoop(ctx context.Context) {
-	t := time.NewTicker(e.cfg.ExpireInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			e.tick(e.clock.Now())
-		}
+	for e.sleep(ctx, e.cfg.ExpireInterval) == nil {
+		e.tick(e.clock.Now())
 	}
 }
 
@@ -707,9 +728,7 @@ func (e *Engine) workerStats(total dispatch.SupplyCount) *matchingv1.WorkerStats
 		DriversAvailable: int32(total.Available),
 		DriversBusy:      int32(total.Busy),
 	}
-	e.mu.Lock()
-	st.InFlight = int32(len(e.inflight))
-	e.mu.Unlock()
+	st.InFlight = int32(e.host.inFlight())
 	return st
 }
 

@@ -24,6 +24,13 @@ type testClock struct{ now time.Time }
 
 func (c *testClock) Now() time.Time { return c.now }
 
+// AfterFunc never runs f: these tests run neither the loops nor dispatches.
+func (c *testClock) AfterFunc(time.Duration, func()) dispatch.Timer { return idleTimer{} }
+
+type idleTimer struct{}
+
+func (idleTimer) Stop() bool { return true }
+
 var tickEpoch = time.Unix(1_800_000_000, 0)
 
 // supplyEngine builds an engine (loops not running) whose membership is

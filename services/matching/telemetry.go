@@ -79,10 +79,7 @@ func (e *Engine) initTelemetry(d Deps) error {
 	_, err = m.Int64ObservableGauge(telemetry.MetricDispatchesInFlight,
 		metric.WithDescription("Dispatches running on this worker."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			e.mu.Lock()
-			n := len(e.inflight)
-			e.mu.Unlock()
-			o.Observe(int64(n))
+			o.Observe(int64(e.host.inFlight()))
 			return nil
 		}))
 	return err

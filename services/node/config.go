@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hexride/hexride/dispatch"
+	"github.com/hexride/hexride/services/matching"
 	"github.com/hexride/hexride/services/trip"
 )
 
@@ -64,6 +65,11 @@ type Config struct {
 	Topology dispatch.Topology
 	// OfferTimeout is how long a driver has to answer an offer.
 	OfferTimeout time.Duration
+	// DispatchMode is how matching pairs requests with drivers
+	// (--dispatch-mode): "greedy" (an offer cascade per trip) or "batched"
+	// (windows of BatchWindow solved together, --batch-window).
+	DispatchMode string
+	BatchWindow  time.Duration
 	// DriverTTL drops silent drivers from the index.
 	DriverTTL time.Duration
 	// RecoveryInterval and RecoveryAge tune the re-dispatch sweep.
@@ -126,6 +132,8 @@ func DefaultConfig() Config {
 		Version:          "dev",
 		Topology:         dispatch.DefaultTopology(),
 		OfferTimeout:     10 * time.Second,
+		DispatchMode:     string(matching.ModeGreedy),
+		BatchWindow:      matching.DefaultBatchWindow,
 		DriverTTL:        30 * time.Second,
 		RecoveryInterval: 3 * time.Second,
 		RecoveryAge:      5 * time.Second,
@@ -199,6 +207,9 @@ func (c Config) Validate() error {
 		c.RecoveryInterval <= 0 || c.RecoveryAge <= 0 || c.DrainWait < 0 || c.StopTimeout <= 0 || c.QuoteTTL <= 0 {
 		return ErrBadDuration
 	}
+	if err := c.ValidateDispatch(); err != nil {
+		return err
+	}
 	if c.MaxInFlight < 1 {
 		return fmt.Errorf("%w: --max-inflight must be at least 1, got %d", ErrBadLimit, c.MaxInFlight)
 	}
@@ -253,6 +264,18 @@ func (c Config) Validate() error {
 				return fmt.Errorf("%w: the console calls %s", ErrNeedsDiscovery, dep)
 			}
 		}
+	}
+	return nil
+}
+
+// ValidateDispatch checks the dispatch mode and batch window, naming the
+// flag at fault (dev checks them before it starts anything).
+func (c Config) ValidateDispatch() error {
+	if _, err := matching.ParseMode(c.DispatchMode); err != nil {
+		return fmt.Errorf("--dispatch-mode: %w", err)
+	}
+	if err := matching.ValidateBatchWindow(c.BatchWindow); err != nil {
+		return fmt.Errorf("--batch-window: %w", err)
 	}
 	return nil
 }

@@ -224,6 +224,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 	if cfg.Has(Matching) {
 		mcfg := matching.DefaultConfig(self, cfg.Topology)
 		mcfg.OfferTimeout = cfg.OfferTimeout
+		mcfg.Mode, mcfg.BatchWindow = matching.DispatchMode(cfg.DispatchMode), cfg.BatchWindow
 		mcfg.Index.TTL = cfg.DriverTTL
 		mcfg.RecoveryInterval, mcfg.RecoveryAge = cfg.RecoveryInterval, cfg.RecoveryAge
 		engine, err := matching.NewEngine(mcfg, matching.Deps{

@@ -26,6 +26,7 @@ import (
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 	riderv1 "github.com/hexride/hexride/proto/hexride/rider/v1"
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
+	"github.com/hexride/hexride/services/matching"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -111,6 +112,11 @@ func TestConfigValidate(t *testing.T) {
 		{"rider alone with consul", func(c *Config) { c.Services = []string{Rider}; c.ConsulAddr = "127.0.0.1:8500" }, nil},
 		{"short quote key", func(c *Config) { c.QuoteKey = []byte("short") }, ErrShortQuoteKey},
 		{"zero offer timeout", func(c *Config) { c.OfferTimeout = 0 }, ErrBadDuration},
+		{"batched", func(c *Config) { c.DispatchMode, c.BatchWindow = "batched", 3*time.Second }, nil},
+		{"unknown dispatch mode", func(c *Config) { c.DispatchMode = "auction" }, matching.ErrBadMode},
+		{"no dispatch mode", func(c *Config) { c.DispatchMode = "" }, matching.ErrBadMode},
+		{"batch window under 1s", func(c *Config) { c.BatchWindow = 999 * time.Millisecond }, matching.ErrBadWindow},
+		{"batch window over 3s", func(c *Config) { c.BatchWindow = 3*time.Second + 1 }, matching.ErrBadWindow},
 		{"partition res too fine", func(c *Config) { c.Topology.PartitionResolution = 9 }, dispatch.ErrInvalidTopology},
 		{"no authentication", func(c *Config) { c.Security = Security{} }, ErrNoAuth},
 		{"jwt without audience", func(c *Config) { c.Security = Security{JWKSFile: "k.json", Issuer: "i", ServiceKeyDir: "d"} }, ErrNoAuth},

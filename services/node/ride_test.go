@@ -225,9 +225,22 @@ func request(t *testing.T, cc *grpc.ClientConn, riderID, key string) *commonv1.T
 
 // TestRide runs a whole ride through the services over real sockets: the
 // first driver declines, the second lets the offer lapse, the third accepts
-// and drives it to completion; rider and driver see each change.
+// and drives it to completion; rider and driver see each change. Batched
+// dispatch walks the same drivers: each window's nearest remaining one.
 func TestRide(t *testing.T) {
-	_, cc := startNode(t, AllServices...)
+	for _, mode := range []string{"greedy", "batched"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg := testConfig(AllServices...)
+			cfg.DispatchMode, cfg.BatchWindow = mode, time.Second
+			// Three windows and a lapse must fit.
+			cfg.Topology.DispatchDeadline = 12 * time.Second
+			ride(t, cfg)
+		})
+	}
+}
+
+func ride(t *testing.T, cfg Config) {
+	_, cc := startNodeConfig(t, cfg)
 	drv := driverv1.NewDriverServiceClient(cc)
 	// Three drivers at increasing distance from the pickup.
 	var streams []driverv1.DriverService_ConnectClient

@@ -1,0 +1,38 @@
+package matching
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hexride/hexride/dispatch"
+)
+
+func TestConfigDispatchMode(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   error
+	}{
+		{"defaults: greedy, 2s windows", func(*Config) {}, nil},
+		{"batched", func(c *Config) { c.Mode = ModeBatched }, nil},
+		{"batched, 1s", func(c *Config) { c.Mode, c.BatchWindow = ModeBatched, time.Second }, nil},
+		{"batched, 3s", func(c *Config) { c.Mode, c.BatchWindow = ModeBatched, 3*time.Second }, nil},
+		{"no mode", func(c *Config) { c.Mode = "" }, ErrBadMode},
+		{"unknown mode", func(c *Config) { c.Mode = "Batched" }, ErrBadMode},
+		{"window too short", func(c *Config) { c.BatchWindow = time.Second - 1 }, ErrBadWindow},
+		{"window too long", func(c *Config) { c.BatchWindow = 3*time.Second + 1 }, ErrBadWindow},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := DefaultConfig(m0, dispatch.DefaultTopology())
+			tt.mutate(&c)
+			if err := c.Validate(); tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
+				t.Fatalf("Validate() = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if c := DefaultConfig(m0, dispatch.DefaultTopology()); c.Mode != ModeGreedy || c.BatchWindow != 2*time.Second {
+		t.Fatalf("defaults %q %v, want greedy 2s", c.Mode, c.BatchWindow)
+	}
+}
