@@ -217,7 +217,20 @@ func (g *Gateway) push(driverID string, msg *driverv1.ConnectResponse) error {
 		now := g.now()
 		s.mu.Lock()
 		s.pruneOffers(now)
+		switch {
+		case s.busy:
+			s.mu.Unlock()
+			return errOnTrip
+		case s.bound(offer.GetOfferId(), now):
+			s.mu.Unlock()
+			return errOfferOutstanding
+		}
 		s.holdOffer(offer, now)
+		s.mu.Unlock()
+	}
+	if result := msg.GetOfferResult(); result != nil {
+		s.mu.Lock()
+		s.closeOffer(result.GetOfferId())
 		s.mu.Unlock()
 	}
 	select {

@@ -25,6 +25,11 @@ const (
 type heldOffer struct {
 	offer *driverv1.Offer
 	lapse time.Time // after this the gateway answers a reply itself
+	// until is when the offer stops binding the driver (its expiry); a
+	// closed offer (the worker told the driver what became of it) binds
+	// no longer, though a reply to it is still routed.
+	until  time.Time
+	closed bool
 }
 
 // lapsedOffer is an offer dropped unanswered.
@@ -32,13 +37,37 @@ type lapsedOffer struct{ offerID, tripID string }
 
 // holdOffer records a delivered offer. s.mu must be held.
 func (s *session) holdOffer(offer *driverv1.Offer, now time.Time) {
-	lapse := now.Add(offerTTL)
+	until := now.Add(offerTTL)
 	if offer.GetExpiresAt() != nil {
-		lapse = offer.GetExpiresAt().AsTime().Add(offerGrace)
+		until = offer.GetExpiresAt().AsTime()
 	}
-	s.offers[offer.GetOfferId()] = heldOffer{offer: offer, lapse: lapse}
+	lapse := until.Add(offerGrace)
+	s.offers[offer.GetOfferId()] = heldOffer{offer: offer, lapse: lapse, until: until}
 	if s.nextLapse.IsZero() || lapse.Before(s.nextLapse) {
 		s.nextLapse = lapse
+	}
+}
+
+// bound reports whether the driver holds an offer other than offerID that
+// still binds it: one driver, one offer at a time, whichever matching
+// workers make them (a worker may offer a driver indexed by a neighbour,
+// and only the gateway holding the driver's stream sees every offer).
+// s.mu must be held.
+func (s *session) bound(offerID string, now time.Time) bool {
+	for id, h := range s.offers {
+		if id != offerID && !h.closed && now.Before(h.until) {
+			return true
+		}
+	}
+	return false
+}
+
+// closeOffer marks an offer the worker has ended (its result is on the way
+// to the driver). s.mu must be held.
+func (s *session) closeOffer(offerID string) {
+	if h, ok := s.offers[offerID]; ok {
+		h.closed = true
+		s.offers[offerID] = h
 	}
 }
 

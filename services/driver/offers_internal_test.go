@@ -2,11 +2,14 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hexride/hexride/dispatch"
@@ -40,6 +43,66 @@ func pushOffer(t *testing.T, g *Gateway, id, tripID string, expires time.Time) {
 	offer := &driverv1.Offer{OfferId: id, TripId: tripID, ExpiresAt: timestamppb.New(expires)}
 	if err := g.push("d1", &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Offer{Offer: offer}}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// pushEndedOffer pushes an offer and then the worker's result for it, so
+// that it no longer binds the driver (the next offer is accepted) but still
+// waits for a reply, as after a worker withdrew it.
+func pushEndedOffer(t *testing.T, g *Gateway, id, tripID string, expires time.Time) {
+	t.Helper()
+	pushOffer(t, g, id, tripID, expires)
+	result := &driverv1.OfferResult{OfferId: id, TripId: tripID, Outcome: driverv1.OfferOutcome_OFFER_OUTCOME_EXPIRED}
+	if err := g.push("d1", &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_OfferResult{OfferResult: result}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOneOfferAtATime: the gateway holding a driver's stream refuses an
+// offer while the driver holds another that still binds it, whichever
+// worker made them; a reply, the worker's result or the offer's expiry
+// frees the driver.
+func TestOneOfferAtATime(t *testing.T) {
+	start := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	offer := func(id string, expires time.Time) *driverv1.ConnectResponse {
+		return &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Offer{Offer: &driverv1.Offer{OfferId: id, TripId: tripUUID(1), ExpiresAt: timestamppb.New(expires)}}}
+	}
+	for _, tc := range []struct {
+		name string
+		free func(g *Gateway, s *session, now *time.Time) // ends offer "a"
+	}{
+		{"the driver replies", func(g *Gateway, s *session, _ *time.Time) {
+			s.mu.Lock()
+			delete(s.offers, "a") // what reply does before asking matching
+			s.mu.Unlock()
+		}},
+		{"the worker ends the offer", func(g *Gateway, _ *session, _ *time.Time) {
+			_ = g.push("d1", &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_OfferResult{OfferResult: &driverv1.OfferResult{
+				OfferId: "a", TripId: tripUUID(1), Outcome: driverv1.OfferOutcome_OFFER_OUTCOME_EXPIRED}}})
+		}},
+		{"the offer expires", func(_ *Gateway, _ *session, now *time.Time) { *now = start.Add(10 * time.Second) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := start
+			g, s := offerGateway(t, &now)
+			if err := g.push("d1", offer("a", start.Add(10*time.Second))); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.push("d1", offer("a", start.Add(10*time.Second))); err != nil {
+				t.Fatalf("the same offer pushed again: %v", err)
+			}
+			err := g.push("d1", offer("b", start.Add(10*time.Second)))
+			if !errors.Is(err, errOfferOutstanding) {
+				t.Fatalf("a second offer while the first binds: %v, want %v", err, errOfferOutstanding)
+			}
+			if st, _ := status.FromError(toStatus(err)); st.Code() != codes.FailedPrecondition {
+				t.Fatalf("status %v, want FailedPrecondition", st)
+			}
+			tc.free(g, s, &now)
+			if err := g.push("d1", offer("b", now.Add(10*time.Second))); err != nil {
+				t.Fatalf("after %s: %v", tc.name, err)
+			}
+		})
 	}
 }
 
@@ -80,7 +143,7 @@ func TestLapsedOffersLeaveTheSession(t *testing.T) {
 			g, s := offerGateway(t, &now)
 			for i := range n {
 				// Expiries spread over a minute: a few lapse at a time.
-				pushOffer(t, g, fmt.Sprintf("o%d", i), tripUUID(i), start.Add(time.Duration(i)*60*time.Second/n))
+				pushEndedOffer(t, g, fmt.Sprintf("o%d", i), tripUUID(i), start.Add(time.Duration(i)*60*time.Second/n))
 			}
 			if got := heldOffers(s); got != n {
 				t.Fatalf("%d offers held, want %d", got, n)
@@ -115,7 +178,7 @@ func TestReplyToLapsedOffer(t *testing.T) {
 	now := start
 	g, s := offerGateway(t, &now)
 	for i := range 3 * lapsedOffers {
-		pushOffer(t, g, fmt.Sprintf("o%d", i), tripUUID(i), start.Add(15*time.Second))
+		pushEndedOffer(t, g, fmt.Sprintf("o%d", i), tripUUID(i), start.Add(15*time.Second))
 	}
 	now = start.Add(15*time.Second + offerGrace + time.Second)
 	seq := uint64(0)

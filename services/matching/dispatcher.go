@@ -21,6 +21,7 @@ import (
 	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
+	"github.com/hexride/hexride/services/driver/driverclient"
 	"github.com/hexride/hexride/services/matching/matchingapi"
 	"github.com/hexride/hexride/services/trip/tripclient"
 )
@@ -286,11 +287,21 @@ func (e *Engine) sendOffer(ctx context.Context, trip *commonv1.Trip, a dispatch.
 		Product:              trip.GetProduct(),
 		Fare:                 trip.GetQuotedFare(),
 		PickupEta:            durationpb.New(c.Parts.ETA),
-		PickupDistanceMeters: c.Distance,
+		PickupDistanceMeters: c.Parts.RoadDistance,
 		ExpiresAt:            timestamppb.New(a.Expires),
 	}
 	if err := e.push(octx, c.Candidate, &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Offer{Offer: msg}}); err != nil {
 		e.release(c.ID, true)
+		if errors.Is(err, driverclient.ErrDriverBusy) {
+			// The driver's gateway refused: the driver holds another
+			// worker's offer (a driver near a partition border is offered
+			// by its owner and by neighbours) or has just been assigned.
+			// Busy, not gone: a later window may offer it again.
+			span.SetAttributes(attribute.String("outcome", "busy"))
+			span.End()
+			e.countOffer(ctx, "busy")
+			return nil, errDriverBusy
+		}
 		span.RecordError(err)
 		span.SetAttributes(attribute.String("outcome", "unreachable"))
 		span.End()

@@ -27,6 +27,9 @@ var (
 	// ErrNotConnected: the gateway holds no stream for the driver (it
 	// disconnected or moved to another gateway).
 	ErrNotConnected = errors.New("driver is not connected to this gateway")
+	// ErrDriverBusy is a pushed offer refused because the driver holds
+	// another (any worker's) that still binds it, or is on a trip.
+	ErrDriverBusy = errors.New("driver holds another offer or is on a trip")
 )
 
 // Conns dials gateways by address (infra/dial.Pool does).
@@ -129,8 +132,11 @@ func fromStatus(err error) error {
 		return err
 	}
 	out := &rpcerror.Error{Status: st}
-	if st.Code() == codes.NotFound {
+	switch st.Code() {
+	case codes.NotFound:
 		out.Err = ErrNotConnected
+	case codes.FailedPrecondition:
+		out.Err = ErrDriverBusy
 	}
 	return out
 }

@@ -684,7 +684,8 @@ type Offer struct {
 	Fare *v1.Money `protobuf:"bytes,6,opt,name=fare,proto3" json:"fare,omitempty"`
 	// Estimated time to reach the pickup.
 	PickupEta *durationpb.Duration `protobuf:"bytes,7,opt,name=pickup_eta,json=pickupEta,proto3" json:"pickup_eta,omitempty"`
-	// Distance to the pickup in metres.
+	// Driving distance to the pickup in metres: along the roads when the
+	// platform has a road network, else the straight line × a road factor.
 	PickupDistanceMeters float64 `protobuf:"fixed64,8,opt,name=pickup_distance_meters,json=pickupDistanceMeters,proto3" json:"pickup_distance_meters,omitempty"`
 	// After this the offer lapses and goes to another driver.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
