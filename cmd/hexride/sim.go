@@ -12,6 +12,7 @@ import (
 
 	"github.com/hexride/hexride/infra/auth"
 	"github.com/hexride/hexride/roads"
+	"github.com/hexride/hexride/services/matching"
 	"github.com/hexride/hexride/services/node"
 	"github.com/hexride/hexride/services/sim"
 )
@@ -37,12 +38,38 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.DurationVar(&cfg.DriveTime, "drive-time", 3*time.Second, "wall-clock time of each simulated drive leg (0 on --roads: real time, cars drive each route at road speed and the drive to each pickup is measured against its quoted ETA)")
 	fs.DurationVar(&cfg.RetryBudget, "retry-budget", cfg.RetryBudget, "how long an app retries one call through an outage (Unavailable, DeadlineExceeded, Aborted) before giving up")
 	asJSON := fs.Bool("json", false, "print the summary as one JSON object on the last line")
+	compareList := fs.String("compare", "", compareUsage+"; e.g. "+compareModes)
+	ratioList := fs.String("ratios", "1,1.1,1.5,4", "with --compare: drivers per request to compare at (requests = --drivers / ratio)")
+	window := fs.Duration("batch-window", matching.DefaultBatchWindow, "with --compare: the batched mode's window")
 	keyDir := devKeyFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := applyEnv(fs, os.Getenv); err != nil {
 		return err
+	}
+	if *compareList != "" {
+		modes, err := parseModes(*compareList)
+		if err != nil {
+			return err
+		}
+		ratios, err := parseRatios(*ratioList)
+		if err != nil {
+			return err
+		}
+		if cfg.City, cfg.Roads, err = simCity(*city, *roadsSpec); err != nil {
+			return err
+		}
+		runs, err := compare(ctx, cfg, *roadsSpec, modes, ratios, *window, stdout, stderr)
+		if err != nil {
+			return err
+		}
+		for _, r := range runs {
+			if err := simVerdict(r.stats); err != nil {
+				return fmt.Errorf("%s at %.1f drivers per request: %w", r.mode, r.ratio, err)
+			}
+		}
+		return nil
 	}
 	cfg.RiderTargets = splitList(*target)
 	cfg.DriverTargets = cfg.RiderTargets

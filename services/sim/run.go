@@ -42,6 +42,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	defer driverConn.Close()
 
 	rec := newRecorder()
+	rec.drivers = cfg.Drivers
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
 	spots := make([]geo.LatLng, 4)
 	for i := range spots {

@@ -67,6 +67,10 @@ type Stats struct {
 	PickupP99S           float64 `json:"pickup_p99_s,omitempty"`
 	PickupETAErrorP50    float64 `json:"pickup_eta_error_p50,omitempty"`
 	PickupETAAbsErrorP50 float64 `json:"pickup_eta_abs_error_p50,omitempty"`
+	// TripsPerDriverCV is a fairness figure: the coefficient of variation
+	// (standard deviation / mean) of trips per driver over every simulated
+	// driver, idle ones included (0: all drove the same number).
+	TripsPerDriverCV float64 `json:"trips_per_driver_cv"`
 	// The simulator's own CPU: seconds used, cores used on average, and
 	// whether it was near the machine's share for it (then the figures above
 	// describe the simulator, not the platform: run it elsewhere or smaller).
@@ -89,6 +93,8 @@ type recorder struct {
 	active    map[string]string        // driver id → trip id it is on
 	refusals  []time.Duration          // how long each refusal took to answer
 	quoted    map[string]time.Duration // trip id → pickup ETA the rider was quoted
+	drivers   int                      // simulated drivers, for TripsPerDriverCV
+	trips     map[string]int           // driver id → trips started
 	drives    []time.Duration          // drives to the pickup
 	etaErrors []float64                // (quoted − drive) / drive
 }
@@ -101,6 +107,7 @@ func newRecorder() *recorder {
 		offered:   map[string]bool{},
 		active:    map[string]string{},
 		quoted:    map[string]time.Duration{},
+		trips:     map[string]int{},
 		s:         Stats{CancelReasons: map[string]int{}, NoDriverReasons: map[string]int{}, Codes: map[string]int{}},
 	}
 }
@@ -186,8 +193,12 @@ func (r *recorder) matched(tripID string, at time.Time) {
 func (r *recorder) driverOn(driverID, tripID string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if other, busy := r.active[driverID]; busy && other != tripID {
+	other, busy := r.active[driverID]
+	if busy && other != tripID {
 		r.s.DoubleAssignments++
+	}
+	if !busy || other != tripID {
+		r.trips[driverID]++
 	}
 	r.active[driverID] = tripID
 }
@@ -227,6 +238,7 @@ func (r *recorder) snapshot() Stats {
 		s.PickupP95S = percentile(r.drives, 95).Seconds()
 		s.PickupP99S = percentile(r.drives, 99).Seconds()
 	}
+	s.TripsPerDriverCV = spread(r.trips, r.drivers)
 	if len(r.etaErrors) > 0 {
 		abs := make([]float64, len(r.etaErrors))
 		for i, e := range r.etaErrors {
@@ -244,6 +256,25 @@ func (r *recorder) final() Stats {
 	defer r.mu.Unlock()
 	s.TripIDs = slices.Sorted(maps.Keys(r.requested))
 	return s
+}
+
+// spread is the coefficient of variation of counts over n drivers (those
+// not in counts have 0).
+func spread(counts map[string]int, n int) float64 {
+	n = max(n, len(counts))
+	if n == 0 {
+		return 0
+	}
+	var sum, sq float64
+	for _, c := range counts {
+		sum += float64(c)
+		sq += float64(c) * float64(c)
+	}
+	mean := sum / float64(n)
+	if mean == 0 {
+		return 0
+	}
+	return math.Sqrt(max(sq/float64(n)-mean*mean, 0)) / mean
 }
 
 // median is the nearest-rank 50th percentile.

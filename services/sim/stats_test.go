@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"testing"
@@ -331,5 +332,24 @@ func TestStatsJSON(t *testing.T) {
 				t.Errorf("round trip = %+v, want %+v", back, tt.s)
 			}
 		})
+	}
+}
+
+func TestSpread(t *testing.T) {
+	tests := []struct {
+		name   string
+		counts map[string]int
+		n      int
+		want   float64
+	}{
+		{"nobody drove", nil, 10, 0},
+		{"everyone the same", map[string]int{"a": 2, "b": 2}, 2, 0},
+		{"half drove one, half none", map[string]int{"a": 1, "b": 1}, 4, 1},
+		{"one of four did it all", map[string]int{"a": 4}, 4, math.Sqrt(3)},
+	}
+	for _, tc := range tests {
+		if got := spread(tc.counts, tc.n); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("%s: spread %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hexride/hexride/services/matching"
+	"github.com/hexride/hexride/services/node"
+	"github.com/hexride/hexride/services/sim"
+)
+
+// compareRun is one cell of `hexride sim --compare`: a dispatch mode at a
+// ratio of drivers to requests.
+type compareRun struct {
+	mode  string
+	ratio float64
+	stats sim.Stats
+}
+
+// parseModes reads --compare: dispatch modes, each known to matching.
+func parseModes(s string) ([]string, error) {
+	var modes []string
+	for _, m := range splitList(s) {
+		if _, err := matching.ParseMode(m); err != nil {
+			return nil, fmt.Errorf("--compare %q: %w", s, err)
+		}
+		modes = append(modes, m)
+	}
+	if len(modes) == 0 {
+		return nil, fmt.Errorf("--compare %q: name at least one dispatch mode (greedy, batched)", s)
+	}
+	return modes, nil
+}
+
+// parseRatios reads --ratios: drivers per request, each > 0.
+func parseRatios(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range splitList(s) {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || !(v > 0) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("--ratios %q: %q is not a positive number of drivers per request", s, f)
+		}
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--ratios %q: give at least one ratio", s)
+	}
+	return out, nil
+}
+
+// compare runs the same seeded city and demand through a platform in each
+// dispatch mode (an in-process node per run, as hexride dev, on the given
+// road graph), at each ratio of drivers to requests, and prints the
+// results side by side. base holds the city, drivers, rate and seed; the
+// request count is drivers / ratio, and each drive leg outlasts the request
+// phase, so a driver serves at most one ride while requests arrive (what
+// "drivers per request" means here).
+func compare(ctx context.Context, base sim.Config, roadsSpec string, modes []string, ratios []float64, window time.Duration, stdout, stderr io.Writer) ([]compareRun, error) {
+	var runs []compareRun
+	for _, ratio := range ratios {
+		for _, mode := range modes {
+			cfg := base
+			cfg.Requests = max(1, int(math.Round(float64(base.Drivers)/ratio)))
+			phase := time.Duration(float64(cfg.Requests) / cfg.Rate * float64(time.Second))
+			cfg.Duration = phase + time.Second
+			cfg.DriveTime = max(phase/2, 3*time.Second)
+			cfg.Grace = 3*cfg.DriveTime + 2*time.Minute
+			fmt.Fprintf(stderr, "compare: %s at %.1f drivers per request: %d drivers, %d requests at %.1f/s\n", mode, ratio, cfg.Drivers, cfg.Requests, cfg.Rate)
+			s, err := compareOne(ctx, cfg, roadsSpec, mode, window)
+			if err != nil {
+				return runs, fmt.Errorf("compare %s at %.1f: %w", mode, ratio, err)
+			}
+			runs = append(runs, compareRun{mode: mode, ratio: ratio, stats: s})
+		}
+	}
+	printCompare(stdout, runs)
+	return runs, nil
+}
+
+// compareOne runs one platform and one simulation against it.
+func compareOne(ctx context.Context, cfg sim.Config, roadsSpec, mode string, window time.Duration) (sim.Stats, error) {
+	ncfg := node.DefaultConfig()
+	ncfg.Addr, ncfg.HTTPAddr = "127.0.0.1:0", ""
+	ncfg.Roads = roadsSpec
+	ncfg.DispatchMode, ncfg.BatchWindow = mode, window
+	ncfg.DrainWait, ncfg.StopTimeout = 0, 5*time.Second
+	ncfg.Security.DevHeader = true // apps send the development principal header
+	ncfg.QuoteKey = make([]byte, 32)
+	if _, err := rand.Read(ncfg.QuoteKey); err != nil {
+		return sim.Stats{}, err
+	}
+	n, err := node.Start(ctx, ncfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return sim.Stats{}, err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		n.Shutdown(sctx)
+	}()
+	cfg.RiderTargets, cfg.DriverTargets = []string{n.Addr()}, []string{n.Addr()}
+	cfg.Credentials = nil
+	return sim.Run(ctx, cfg)
+}
+
+// printCompare prints the runs as a table, a row per ratio and mode.
+func printCompare(w io.Writer, runs []compareRun) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "drivers/request\tmode\trequests\tmatched %\tpickup mean s\tp95 s\tp99 s\tmatch p50 ms\tp99 ms\toffers/trip\ttrips/driver CV\t")
+	for _, r := range runs {
+		s := r.stats
+		matched, offers := 0.0, 0.0
+		if s.Requests > 0 {
+			matched = 100 * float64(s.Matched) / float64(s.Requests)
+			offers = float64(s.OffersReceived) / float64(s.Requests)
+		}
+		fmt.Fprintf(tw, "%.1f\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%.2f\t%.2f\t\n",
+			r.ratio, r.mode, s.Requests, matched, s.PickupMeanS, s.PickupP95S, s.PickupP99S, s.MatchP50MS, s.MatchP99MS, offers, s.TripsPerDriverCV)
+	}
+	_ = tw.Flush()
+}
+
+// compareUsage explains --compare in the flag list.
+const compareUsage = "run the same seeded city and demand through an in-process platform in each dispatch mode (comma-separated: greedy,batched) at each --ratios, and print them side by side (--target is not used)"
+
+// compareModes is the flag's default list, for the usage text.
+var compareModes = strings.Join([]string{string(matching.ModeGreedy), string(matching.ModeBatched)}, ",")

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseCompareFlags(t *testing.T) {
+	for _, tc := range []struct {
+		modes, ratios string
+		ok            bool
+		errHas        string
+	}{
+		{"greedy,batched", "1,1.1,1.5,4", true, ""},
+		{"batched", "2", true, ""},
+		{"greedy,fastest", "1", false, "--compare"},
+		{",", "1", false, "--compare"},
+		{"greedy", "1,0", false, "--ratios"},
+		{"greedy", "x", false, "--ratios"},
+		{"greedy", "NaN", false, "--ratios"},
+	} {
+		_, merr := parseModes(tc.modes)
+		_, rerr := parseRatios(tc.ratios)
+		err := merr
+		if err == nil {
+			err = rerr
+		}
+		if (err == nil) != tc.ok || err != nil && !strings.Contains(err.Error(), tc.errHas) {
+			t.Errorf("--compare %q --ratios %q: %v (want ok=%v, naming %s)", tc.modes, tc.ratios, err, tc.ok, tc.errHas)
+		}
+	}
+}
+
+// TestSimCompare runs `hexride sim --compare` small: both modes run the
+// same demand through an in-process platform on the Wilmington roads, every
+// ride ends, and the table has a row per mode with the road pickup times.
+func TestSimCompare(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs two platforms")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := simCmd(ctx, []string{"--compare", "greedy,batched", "--ratios", "2", "--drivers", "12", "--rate", "20", "--batch-window", "1s", "--seed", "3"}, &stdout, &stderr)
+	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := 0
+	for _, l := range strings.Split(stdout.String(), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 11 && f[0] == "2.0" && (f[1] == "greedy" || f[1] == "batched") {
+			rows++
+			if f[2] != "6" || f[3] != "100.0" || f[4] == "0.0" {
+				t.Errorf("row %q: want 6 requests, all matched, a pickup time", l)
+			}
+		}
+	}
+	if rows != 2 {
+		t.Errorf("%d result rows, want 2 (greedy, batched)", rows)
+	}
+}
