@@ -1,6 +1,7 @@
 package dispatch_test
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -117,19 +118,9 @@ func options(sc *dispatch.ETAScorer, free map[string]dispatch.Driver, order []st
 			cs = append(cs, dispatch.Candidate{Driver: d, Distance: dist})
 		}
 	}
-	slices.SortStableFunc(cs, func(a, b dispatch.Candidate) int { return cmpFloat(a.Distance, b.Distance) })
+	slices.SortStableFunc(cs, func(a, b dispatch.Candidate) int { return cmp.Compare(a.Distance, b.Distance) })
 	cs = cs[:min(len(cs), evalK)]
 	return sc.Rank(dispatch.RankRequest{Pickup: pickup, At: time.Unix(0, 0)}, cs)
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func freeDrivers(c evalCity) (map[string]dispatch.Driver, []string) {

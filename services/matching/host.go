@@ -1,6 +1,7 @@
 package matching
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -480,20 +481,10 @@ func (h *host) stop() {
 	for _, r := range h.runs {
 		rs = append(rs, r)
 	}
-	slices.SortFunc(rs, func(a, b *run) int { return compareUint(a.seq, b.seq) })
+	slices.SortFunc(rs, func(a, b *run) int { return cmp.Compare(a.seq, b.seq) })
 	for _, r := range rs {
 		h.abort(r, &js)
 	}
-}
-
-func compareUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // rearm sets r's timer to its next wake-up. h.mu held.
@@ -626,7 +617,7 @@ func (h *host) closeWindow() {
 	if len(rows) == 0 {
 		return
 	}
-	slices.SortFunc(rows, func(a, b windowRow) int { return compareUint(a.r.seq, b.r.seq) })
+	slices.SortFunc(rows, func(a, b windowRow) int { return cmp.Compare(a.r.seq, b.r.seq) })
 	h.solving = true
 	js = append(js, func() { h.solve(rows) })
 }
