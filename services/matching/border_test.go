@@ -223,8 +223,9 @@ func borderPoint(t *testing.T, r *ring.Ring, res int) geo.LatLng {
 // own the partitions either side of a border; requests and drivers crowd
 // the border; drivers answer at random (accept, decline, or not at all).
 // No driver ever holds two offers at once, and no driver gets an offer
-// while on a trip: a batched worker offers only the drivers it indexes, so
-// its offering map is the one reservation that counts.
+// while on a trip: windows on both sides see the border's drivers, and the
+// driver's gateway refuses a second offer (the fake gateway keeps the real
+// one's contract), which returns the request to its next window.
 func TestBorderNoDoubleOffers(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)

@@ -178,26 +178,6 @@ func (e *Engine) closeOffer(r *run, o *pendingOffer, end offerEnd) {
 	e.endOffer(r.ctx, o, end.outcome)
 }
 
-// localCandidates ranks the available drivers of this worker's index near
-// the pickup by road ETA (hostIO; a batch window's row). Only the worker
-// owning a driver's partition offers it in batched mode, so its offering
-// map alone keeps a driver from holding two offers.
-func (e *Engine) localCandidates(ctx context.Context, r *run, radius float64, exclude map[string]struct{}) []dispatch.Ranked {
-	cands, err := e.nearby(ctx, nearbyQuery{
-		centre:    r.pickup,
-		partition: r.partition,
-		radius:    radius,
-		limit:     e.cfg.Candidates,
-		product:   r.trip.GetProduct().Key(),
-		exclude:   exclude,
-		localOnly: true,
-	})
-	if err != nil {
-		return nil
-	}
-	return e.scorer.Rank(dispatch.RankRequest{Pickup: r.pickup, At: e.clock.Now()}, cands)
-}
-
 // cascadeConfig is the engine's cascade tuning for a dispatch with the
 // given time left.
 func (e *Engine) cascadeConfig(left time.Duration) dispatch.CascadeConfig {

@@ -46,13 +46,12 @@ type hostIO interface {
 	begin(r *run) context.Context
 	// finished closes the dispatch with its outcome.
 	finished(r *run, outcome string)
-	// search ranks the eligible drivers within radius of the pickup,
-	// across partition borders, excluding the drivers given.
+	// search ranks the eligible drivers within radius of the pickup by
+	// road ETA, across partition borders, excluding the drivers given (a
+	// greedy cascade's candidates, a batch window's cost row). A driver
+	// another worker indexes may be offered by both: the driver's gateway
+	// refuses the second offer (sendOffer: errDriverBusy).
 	search(ctx context.Context, r *run, radius float64, exclude map[string]struct{}) []dispatch.Ranked
-	// localCandidates ranks the available drivers this worker indexes
-	// within radius of the pickup, by road ETA, excluding the drivers
-	// given (a batch window's cost row).
-	localCandidates(ctx context.Context, r *run, radius float64, exclude map[string]struct{}) []dispatch.Ranked
 	// sendOffer reserves the driver on this worker and pushes the offer.
 	sendOffer(ctx context.Context, trip *commonv1.Trip, a dispatch.SendOffer) (*pendingOffer, error)
 	// closeOffer ends an offer that was delivered: tells the driver if
@@ -636,7 +635,7 @@ func (h *host) solve(rows []windowRow) {
 	reqs := make([]dispatch.BatchRequest, len(rows))
 	ranked := make(map[string]dispatch.Ranked)
 	for i, row := range rows {
-		rs := h.io.localCandidates(row.r.ctx, row.r, h.radius, row.exclude)
+		rs := h.io.search(row.r.ctx, row.r, h.radius, row.exclude)
 		if len(rs) > h.limit {
 			rs = rs[:h.limit]
 		}

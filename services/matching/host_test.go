@@ -111,10 +111,6 @@ func (s *simIO) search(_ context.Context, r *run, radius float64, exclude map[st
 	return s.rank(r, radius, exclude)
 }
 
-func (s *simIO) localCandidates(_ context.Context, r *run, radius float64, exclude map[string]struct{}) []dispatch.Ranked {
-	return s.rank(r, radius, exclude)
-}
-
 func (s *simIO) sendOffer(_ context.Context, trip *commonv1.Trip, a dispatch.SendOffer) (*pendingOffer, error) {
 	id := a.Candidate.ID
 	if other, ok := s.reserved[id]; ok {
