@@ -280,7 +280,7 @@ func TestStatsJSON(t *testing.T) {
 				"offer_p50_ms": 0.0, "offer_p99_ms": 0.0, "pickup_eta_p50_s": 0.0, "location_updates_per_s": 0.0,
 				"elapsed_s": 0.0, "double_assignments": 0.0,
 				"refused": 0.0, "refused_p50_ms": 0.0, "refused_p99_ms": 0.0,
-				"sim_cpu_s": 0.0, "sim_cores": 0.0, "sim_saturated": false,
+				"sim_cpu_s": 0.0, "sim_cores": 0.0, "sim_saturated": false, "trips_per_driver_cv": 0.0,
 			},
 		},
 		{
@@ -295,7 +295,8 @@ func TestStatsJSON(t *testing.T) {
 				Refused:      3, RefusedP50MS: 1.5, RefusedP99MS: 4,
 				Codes:   map[string]int{"OK": 40, "Unavailable": 2, "Internal": 1},
 				TripIDs: []string{"t1", "t2"}, // not in the JSON
-				SimCPUS: 4, SimCores: 0.4,
+				SimCPUS: 4, SimCores: 0.4, TripsPerDriverCV: 0.5,
+				Pickups: 7, PickupMeanS: 90, PickupP95S: 200, PickupP99S: 300, PickupETAErrorP50: 0.03, PickupETAAbsErrorP50: 0.07,
 			},
 			want: map[string]any{
 				"requests": 10.0, "matched": 9.0, "completed": 7.0, "cancelled": 1.0, "no_driver": 1.0,
@@ -305,7 +306,9 @@ func TestStatsJSON(t *testing.T) {
 				"elapsed_s": 10.0, "double_assignments": 0.0,
 				"refused": 3.0, "refused_p50_ms": 1.5, "refused_p99_ms": 4.0,
 				"codes":     map[string]any{"OK": 40.0, "Unavailable": 2.0, "Internal": 1.0},
-				"sim_cpu_s": 4.0, "sim_cores": 0.4, "sim_saturated": false,
+				"sim_cpu_s": 4.0, "sim_cores": 0.4, "sim_saturated": false, "trips_per_driver_cv": 0.5,
+				"pickups": 7.0, "pickup_mean_s": 90.0, "pickup_p95_s": 200.0, "pickup_p99_s": 300.0,
+				"pickup_eta_error_p50": 0.03, "pickup_eta_abs_error_p50": 0.07,
 				"cancel_reasons": map[string]any{"rider": 1.0}, "no_driver_reasons": map[string]any{"deadline": 1.0},
 				"error_samples": []any{"a", "b"},
 			},
