@@ -73,6 +73,10 @@ func compare(ctx context.Context, base sim.Config, roadsSpec string, modes []str
 			cfg.Duration = phase + time.Second
 			cfg.DriveTime = max(phase/2, 3*time.Second)
 			cfg.Grace = 3*cfg.DriveTime + 2*time.Minute
+			// Riders wait: a rider cancelling a second in would count
+			// against whichever mode had not matched yet (batched waits for
+			// its window), which measures the rider, not the dispatch.
+			cfg.RiderCancelProbability = 0
 			fmt.Fprintf(stderr, "compare: %s at %.1f drivers per request: %d drivers, %d requests at %.1f/s\n", mode, ratio, cfg.Drivers, cfg.Requests, cfg.Rate)
 			s, err := compareOne(ctx, cfg, roadsSpec, mode, window)
 			if err != nil {
@@ -126,6 +130,12 @@ func printCompare(w io.Writer, runs []compareRun) {
 			r.ratio, r.mode, s.Requests, matched, s.PickupMeanS, s.PickupP95S, s.PickupP99S, s.MatchP50MS, s.MatchP99MS, offers, s.TripsPerDriverCV)
 	}
 	_ = tw.Flush()
+	for _, r := range runs {
+		if s := r.stats; s.NoDriver+s.Cancelled+s.Lost+s.Errors > 0 {
+			fmt.Fprintf(w, "%s at %.1f: no driver %d %v, cancelled %d %v, lost %d, errors %d\n",
+				r.mode, r.ratio, s.NoDriver, s.NoDriverReasons, s.Cancelled, s.CancelReasons, s.Lost, s.Errors)
+		}
+	}
 }
 
 // compareUsage explains --compare in the flag list.
