@@ -61,7 +61,12 @@ type regionMapFile struct {
 // SingleRegionMap is the map used when no --region-map is given: one
 // region, the primary, homing the whole world. It keeps a single-region
 // deployment as it was before region maps.
+// A name that is not a valid region name (ValidRegionName) yields a map
+// that has no region: Has(name) is false.
 func SingleRegionMap(name string) *RegionMap {
+	if ValidRegionName(name) != nil {
+		return &RegionMap{primary: name, fallback: map[string]string{}, cells: map[geo.Cell]string{}}
+	}
 	return &RegionMap{primary: name, names: []string{name}, fallback: map[string]string{name: ""}, cells: map[geo.Cell]string{}}
 }
 
@@ -88,7 +93,7 @@ func ParseRegionMap(data []byte, partitionResolution int) (*RegionMap, error) {
 	}
 	m := &RegionMap{primary: f.Primary, fallback: map[string]string{}, cells: map[geo.Cell]string{}, partRes: partitionResolution}
 	for _, r := range f.Regions {
-		if err := validRegionName(r.Name); err != nil {
+		if err := ValidRegionName(r.Name); err != nil {
 			return nil, bad("%v", err)
 		}
 		if _, dup := m.fallback[r.Name]; dup {
@@ -151,9 +156,9 @@ func ParseRegionMap(data []byte, partitionResolution int) (*RegionMap, error) {
 	return m, nil
 }
 
-// validRegionName keeps names usable everywhere a region appears: Consul
+// ValidRegionName keeps names usable everywhere a region appears: Consul
 // metadata, NATS subject tokens, CockroachDB region names.
-func validRegionName(name string) error {
+func ValidRegionName(name string) error {
 	if name == "" {
 		return errors.New("a region has no name")
 	}
@@ -161,6 +166,17 @@ func validRegionName(name string) error {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
 			return fmt.Errorf("region name %q: want letters, digits, '-' and '_'", name)
 		}
+	}
+	return nil
+}
+
+// CheckPartitionResolution reports whether the map, parsed for one
+// partition resolution, fits partitions at partitionResolution: its cells
+// must be no finer, and points are looked up at the resolution it was
+// parsed for.
+func (m *RegionMap) CheckPartitionResolution(partitionResolution int) error {
+	if len(m.cells) > 0 && m.partRes != partitionResolution {
+		return fmt.Errorf("%w: --region-map was read for --partition-res=%d, not %d", ErrInvalidRegionMap, m.partRes, partitionResolution)
 	}
 	return nil
 }

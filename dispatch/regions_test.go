@@ -179,6 +179,19 @@ func TestSingleRegionMap(t *testing.T) {
 	if _, ok := m.Fallback("local"); ok {
 		t.Fatal("single region has a fallback")
 	}
+	if bad := SingleRegionMap("us.east"); bad.Has("us.east") || len(bad.Regions()) != 0 {
+		t.Fatalf("a single region map of an invalid name has regions %v", bad.Regions())
+	}
+	if err := m.CheckPartitionResolution(9); err != nil {
+		t.Fatalf("a map without cells fits any partition resolution: %v", err)
+	}
+	parsed, err := ParseRegionMap(threeRegions(t), 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parsed.CheckPartitionResolution(7); !errors.Is(err, ErrInvalidRegionMap) || !strings.Contains(err.Error(), "--partition-res=6") {
+		t.Fatalf("CheckPartitionResolution(7) on a map read for 6 = %v", err)
+	}
 }
 
 // TestRegionOfMatchesLinearScan: for random points, the indexed lookup
