@@ -188,7 +188,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 			return nil, err
 		}
 		n.closers = append(n.closers, closeStore)
-		topts := []trip.Option{trip.WithLogger(logger), trip.WithMeter(tel.Meter)}
+		// Trips are homed by pickup through the region map, never by the
+		// region of the gateway that took the request.
+		topts := []trip.Option{trip.WithLogger(logger), trip.WithMeter(tel.Meter), trip.WithRegionMap(cfg.RegionMap())}
 		if cfg.NATSURL != "" {
 			js, closeNATS, err := connectNATS(cfg.NATSURL, instanceID(Trip, n.advertise), logger)
 			if err != nil {
@@ -258,7 +260,6 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 			return nil, err
 		}
 		rcfg := rider.DefaultConfig(cfg.Topology)
-		rcfg.Region = cfg.Region
 		rs, err := rider.New(rcfg, trips, matchingClient, drivers, pricing, logger.With("service", Rider), srv.Draining(), tel.Meter)
 		if err != nil {
 			return nil, err
