@@ -38,6 +38,7 @@ type RegionMap struct {
 	cells    map[geo.Cell]string
 	res      []int // distinct resolutions of cells, finest first
 	partRes  int
+	chains   map[string][]string // FallbackChain of every region
 }
 
 // MaxFallbackHops bounds how far ownership walks a region's fallback chain
@@ -67,7 +68,15 @@ func SingleRegionMap(name string) *RegionMap {
 	if ValidRegionName(name) != nil {
 		return &RegionMap{primary: name, fallback: map[string]string{}, cells: map[geo.Cell]string{}}
 	}
-	return &RegionMap{primary: name, names: []string{name}, fallback: map[string]string{name: ""}, cells: map[geo.Cell]string{}}
+	return withChains(&RegionMap{primary: name, names: []string{name}, fallback: map[string]string{name: ""}, cells: map[geo.Cell]string{}})
+}
+
+func withChains(m *RegionMap) *RegionMap {
+	m.chains = map[string][]string{}
+	for _, r := range m.names {
+		m.chains[r] = m.fallbackChain(r)
+	}
+	return m
 }
 
 // ParseRegionMap reads and validates a region map for partitions at
@@ -153,7 +162,7 @@ func ParseRegionMap(data []byte, partitionResolution int) (*RegionMap, error) {
 			}
 		}
 	}
-	return m, nil
+	return withChains(m), nil
 }
 
 // ValidRegionName keeps names usable everywhere a region appears: Consul
@@ -203,8 +212,16 @@ func (m *RegionMap) Fallback(region string) (string, bool) {
 
 // FallbackChain is region followed by its fallbacks, in order, without
 // repeats, at most MaxFallbackHops beyond region: where ownership looks for
-// live workers.
+// live workers. The slice is shared: do not modify it. (Ownership asks on
+// every routed call; the chains are computed once.)
 func (m *RegionMap) FallbackChain(region string) []string {
+	if c, ok := m.chains[region]; ok {
+		return c
+	}
+	return m.fallbackChain(region)
+}
+
+func (m *RegionMap) fallbackChain(region string) []string {
 	chain := []string{region}
 	for range MaxFallbackHops {
 		next, ok := m.Fallback(chain[len(chain)-1])
