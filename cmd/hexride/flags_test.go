@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hexride/hexride/dispatch"
+	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/services/matching"
 	"github.com/hexride/hexride/services/node"
 )
@@ -137,5 +138,61 @@ func TestDevRejectsBadDispatch(t *testing.T) {
 				t.Fatalf("err = %v, want %v mentioning %q", err, tt.want, tt.text)
 			}
 		})
+	}
+}
+
+// TestDeployReadmeRegionMap: the example region map in
+// infra/deploy/README.md is one serve accepts.
+func TestDeployReadmeRegionMap(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "infra", "deploy", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "## The region map")
+	if !ok {
+		t.Fatal("infra/deploy/README.md has no region map section")
+	}
+	_, rest, ok = strings.Cut(rest, "```json\n")
+	block, _, closed := strings.Cut(rest, "```")
+	if !ok || !closed {
+		t.Fatal("the region map section has no ```json block")
+	}
+	path := filepath.Join(t.TempDir(), "map.json")
+	if err := os.WriteFile(path, []byte(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := node.DefaultConfig()
+	cfg.Region = "us-west"
+	if err := loadRegionMap(path, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.ValidateRegions(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		p    geo.LatLng
+		want string
+	}{
+		{"new york", geo.LatLng{Lat: 40.71, Lng: -74.0}, "us-east"},
+		{"chicago", geo.LatLng{Lat: 41.88, Lng: -87.63}, "us-central"},
+		{"denver", geo.LatLng{Lat: 39.74, Lng: -104.99}, "us-central"},
+		{"san francisco", geo.LatLng{Lat: 37.77, Lng: -122.42}, "us-west"},
+		{"london, unmapped", geo.LatLng{Lat: 51.5, Lng: -0.12}, "us-east"},
+	} {
+		if got, err := cfg.Regions.RegionOf(tc.p); err != nil || got != tc.want {
+			t.Errorf("%s: RegionOf = %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+// TestMigrateRejectsBadRegionMap: migrate checks --region-map before it
+// connects to the database.
+func TestMigrateRejectsBadRegionMap(t *testing.T) {
+	maps := writeRegionMaps(t)
+	var out, errOut bytes.Buffer
+	err := migrateCmd(context.Background(), []string{"--db", "postgres://nobody@127.0.0.1:1/none", "--region-map", maps.badFallback}, &out, &errOut)
+	if !errors.Is(err, dispatch.ErrInvalidRegionMap) || !strings.Contains(err.Error(), "--region-map") {
+		t.Fatalf("err = %v, want ErrInvalidRegionMap naming --region-map", err)
 	}
 }
