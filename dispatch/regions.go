@@ -19,7 +19,7 @@ import (
 //	{"primary": "us-east",
 //	 "regions": [
 //	   {"name": "us-east", "fallback": "us-central", "cells": ["842a107ffffffff"]},
-//	   {"name": "us-central", "fallback": "us-east", "cells": ["8426cb3ffffffff"]}]}
+//	   {"name": "us-central", "fallback": "us-east", "cells": ["842664dffffffff"]}]}
 //
 // Cells are H3 cells at the partition resolution or coarser, so every
 // partition lies in at most one of them and a partition never straddles two
@@ -28,9 +28,9 @@ import (
 // its partition (H3 children do not tile their parent exactly, so a point
 // near a coarse cell's edge may lie geometrically in a neighbour). That way
 // a trip is always homed where its pickup's partition is owned. A point or
-// partition in none of the cells is homed in the primary region: the primary is the catch-all for the rest of the world,
-// so a new city works (homed far away) before an operator maps it, rather
-// than refusing rides.
+// partition in none of the cells is homed in the primary region: the
+// primary is the catch-all for the rest of the world, so a new city works
+// (homed far away) before an operator maps it, rather than refusing rides.
 type RegionMap struct {
 	primary  string
 	names    []string          // sorted
@@ -61,9 +61,9 @@ type regionMapFile struct {
 
 // SingleRegionMap is the map used when no --region-map is given: one
 // region, the primary, homing the whole world. It keeps a single-region
-// deployment as it was before region maps.
-// A name that is not a valid region name (ValidRegionName) yields a map
-// that has no region: Has(name) is false.
+// deployment as it was before region maps. A name that is not a valid
+// region name (ValidRegionName) yields a map that has no region: Has(name)
+// is false, and the node's validation reports the name.
 func SingleRegionMap(name string) *RegionMap {
 	if ValidRegionName(name) != nil {
 		return &RegionMap{primary: name, fallback: map[string]string{}, cells: map[geo.Cell]string{}}
