@@ -4,9 +4,9 @@
 # network and Consul quorum, and the neighbour its trips and partitions
 # fall back to when it has no passing matching worker. Everything
 # region-shaped below derives from it; tools/deploycheck fails if any other
-# list of regions appears. (hexride's own configuration has no region map
-# yet, only --region per process: keep the names here equal to the
-# --region each process is given.)
+# list of regions appears. (hexride reads the same facts from its
+# --region-map file, see infra/deploy/README.md: keep its names and
+# fallbacks equal to these, and each process's --region one of them.)
 locals {
   regions = {
     "us-east" = {

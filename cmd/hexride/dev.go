@@ -28,6 +28,8 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	withSim := fs.Bool("sim", false, "also run a simulated city against the platform: on the --roads graph's streets in real time (cars drive at road speed), or straight lines over San Francisco without one")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on --http")
 	dispatchFlags(fs, &cfg)
+	fs.StringVar(&cfg.Region, "region", cfg.Region, "region of this process (with --region-map: one of its regions)")
+	regionMap := fs.String("region-map", "", regionMapUsage)
 	simDrivers := fs.Int("sim-drivers", 150, "with --sim: simulated drivers")
 	simRate := fs.Float64("sim-rate", 0.2, "with --sim: ride requests per second")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
@@ -43,6 +45,12 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	if err := cfg.ValidateDispatch(); err != nil {
+		return err
+	}
+	if err := loadRegionMap(*regionMap, &cfg); err != nil {
+		return err
+	}
+	if err := cfg.ValidateRegions(); err != nil {
 		return err
 	}
 	logger, err := newLogger(stderr, *logLevel)

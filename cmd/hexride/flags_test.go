@@ -5,9 +5,13 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/hexride/hexride/dispatch"
+	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/services/matching"
 	"github.com/hexride/hexride/services/node"
 )
@@ -38,6 +42,7 @@ func TestApplyEnv(t *testing.T) {
 // TestServeRejectsBadConfig: serve validates its configuration before it
 // starts anything and says what is wrong.
 func TestServeRejectsBadConfig(t *testing.T) {
+	maps := writeRegionMaps(t)
 	tests := []struct {
 		name string
 		args []string
@@ -57,6 +62,15 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"batch window too short", []string{"--services", "trip", "--batch-window", "500ms"}, matching.ErrBadWindow, "--batch-window"},
 		{"batch window too long", []string{"--services", "trip", "--dispatch-mode", "batched", "--batch-window", "4s"}, matching.ErrBadWindow, "--batch-window"},
 		{"bad log level", []string{"--services", "trip", "--log-level", "loud"}, nil, "log level"},
+		{"region not in the region map", []string{"--services", "trip", "--region-map", maps.good}, node.ErrBadRegion, `--region="local" is not a region of --region-map (its regions: eu-west, us-east)`},
+		{"region map with bad JSON", []string{"--services", "trip", "--region", "us-east", "--region-map", maps.badJSON}, dispatch.ErrInvalidRegionMap, "--region-map"},
+		{"region map with unknown fallback", []string{"--services", "trip", "--region", "us-east", "--region-map", maps.badFallback}, dispatch.ErrInvalidRegionMap, `falls back to unknown region "nowhere"`},
+		{"region map cells finer than partitions", []string{"--services", "trip", "--region", "us-east", "--partition-res", "2", "--region-map", maps.good}, dispatch.ErrInvalidRegionMap, "finer than the partition resolution 2"},
+		{"region map missing", []string{"--services", "trip", "--region", "us-east", "--region-map", maps.good + ".missing"}, dispatch.ErrInvalidRegionMap, "--region-map"},
+		{"bad region name without a map", []string{"--services", "trip", "--region", "us.east"}, node.ErrBadRegion, "--region"},
+		// A region of the map passes the region checks: what fails next is
+		// authentication.
+		{"region in the region map", []string{"--services", "trip", "--region", "eu-west", "--region-map", maps.good}, node.ErrNoAuth, "JWKS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,9 +83,42 @@ func TestServeRejectsBadConfig(t *testing.T) {
 	}
 }
 
+type regionMapFiles struct{ good, badJSON, badFallback string }
+
+// writeRegionMaps writes region map files for the flag tests: good has
+// us-east (primary, a res-3 cell around Wilmington) and eu-west.
+func writeRegionMaps(t *testing.T) regionMapFiles {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	return regionMapFiles{
+		good:        write("good.json", `{"primary":"us-east","regions":[{"name":"us-east","fallback":"eu-west","cells":["832aacfffffffff"]},{"name":"eu-west","fallback":"us-east"}]}`),
+		badJSON:     write("bad.json", `{"primary":"us-east",`),
+		badFallback: write("fallback.json", `{"primary":"us-east","regions":[{"name":"us-east","fallback":"nowhere"}]}`),
+	}
+}
+
+// TestRegionMapFromEnv: HEXRIDE_REGION_MAP sets --region-map like any flag.
+func TestRegionMapFromEnv(t *testing.T) {
+	maps := writeRegionMaps(t)
+	t.Setenv("HEXRIDE_REGION_MAP", maps.good)
+	var out, errOut bytes.Buffer
+	err := serveCmd(context.Background(), []string{"--services", "trip", "--region", "asia"}, &out, &errOut)
+	if !errors.Is(err, node.ErrBadRegion) || !strings.Contains(err.Error(), "--region-map") {
+		t.Fatalf("err = %v, want ErrBadRegion naming --region-map", err)
+	}
+}
+
 // TestDevRejectsBadDispatch: dev takes --dispatch-mode and --batch-window
 // too and refuses bad values, naming the flag, before it starts anything.
 func TestDevRejectsBadDispatch(t *testing.T) {
+	maps := writeRegionMaps(t)
 	tests := []struct {
 		args []string
 		want error
@@ -79,6 +126,8 @@ func TestDevRejectsBadDispatch(t *testing.T) {
 	}{
 		{[]string{"--dispatch-mode", "auction"}, matching.ErrBadMode, "--dispatch-mode"},
 		{[]string{"--dispatch-mode", "batched", "--batch-window", "10s"}, matching.ErrBadWindow, "--batch-window"},
+		{[]string{"--region-map", maps.good}, node.ErrBadRegion, `--region="local" is not a region of --region-map`},
+		{[]string{"--region", "us-east", "--region-map", maps.badFallback}, dispatch.ErrInvalidRegionMap, "--region-map"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -89,5 +138,61 @@ func TestDevRejectsBadDispatch(t *testing.T) {
 				t.Fatalf("err = %v, want %v mentioning %q", err, tt.want, tt.text)
 			}
 		})
+	}
+}
+
+// TestDeployReadmeRegionMap: the example region map in
+// infra/deploy/README.md is one serve accepts.
+func TestDeployReadmeRegionMap(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "infra", "deploy", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "## The region map")
+	if !ok {
+		t.Fatal("infra/deploy/README.md has no region map section")
+	}
+	_, rest, ok = strings.Cut(rest, "```json\n")
+	block, _, closed := strings.Cut(rest, "```")
+	if !ok || !closed {
+		t.Fatal("the region map section has no ```json block")
+	}
+	path := filepath.Join(t.TempDir(), "map.json")
+	if err := os.WriteFile(path, []byte(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := node.DefaultConfig()
+	cfg.Region = "us-west"
+	if err := loadRegionMap(path, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.ValidateRegions(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		p    geo.LatLng
+		want string
+	}{
+		{"new york", geo.LatLng{Lat: 40.71, Lng: -74.0}, "us-east"},
+		{"chicago", geo.LatLng{Lat: 41.88, Lng: -87.63}, "us-central"},
+		{"denver", geo.LatLng{Lat: 39.74, Lng: -104.99}, "us-central"},
+		{"san francisco", geo.LatLng{Lat: 37.77, Lng: -122.42}, "us-west"},
+		{"london, unmapped", geo.LatLng{Lat: 51.5, Lng: -0.12}, "us-east"},
+	} {
+		if got, err := cfg.Regions.RegionOf(tc.p); err != nil || got != tc.want {
+			t.Errorf("%s: RegionOf = %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+// TestMigrateRejectsBadRegionMap: migrate checks --region-map before it
+// connects to the database.
+func TestMigrateRejectsBadRegionMap(t *testing.T) {
+	maps := writeRegionMaps(t)
+	var out, errOut bytes.Buffer
+	err := migrateCmd(context.Background(), []string{"--db", "postgres://nobody@127.0.0.1:1/none", "--region-map", maps.badFallback}, &out, &errOut)
+	if !errors.Is(err, dispatch.ErrInvalidRegionMap) || !strings.Contains(err.Error(), "--region-map") {
+		t.Fatalf("err = %v, want ErrInvalidRegionMap naming --region-map", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hexride/hexride/dispatch"
 	"github.com/hexride/hexride/infra/telemetry"
 	"github.com/hexride/hexride/services/node"
 )
@@ -61,8 +62,33 @@ func dispatchFlags(fs *flag.FlagSet, cfg *node.Config) {
 	fs.DurationVar(&cfg.BatchWindow, "batch-window", cfg.BatchWindow, "with --dispatch-mode batched: how long a window gathers requests and drivers (1s to 3s)")
 }
 
+// regionMapUsage documents --region-map (serve and dev).
+const regionMapUsage = "JSON `FILE` saying which region homes which area (H3 cells per region, a primary for the rest of the world, a fallback per region; see infra/deploy/README.md); --region must be one of its regions. Empty: the single region --region homes everything"
+
+// loadRegionMap reads and validates --region-map into cfg.Regions (after
+// --partition-res is final: the cells are checked against it). No file
+// leaves cfg.Regions nil: the single region --region.
+func loadRegionMap(path string, cfg *node.Config) error {
+	if path == "" {
+		return nil
+	}
+	if err := cfg.Topology.Validate(); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%w: --region-map: %w", dispatch.ErrInvalidRegionMap, err)
+	}
+	m, err := dispatch.ParseRegionMap(data, cfg.Topology.PartitionResolution)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	cfg.Regions = m
+	return nil
+}
+
 // nodeFlags binds the flags that configure a node.
-func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services *string, quoteKey *string, logLevel *string) {
+func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services, quoteKey, logLevel, regionMap *string) {
 	fs.StringVar(services, "services", strings.Join(node.AllServices, ","), "comma-separated services to run: rider,driver,matching,trip")
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "gRPC listen address")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise", "", "address peers dial (default: the listen address)")
@@ -71,6 +97,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services *string, quoteKey *s
 	fs.StringVar(&cfg.NATSURL, "nats", "", "NATS server(s) with JetStream for the trip event stream, nats://host:port[,…] (empty: no stream; watches poll the database)")
 	fs.StringVar(&cfg.Region, "region", cfg.Region, "region of this process")
 	fs.StringVar(&cfg.Zone, "zone", cfg.Zone, "zone of this process")
+	fs.StringVar(regionMap, "region-map", "", regionMapUsage)
 	top := &cfg.Topology
 	fs.IntVar(&top.PartitionResolution, "partition-res", top.PartitionResolution, "H3 resolution of matching partitions (same on every process)")
 	fs.IntVar(&top.IndexResolution, "index-res", top.IndexResolution, "H3 resolution drivers are indexed at (same on every process)")
@@ -115,8 +142,8 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services *string, quoteKey *s
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", summary("serve"), stderr)
 	cfg := node.DefaultConfig()
-	var services, quoteKey, logLevel string
-	nodeFlags(fs, &cfg, &services, &quoteKey, &logLevel)
+	var services, quoteKey, logLevel, regionMap string
+	nodeFlags(fs, &cfg, &services, &quoteKey, &logLevel, &regionMap)
 	newTelemetry := telemetryFlags(fs, "hexride")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -126,6 +153,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.Services = splitList(services)
 	cfg.Version = version
+	if err := loadRegionMap(regionMap, &cfg); err != nil {
+		return err
+	}
 	if quoteKey != "" {
 		key, err := hex.DecodeString(quoteKey)
 		if err != nil {

@@ -305,8 +305,8 @@ func (e *Engine) alone() bool {
 	if r.Len() != 1 {
 		return r.Len() == 0
 	}
-	only, _ := r.Owner(0)
-	return only.ID == e.cfg.Self.ID
+	// Not r.Owner: with a region map the owner depends on the partition.
+	return r.Members()[0].ID == e.cfg.Self.ID
 }
 
 // nearbyQuery is a search for candidates around a point.

@@ -55,8 +55,15 @@ type Config struct {
 	// read it. Empty: no stream; watches poll the store's event log. Every
 	// trip instance sharing a database must use the same setting.
 	NATSURL string
-	// Region and Zone tag registrations and home new trips.
+	// Region and Zone tag registrations; Region must be a region of
+	// Regions.
 	Region, Zone string
+	// Regions is the region map (--region-map): which region homes which
+	// area, so where a trip is homed and which region's matching workers
+	// own a partition. nil (no --region-map): the single region Region
+	// homes the whole world, as before region maps; every process of such
+	// a deployment must then share one --region.
+	Regions *dispatch.RegionMap
 	// Version is reported in Consul metadata.
 	Version string
 	// Topology (partition, index and surge resolutions, dispatch deadline)
@@ -157,7 +164,34 @@ var (
 	ErrShortQuoteKey  = errors.New("node: the quote key must be at least 32 bytes")
 	ErrBadLimit       = errors.New("node: bad limit")
 	ErrBadNATS        = errors.New("node: bad --nats")
+	ErrBadRegion      = errors.New("node: bad --region")
 )
+
+// RegionMap is Regions, or the single-region map of Region when no
+// --region-map was given.
+func (c Config) RegionMap() *dispatch.RegionMap {
+	if c.Regions != nil {
+		return c.Regions
+	}
+	return dispatch.SingleRegionMap(c.Region)
+}
+
+// ValidateRegions checks --region against --region-map (and the map
+// against --partition-res): a process in a region the map does not know
+// would register and home trips where nothing routes.
+func (c Config) ValidateRegions() error {
+	m := c.RegionMap()
+	if err := m.CheckPartitionResolution(c.Topology.PartitionResolution); err != nil {
+		return err
+	}
+	if !m.Has(c.Region) {
+		if c.Regions == nil {
+			return fmt.Errorf("%w: --region=%q: %v", ErrBadRegion, c.Region, dispatch.ValidRegionName(c.Region))
+		}
+		return fmt.Errorf("%w: --region=%q is not a region of --region-map (its regions: %s)", ErrBadRegion, c.Region, strings.Join(m.Regions(), ", "))
+	}
+	return nil
+}
 
 // Has reports whether the node runs service.
 func (c Config) Has(service string) bool { return slices.Contains(c.Services, service) }
@@ -201,6 +235,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.Topology.Validate(); err != nil {
+		return err
+	}
+	if err := c.ValidateRegions(); err != nil {
 		return err
 	}
 	if c.CheckInterval <= 0 || c.OfferTimeout <= 0 || c.DriverTTL <= 0 ||

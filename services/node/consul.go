@@ -43,7 +43,9 @@ func followMembers(ctx context.Context, w consul.Membership, static *ring.Static
 	for list := range w.WatchService(ctx, ConsulName(Matching)) {
 		members := make([]ring.Member, len(list))
 		for i, inst := range list {
-			members[i] = ring.Member{ID: inst.ID, Address: inst.HostPort()}
+			// A worker registered without a region (an older version)
+			// owns nothing under a region map: unplaced, not guessed.
+			members[i] = ring.Member{ID: inst.ID, Address: inst.HostPort(), Region: inst.Meta["region"]}
 		}
 		static.Set(members...)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/hexride/hexride/services/console"
 	"github.com/hexride/hexride/services/driver/driverclient"
 	"github.com/hexride/hexride/services/matching/matchingclient"
-	"github.com/hexride/hexride/services/matching/ring"
 	"github.com/hexride/hexride/services/trip/tripclient"
 )
 
@@ -122,9 +121,12 @@ func (n *Node) consoleDeps() (console.Deps, func(), error) {
 		_ = pool.Close()
 		return console.Deps{}, nil, err
 	}
+	// The console's matching client sees the node's own view of the
+	// workers, placed by the same region map, so it routes where everyone
+	// else does.
 	deps := console.Deps{
 		Trips:    tripclient.New(tripConn),
-		Matching: matchingclient.New(membersOf{n.Matching}, pool, n.cfg.Topology.PartitionResolution),
+		Matching: matchingclient.New(n.membership, pool, n.cfg.Topology.PartitionResolution),
 		Drivers:  driverclient.New(pool),
 		Logger:   n.logger.With("service", "console"),
 		Outgoing: n.sec.outgoing,
@@ -134,12 +136,6 @@ func (n *Node) consoleDeps() (console.Deps, func(), error) {
 	}
 	return deps, func() { _ = pool.Close() }, nil
 }
-
-// membersOf shows the node's view of the matching workers to the console's
-// own matching client.
-type membersOf struct{ c *matchingclient.Client }
-
-func (m membersOf) Ring() (*ring.Ring, <-chan struct{}) { return ring.New(m.c.Members()), nil }
 
 // HTTPMux is the mux the node's HTTP server serves (nil without
 // Config.HTTPAddr). Add handlers to it (e.g. /metrics) at any time; the

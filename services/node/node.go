@@ -83,7 +83,8 @@ type Node struct {
 	shutdownOnce sync.Once
 	http         *httpServer // the console's HTTP server (http.go); nil without HTTPAddr
 	sec          *security
-	consul       *consulClient // nil with in-process discovery
+	consul       *consulClient   // nil with in-process discovery
+	membership   ring.Membership // the matching workers, placed by the region map
 }
 
 // Start builds and starts the node; it returns once the listener serves
@@ -157,17 +158,20 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		resolveOps []grpc.DialOption
 		membership ring.Membership
 	)
-	self := ring.Member{ID: instanceID(Matching, n.advertise), Address: n.advertise}
+	// Partitions are owned within the region the map homes them in (then
+	// its fallbacks); this worker counts for its own --region.
+	placement := matchingclient.Placement(cfg.RegionMap())
+	self := ring.Member{ID: instanceID(Matching, n.advertise), Address: n.advertise, Region: cfg.Region}
 	if cfg.ConsulAddr == "" {
 		targetOf = func(string) string { return n.advertise }
-		membership = ring.NewStatic(self)
+		membership = ring.NewPlacedStatic(placement, self)
 	} else {
 		if n.consul, err = newConsulClient(cfg.ConsulAddr, logger); err != nil {
 			return nil, err
 		}
 		resolveOps = n.consul.builder.DialOptions()
 		targetOf = func(service string) string { return "consul:///" + ConsulName(service) }
-		static := ring.NewStatic()
+		static := ring.NewPlacedStatic(placement)
 		membership = static
 		n.goLoop(func(ctx context.Context) { followMembers(ctx, n.consul.watcher, static) })
 	}
@@ -177,6 +181,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 	}
 	n.closers = append(n.closers, func() { _ = tripConn.Close() })
 	trips := tripclient.New(tripConn)
+	n.membership = membership
 	matchingClient := matchingclient.New(membership, pool, cfg.Topology.PartitionResolution)
 	drivers := driverclient.New(pool)
 	n.Trips, n.Matching, n.Pool = trips, matchingClient, pool
@@ -188,7 +193,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 			return nil, err
 		}
 		n.closers = append(n.closers, closeStore)
-		topts := []trip.Option{trip.WithLogger(logger), trip.WithMeter(tel.Meter)}
+		// Trips are homed by pickup through the region map, never by the
+		// region of the gateway that took the request.
+		topts := []trip.Option{trip.WithLogger(logger), trip.WithMeter(tel.Meter), trip.WithRegionMap(cfg.RegionMap())}
 		if cfg.NATSURL != "" {
 			js, closeNATS, err := connectNATS(cfg.NATSURL, instanceID(Trip, n.advertise), logger)
 			if err != nil {
@@ -258,7 +265,6 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 			return nil, err
 		}
 		rcfg := rider.DefaultConfig(cfg.Topology)
-		rcfg.Region = cfg.Region
 		rs, err := rider.New(rcfg, trips, matchingClient, drivers, pricing, logger.With("service", Rider), srv.Draining(), tel.Meter)
 		if err != nil {
 			return nil, err

@@ -131,6 +131,13 @@ func TestConfigValidate(t *testing.T) {
 			c.Watchdog.Interval, c.Services, c.ConsulAddr = 0, []string{Matching}, "127.0.0.1:8500"
 		}, nil},
 		{"client cert without tls", func(c *Config) { c.Security.ClientCertFile, c.Security.ClientKeyFile = "c.pem", "k.pem" }, ErrPartialTLS},
+		{"no region map, any region", func(c *Config) { c.Region = "us-east" }, nil},
+		{"no region map, no region", func(c *Config) { c.Region = "" }, ErrBadRegion},
+		{"region of the region map", func(c *Config) { c.Region, c.Regions = "us-west", sfRegions(t) }, nil},
+		{"region not in the region map", func(c *Config) { c.Regions = sfRegions(t) }, ErrBadRegion},
+		{"region map for other partitions", func(c *Config) {
+			c.Region, c.Regions, c.Topology.PartitionResolution = "us-west", sfRegions(t), 5
+		}, dispatch.ErrInvalidRegionMap},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,8 +29,6 @@ type Config struct {
 	PositionInterval time.Duration
 	// CallTimeout bounds every outgoing unary call.
 	CallTimeout time.Duration
-	// Region is where new trips are homed.
-	Region string
 	// MaxTripKm is the longest ride served, pickup to drop-off as the crow
 	// flies; GetQuote refuses farther drop-offs with InvalidArgument.
 	MaxTripKm float64

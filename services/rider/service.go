@@ -172,7 +172,6 @@ func (s *Service) requestRide(ctx context.Context, riderID, key, quoteID string,
 		Product:        claims.Product,
 		QuotedFare:     claims.Fare,
 		QuoteId:        quoteID,
-		Region:         s.cfg.Region,
 	})
 	if err != nil {
 		return nil, toStatus(err)

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hexride/hexride/dispatch"
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
 	"github.com/hexride/hexride/services/trip/lifecycle"
 	"github.com/hexride/hexride/services/trip/store"
@@ -60,6 +61,12 @@ func WithEventStream(js jetstream.JetStream) Option { return func(s *Server) { s
 // is dropped with ResourceExhausted (default 1024).
 func WithWatchBuffer(n int) Option { return func(s *Server) { s.watchBuffer = n } }
 
+// WithRegionMap homes each new trip in the region of its pickup
+// (RegionOf), the region map being the one definition of which region
+// homes what; the request's region field is then ignored. Without it the
+// request's region (empty: the store's default) is used.
+func WithRegionMap(m *dispatch.RegionMap) Option { return func(s *Server) { s.regions = m } }
+
 // Server implements tripv1.TripServiceServer over a store.Store.
 type Server struct {
 	tripv1.UnimplementedTripServiceServer
@@ -72,6 +79,7 @@ type Server struct {
 	watchBuffer  int
 	stream       jetstream.JetStream
 	hub          *hub
+	regions      *dispatch.RegionMap
 
 	meterProvider metric.MeterProvider
 	metrics       tripMetrics
@@ -131,15 +139,22 @@ func (s *Server) CreateTrip(ctx context.Context, req *tripv1.CreateTripRequest) 
 	if err := s.validate(req); err != nil {
 		return nil, err
 	}
+	pickup := latLngOf(req.GetPickup())
+	region := req.GetRegion()
+	if s.regions != nil {
+		if region, err = s.regions.RegionOf(pickup); err != nil {
+			return nil, tripapi.InvalidArgument("pickup %v: %v", pickup, err)
+		}
+	}
 	t, created, err := s.store.Create(ctx, store.CreateTrip{
 		IdempotencyKey: req.GetIdempotencyKey(),
 		RiderID:        req.GetRiderId(),
-		Pickup:         latLngOf(req.GetPickup()),
+		Pickup:         pickup,
 		Dropoff:        latLngOf(req.GetDropoff()),
 		Product:        req.GetProduct().Key(),
 		QuotedFare:     lifecycle.Money{Minor: req.GetQuotedFare().GetAmountMinor(), Currency: req.GetQuotedFare().GetCurrency()},
 		QuoteID:        req.GetQuoteId(),
-		Region:         req.GetRegion(),
+		Region:         region,
 	})
 	if err != nil {
 		return nil, err

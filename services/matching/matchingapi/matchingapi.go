@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hexride/hexride/dispatch"
 	"github.com/hexride/hexride/geo"
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	"github.com/hexride/hexride/services/matching/ring"
@@ -56,8 +57,22 @@ func (p Partition) Cell() geo.Cell { return geo.Cell(p) }
 // String is the H3 index in hex, as the API carries partitions.
 func (p Partition) String() string { return geo.Cell(p).String() }
 
-// RoutingKey is what the ring hashes to pick the owner.
+// RoutingKey is what the ring hashes to pick the owner. It is the cell
+// itself, so Placement can tell the partition back from its key.
 func (p Partition) RoutingKey() uint64 { return uint64(p) }
+
+// Placement is the region map as the ring sees it: a partition may be owned
+// by the workers of its home region (RegionOfPartition), else of the
+// regions that region falls back to. Workers and every caller that routes
+// to them (riders, driver gateways, the console) build their rings with
+// it, so all compute the same owner.
+func Placement(m *dispatch.RegionMap) ring.Placement { return regionPlacement{m} }
+
+type regionPlacement struct{ m *dispatch.RegionMap }
+
+func (p regionPlacement) Candidates(key uint64) []string {
+	return p.m.FallbackChain(p.m.RegionOfPartition(geo.Cell(key)))
+}
 
 // Errors both sides match with errors.Is.
 var (

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hexride/hexride/dispatch"
 	"github.com/hexride/hexride/geo"
 	"github.com/hexride/hexride/infra/dial"
 	"github.com/hexride/hexride/infra/rpcerror"
@@ -32,6 +33,10 @@ type (
 	// NotOwnerError is a worker's redirect to a partition's owner.
 	NotOwnerError = matchingapi.NotOwnerError
 )
+
+// Placement is the region map as the ring sees it (matchingapi.Placement):
+// build the Membership given to New with it, as the workers do.
+func Placement(m *dispatch.RegionMap) ring.Placement { return matchingapi.Placement(m) }
 
 // ErrNoOwner means no matching worker is known for the area (none healthy
 // yet); the status it travels as is Unavailable.

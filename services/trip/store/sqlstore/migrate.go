@@ -18,6 +18,7 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
+	"github.com/hexride/hexride/dispatch"
 	"github.com/hexride/hexride/infra/postgres"
 )
 
@@ -87,6 +88,7 @@ type MigrateOption func(*migrateConfig)
 type migrateConfig struct {
 	logger        *slog.Logger
 	primaryRegion string
+	regions       *dispatch.RegionMap
 	lockInterval  time.Duration
 }
 
@@ -99,6 +101,14 @@ func WithMigrateLogger(l *slog.Logger) MigrateOption {
 // the first of the cluster's regions in sorted order). Ignored on PostgreSQL.
 func WithPrimaryRegion(region string) MigrateOption {
 	return func(c *migrateConfig) { c.primaryRegion = region }
+}
+
+// WithRegionMap makes the CockroachDB database's regions exactly the
+// region map's (--region-map), with its primary as the primary region, so
+// every region a trip can be homed in is a database region. Each must be a
+// region of the cluster. Ignored on PostgreSQL.
+func WithRegionMap(m *dispatch.RegionMap) MigrateOption {
+	return func(c *migrateConfig) { c.regions = m }
 }
 
 // Migrate brings the trip schema up to date: the portable base set always,
@@ -196,11 +206,15 @@ var goMigrationNames = map[int64]string{
 func cockroachMigrations(cfg migrateConfig) []*goose.Migration {
 	return []*goose.Migration{
 		goose.NewGoMigration(1, &goose.GoFunc{RunDB: func(ctx context.Context, db *sql.DB) error {
-			name, regions, err := clusterRegions(ctx, db)
+			name, cluster, err := clusterRegions(ctx, db)
 			if err != nil {
 				return err
 			}
-			for _, stmt := range DatabaseRegionStatements(name, cfg.primaryRegion, regions) {
+			stmts, err := databaseRegionPlan(name, cluster, cfg)
+			if err != nil {
+				return err
+			}
+			for _, stmt := range stmts {
 				if _, err := db.ExecContext(ctx, stmt); err != nil {
 					return fmt.Errorf("%s: %w", stmt, err)
 				}
@@ -240,6 +254,30 @@ func cockroachMigrations(cfg migrateConfig) []*goose.Migration {
 			return nil
 		}}, nil),
 	}
+}
+
+// databaseRegionPlan is migration 1's statements: the region map's regions
+// and primary when there is a map, else the cluster's regions with
+// --primary-region (default: the first).
+func databaseRegionPlan(name string, cluster []string, cfg migrateConfig) ([]string, error) {
+	if cfg.regions == nil {
+		return DatabaseRegionStatements(name, cfg.primaryRegion, cluster), nil
+	}
+	primary := cfg.regions.Primary()
+	if cfg.primaryRegion != "" && cfg.primaryRegion != primary {
+		return nil, fmt.Errorf("--primary-region=%q differs from the primary %q of --region-map", cfg.primaryRegion, primary)
+	}
+	regions := cfg.regions.Regions()
+	var missing []string
+	for _, r := range regions {
+		if !slices.Contains(cluster, r) {
+			missing = append(missing, r)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("--region-map regions %v are not regions of the cluster (%v): start nodes with --locality=region=…", missing, cluster)
+	}
+	return DatabaseRegionStatements(name, primary, regions), nil
 }
 
 func clusterRegions(ctx context.Context, db *sql.DB) (string, []string, error) {
