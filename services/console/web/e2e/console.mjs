@@ -96,7 +96,9 @@ try {
   const row = page.locator('[data-testid="trip-row"][data-state="DRIVER_ASSIGNED"], [data-testid="trip-row"][data-state="REQUESTED"], [data-testid="trip-row"][data-state="IN_PROGRESS"], [data-testid="trip-row"][data-state="DRIVER_ARRIVED"]').first();
   await row.waitFor();
   const tripID = await row.getAttribute("data-trip-id");
-  await row.click();
+  // Click that trip's row, not "the first active row" again: new trips
+  // arrive at the top of the table between the two steps.
+  await page.locator(`[data-testid="trip-row"][data-trip-id="${tripID}"]`).click();
   await page.getByTestId("trip-detail-id").filter({ hasText: tripID }).waitFor();
   await page.locator('[data-testid="trip-event"][data-type="CREATED"]').waitFor();
   await page.getByTestId("action-reason").fill("browser test");
