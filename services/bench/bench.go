@@ -90,8 +90,13 @@ func (b *bench) run(ctx context.Context) error {
 	b.pos = points(b.cfg.Seed, streamDrivers, b.cfg.maxSize())
 	b.queries = points(b.cfg.Seed, streamQueries, 10_000)
 
-	if err := b.phaseStreams(ctx); err != nil {
-		return err
+	if b.cfg.runs(PartIdle) || b.cfg.runs(PartSamples) {
+		if err := b.phaseStreams(ctx); err != nil {
+			return err
+		}
+	}
+	if !b.cfg.runs(PartIndex) {
+		return nil
 	}
 	return b.phaseIndex(ctx)
 }
@@ -181,8 +186,13 @@ func (b *bench) phaseStreams(ctx context.Context) error {
 		return err
 	}
 	defer stop()
-	if err := b.idleMemory(ctx, hx, rd); err != nil {
-		return err
+	if b.cfg.runs(PartIdle) {
+		if err := b.idleMemory(ctx, hx, rd); err != nil {
+			return err
+		}
+	}
+	if !b.cfg.runs(PartSamples) {
+		return nil
 	}
 	return b.samples(ctx, hx, rd)
 }
