@@ -323,7 +323,7 @@ func (b *bench) samples(ctx context.Context, hx, rd *server) error {
 	mv := newMover(appIDs, start, d)
 	c := b.cfg.RedisClients
 
-	hexCell := &Cell{System: Hexride, What: "own connection + Connect stream per driver, ONLINE, every sample acked"}
+	hexCell := &Cell{System: Hexride, What: "own connection + Connect stream per driver, ONLINE, samples acked cumulatively (each checked taken)"}
 	paced := &Cell{System: Redis, What: fmt.Sprintf("GEOADD, 1 per round trip, %d clients, same offered rate", c)}
 	piped := &Cell{System: Redis, What: fmt.Sprintf("pipelines of %d GEOADDs on 1 connection, same offered rate", b.cfg.Batch)}
 	closed := &Cell{System: Redis, What: fmt.Sprintf("GEOADD, 1 per round trip, %d clients, closed loop (flat out)", c)}
@@ -335,6 +335,10 @@ func (b *bench) samples(ctx context.Context, hx, rd *server) error {
 		_ = sleep(ctx, 300*time.Millisecond) // acks in flight, the gateway's last batch
 		if err == nil {
 			err = alive(hx)
+		}
+		if err == nil {
+			// Every sample counted was taken (or refused, and not counted).
+			_, err = f.settle(ctx)
 		}
 		if err == nil && r.errors > 0 {
 			err = f.counter.firstErr()

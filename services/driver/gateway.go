@@ -74,6 +74,11 @@ type session struct {
 	// detached: the stream ended and its departure is queued; nothing of
 	// this session is queued after it.
 	detached bool
+	// ackedSamples is when accepted samples were last acknowledged (zero:
+	// never on this stream); pendingAck is the seq of the latest accepted
+	// sample not acknowledged yet (0: none). See sampleAck.
+	ackedSamples time.Time
+	pendingAck   uint64
 }
 
 // NewGateway builds the engine. Run must be running for locations to reach
@@ -280,6 +285,12 @@ func (g *Gateway) handle(ctx context.Context, s *session, req *driverv1.ConnectR
 			s.mu.Unlock()
 			g.flagged.record(s.driverID, err, g.now(), last)
 		}
+		if err == nil {
+			if a := s.sampleAck(req.GetSeq(), now, g.cfg.SampleAckInterval); a != nil {
+				return []*driverv1.ConnectResponse{a}
+			}
+			return nil
+		}
 		return []*driverv1.ConnectResponse{ack(req.GetSeq(), err)}
 	case *driverv1.ConnectRequest_Availability:
 		return []*driverv1.ConnectResponse{ack(req.GetSeq(), g.availability(s, m.Availability))}
@@ -292,6 +303,36 @@ func (g *Gateway) handle(ctx context.Context, s *session, req *driverv1.ConnectR
 		return out
 	}
 	return []*driverv1.ConnectResponse{ack(req.GetSeq(), errInvalid)}
+}
+
+// sampleAck returns the Ack for accepted location sample seq if one is
+// due (the stream's first, or the last is SampleAckInterval old); otherwise
+// the sample waits for a later cumulative Ack (pendingAck). Acknowledging
+// every sample would make every sample a write on its connection, and a
+// round of the client's flow-control probes after it.
+func (s *session) sampleAck(seq uint64, now time.Time, every time.Duration) *driverv1.ConnectResponse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ackedSamples.IsZero() && now.Sub(s.ackedSamples) < every {
+		s.pendingAck = seq
+		return nil
+	}
+	s.ackedSamples, s.pendingAck = now, 0
+	return ack(seq, nil)
+}
+
+// owedAck takes the cumulative Ack owed for accepted samples, if any: it
+// goes out ahead of any other message on the stream. now is read only
+// when one is owed.
+func (s *session) owedAck(now func() time.Time) *driverv1.ConnectResponse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pendingAck == 0 {
+		return nil
+	}
+	seq := s.pendingAck
+	s.ackedSamples, s.pendingAck = now(), 0
+	return ack(seq, nil)
 }
 
 func (g *Gateway) location(s *session, sample *driverv1.LocationSample) error {
@@ -473,6 +514,11 @@ func (g *Gateway) serve(ctx context.Context, driverID string, recv func() (*driv
 		if closed {
 			return errReplaced
 		}
+		if owed := s.owedAck(g.now); owed != nil {
+			if err := send(owed); err != nil {
+				return err
+			}
+		}
 		return send(msg)
 	}
 	defer func() {
@@ -480,7 +526,10 @@ func (g *Gateway) serve(ctx context.Context, driverID string, recv func() (*driv
 		closed = true
 		sendMu.Unlock()
 	}()
-	if err := sendOne(&driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Cadence{Cadence: &driverv1.Cadence{LocationInterval: durationpb.New(g.cfg.LocationInterval)}}}); err != nil {
+	if err := sendOne(&driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Cadence{Cadence: &driverv1.Cadence{
+		LocationInterval:  durationpb.New(g.cfg.LocationInterval),
+		SampleAckInterval: durationpb.New(g.cfg.SampleAckInterval),
+	}}}); err != nil {
 		return err
 	}
 	recvErr := make(chan error, 1)

@@ -404,22 +404,42 @@ func TestStreamRefusesBadSamples(t *testing.T) {
 			}
 		})
 	}
-	// Over the per-driver sample rate: refused, not queued.
-	refused := 0
-	for i := range 20 {
+	// Over the per-driver sample rate: refused at once, not queued. The
+	// accepted ones are acknowledged cumulatively, at the latest ahead of
+	// the next Ack the gateway sends.
+	first := seq + 1
+	for range 20 {
 		seq++
 		m := location(sfPickup, time.Now())
 		m.Seq = seq
 		if err := s.Send(m); err != nil {
 			t.Fatal(err)
 		}
-		if a := next(t, s, ackFor(seq)); !a.GetAccepted() && a.GetReason() == "rate_limited" {
+	}
+	seq++
+	if err := s.Send(&driverv1.ConnectRequest{Seq: seq, Msg: &driverv1.ConnectRequest_Availability{Availability: &driverv1.AvailabilityChange{
+		Availability: driverv1.Availability_AVAILABILITY_ONLINE, Product: commonv1.Product_PRODUCT_STANDARD}}}); err != nil {
+		t.Fatal(err)
+	}
+	refused, acceptedThrough := 0, uint64(0)
+	next(t, s, func(m *driverv1.ConnectResponse) (struct{}, bool) {
+		a := m.GetAck()
+		switch {
+		case a == nil:
+		case a.GetSeq() == seq:
+			return struct{}{}, true
+		case a.GetAccepted():
+			acceptedThrough = a.GetSeq()
+		case a.GetReason() == "rate_limited":
 			refused++
 		}
-		_ = i
-	}
+		return struct{}{}, false
+	})
 	if refused == 0 {
 		t.Fatal("a burst of 20 samples was not rate limited")
+	}
+	if refused < 20 && acceptedThrough < first {
+		t.Fatalf("%d of 20 samples accepted, but no Ack accepted them ahead of the next message's (last accepted seq %d)", 20-refused, acceptedThrough)
 	}
 }
 
