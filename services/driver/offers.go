@@ -36,6 +36,9 @@ func (s *session) holdOffer(offer *driverv1.Offer, now time.Time) {
 	if offer.GetExpiresAt() != nil {
 		lapse = offer.GetExpiresAt().AsTime().Add(offerGrace)
 	}
+	if s.offers == nil {
+		s.offers = map[string]heldOffer{} // most sessions never hold one
+	}
 	s.offers[offer.GetOfferId()] = heldOffer{offer: offer, lapse: lapse}
 	if s.nextLapse.IsZero() || lapse.Before(s.nextLapse) {
 		s.nextLapse = lapse

@@ -444,3 +444,54 @@ func TestStreamRefusesBadSamples(t *testing.T) {
 }
 
 func nan() float64 { return math.NaN() }
+
+// TestConnectEndedByGateway: the gateway ends a driver's stream itself: a
+// newer stream of the same driver replaces it (ABORTED), and a drain ends
+// the rest (UNAVAILABLE, saying so).
+func TestConnectEndedByGateway(t *testing.T) {
+	n, cc := startNode(t, AllServices...)
+	first, cancel1 := connect(t, cc, "d-twice", sfPickup)
+	defer cancel1()
+	next(t, first, ackFor(2))
+	second, cancel2 := connect(t, cc, "d-twice", sfPickup)
+	defer cancel2()
+	if err := streamEnd(t, first); status.Code(err) != codes.Aborted {
+		t.Fatalf("the replaced stream ended with %v, want ABORTED", err)
+	}
+	if a := next(t, second, ackFor(2)); !a.GetAccepted() {
+		t.Fatalf("the newer stream's first sample: %v", a)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); n.Shutdown(ctx) }()
+	// A stream cut by the server's stop would end UNAVAILABLE too, but
+	// without saying it drains.
+	err := streamEnd(t, second)
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "draining") {
+		t.Fatalf("the stream ended with %v on a drain, want UNAVAILABLE draining", err)
+	}
+	<-done
+}
+
+// streamEnd reads s until it ends and returns why.
+func streamEnd(t *testing.T, s driverv1.DriverService_ConnectClient) error {
+	t.Helper()
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := s.Recv(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-ended:
+		return err
+	case <-time.After(15 * time.Second):
+		t.Fatal("the stream did not end within 15 s")
+		return nil
+	}
+}
