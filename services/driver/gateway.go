@@ -72,8 +72,9 @@ type session struct {
 	// per-message check is one comparison.
 	nextLapse time.Time
 	// lapsed remembers the last few offers dropped from offers unanswered,
-	// so a late reply is still told the offer expired.
-	lapsed     [lapsedOffers]lapsedOffer
+	// so a late reply is still told the offer expired (nil until one
+	// lapses: 512 bytes every idle session would carry).
+	lapsed     *[lapsedOffers]lapsedOffer
 	lapsedNext int
 	// watchers get each accepted position (latest wins: one slot each).
 	watchers map[chan *commonv1.DriverPosition]struct{}
