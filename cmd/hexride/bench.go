@@ -43,6 +43,18 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.SteadyRate, "steady-rate", cfg.SteadyRate, "supply updates per second during --steady")
 	fs.DurationVar(&cfg.DriverTTL, "driver-ttl", cfg.DriverTTL, "the measured hexride processes' --driver-ttl (loaded drivers must outlive the run)")
 	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "wait before reading RSS")
+	fs.Func("only", "measure only these parts, comma-separated: "+strings.Join(bench.Parts, ", ")+" (default: all)", func(v string) error {
+		cfg.Only = nil
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				cfg.Only = append(cfg.Only, p)
+			}
+		}
+		if len(cfg.Only) == 0 {
+			return errors.New("want at least one part")
+		}
+		return nil
+	})
 	fs.StringVar(&cfg.RedisBin, "redis-server", "", "redis-server binary (default: PATH, then /usr/bin/redis-server)")
 	if err := parseFlags(fs, args); err != nil {
 		return err

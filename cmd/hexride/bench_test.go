@@ -163,6 +163,10 @@ func TestBenchFlags(t *testing.T) {
 	if err := run(context.Background(), []string{"bench", "--reps", "0"}, &stdout, &stderr); err == nil || !strings.Contains(err.Error(), "reps") {
 		t.Errorf("--reps 0: %v", err)
 	}
+	stderr.Reset()
+	if err := run(context.Background(), []string{"bench", "--only", "samples,nope"}, &stdout, &stderr); err == nil || !strings.Contains(err.Error(), `unknown part "nope"`) {
+		t.Errorf("--only samples,nope: %v", err)
+	}
 	if stdout.Len() > 0 {
 		t.Errorf("a refused configuration printed a report:\n%s", stdout.String())
 	}

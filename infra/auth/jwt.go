@@ -217,20 +217,48 @@ func (a *JWTAuthenticator) Verify(token string) (Principal, error) {
 	}
 	set := a.keys.Keys()
 	if a.cache == nil {
-		p, _, err := a.verify(token, set)
+		p, _, err := a.verifyAside(token, set)
 		return p, err
 	}
 	sum := tokenSum(token)
 	if p, ok := a.cache.get(sum, set, a.cfg.Now()); ok {
 		return p, nil
 	}
-	p, e, err := a.verify(token, set)
+	p, e, err := a.verifyAside(token, set)
 	if err != nil {
 		return Principal{}, err
 	}
 	e.sum = sum
 	a.cache.put(e)
 	return p, nil
+}
+
+// verifyAside is verify on a goroutine of its own. Checking a signature
+// (Ed25519 above all) takes ~10 KB of stack, and the caller is often a
+// stream handler whose goroutine lives as long as the stream: a driver
+// app's Connect kept a 16 KB stack for hours instead of 8 KB. The borrowed
+// goroutine's stack goes back to the runtime when it ends; a goroutine
+// start is nothing beside the signature check, and a cached token skips
+// both.
+func (a *JWTAuthenticator) verifyAside(token string, set *KeySet) (Principal, *tokenEntry, error) {
+	var (
+		p        Principal
+		e        *tokenEntry
+		err      error
+		panicked any
+		done     = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		// A panic goes back to the caller (and its recovery handler).
+		defer func() { panicked = recover() }()
+		p, e, err = a.verify(token, set)
+	}()
+	<-done
+	if panicked != nil {
+		panic(panicked)
+	}
+	return p, e, err
 }
 
 // tokenSum is the cache key of token: its SHA-256, hashed from a stack

@@ -51,6 +51,17 @@ type Config struct {
 	// need little, and the write buffer is shared (pooled) between flushes.
 	ConnReadBufferBytes  int
 	ConnWriteBufferBytes int
+	// StreamWindowBytes and ConnWindowBytes are the HTTP/2 flow-control
+	// windows the server grants each stream and each connection. Fixed
+	// windows turn off gRPC's bandwidth-delay estimation, which probes
+	// with a PING after every DATA frame that follows a finished probe: on
+	// a driver app's connection, one small message every few seconds, that
+	// is a write (PING and WINDOW_UPDATE) and a read of the app's answer
+	// for every location sample. A window is credit, not a buffer: memory
+	// holds only what the handler has not read yet. 0 keeps gRPC's dynamic
+	// windows.
+	StreamWindowBytes int32
+	ConnWindowBytes   int32
 }
 
 // Errors returned by Config.Validate.
@@ -71,6 +82,11 @@ func DefaultConfig(addr string) Config {
 		// Driver samples and offers are a few hundred bytes.
 		ConnReadBufferBytes:  4 << 10,
 		ConnWriteBufferBytes: 4 << 10,
+		// Room for a full ingest batch (5,000 locations, ~0.5 MB) in
+		// flight on a stream and a few on a connection, so peers are not
+		// held back by fixed windows at in-region round trips.
+		StreamWindowBytes: 1 << 20,
+		ConnWindowBytes:   4 << 20,
 	}
 }
 
@@ -80,7 +96,7 @@ func (c Config) Validate() error {
 		return ErrNoAddr
 	}
 	if c.DrainWait < 0 || c.StopTimeout < 0 || c.KeepaliveTime < 0 || c.KeepaliveTimeout < 0 || c.MaxRecvMsgBytes < 0 ||
-		c.ConnReadBufferBytes < 0 || c.ConnWriteBufferBytes < 0 {
+		c.ConnReadBufferBytes < 0 || c.ConnWriteBufferBytes < 0 || c.StreamWindowBytes < 0 || c.ConnWindowBytes < 0 {
 		return ErrNegativeTimeout
 	}
 	return nil
@@ -153,6 +169,12 @@ func New(cfg Config, logger *slog.Logger, opts Options) (*Server, error) {
 	}
 	if cfg.ConnWriteBufferBytes > 0 {
 		serverOpts = append(serverOpts, grpc.WriteBufferSize(cfg.ConnWriteBufferBytes), grpc.SharedWriteBuffer(true))
+	}
+	if cfg.StreamWindowBytes > 0 {
+		serverOpts = append(serverOpts, grpc.StaticStreamWindowSize(cfg.StreamWindowBytes))
+	}
+	if cfg.ConnWindowBytes > 0 {
+		serverOpts = append(serverOpts, grpc.StaticConnWindowSize(cfg.ConnWindowBytes))
 	}
 	serverOpts = append(serverOpts, opts.ServerOptions...)
 	gs := grpc.NewServer(serverOpts...)

@@ -25,6 +25,8 @@ func TestConfigValidate(t *testing.T) {
 		{"defaults", DefaultConfig("127.0.0.1:0"), nil},
 		{"no address", DefaultConfig(""), ErrNoAddr},
 		{"negative wait", func() Config { c := DefaultConfig("x:1"); c.DrainWait = -1; return c }(), ErrNegativeTimeout},
+		{"negative window", func() Config { c := DefaultConfig("x:1"); c.StreamWindowBytes = -1; return c }(), ErrNegativeTimeout},
+		{"dynamic windows", func() Config { c := DefaultConfig("x:1"); c.StreamWindowBytes, c.ConnWindowBytes = 0, 0; return c }(), nil},
 	}
 	for _, tt := range tests {
 		if err := tt.cfg.Validate(); err != tt.want {

@@ -380,6 +380,7 @@ func TestConfigValidate(t *testing.T) {
 		{"zero connections", func(c *Config) { c.QueryConns = []int{0} }},
 		{"no sizes", func(c *Config) { c.Sizes = nil }},
 		{"short ttl", func(c *Config) { c.DriverTTL = time.Second }},
+		{"unknown part", func(c *Config) { c.Only = []string{PartIdle, "streams"} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -389,6 +390,19 @@ func TestConfigValidate(t *testing.T) {
 				t.Error("Validate accepted it")
 			}
 		})
+	}
+}
+
+func TestConfigRuns(t *testing.T) {
+	c := QuickConfig()
+	for _, p := range Parts {
+		if !c.runs(p) {
+			t.Errorf("without --only, part %s is skipped", p)
+		}
+	}
+	c.Only = []string{PartIdle, PartSamples}
+	if !c.runs(PartIdle) || !c.runs(PartSamples) || c.runs(PartIndex) {
+		t.Errorf("only %v: idle %v, samples %v, index %v", c.Only, c.runs(PartIdle), c.runs(PartSamples), c.runs(PartIndex))
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -61,6 +63,9 @@ type Config struct {
 	// Settle is how long to wait after opening idle streams before reading
 	// RSS.
 	Settle time.Duration `json:"settle"`
+	// Only, when not empty, limits the run to these parts (Parts lists
+	// them): measuring one figure need not pay for the others.
+	Only []string `json:"only,omitempty"`
 	// Quick marks a run with QuickConfig's small sizes.
 	Quick bool `json:"quick"`
 	// Progress receives one line per step; nil discards.
@@ -152,7 +157,28 @@ func (c Config) Validate() error {
 	if c.Steady < 0 || c.SteadyRate < 1 || c.DriverTTL < time.Minute || c.Settle < 0 {
 		bad("bench: steady must not be negative, steady rate positive, driver TTL at least 1m")
 	}
+	for _, p := range c.Only {
+		if !slices.Contains(Parts, p) {
+			bad("bench: unknown part %q (parts: %s)", p, strings.Join(Parts, ", "))
+		}
+	}
 	return errors.Join(errs...)
 }
+
+// The parts of a run, in the order they run: idle (memory per idle driver
+// stream, rows 4c..), samples (location samples through Connect streams,
+// rows 1a–1c) and index (batched ingest, nearest-driver queries and memory
+// per indexed driver, rows 2*, 3*, 4a, 4b).
+const (
+	PartIdle    = "idle"
+	PartSamples = "samples"
+	PartIndex   = "index"
+)
+
+// Parts lists every part of a run.
+var Parts = []string{PartIdle, PartSamples, PartIndex}
+
+// runs reports whether part is measured in this run.
+func (c Config) runs(part string) bool { return len(c.Only) == 0 || slices.Contains(c.Only, part) }
 
 func (c Config) maxSize() int { return c.Sizes[len(c.Sizes)-1] }

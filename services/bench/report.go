@@ -157,6 +157,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "\nmachine: %d CPUs, the bench client shares them; load average at start %s, at end %s; run took %.0f s\n",
 		r.CPUs, r.LoadAvgStart, r.LoadAvgEnd, r.Seconds)
+	if len(r.Config.Only) > 0 {
+		fmt.Fprintf(&b, "parts measured: %s only (of %s)\n", strings.Join(r.Config.Only, ", "), strings.Join(Parts, ", "))
+	}
 	for _, i := range r.Idle {
 		fmt.Fprintf(&b, "idle server CPU (%s phase, no load): hexride %s ms/s, Redis %s ms/s (included in every figure below)\n",
 			i.Phase, FormatNum(i.HexrideCores*1000), FormatNum(i.RedisCores*1000))

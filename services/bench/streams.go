@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,8 +23,11 @@ import (
 // fleet is a set of driver apps, each with its own gRPC connection and
 // Connect stream, as phones have.
 type fleet struct {
-	apps    []*app
-	counter *counters
+	apps []*app
+	// counter counts samples sent while active, less the refused ones;
+	// accepted counts the samples the gateway acknowledged as taken.
+	counter  *counters
+	accepted atomic.Int64
 	// active gates the apps' periodic samples.
 	active  atomic.Bool
 	refused sync.Map // reason → *atomic.Int64
@@ -39,13 +43,22 @@ type app struct {
 	ready  chan struct{} // closed when the first location's ack arrived
 	err    atomic.Pointer[error]
 
-	// Owned by the sending goroutine.
-	seq uint64
-	pos point
-	rng *rand.Rand
+	// sendMu serializes sends (the driving goroutine's samples, settle's
+	// availability changes) and guards what follows.
+	sendMu sync.Mutex
+	seq    uint64
+	pos    point
+	rng    *rand.Rand
+	// pending are the seqs of location samples neither accepted nor
+	// refused yet, ascending; availSeq is the seq of the latest
+	// availability change, availAcked gets its ack's acceptance.
+	pending    []uint64
+	availSeq   uint64
+	availAcked chan bool
 }
 
-// Sequence numbers: the availability change is 1, locations follow.
+// The first availability change (going online) is seq 1; locations and
+// later availability changes (settle) follow.
 const availabilitySeq = 1
 
 // appDialOptions keep the client side of many mostly idle connections
@@ -76,7 +89,7 @@ func (b *bench) openFleet(ctx context.Context, addr, prefix string, start []poin
 			return nil, err
 		}
 		tokens[i] = tok
-		f.apps[i] = &app{id: id, pos: start[i], rng: rand.New(rand.NewPCG(seed, uint64(i))), ready: make(chan struct{})}
+		f.apps[i] = &app{id: id, pos: start[i], rng: rand.New(rand.NewPCG(seed, uint64(i))), ready: make(chan struct{}), availAcked: make(chan bool, 1)}
 	}
 	for i, a := range f.apps {
 		tok := tokens[i]
@@ -135,21 +148,32 @@ func (f *fleet) connect(ctx context.Context, a *app, addr, token string, now tim
 	a.stream = stream
 	f.wg.Add(1)
 	go f.receive(a)
-	a.seq = availabilitySeq
-	if err := stream.Send(&driverv1.ConnectRequest{Seq: a.seq, Msg: &driverv1.ConnectRequest_Availability{Availability: &driverv1.AvailabilityChange{
-		Availability: driverv1.Availability_AVAILABILITY_ONLINE, Product: commonv1.Product_PRODUCT_STANDARD,
-	}}}); err != nil {
+	if err := a.online(); err != nil {
 		return err
 	}
 	return a.sample(now, 0)
 }
 
+// online sends an availability change to ONLINE (the first is seq 1).
+func (a *app) online() error {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
+	a.seq++
+	a.availSeq = a.seq
+	return a.stream.Send(&driverv1.ConnectRequest{Seq: a.seq, Msg: &driverv1.ConnectRequest_Availability{Availability: &driverv1.AvailabilityChange{
+		Availability: driverv1.Availability_AVAILABILITY_ONLINE, Product: commonv1.Product_PRODUCT_STANDARD,
+	}}})
+}
+
 // sample sends the app's position moved by metres, recorded now.
 func (a *app) sample(now time.Time, metres float64) error {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
 	if metres > 0 {
 		a.pos = move(a.pos, metres, a.rng)
 	}
 	a.seq++
+	a.pending = append(a.pending, a.seq)
 	return a.stream.Send(&driverv1.ConnectRequest{Seq: a.seq, Msg: &driverv1.ConnectRequest_Location{Location: &driverv1.LocationSample{
 		Position:   &commonv1.LatLng{Lat: a.pos.Lat, Lng: a.pos.Lng},
 		HeadingDeg: float32(a.rng.Float64() * 360),
@@ -159,7 +183,39 @@ func (a *app) sample(now time.Time, metres float64) error {
 	}}})
 }
 
-// receive reads the app's stream: acks count, everything else is ignored.
+// settleAck applies an Ack to the pending samples: a refusal settles its
+// own seq, an accepted location Ack every sample up to its seq (samples
+// are acknowledged cumulatively). It returns how many samples it
+// accepted, whether it refused one, and whether it answered the latest
+// availability change (with its acceptance).
+func (a *app) settleAck(ack *driverv1.Ack) (accepted int, refused, avail, availOK bool) {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
+	seq := ack.GetSeq()
+	if seq == a.availSeq {
+		return 0, false, true, ack.GetAccepted()
+	}
+	if !ack.GetAccepted() {
+		if i, ok := slices.BinarySearch(a.pending, seq); ok {
+			a.pending = slices.Delete(a.pending, i, i+1)
+			return 0, true, false, false
+		}
+		return 0, false, false, false
+	}
+	n, _ := slices.BinarySearch(a.pending, seq+1)
+	a.pending = a.pending[n:]
+	return n, false, false, false
+}
+
+// unsettled is how many samples are neither accepted nor refused yet.
+func (a *app) unsettled() int {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
+	return len(a.pending)
+}
+
+// receive reads the app's stream: acks settle samples (accepted ones
+// count), everything else is ignored.
 func (f *fleet) receive(a *app) {
 	defer f.wg.Done()
 	readyOnce := sync.OnceFunc(func() { close(a.ready) })
@@ -177,21 +233,59 @@ func (f *fleet) receive(a *app) {
 		if ack == nil {
 			continue
 		}
+		accepted, refused, avail, availOK := a.settleAck(ack)
 		switch {
-		case ack.GetSeq() == availabilitySeq:
-			if !ack.GetAccepted() {
+		case avail:
+			if !availOK {
 				err := fmt.Errorf("going online refused: %s", ack.GetReason())
 				a.err.Store(&err)
 				f.counter.fail(fmt.Errorf("driver app %s: %w", a.id, err))
 			}
-		case ack.GetAccepted():
-			f.counter.ops.Add(1)
+			select {
+			case a.availAcked <- availOK:
+			default:
+			}
+		case accepted > 0:
+			f.accepted.Add(int64(accepted))
 			readyOnce()
-		default:
+		case refused:
+			// Counted as an operation when it was sent (see drive).
+			f.counter.ops.Add(-1)
 			f.refuse(ack.GetReason())
 			readyOnce()
 		}
 	}
+}
+
+// settle checks that every sample sent so far was accepted or refused:
+// each app sends an availability change, and the gateway acknowledges the
+// samples it accepted before it answers that. It returns the samples
+// accepted in all so far.
+func (f *fleet) settle(ctx context.Context) (int64, error) {
+	for _, a := range f.apps {
+		select {
+		case <-a.availAcked: // an earlier change's
+		default:
+		}
+		if err := a.online(); err != nil {
+			return 0, fmt.Errorf("driver app %s: %w", a.id, err)
+		}
+	}
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	for _, a := range f.apps {
+		select {
+		case <-a.availAcked:
+		case <-deadline.C:
+			return 0, fmt.Errorf("driver app %s: no ack for an availability change within 30 s", a.id)
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		if n := a.unsettled(); n > 0 {
+			return 0, fmt.Errorf("driver app %s: %d location samples neither accepted nor refused ahead of the next Ack", a.id, n)
+		}
+	}
+	return f.accepted.Load(), nil
 }
 
 // closing reports whether the app's stream was cancelled by the bench.
@@ -237,7 +331,16 @@ func (f *fleet) drive(ctx context.Context, interval time.Duration) {
 						continue
 					}
 					// 3–8 m since the last sample: a car in traffic.
-					if err := a.sample(now, 3+5*a.rng.Float64()); err != nil && ctx.Err() == nil && !closing(a) {
+					err := a.sample(now, 3+5*a.rng.Float64())
+					switch {
+					case err == nil:
+						// An operation when sent: accepted samples are
+						// acknowledged together, seconds later, so acks
+						// do not date them. A refusal (answered at once)
+						// takes it back; settle checks every sample was
+						// accepted or refused.
+						f.counter.ops.Add(1)
+					case ctx.Err() == nil && !closing(a):
 						a.err.Store(&err)
 						f.counter.fail(fmt.Errorf("driver app %s send: %w", a.id, err))
 					}

@@ -39,6 +39,11 @@ type Config struct {
 	// before a batch goes to matching.
 	BatchInterval time.Duration
 	BatchSize     int
+	// SampleAckInterval is how often, at most, accepted location samples
+	// are acknowledged (cumulatively, see the Ack message): an ack written
+	// for every sample would cost the gateway about as much as everything
+	// else it does with the sample.
+	SampleAckInterval time.Duration
 	// SendQueue is the per-stream outgoing buffer; a driver app that falls
 	// this far behind is disconnected.
 	SendQueue int
@@ -55,20 +60,21 @@ var (
 // DefaultConfig returns production defaults.
 func DefaultConfig(advertise string) Config {
 	return Config{
-		AdvertiseAddr:    advertise,
-		LocationInterval: 4 * time.Second,
-		SampleRate:       1,
-		SampleBurst:      5,
-		MessageRate:      5,
-		MessageBurst:     20,
-		MaxSpeedKPH:      250,
-		MaxSampleAge:     2 * time.Minute,
-		MaxSampleSkew:    30 * time.Second,
-		MaxAccuracyM:     200,
-		BatchInterval:    200 * time.Millisecond,
-		BatchSize:        1000,
-		SendQueue:        64,
-		CallTimeout:      5 * time.Second,
+		AdvertiseAddr:     advertise,
+		LocationInterval:  4 * time.Second,
+		SampleRate:        1,
+		SampleBurst:       5,
+		MessageRate:       5,
+		MessageBurst:      20,
+		MaxSpeedKPH:       250,
+		MaxSampleAge:      2 * time.Minute,
+		MaxSampleSkew:     30 * time.Second,
+		MaxAccuracyM:      200,
+		BatchInterval:     200 * time.Millisecond,
+		BatchSize:         1000,
+		SampleAckInterval: 30 * time.Second,
+		SendQueue:         64,
+		CallTimeout:       5 * time.Second,
 	}
 }
 
@@ -79,7 +85,7 @@ func (c Config) Validate() error {
 		return ErrNoAdvertiseAddr
 	case c.LocationInterval <= 0 || c.SampleRate <= 0 || c.SampleBurst <= 0 || c.MessageRate <= 0 || c.MessageBurst <= 0 || c.MaxSpeedKPH <= 0 ||
 		c.MaxSampleAge <= 0 || c.MaxSampleSkew <= 0 || c.MaxAccuracyM <= 0 || c.BatchInterval <= 0 ||
-		c.BatchSize <= 0 || c.SendQueue <= 0 || c.CallTimeout <= 0:
+		c.BatchSize <= 0 || c.SendQueue <= 0 || c.CallTimeout <= 0 || c.SampleAckInterval <= 0:
 		return ErrBadLimits
 	}
 	return nil

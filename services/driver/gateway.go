@@ -49,7 +49,13 @@ type Gateway struct {
 // driver.
 type session struct {
 	driverID string
-	out      chan *driverv1.ConnectResponse
+	// Pushes (offers, trip updates) wait in queue for the stream's
+	// handler, woken through wake (one slot): a queue that grows only when
+	// there is something to send, where a channel would hold SendQueue
+	// slots for every connected driver.
+	queueMu  sync.Mutex
+	queue    []*driverv1.ConnectResponse
+	wake     chan struct{}
 	done     chan struct{} // closed when the stream handler returns
 	kick     context.CancelFunc
 	limiter  *rate.Limiter // location samples
@@ -66,14 +72,20 @@ type session struct {
 	// per-message check is one comparison.
 	nextLapse time.Time
 	// lapsed remembers the last few offers dropped from offers unanswered,
-	// so a late reply is still told the offer expired.
-	lapsed     [lapsedOffers]lapsedOffer
+	// so a late reply is still told the offer expired (nil until one
+	// lapses: 512 bytes every idle session would carry).
+	lapsed     *[lapsedOffers]lapsedOffer
 	lapsedNext int
 	// watchers get each accepted position (latest wins: one slot each).
 	watchers map[chan *commonv1.DriverPosition]struct{}
 	// detached: the stream ended and its departure is queued; nothing of
 	// this session is queued after it.
 	detached bool
+	// ackedSamples is when accepted samples were last acknowledged (zero:
+	// never on this stream); pendingAck is the seq of the latest accepted
+	// sample not acknowledged yet (0: none). See sampleAck.
+	ackedSamples time.Time
+	pendingAck   uint64
 }
 
 // NewGateway builds the engine. Run must be running for locations to reach
@@ -156,12 +168,11 @@ func (g *Gateway) ConnectedDrivers() int {
 func (g *Gateway) attach(driverID string, kick context.CancelFunc) *session {
 	s := &session{
 		driverID: driverID,
-		out:      make(chan *driverv1.ConnectResponse, g.cfg.SendQueue),
+		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		kick:     kick,
 		limiter:  rate.NewLimiter(rate.Limit(g.cfg.SampleRate), g.cfg.SampleBurst),
 		messages: rate.NewLimiter(rate.Limit(g.cfg.MessageRate), g.cfg.MessageBurst),
-		offers:   map[string]heldOffer{},
 	}
 	g.mu.Lock()
 	old := g.sessions[driverID]
@@ -206,8 +217,8 @@ func (g *Gateway) session(driverID string) (*session, bool) {
 	return s, ok
 }
 
-// push queues a message for the driver's stream. A stream whose queue is full
-// is cut: its app is not reading and will reconnect.
+// push queues a message for the driver's stream. A stream with SendQueue
+// messages waiting is cut: its app is not reading and will reconnect.
 func (g *Gateway) push(driverID string, msg *driverv1.ConnectResponse) error {
 	s, ok := g.session(driverID)
 	if !ok {
@@ -234,14 +245,32 @@ func (g *Gateway) push(driverID string, msg *driverv1.ConnectResponse) error {
 		s.mu.Unlock()
 	}
 	select {
-	case s.out <- msg:
-		return nil
 	case <-s.done:
 		return errNoStream
 	default:
+	}
+	s.queueMu.Lock()
+	if len(s.queue) >= g.cfg.SendQueue {
+		s.queueMu.Unlock()
 		s.kick()
 		return errNotReading
 	}
+	s.queue = append(s.queue, msg)
+	s.queueMu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default: // already woken
+	}
+	return nil
+}
+
+// takeQueue empties the session's queue of pushes.
+func (s *session) takeQueue() []*driverv1.ConnectResponse {
+	s.queueMu.Lock()
+	defer s.queueMu.Unlock()
+	q := s.queue
+	s.queue = nil
+	return q
 }
 
 // ack builds the reply to client message seq.
@@ -293,6 +322,12 @@ func (g *Gateway) handle(ctx context.Context, s *session, req *driverv1.ConnectR
 			s.mu.Unlock()
 			g.flagged.record(s.driverID, err, g.now(), last)
 		}
+		if err == nil {
+			if a := s.sampleAck(req.GetSeq(), now, g.cfg.SampleAckInterval); a != nil {
+				return []*driverv1.ConnectResponse{a}
+			}
+			return nil
+		}
 		return []*driverv1.ConnectResponse{ack(req.GetSeq(), err)}
 	case *driverv1.ConnectRequest_Availability:
 		return []*driverv1.ConnectResponse{ack(req.GetSeq(), g.availability(s, m.Availability))}
@@ -305,6 +340,36 @@ func (g *Gateway) handle(ctx context.Context, s *session, req *driverv1.ConnectR
 		return out
 	}
 	return []*driverv1.ConnectResponse{ack(req.GetSeq(), errInvalid)}
+}
+
+// sampleAck returns the Ack for accepted location sample seq if one is
+// due (the stream's first, or the last is SampleAckInterval old); otherwise
+// the sample waits for a later cumulative Ack (pendingAck). Acknowledging
+// every sample would make every sample a write on its connection, and a
+// round of the client's flow-control probes after it.
+func (s *session) sampleAck(seq uint64, now time.Time, every time.Duration) *driverv1.ConnectResponse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ackedSamples.IsZero() && now.Sub(s.ackedSamples) < every {
+		s.pendingAck = seq
+		return nil
+	}
+	s.ackedSamples, s.pendingAck = now, 0
+	return ack(seq, nil)
+}
+
+// owedAck takes the cumulative Ack owed for accepted samples, if any: it
+// goes out ahead of any other message on the stream. now is read only
+// when one is owed.
+func (s *session) owedAck(now func() time.Time) *driverv1.ConnectResponse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pendingAck == 0 {
+		return nil
+	}
+	seq := s.pendingAck
+	s.ackedSamples, s.pendingAck = now(), 0
+	return ack(seq, nil)
 }
 
 func (g *Gateway) location(s *session, sample *driverv1.LocationSample) error {
@@ -460,8 +525,12 @@ func (g *Gateway) setBusy(s *session, busy bool) {
 	}
 }
 
-// serve runs one Connect stream: a reader goroutine handles client messages,
-// this goroutine writes everything queued for the driver.
+// serve runs one Connect stream: a reader goroutine handles client
+// messages and sends their replies; this goroutine sends what is pushed to
+// the driver and ends the stream when the gateway must (a newer stream of
+// the driver, a drain, an app not reading). Both are needed: gRPC offers
+// no way to end a stream whose handler waits in Recv with a status of the
+// handler's choosing.
 func (g *Gateway) serve(ctx context.Context, driverID string, recv func() (*driverv1.ConnectRequest, error), send func(*driverv1.ConnectResponse) error, draining <-chan struct{}) error {
 	g.metrics.streams.Add(ctx, 1, driverStreams)
 	defer g.metrics.streams.Add(context.WithoutCancel(ctx), -1, driverStreams)
@@ -474,7 +543,7 @@ func (g *Gateway) serve(ctx context.Context, driverID string, recv func() (*driv
 
 	// Replies go out from the reader as it handles each message (no hop
 	// through the queue: one goroutine hand-off less per sample); pushes
-	// from matching and the trip feed go through s.out. gRPC allows one
+	// from matching and the trip feed go through s.queue. gRPC allows one
 	// sender at a time, hence the lock.
 	var (
 		sendMu sync.Mutex
@@ -486,6 +555,11 @@ func (g *Gateway) serve(ctx context.Context, driverID string, recv func() (*driv
 		if closed {
 			return errReplaced
 		}
+		if owed := s.owedAck(g.now); owed != nil {
+			if err := send(owed); err != nil {
+				return err
+			}
+		}
 		return send(msg)
 	}
 	defer func() {
@@ -493,11 +567,19 @@ func (g *Gateway) serve(ctx context.Context, driverID string, recv func() (*driv
 		closed = true
 		sendMu.Unlock()
 	}()
-	if err := sendOne(&driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Cadence{Cadence: &driverv1.Cadence{LocationInterval: durationpb.New(g.cfg.LocationInterval)}}}); err != nil {
-		return err
-	}
+	cadence := &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Cadence{Cadence: &driverv1.Cadence{
+		LocationInterval:  durationpb.New(g.cfg.LocationInterval),
+		SampleAckInterval: durationpb.New(g.cfg.SampleAckInterval),
+	}}}
 	recvErr := make(chan error, 1)
 	go func() {
+		// Sent here rather than by the handler's goroutine, which then
+		// only waits: its stack (kept for the stream's life) does not
+		// grow with the send path.
+		if err := sendOne(cadence); err != nil {
+			recvErr <- err
+			return
+		}
 		for {
 			req, err := recv()
 			if err != nil {
@@ -514,9 +596,11 @@ func (g *Gateway) serve(ctx context.Context, driverID string, recv func() (*driv
 	}()
 	for {
 		select {
-		case msg := <-s.out:
-			if err := sendOne(msg); err != nil {
-				return err
+		case <-s.wake:
+			for _, msg := range s.takeQueue() {
+				if err := sendOne(msg); err != nil {
+					return err
+				}
 			}
 		case err := <-recvErr:
 			if status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {

@@ -42,6 +42,9 @@ func (s *session) holdOffer(offer *driverv1.Offer, now time.Time) {
 		until = offer.GetExpiresAt().AsTime()
 	}
 	lapse := until.Add(offerGrace)
+	if s.offers == nil {
+		s.offers = map[string]heldOffer{} // most sessions never hold one
+	}
 	s.offers[offer.GetOfferId()] = heldOffer{offer: offer, lapse: lapse, until: until}
 	if s.nextLapse.IsZero() || lapse.Before(s.nextLapse) {
 		s.nextLapse = lapse
@@ -86,6 +89,9 @@ func (s *session) pruneOffers(now time.Time) {
 			continue
 		}
 		delete(s.offers, id)
+		if s.lapsed == nil {
+			s.lapsed = new([lapsedOffers]lapsedOffer) // most sessions never let one lapse
+		}
 		s.lapsed[s.lapsedNext] = lapsedOffer{offerID: id, tripID: h.offer.GetTripId()}
 		s.lapsedNext = (s.lapsedNext + 1) % lapsedOffers
 	}
@@ -95,6 +101,9 @@ func (s *session) pruneOffers(now time.Time) {
 // ones, for this trip, and forgets it: like a held offer, a lapsed one is
 // answered once. s.mu must be held.
 func (s *session) takeLapsed(offerID, tripID string) bool {
+	if s.lapsed == nil {
+		return false
+	}
 	for i, l := range s.lapsed {
 		if l.offerID != "" && l.offerID == offerID && l.tripID == tripID {
 			s.lapsed[i] = lapsedOffer{}

@@ -219,3 +219,31 @@ func TestReplyToLapsedOffer(t *testing.T) {
 		t.Fatalf("reply to an unknown offer: %v", out)
 	}
 }
+
+// TestPushQueueBound: pushes wait in the session's queue for its stream;
+// once SendQueue are waiting the app is taken as not reading and its
+// stream is cut.
+func TestPushQueueBound(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	g, _ := offerGateway(t, &now)
+	g.cfg.SendQueue = 3
+	kicked := 0
+	s := g.attach("d2", func() { kicked++ })
+	msg := &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Availability{Availability: &driverv1.AvailabilityChange{}}}
+	for i := range 3 {
+		if err := g.push("d2", msg); err != nil {
+			t.Fatalf("push %d: %v", i, err)
+		}
+	}
+	if err := g.push("d2", msg); !errors.Is(err, errNotReading) || kicked != 1 {
+		t.Fatalf("push beyond the queue: %v, kicked %d times; want errNotReading and the stream cut", err, kicked)
+	}
+	if q := s.takeQueue(); len(q) != 3 {
+		t.Fatalf("queue held %d, want 3", len(q))
+	}
+	select {
+	case <-s.wake:
+	default:
+		t.Fatal("the stream was not woken for its pushes")
+	}
+}

@@ -417,23 +417,94 @@ func TestStreamRefusesBadSamples(t *testing.T) {
 			}
 		})
 	}
-	// Over the per-driver sample rate: refused, not queued.
-	refused := 0
-	for i := range 20 {
+	// Over the per-driver sample rate: refused at once, not queued. The
+	// accepted ones are acknowledged cumulatively, at the latest ahead of
+	// the next Ack the gateway sends.
+	first := seq + 1
+	for range 20 {
 		seq++
 		m := location(sfPickup, time.Now())
 		m.Seq = seq
 		if err := s.Send(m); err != nil {
 			t.Fatal(err)
 		}
-		if a := next(t, s, ackFor(seq)); !a.GetAccepted() && a.GetReason() == "rate_limited" {
+	}
+	seq++
+	if err := s.Send(&driverv1.ConnectRequest{Seq: seq, Msg: &driverv1.ConnectRequest_Availability{Availability: &driverv1.AvailabilityChange{
+		Availability: driverv1.Availability_AVAILABILITY_ONLINE, Product: commonv1.Product_PRODUCT_STANDARD}}}); err != nil {
+		t.Fatal(err)
+	}
+	refused, acceptedThrough := 0, uint64(0)
+	next(t, s, func(m *driverv1.ConnectResponse) (struct{}, bool) {
+		a := m.GetAck()
+		switch {
+		case a == nil:
+		case a.GetSeq() == seq:
+			return struct{}{}, true
+		case a.GetAccepted():
+			acceptedThrough = a.GetSeq()
+		case a.GetReason() == "rate_limited":
 			refused++
 		}
-		_ = i
-	}
+		return struct{}{}, false
+	})
 	if refused == 0 {
 		t.Fatal("a burst of 20 samples was not rate limited")
+	}
+	if refused < 20 && acceptedThrough < first {
+		t.Fatalf("%d of 20 samples accepted, but no Ack accepted them ahead of the next message's (last accepted seq %d)", 20-refused, acceptedThrough)
 	}
 }
 
 func nan() float64 { return math.NaN() }
+
+// TestConnectEndedByGateway: the gateway ends a driver's stream itself: a
+// newer stream of the same driver replaces it (ABORTED), and a drain ends
+// the rest (UNAVAILABLE, saying so).
+func TestConnectEndedByGateway(t *testing.T) {
+	n, cc := startNode(t, AllServices...)
+	first, cancel1 := connect(t, cc, "d-twice", sfPickup)
+	defer cancel1()
+	next(t, first, ackFor(2))
+	second, cancel2 := connect(t, cc, "d-twice", sfPickup)
+	defer cancel2()
+	if err := streamEnd(t, first); status.Code(err) != codes.Aborted {
+		t.Fatalf("the replaced stream ended with %v, want ABORTED", err)
+	}
+	if a := next(t, second, ackFor(2)); !a.GetAccepted() {
+		t.Fatalf("the newer stream's first sample: %v", a)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); n.Shutdown(ctx) }()
+	// A stream cut by the server's stop would end UNAVAILABLE too, but
+	// without saying it drains.
+	err := streamEnd(t, second)
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "draining") {
+		t.Fatalf("the stream ended with %v on a drain, want UNAVAILABLE draining", err)
+	}
+	<-done
+}
+
+// streamEnd reads s until it ends and returns why.
+func streamEnd(t *testing.T, s driverv1.DriverService_ConnectClient) error {
+	t.Helper()
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := s.Recv(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-ended:
+		return err
+	case <-time.After(15 * time.Second):
+		t.Fatal("the stream did not end within 15 s")
+		return nil
+	}
+}

@@ -256,3 +256,19 @@ func TestTooLateToCancel(t *testing.T) {
 		})
 	}
 }
+
+// TestDriverCountsCumulativeAcks: an accepted location Ack settles every
+// pending sample up to its seq; a refusal only its own.
+func TestDriverCountsCumulativeAcks(t *testing.T) {
+	d := newTestDriver(1)
+	d.locSeqs = map[uint64]bool{2: true, 3: true, 4: true, 6: true}
+	d.ackLocations(&driverv1.Ack{Seq: 3, Accepted: false, Reason: "rate_limited"})
+	d.ackLocations(&driverv1.Ack{Seq: 5, Accepted: true}) // an availability change's
+	d.ackLocations(&driverv1.Ack{Seq: 4, Accepted: true})
+	if got := d.rec.snapshot().LocationUpdates; got != 2 {
+		t.Errorf("LocationUpdates = %d, want 2 (seqs 2 and 4)", got)
+	}
+	if len(d.locSeqs) != 1 || !d.locSeqs[6] {
+		t.Errorf("pending %v, want only seq 6", d.locSeqs)
+	}
+}

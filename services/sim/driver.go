@@ -178,12 +178,7 @@ func (d *driverAgent) session(root, ctx context.Context) error {
 					ticker.Reset(interval)
 				}
 			case *driverv1.ConnectResponse_Ack:
-				if d.locSeqs[msg.Ack.GetSeq()] {
-					delete(d.locSeqs, msg.Ack.GetSeq())
-					if msg.Ack.GetAccepted() {
-						d.rec.do(func(s *Stats) { s.LocationUpdates++ })
-					}
-				}
+				d.ackLocations(msg.Ack)
 			case *driverv1.ConnectResponse_Offer:
 				d.answer(ctx, msg.Offer, replies)
 			case *driverv1.ConnectResponse_OfferResult:
@@ -220,6 +215,27 @@ func (d *driverAgent) session(root, ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// ackLocations settles the location samples an Ack answers: a refusal
+// its own seq; an accepted location Ack every sample up to its seq not
+// refused on its own (accepted samples are acknowledged cumulatively).
+func (d *driverAgent) ackLocations(a *driverv1.Ack) {
+	if !d.locSeqs[a.GetSeq()] {
+		return // not a location sample's
+	}
+	if !a.GetAccepted() {
+		delete(d.locSeqs, a.GetSeq())
+		return
+	}
+	n := 0
+	for seq := range d.locSeqs {
+		if seq <= a.GetSeq() {
+			delete(d.locSeqs, seq)
+			n++
+		}
+	}
+	d.rec.do(func(s *Stats) { s.LocationUpdates += n })
 }
 
 // answer decides on an offer after the configured delay.

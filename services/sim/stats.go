@@ -23,12 +23,15 @@ type Stats struct {
 	// load shedding); the rider gave up on them. They are neither errors nor
 	// lost. RefusedP50MS and RefusedP99MS are how long a refusal took to
 	// answer.
-	Refused         int `json:"refused"`
-	InFlight        int `json:"in_flight"`
-	Errors          int `json:"errors"`
-	OffersReceived  int `json:"offers_received"`
-	OffersAccepted  int `json:"offers_accepted"`
-	OffersDeclined  int `json:"offers_declined"`
+	Refused        int `json:"refused"`
+	InFlight       int `json:"in_flight"`
+	Errors         int `json:"errors"`
+	OffersReceived int `json:"offers_received"`
+	OffersAccepted int `json:"offers_accepted"`
+	OffersDeclined int `json:"offers_declined"`
+	// LocationUpdates counts the samples the gateway confirmed taking.
+	// It confirms them together (cumulative Acks), so samples of the last
+	// Cadence.sample_ack_interval of a session may not be counted.
 	LocationUpdates int `json:"location_updates"`
 	// Latencies in milliseconds (and pickup ETA in seconds) at the 50th and
 	// 99th percentiles.

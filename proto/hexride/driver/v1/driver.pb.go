@@ -200,7 +200,9 @@ func (OfferOutcome) EnumDescriptor() ([]byte, []int) {
 // ConnectRequest is one message from the driver app.
 type ConnectRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Client sequence number, echoed in the Ack.
+	// Client sequence number, echoed in the Ack. It increases with every
+	// message of the stream: location samples are acknowledged cumulatively
+	// (see Ack).
 	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	// The message.
 	//
@@ -924,10 +926,20 @@ func (x *TripUpdate) GetEvent() v1.TripEventType {
 	return v1.TripEventType(0)
 }
 
-// Ack acknowledges one client message.
+// Ack acknowledges client messages. Availability changes, offer replies
+// and refused location samples each get an Ack of their own, at once.
+// Accepted location samples are acknowledged cumulatively: an accepted Ack
+// for a location sample's seq also accepts every earlier location sample of
+// the stream that got no Ack of its own. The gateway sends one for the first
+// sample it takes on a stream, then for the latest taken sample about every
+// Cadence.sample_ack_interval while samples flow, and ahead of any other
+// message it sends (so a message the app reads never overtakes the
+// acceptance of samples sent before it). One write per sample would be most
+// of what a sample costs the gateway.
 type Ack struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The client's seq.
+	// The client's seq (for an accepted location sample: the latest sample
+	// accepted).
 	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	// Whether it was taken.
 	Accepted bool `protobuf:"varint,2,opt,name=accepted,proto3" json:"accepted,omitempty"`
@@ -993,8 +1005,11 @@ type Cadence struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Send a location sample about this often.
 	LocationInterval *durationpb.Duration `protobuf:"bytes,1,opt,name=location_interval,json=locationInterval,proto3" json:"location_interval,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Accepted location samples are acknowledged together about this often
+	// (see Ack); refusals are not delayed.
+	SampleAckInterval *durationpb.Duration `protobuf:"bytes,2,opt,name=sample_ack_interval,json=sampleAckInterval,proto3" json:"sample_ack_interval,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Cadence) Reset() {
@@ -1030,6 +1045,13 @@ func (*Cadence) Descriptor() ([]byte, []int) {
 func (x *Cadence) GetLocationInterval() *durationpb.Duration {
 	if x != nil {
 		return x.LocationInterval
+	}
+	return nil
+}
+
+func (x *Cadence) GetSampleAckInterval() *durationpb.Duration {
+	if x != nil {
+		return x.SampleAckInterval
 	}
 	return nil
 }
@@ -1520,9 +1542,10 @@ const file_hexride_driver_v1_driver_proto_rawDesc = "" +
 	"\x03Ack\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\bR\baccepted\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"Q\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x9c\x01\n" +
 	"\aCadence\x12F\n" +
-	"\x11location_interval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x10locationInterval\"o\n" +
+	"\x11location_interval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x10locationInterval\x12I\n" +
+	"\x13sample_ack_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11sampleAckInterval\"o\n" +
 	"\x15ArriveAtPickupRequest\x12!\n" +
 	"\atrip_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06tripId\x123\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tB\n" +
@@ -1642,25 +1665,26 @@ var file_hexride_driver_v1_driver_proto_depIdxs = []int32{
 	27, // 22: hexride.driver.v1.TripUpdate.trip:type_name -> hexride.common.v1.Trip
 	28, // 23: hexride.driver.v1.TripUpdate.event:type_name -> hexride.common.v1.TripEventType
 	26, // 24: hexride.driver.v1.Cadence.location_interval:type_name -> google.protobuf.Duration
-	27, // 25: hexride.driver.v1.ArriveAtPickupResponse.trip:type_name -> hexride.common.v1.Trip
-	27, // 26: hexride.driver.v1.StartTripResponse.trip:type_name -> hexride.common.v1.Trip
-	27, // 27: hexride.driver.v1.CompleteTripResponse.trip:type_name -> hexride.common.v1.Trip
-	27, // 28: hexride.driver.v1.CancelTripResponse.trip:type_name -> hexride.common.v1.Trip
-	3,  // 29: hexride.driver.v1.DriverService.Connect:input_type -> hexride.driver.v1.ConnectRequest
-	13, // 30: hexride.driver.v1.DriverService.ArriveAtPickup:input_type -> hexride.driver.v1.ArriveAtPickupRequest
-	15, // 31: hexride.driver.v1.DriverService.StartTrip:input_type -> hexride.driver.v1.StartTripRequest
-	17, // 32: hexride.driver.v1.DriverService.CompleteTrip:input_type -> hexride.driver.v1.CompleteTripRequest
-	19, // 33: hexride.driver.v1.DriverService.CancelTrip:input_type -> hexride.driver.v1.CancelTripRequest
-	7,  // 34: hexride.driver.v1.DriverService.Connect:output_type -> hexride.driver.v1.ConnectResponse
-	14, // 35: hexride.driver.v1.DriverService.ArriveAtPickup:output_type -> hexride.driver.v1.ArriveAtPickupResponse
-	16, // 36: hexride.driver.v1.DriverService.StartTrip:output_type -> hexride.driver.v1.StartTripResponse
-	18, // 37: hexride.driver.v1.DriverService.CompleteTrip:output_type -> hexride.driver.v1.CompleteTripResponse
-	20, // 38: hexride.driver.v1.DriverService.CancelTrip:output_type -> hexride.driver.v1.CancelTripResponse
-	34, // [34:39] is the sub-list for method output_type
-	29, // [29:34] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	26, // 25: hexride.driver.v1.Cadence.sample_ack_interval:type_name -> google.protobuf.Duration
+	27, // 26: hexride.driver.v1.ArriveAtPickupResponse.trip:type_name -> hexride.common.v1.Trip
+	27, // 27: hexride.driver.v1.StartTripResponse.trip:type_name -> hexride.common.v1.Trip
+	27, // 28: hexride.driver.v1.CompleteTripResponse.trip:type_name -> hexride.common.v1.Trip
+	27, // 29: hexride.driver.v1.CancelTripResponse.trip:type_name -> hexride.common.v1.Trip
+	3,  // 30: hexride.driver.v1.DriverService.Connect:input_type -> hexride.driver.v1.ConnectRequest
+	13, // 31: hexride.driver.v1.DriverService.ArriveAtPickup:input_type -> hexride.driver.v1.ArriveAtPickupRequest
+	15, // 32: hexride.driver.v1.DriverService.StartTrip:input_type -> hexride.driver.v1.StartTripRequest
+	17, // 33: hexride.driver.v1.DriverService.CompleteTrip:input_type -> hexride.driver.v1.CompleteTripRequest
+	19, // 34: hexride.driver.v1.DriverService.CancelTrip:input_type -> hexride.driver.v1.CancelTripRequest
+	7,  // 35: hexride.driver.v1.DriverService.Connect:output_type -> hexride.driver.v1.ConnectResponse
+	14, // 36: hexride.driver.v1.DriverService.ArriveAtPickup:output_type -> hexride.driver.v1.ArriveAtPickupResponse
+	16, // 37: hexride.driver.v1.DriverService.StartTrip:output_type -> hexride.driver.v1.StartTripResponse
+	18, // 38: hexride.driver.v1.DriverService.CompleteTrip:output_type -> hexride.driver.v1.CompleteTripResponse
+	20, // 39: hexride.driver.v1.DriverService.CancelTrip:output_type -> hexride.driver.v1.CancelTripResponse
+	35, // [35:40] is the sub-list for method output_type
+	30, // [30:35] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_hexride_driver_v1_driver_proto_init() }
