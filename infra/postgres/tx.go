@@ -184,15 +184,29 @@ func (db *DB) InTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) 
 	return db.inTx(ctx, fn)
 }
 
-// Admit runs a read outside InTx through the admission gate, if any.
+// Admit runs a read outside InTx through the admission gate, if any. A read
+// the database refuses with a serialization failure runs again, with
+// InTx's retry limit and backoff: under SERIALIZABLE even a lone SELECT can
+// be the victim of a read/write dependency (SQLSTATE 40001), and a read has
+// nothing to undo.
 func (db *DB) Admit(ctx context.Context, fn func(ctx context.Context) error) error {
-	if db.gate != nil {
-		return db.gate.Admit(ctx, "postgres: query", fn)
+	read := func(ctx context.Context) error {
+		return db.retry(ctx, func(ctx context.Context, _ int) error { return fn(ctx) })
 	}
-	return fn(ctx)
+	if db.gate != nil {
+		return db.gate.Admit(ctx, "postgres: query", read)
+	}
+	return read(ctx)
 }
 
 func (db *DB) inTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	return db.retry(ctx, func(ctx context.Context, attempt int) error { return db.attempt(ctx, attempt, fn) })
+}
+
+// retry runs fn (attempt 1, 2, …) until it returns anything but a retryable
+// error (40001, or one marked with Retryable), sleeping the backoff between
+// attempts; when the retries run out the error wraps ErrMaxRetries.
+func (db *DB) retry(ctx context.Context, fn func(ctx context.Context, attempt int) error) error {
 	attempt := 0
 	var last error
 	err := crdb.ExecuteCtx(crdb.WithMaxRetries(ctx, db.maxRetries), func(ctx context.Context, _ ...any) error {
@@ -206,7 +220,7 @@ func (db *DB) inTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) 
 				return err
 			}
 		}
-		last = db.attempt(ctx, attempt, fn)
+		last = fn(ctx, attempt)
 		return last
 	})
 	var maxErr *crdb.MaxRetriesExceededError

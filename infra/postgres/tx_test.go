@@ -273,3 +273,45 @@ func TestAdmissionRefusesBeforeBegin(t *testing.T) {
 		t.Fatalf("attempts = %d, want 1 (the refused one never began)", got)
 	}
 }
+
+// TestAdmitRetriesSerializationFailures: a read refused with SQLSTATE 40001
+// (SERIALIZABLE picks even a lone SELECT as a victim under contention) runs
+// again; any other error does not; when the retries run out the error says
+// so (ErrMaxRetries), so services answer "retry", not "internal error".
+func TestAdmitRetriesSerializationFailures(t *testing.T) {
+	db := openDB(t, postgres.WithMaxRetries(3))
+	tests := []struct {
+		name     string
+		failures int   // 40001s before success
+		other    error // returned on the first attempt instead, if set
+		wantRuns int
+		wantErr  error
+	}{
+		{"no failure", 0, nil, 1, nil},
+		{"two serialization failures, then the read", 2, nil, 3, nil},
+		{"more than the retries allow", 10, nil, 4, postgres.ErrMaxRetries},
+		{"another error is not retried", 0, pgx.ErrNoRows, 1, pgx.ErrNoRows},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			runs := 0
+			err := db.Admit(context.Background(), func(ctx context.Context) error {
+				runs++
+				if tc.other != nil {
+					return tc.other
+				}
+				if runs <= tc.failures {
+					return fmt.Errorf("get trip: %w", postgres.SerializationFailure("could not serialize access"))
+				}
+				var one int
+				return db.Pool().QueryRow(ctx, `SELECT 1`).Scan(&one)
+			})
+			if runs != tc.wantRuns {
+				t.Errorf("ran %d times, want %d", runs, tc.wantRuns)
+			}
+			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Errorf("err = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+}

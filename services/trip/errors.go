@@ -37,7 +37,8 @@ const retryDelay = time.Second
 //	tripapi.ErrNotCompleted                     FailedPrecondition  TRIP_NOT_COMPLETED
 //	tripapi.ErrIdempotencyKeyReused             AlreadyExists       IDEMPOTENCY_KEY_REUSED
 //	tripapi.InvalidArgument, ErrInvalidCommand, protovalidate errors  InvalidArgument
-//	postgres.ErrMaxRetries (contention)         Aborted + RetryInfo: retry with the same key
+//	postgres.ErrMaxRetries (contention), a bare
+//	serialization failure (40001)               Aborted + RetryInfo: retry with the same key
 //	database unreachable (postgres.IsUnavailable) Unavailable + RetryInfo
 //	admission.ErrOverloaded (store gate full)    ResourceExhausted + RetryInfo, reason OVERLOADED
 //	postgres.ErrTooLateToCommit (rolled back)   Unavailable + RetryInfo (caller still waiting)
@@ -72,7 +73,9 @@ func toStatus(ctx context.Context, err error, log *slog.Logger) error {
 	case errors.Is(err, admission.ErrOverloaded):
 		// Refused before any work: safe to retry after the delay.
 		return admission.Refusal("the trip store", retryDelay)
-	case errors.Is(err, postgres.ErrMaxRetries):
+	case errors.Is(err, postgres.ErrMaxRetries), postgres.SQLState(err) == postgres.CodeSerializationFailure:
+		// InTx and Admit retry 40001 themselves; one that still escapes
+		// (a statement run outside them) is contention all the same.
 		logCause(log, "trip: transaction retries exhausted", err)
 		err = tripapi.ErrRetriesExhausted
 	case callerDone && errors.Is(err, context.Canceled):

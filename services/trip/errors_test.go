@@ -42,6 +42,7 @@ func TestToStatus(t *testing.T) {
 		{"invalid argument", wrap(tripapi.ErrInvalidArgument), codes.InvalidArgument, tripclient.ErrInvalidArgument},
 		{"invalid command", wrap(&lifecycle.TransitionError{Err: lifecycle.ErrInvalidCommand}), codes.InvalidArgument, tripclient.ErrInvalidArgument},
 		{"retries exhausted", wrap(fmt.Errorf("%w: x", postgres.ErrMaxRetries)), codes.Aborted, tripclient.ErrRetriesExhausted},
+		{"a serialization failure outside a retry loop", wrap(fmt.Errorf("get trip: %w", postgres.SerializationFailure("could not serialize access"))), codes.Aborted, tripclient.ErrRetriesExhausted},
 		{"cancelled", wrap(context.Canceled), codes.Canceled, nil},
 		{"deadline", wrap(context.DeadlineExceeded), codes.DeadlineExceeded, nil},
 		{"unknown", errors.New("disk on fire"), codes.Internal, nil},
