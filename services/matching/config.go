@@ -52,6 +52,11 @@ type Config struct {
 	// BatchWindow is how long a batched window gathers requests and
 	// drivers before it is solved (MinBatchWindow..MaxBatchWindow).
 	BatchWindow time.Duration
+	// Regions is the deployment's region map (nil: one region). The
+	// recovery sweep reads only trips homed in the regions whose
+	// partitions this worker can own: its own, and any region whose
+	// workers are all gone and that falls back to it.
+	Regions *dispatch.RegionMap
 }
 
 // Batch window bounds: shorter windows see too few requests to beat

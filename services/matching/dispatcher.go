@@ -390,6 +390,53 @@ func (e *Engine) tripGone(ctx context.Context, tripID string) bool {
 	return err == nil && trip.GetState() != commonv1.TripState_TRIP_STATE_REQUESTED
 }
 
+// currentTrip re-reads a trip the stale sweep found: nil when it has left
+// REQUESTED since (or is gone).
+func (e *Engine) currentTrip(ctx context.Context, tripID string) (*commonv1.Trip, error) {
+	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+	defer cancel()
+	trip, err := e.trips.GetTrip(cctx, tripID)
+	if status.Code(err) == codes.NotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if trip.GetState() != commonv1.TripState_TRIP_STATE_REQUESTED {
+		return nil, nil
+	}
+	return trip, nil
+}
+
+// sweptRegions returns the regions whose trips the recovery sweep reads:
+// with a region map, every region whose partitions fall to this worker's
+// region under the current membership (its own while it has workers, and
+// those whose own workers are all gone and that fall back to it); false
+// when there is none. Without a map: no filter (nil, true).
+func (e *Engine) sweptRegions() ([]string, bool) {
+	m := e.cfg.Regions
+	if m == nil {
+		return nil, true
+	}
+	r, _ := e.membership.Ring()
+	live := map[string]bool{}
+	for _, mem := range r.Members() {
+		live[mem.Region] = true
+	}
+	var out []string
+	for _, region := range m.Regions() {
+		for _, c := range m.FallbackChain(region) {
+			if live[c] {
+				if c == e.cfg.Self.Region {
+					out = append(out, region)
+				}
+				break
+			}
+		}
+	}
+	return out, len(out) > 0
+}
+
 // push delivers a message to the gateway holding the driver's stream.
 func (e *Engine) push(ctx context.Context, c dispatch.Candidate, msg *driverv1.ConnectResponse) error {
 	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
@@ -418,8 +465,18 @@ func (e *Engine) recoveryLoop(ctx context.Context) {
 	}
 }
 
+// recover scans for orphaned REQUESTED trips. The scan is a follower read
+// (a few seconds stale on CockroachDB) of only the regions this worker can
+// own, so it stays in the worker's own region and off the leaseholders; a
+// trip it finds is confirmed with a current read before it is dispatched,
+// so a stale row never sends an offer for a trip already assigned or
+// cancelled.
 func (e *Engine) recover(ctx context.Context) error {
 	now := e.clock.Now()
+	regions, ok := e.sweptRegions()
+	if !ok {
+		return nil
+	}
 	token := ""
 	for {
 		cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
@@ -428,18 +485,27 @@ func (e *Engine) recover(ctx context.Context) error {
 			CreatedBefore: timestamppb.New(now.Add(-e.cfg.RecoveryAge)),
 			PageSize:      500,
 			PageToken:     token,
+			Regions:       regions,
+			AllowStale:    true,
 		})
 		cancel()
 		if err != nil {
 			return err
 		}
-		for _, trip := range resp.GetTrips() {
-			pickup := latLng(trip.GetPickup())
+		for _, stale := range resp.GetTrips() {
+			pickup := latLng(stale.GetPickup())
 			partition, err := e.partitionOf(pickup)
 			if err != nil {
 				continue
 			}
-			if _, _, mine := e.owner(partition); !mine {
+			if _, _, mine := e.owner(partition); !mine || e.host.running(stale.GetId()) {
+				continue
+			}
+			trip, err := e.currentTrip(ctx, stale.GetId())
+			if err != nil {
+				return err
+			}
+			if trip == nil {
 				continue
 			}
 			deadline := trip.GetCreatedAt().AsTime().Add(e.cfg.Topology.DispatchDeadline)

@@ -181,6 +181,14 @@ func (h *host) inFlight() int {
 }
 
 // submit starts dispatching r's trip unless it is already in flight here.
+// running reports whether the trip is being dispatched here.
+func (h *host) running(tripID string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.runs[tripID]
+	return ok
+}
+
 func (h *host) submit(r *run) bool {
 	h.mu.Lock()
 	var js jobs

@@ -234,6 +234,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		mcfg.Mode, mcfg.BatchWindow = matching.DispatchMode(cfg.DispatchMode), cfg.BatchWindow
 		mcfg.Index.TTL = cfg.DriverTTL
 		mcfg.RecoveryInterval, mcfg.RecoveryAge = cfg.RecoveryInterval, cfg.RecoveryAge
+		mcfg.Regions = cfg.RegionMap()
 		engine, err := matching.NewEngine(mcfg, matching.Deps{
 			Membership: membership, Peers: pool, Drivers: drivers, Trips: trips, Logger: logger.With("service", Matching), Roads: roadNet.roadETA(),
 			Tracer: tel.Tracer, Meter: tel.Meter, Propagator: tel.Propagator,

@@ -253,10 +253,12 @@ func (s *Server) ListTrips(ctx context.Context, req *tripv1.ListTripsRequest) (_
 		return nil, err
 	}
 	f := store.Filter{
-		RiderID:   req.GetRiderId(),
-		DriverID:  req.GetDriverId(),
-		PageSize:  int(req.GetPageSize()),
-		PageToken: req.GetPageToken(),
+		RiderID:    req.GetRiderId(),
+		DriverID:   req.GetDriverId(),
+		PageSize:   int(req.GetPageSize()),
+		PageToken:  req.GetPageToken(),
+		Regions:    req.GetRegions(),
+		AllowStale: req.GetAllowStale(),
 	}
 	for _, st := range req.GetStates() {
 		f.States = append(f.States, tripapi.StateOf(st))

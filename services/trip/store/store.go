@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -202,6 +203,10 @@ type Filter struct {
 	UpdatedBefore time.Time // exclusive: trips whose last change is older
 	PageSize      int       // 0 means DefaultPageSize; capped at MaxPageSize
 	PageToken     string
+	// Regions keeps only trips homed in one of these regions (empty: any).
+	// On CockroachDB this is the trips table's partition, so a worker that
+	// sweeps its own region reads only rows stored there.
+	Regions []string
 	// AllowStale lets CockroachDB serve the page from a follower read a few
 	// seconds old. Ignored elsewhere.
 	AllowStale bool
@@ -417,6 +422,9 @@ func (f Filter) Matches(t Trip) bool {
 		return false
 	}
 	if !f.UpdatedBefore.IsZero() && !t.UpdatedAt.Before(f.UpdatedBefore) {
+		return false
+	}
+	if len(f.Regions) > 0 && !slices.Contains(f.Regions, t.Region) {
 		return false
 	}
 	return true

@@ -675,7 +675,13 @@ type ListTripsRequest struct {
 	// Page size, 1..500; 0 means 50.
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Token from a previous response's next_page_token.
-	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only trips homed in one of these regions (the region map's names).
+	Regions []string `protobuf:"bytes,8,rep,name=regions,proto3" json:"regions,omitempty"`
+	// The page may come from a follower read a few seconds old (CockroachDB;
+	// PostgreSQL reads are always current). For sweeps that confirm each
+	// trip with GetTrip before acting on it.
+	AllowStale    bool `protobuf:"varint,9,opt,name=allow_stale,json=allowStale,proto3" json:"allow_stale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -757,6 +763,20 @@ func (x *ListTripsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListTripsRequest) GetRegions() []string {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+func (x *ListTripsRequest) GetAllowStale() bool {
+	if x != nil {
+		return x.AllowStale
+	}
+	return false
 }
 
 // ListTripsResponse is one page.
@@ -1079,7 +1099,7 @@ const file_hexride_trip_v1_trip_proto_rawDesc = "" +
 	"\x0eGetTripRequest\x12!\n" +
 	"\atrip_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06tripId\">\n" +
 	"\x0fGetTripResponse\x12+\n" +
-	"\x04trip\x18\x01 \x01(\v2\x17.hexride.common.v1.TripR\x04trip\"\xfd\x02\n" +
+	"\x04trip\x18\x01 \x01(\v2\x17.hexride.common.v1.TripR\x04trip\"\xca\x03\n" +
 	"\x10ListTripsRequest\x12G\n" +
 	"\x06states\x18\x01 \x03(\x0e2\x1c.hexride.common.v1.TripStateB\x11\xbaH\x0e\x92\x01\v\x10\b\"\a\x82\x01\x04\x10\x01 \x00R\x06states\x12#\n" +
 	"\brider_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\ariderId\x12%\n" +
@@ -1089,7 +1109,11 @@ const file_hexride_trip_v1_trip_proto_rawDesc = "" +
 	"\tpage_size\x18\x06 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xf4\x03(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\"j\n" +
+	"page_token\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\x12*\n" +
+	"\aregions\x18\b \x03(\tB\x10\xbaH\r\x92\x01\n" +
+	"\x10@\"\x06r\x04\x10\x01\x18@R\aregions\x12\x1f\n" +
+	"\vallow_stale\x18\t \x01(\bR\n" +
+	"allowStale\"j\n" +
 	"\x11ListTripsResponse\x12-\n" +
 	"\x05trips\x18\x01 \x03(\v2\x17.hexride.common.v1.TripR\x05trips\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"9\n" +

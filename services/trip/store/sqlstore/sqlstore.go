@@ -621,6 +621,9 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	if !f.CreatedBefore.IsZero() {
 		where = append(where, "created_at < "+arg(f.CreatedBefore))
 	}
+	if len(f.Regions) > 0 {
+		where = append(where, "region = ANY("+arg(f.Regions)+"::TEXT[])")
+	}
 	if hasCur {
 		where = append(where, fmt.Sprintf("(created_at, id) < (%s, %s)", arg(cur.CreatedAt), arg(cur.ID)))
 	}

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"TransitionExpectVersion", testTransitionExpectVersion},
 		{"List", testList},
 		{"ListPaging", testListPaging},
+		{"ListRegions", testListRegions},
 		{"EventsAndTailer", testEventsAndTailer},
 		{"ConcurrentAssign", testConcurrentAssign},
 		{"Rate", testRate},
@@ -608,6 +611,53 @@ func testList(t *testing.T, s store.Store) {
 	}
 	if _, err := s.List(ctx(t), store.Filter{PageToken: "garbage!"}); !errors.Is(err, tripapi.ErrInvalidArgument) {
 		t.Fatalf("bad token err = %v", err)
+	}
+}
+
+// testListRegions: a sweep that names regions sees only trips homed there,
+// alone or with other filters.
+func testListRegions(t *testing.T, s store.Store) {
+	create := func(region string) store.Trip {
+		req := NewTripRequest("rider-r")
+		req.Region = region
+		tr, _, err := s.Create(ctx(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	west, east, east2, south := create("us-west"), create("us-east"), create("us-east"), create("sa-east")
+	mustAssign(t, s, east2.ID, "driver-r")
+	requested := []lifecycle.State{lifecycle.StateRequested}
+	tests := []struct {
+		name string
+		f    store.Filter
+		want []uuid.UUID
+	}{
+		{"one region", store.Filter{Regions: []string{"us-east"}}, []uuid.UUID{east.ID, east2.ID}},
+		{"two regions", store.Filter{Regions: []string{"us-west", "sa-east"}}, []uuid.UUID{west.ID, south.ID}},
+		{"region and state", store.Filter{Regions: []string{"us-east"}, States: requested}, []uuid.UUID{east.ID}},
+		{"stale read", store.Filter{Regions: []string{"us-east"}, States: requested, AllowStale: true}, []uuid.UUID{east.ID}},
+		{"unknown region", store.Filter{Regions: []string{"eu-north"}}, nil},
+		{"no region filter", store.Filter{RiderID: "rider-r"}, []uuid.UUID{west.ID, east.ID, east2.ID, south.ID}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := s.List(ctx(t), tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []uuid.UUID
+			for _, tr := range p.Trips {
+				got = append(got, tr.ID)
+			}
+			slices.SortFunc(got, func(a, b uuid.UUID) int { return strings.Compare(a.String(), b.String()) })
+			want := slices.Clone(tt.want)
+			slices.SortFunc(want, func(a, b uuid.UUID) int { return strings.Compare(a.String(), b.String()) })
+			if !slices.Equal(got, want) {
+				t.Fatalf("got %v, want %v", got, want)
+			}
+		})
 	}
 }
 
