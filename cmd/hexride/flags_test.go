@@ -196,3 +196,13 @@ func TestMigrateRejectsBadRegionMap(t *testing.T) {
 		t.Fatalf("err = %v, want ErrInvalidRegionMap naming --region-map", err)
 	}
 }
+
+// TestMigrateRejectsBadSurvivalGoal: the survival goal is an explicit
+// choice; a value that is not one is refused before any connection.
+func TestMigrateRejectsBadSurvivalGoal(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := migrateCmd(context.Background(), []string{"--db", "postgres://nobody@127.0.0.1:1/none", "--survive", "planet"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "--survive") {
+		t.Fatalf("err = %v, want one naming --survive", err)
+	}
+}

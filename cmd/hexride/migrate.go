@@ -18,6 +18,7 @@ func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	dsn := fs.String("db", "", "trip store DSN (postgres://…); required")
 	region := fs.String("primary-region", "", "CockroachDB only: the database's primary region (with --region-map: must be the map's primary, or empty)")
 	regionMap := fs.String("region-map", "", "CockroachDB only: the region map `FILE` the services run with; the database's regions become exactly its regions, its primary the primary region (empty: the cluster's regions)")
+	survive := fs.String("survive", string(sqlstore.SurviveZone), "CockroachDB only: what the database survives, zone or region; region adds a cross-region round trip to every write and needs three regions (see migrations/cockroach/README.md)")
 	partitionRes := fs.Int("partition-res", dispatch.DefaultTopology().PartitionResolution, "with --region-map: the services' --partition-res (the map's cells are checked against it)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
@@ -28,6 +29,10 @@ func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if *dsn == "" {
 		return fmt.Errorf("migrate: --db (or HEXRIDE_DB) is required")
+	}
+	survival, err := sqlstore.ParseSurvivalGoal(*survive)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
 	}
 	cfg := node.DefaultConfig()
 	cfg.Topology.PartitionResolution = *partitionRes
@@ -43,7 +48,7 @@ func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer pool.Close()
-	opts := []sqlstore.MigrateOption{sqlstore.WithMigrateLogger(logger)}
+	opts := []sqlstore.MigrateOption{sqlstore.WithMigrateLogger(logger), sqlstore.WithSurvivalGoal(survival)}
 	if *region != "" {
 		opts = append(opts, sqlstore.WithPrimaryRegion(*region))
 	}

@@ -43,7 +43,9 @@ func WithOutbox() Option { return func(s *Store) { s.outbox = true } }
 // WithRules sets the fare rules of the state machine.
 func WithRules(r lifecycle.Rules) Option { return func(s *Store) { s.rules = r } }
 
-type idemKey struct{ scope, key string }
+// idemKey is an idempotency key as the SQL store keys it: within the
+// region of its trip.
+type idemKey struct{ region, scope, key string }
 
 type idemRecord struct {
 	hash    string
@@ -112,7 +114,7 @@ func (s *Store) Create(ctx context.Context, req store.CreateTrip) (store.Trip, b
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := idemKey{store.ScopeCreate, req.IdempotencyKey}
+	key := idemKey{req.Region, store.ScopeCreate, req.IdempotencyKey}
 	if rec, ok := s.idem[key]; ok {
 		if rec.hash != req.Hash() {
 			return store.Trip{}, false, fmt.Errorf("%w: create key %q", tripapi.ErrIdempotencyKeyReused, req.IdempotencyKey)
@@ -191,16 +193,16 @@ func (s *Store) change(ctx context.Context, scope, key, hash string, id uuid.UUI
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ik := idemKey{scope, key}
+	cur, ok := s.trips[id]
+	if !ok {
+		return store.Trip{}, store.Event{}, fmt.Errorf("%w: %s", tripapi.ErrNotFound, id)
+	}
+	ik := idemKey{cur.Region, scope, key}
 	if rec, ok := s.idem[ik]; ok {
 		if rec.hash != hash {
 			return store.Trip{}, store.Event{}, fmt.Errorf("%w: %s key %q", tripapi.ErrIdempotencyKeyReused, scope, key)
 		}
 		return rec.result.Trip, rec.result, nil
-	}
-	cur, ok := s.trips[id]
-	if !ok {
-		return store.Trip{}, store.Event{}, fmt.Errorf("%w: %s", tripapi.ErrNotFound, id)
 	}
 	at := s.clock()
 	next, evType, err := apply(*cur, at)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -89,7 +90,43 @@ type migrateConfig struct {
 	logger        *slog.Logger
 	primaryRegion string
 	regions       *dispatch.RegionMap
+	survival      SurvivalGoal
 	lockInterval  time.Duration
+}
+
+// SurvivalGoal is what a multi-region CockroachDB database survives
+// (hexride migrate --survive). It is an explicit choice because its cost
+// is paid on every write:
+//   - SurviveZone (the default): a write commits within its home region
+//     (one in-region consensus round); losing a whole region makes the
+//     trips homed there unavailable until it returns.
+//   - SurviveRegion: every write also waits for a replica in another
+//     region, adding at least one cross-region round trip (tens to
+//     hundreds of milliseconds) to each trip change; reads stay local.
+//     Needs at least three database regions.
+type SurvivalGoal string
+
+// Survival goals.
+const (
+	SurviveZone   SurvivalGoal = "zone"
+	SurviveRegion SurvivalGoal = "region"
+)
+
+// ParseSurvivalGoal reads a --survive value.
+func ParseSurvivalGoal(s string) (SurvivalGoal, error) {
+	switch g := SurvivalGoal(s); g {
+	case SurviveZone, SurviveRegion:
+		return g, nil
+	case "":
+		return SurviveZone, nil
+	}
+	return "", fmt.Errorf("--survive=%q: want zone or region", s)
+}
+
+// WithSurvivalGoal sets the CockroachDB database's survival goal (default
+// SurviveZone). Ignored on PostgreSQL.
+func WithSurvivalGoal(g SurvivalGoal) MigrateOption {
+	return func(c *migrateConfig) { c.survival = g }
 }
 
 // WithMigrateLogger logs goose's progress to l (default: silent).
@@ -116,9 +153,12 @@ func WithRegionMap(m *dispatch.RegionMap) MigrateOption {
 // CockroachDB-only set (multi-region). Concurrent callers are serialised by
 // goose's table-based locker (CockroachDB has no advisory locks).
 func Migrate(ctx context.Context, pool *pgxpool.Pool, opts ...MigrateOption) (MigrationReport, error) {
-	cfg := migrateConfig{lockInterval: time.Second}
+	cfg := migrateConfig{lockInterval: time.Second, survival: SurviveZone}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if _, err := ParseSurvivalGoal(string(cfg.survival)); err != nil {
+		return MigrationReport{}, err
 	}
 	dialect, err := postgres.DetectDialect(ctx, pool)
 	if err != nil {
@@ -196,6 +236,11 @@ func runSet(ctx context.Context, db *sql.DB, set string, fsys fs.FS, goMigration
 // The CockroachDB-only set. It is Go rather than SQL because ALTER DATABASE
 // needs the database's name and the cluster's regions, which only the
 // running cluster knows. See migrations/cockroach/README.md.
+//
+// Every statement can run again: goose runs a Go migration outside a
+// transaction (CockroachDB schema changes are not transactional anyway),
+// so a migration that fails part way is re-run from its first statement
+// (IdempotentStatement checks the forms).
 var goMigrationNames = map[int64]string{
 	1: "00001_database_regions",
 	2: "00002_regional_by_row",
@@ -261,7 +306,7 @@ func cockroachMigrations(cfg migrateConfig) []*goose.Migration {
 // --primary-region (default: the first).
 func databaseRegionPlan(name string, cluster []string, cfg migrateConfig) ([]string, error) {
 	if cfg.regions == nil {
-		return DatabaseRegionStatements(name, cfg.primaryRegion, cluster), nil
+		return DatabaseRegionStatements(name, cfg.primaryRegion, cluster, cfg.survival)
 	}
 	primary := cfg.regions.Primary()
 	if cfg.primaryRegion != "" && cfg.primaryRegion != primary {
@@ -277,7 +322,7 @@ func databaseRegionPlan(name string, cluster []string, cfg migrateConfig) ([]str
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("--region-map regions %v are not regions of the cluster (%v): start nodes with --locality=region=…", missing, cluster)
 	}
-	return DatabaseRegionStatements(name, primary, regions), nil
+	return DatabaseRegionStatements(name, primary, regions, cfg.survival)
 }
 
 func clusterRegions(ctx context.Context, db *sql.DB) (string, []string, error) {
@@ -322,11 +367,15 @@ func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + 
 
 // DatabaseRegionStatements returns the ALTER DATABASE statements that make
 // database name multi-region over regions (the cluster's), with primary as
-// the primary region (default regions[0]), surviving a region failure when
-// there are at least three regions (CockroachDB's minimum for that goal).
-func DatabaseRegionStatements(name, primary string, regions []string) []string {
+// the primary region (default regions[0]) and the survival goal stated
+// explicitly. SurviveRegion needs at least three regions (CockroachDB's
+// minimum for that goal).
+func DatabaseRegionStatements(name, primary string, regions []string, survival SurvivalGoal) ([]string, error) {
 	if primary == "" && len(regions) > 0 {
 		primary = regions[0]
+	}
+	if survival == SurviveRegion && len(regions) < 3 {
+		return nil, fmt.Errorf("--survive=region needs at least three database regions, have %d (%v)", len(regions), regions)
 	}
 	stmts := []string{fmt.Sprintf("ALTER DATABASE %s PRIMARY REGION %s", ident(name), ident(primary))}
 	for _, r := range regions {
@@ -334,26 +383,32 @@ func DatabaseRegionStatements(name, primary string, regions []string) []string {
 			stmts = append(stmts, fmt.Sprintf("ALTER DATABASE %s ADD REGION IF NOT EXISTS %s", ident(name), ident(r)))
 		}
 	}
-	if len(regions) >= 3 {
-		stmts = append(stmts, fmt.Sprintf("ALTER DATABASE %s SURVIVE REGION FAILURE", ident(name)))
+	goal := "ZONE"
+	if survival == SurviveRegion {
+		goal = "REGION"
 	}
-	return stmts
+	return append(stmts, fmt.Sprintf("ALTER DATABASE %s SURVIVE %s FAILURE", ident(name), goal)), nil
 }
 
 // RegionalByRowStatements homes each trip, its events and its idempotency
-// keys in the trip's region: trips and trip_events get a hidden crdb_region
-// computed from their region column (a region the database does not have
-// maps to the primary region, regions[0]); idempotency keys are homed in the
-// region of the gateway that wrote them. Unique indexes on REGIONAL BY ROW
-// tables stay globally unique (CockroachDB checks across regions), so the
-// one-active-trip-per-driver index keeps its guarantee.
+// keys in the trip's region: each table gets a hidden crdb_region computed
+// from its region column (a region the database does not have maps to the
+// primary region, regions[0]).
+//
+// What this costs on insert: CockroachDB checks a unique index of a
+// REGIONAL BY ROW table in every region unless the check cannot fail
+// across regions. Trip and event ids are gen_random_uuid() defaults (base
+// migration 4), exempt; the idempotency key's primary key starts with its
+// region, from which its home is computed, so it is unique per region; the
+// event version index gets the same shape in migration 3. The one
+// cross-region check left is deliberate: the one-active-trip-per-driver
+// index must hold across regions, and it is checked only when a driver is
+// assigned.
 func RegionalByRowStatements(regions []string) []string {
 	if len(regions) == 0 {
 		return nil
 	}
-	stmts := regionalByRegionColumn(regions, "trips", "trip_events")
-	stmts = append(stmts, "ALTER TABLE trip_idempotency_keys SET LOCALITY REGIONAL BY ROW")
-	return stmts
+	return regionalByRegionColumn(regions, "trips", "trip_events", "trip_idempotency_keys")
 }
 
 // regionalByRegionColumn homes each row of tables in the region its region
@@ -368,7 +423,7 @@ func regionalByRegionColumn(regions []string, tables ...string) []string {
 	var stmts []string
 	for _, table := range tables {
 		stmts = append(stmts,
-			fmt.Sprintf("ALTER TABLE %s ADD COLUMN crdb_region crdb_internal_region NOT VISIBLE NOT NULL AS (%s) STORED", table, cases.String()),
+			fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS crdb_region crdb_internal_region NOT VISIBLE NOT NULL AS (%s) STORED", table, cases.String()),
 			fmt.Sprintf("ALTER TABLE %s SET LOCALITY REGIONAL BY ROW AS crdb_region", table),
 		)
 	}
@@ -386,16 +441,32 @@ func OutboxStatements(regions []string) []string {
 		stmts = regionalByRegionColumn(regions, "trip_event_outbox")
 	}
 	return append(stmts,
-		"DROP INDEX trip_event_outbox@trip_event_outbox_at",
-		"CREATE INDEX trip_event_outbox_at ON trip_event_outbox (at, event_id) USING HASH",
+		"CREATE INDEX IF NOT EXISTS trip_event_outbox_at_hash ON trip_event_outbox (at, event_id) USING HASH",
+		"DROP INDEX IF EXISTS trip_event_outbox@trip_event_outbox_at",
 	)
 }
 
 // HashShardedIndexStatements replaces the time-ordered event index, a write
-// hot spot on CockroachDB, with a hash-sharded one.
+// hot spot on CockroachDB, with a hash-sharded one, and the event version
+// constraint with one led by the region (the same guarantee, since a
+// trip's region never changes, checked only in the trip's home region).
+// New indexes are created before the old ones are dropped, under new
+// names, so a re-run finds both steps done.
 func HashShardedIndexStatements() []string {
 	return []string{
-		"DROP INDEX trip_events@trip_events_at",
-		"CREATE INDEX trip_events_at ON trip_events (at, id) USING HASH",
+		"CREATE INDEX IF NOT EXISTS trip_events_at_hash ON trip_events (at, id) USING HASH",
+		"DROP INDEX IF EXISTS trip_events@trip_events_at",
+		"CREATE UNIQUE INDEX IF NOT EXISTS " + idxRegionTripVersion + " ON trip_events (region, trip_id, version)",
+		"DROP INDEX IF EXISTS trip_events@" + idxTripVersion + " CASCADE",
 	}
 }
+
+// idempotentForm matches the statement forms that can run twice with the
+// same outcome.
+var idempotentForm = regexp.MustCompile(`^(ALTER DATABASE \S+ (PRIMARY REGION|ADD REGION IF NOT EXISTS|SURVIVE (ZONE|REGION) FAILURE)` +
+	`|ALTER TABLE \S+ (ADD COLUMN IF NOT EXISTS|SET LOCALITY)` +
+	`|CREATE (UNIQUE )?INDEX IF NOT EXISTS|DROP INDEX IF EXISTS)\b`)
+
+// IdempotentStatement reports whether stmt, a CockroachDB migration
+// statement, may run again after it (or a later one) already ran.
+func IdempotentStatement(stmt string) bool { return idempotentForm.MatchString(stmt) }

@@ -30,7 +30,7 @@ func TestCockroachRegionsFromRegionMap(t *testing.T) {
 		`ALTER DATABASE "hexride" PRIMARY REGION "us-east1"`,
 		`ALTER DATABASE "hexride" ADD REGION IF NOT EXISTS "europe-west1"`,
 		`ALTER DATABASE "hexride" ADD REGION IF NOT EXISTS "us-west1"`,
-		`ALTER DATABASE "hexride" SURVIVE REGION FAILURE`,
+		`ALTER DATABASE "hexride" SURVIVE ZONE FAILURE`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -52,7 +52,7 @@ func TestCockroachRegionsFromRegionMap(t *testing.T) {
 	}
 	// No map: the cluster's regions, as before.
 	got, err = sqlstore.DatabaseRegionPlan("hexride", []string{"a", "b"}, nil, "b")
-	if err != nil || got[0] != `ALTER DATABASE "hexride" PRIMARY REGION "b"` || len(got) != 2 {
+	if err != nil || got[0] != `ALTER DATABASE "hexride" PRIMARY REGION "b"` || len(got) != 3 {
 		t.Fatalf("without a map: %v, %v", got, err)
 	}
 }

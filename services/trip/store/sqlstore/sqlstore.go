@@ -37,6 +37,9 @@ const (
 	idxActiveDriver = "trips_one_active_trip_per_driver"
 	idxIdemKey      = "trip_idempotency_keys_pkey"
 	idxTripVersion  = "trip_events_trip_version"
+	// idxRegionTripVersion replaces idxTripVersion on CockroachDB
+	// (migration 3): the same constraint, led by the region.
+	idxRegionTripVersion = "trip_events_region_trip_version"
 )
 
 // Option configures a Store.
@@ -215,15 +218,29 @@ func nullString(s string) *string {
 	return &s
 }
 
+// Idempotency keys are homed with their trip: the key's region is the
+// trip's (for a create, the region its pickup is homed in; for a change,
+// the changed trip's, read in the same statement). On CockroachDB the
+// region is the row's home, so recording a key is a local write with no
+// cross-region uniqueness check. The same key sent for trips in two
+// regions is two keys.
+const (
+	// idemOfCreate finds a create key in the new trip's region ($3).
+	idemOfCreate = `k.region = $3 AND k.scope = $1 AND k.key = $2`
+	// idemOfChange finds a change key in the region of trip $3.
+	idemOfChange = `k.region = (SELECT region FROM trips WHERE id = $3) AND k.scope = $1 AND k.key = $2`
+)
+
 // idemLookup reads the transaction's time and the idempotency record, if
-// any, in one round trip.
-func idemLookup(ctx context.Context, tx pgx.Tx, scope, key string) (now time.Time, hash string, tripID, eventID uuid.UUID, found bool, err error) {
+// any, in one round trip; match is idemOfCreate or idemOfChange, with
+// regionOrTrip its $3.
+func idemLookup(ctx context.Context, tx pgx.Tx, match, scope, key string, regionOrTrip any) (now time.Time, hash string, tripID, eventID uuid.UUID, found bool, err error) {
 	var h *string
 	var tid, eid *uuid.UUID
 	err = tx.QueryRow(ctx, `
 		SELECT now(), k.request_hash, k.trip_id, k.event_id
 		FROM (SELECT 1) AS one
-		LEFT JOIN trip_idempotency_keys AS k ON k.scope = $1 AND k.key = $2`, scope, key).Scan(&now, &h, &tid, &eid)
+		LEFT JOIN trip_idempotency_keys AS k ON `+match, scope, key, regionOrTrip).Scan(&now, &h, &tid, &eid)
 	if err != nil {
 		return time.Time{}, "", uuid.Nil, uuid.Nil, false, fmt.Errorf("idempotency lookup: %w", err)
 	}
@@ -233,10 +250,10 @@ func idemLookup(ctx context.Context, tx pgx.Tx, scope, key string) (now time.Tim
 	return now.UTC(), *h, *tid, *eid, true, nil
 }
 
-func insertIdem(ctx context.Context, tx pgx.Tx, scope, key, hash string, tripID, eventID uuid.UUID, now time.Time) error {
+func insertIdem(ctx context.Context, tx pgx.Tx, region, scope, key, hash string, tripID, eventID uuid.UUID, now time.Time) error {
 	_, err := tx.Exec(ctx, `
-		INSERT INTO trip_idempotency_keys (scope, key, request_hash, trip_id, event_id, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, scope, key, hash, tripID, eventID, now)
+		INSERT INTO trip_idempotency_keys (region, scope, key, request_hash, trip_id, event_id, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, region, scope, key, hash, tripID, eventID, now)
 	if postgres.IsUniqueViolation(err, idxIdemKey) {
 		// A concurrent transaction recorded the key first: run again, the
 		// lookup will find it and return its result.
@@ -248,18 +265,22 @@ func insertIdem(ctx context.Context, tx pgx.Tx, scope, key, hash string, tripID,
 	return nil
 }
 
-func (s *Store) insertEvent(ctx context.Context, tx pgx.Tx, ev store.Event) error {
+// insertEvent appends ev and sets its ID, which the database generates
+// (gen_random_uuid(): CockroachDB needs no cross-region uniqueness check
+// for it).
+func (s *Store) insertEvent(ctx context.Context, tx pgx.Tx, ev *store.Event) error {
 	snapshot, err := json.Marshal(ev.Trip)
 	if err != nil {
 		return fmt.Errorf("encode trip snapshot: %w", err)
 	}
-	_, err = tx.Exec(ctx, `
-		INSERT INTO trip_events (id, trip_id, region, version, event, from_state, to_state, actor,
+	err = tx.QueryRow(ctx, `
+		INSERT INTO trip_events (trip_id, region, version, event, from_state, to_state, actor,
 			actor_id, reason, driver_id, at, trip_after)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		ev.ID, ev.TripID, ev.Trip.Region, ev.Version, string(ev.Type), nullString(string(ev.From)), string(ev.To),
-		string(ev.Actor), ev.ActorID, ev.Reason, nullString(ev.DriverID), ev.At, snapshot)
-	if postgres.IsUniqueViolation(err, idxTripVersion) {
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		RETURNING id`,
+		ev.TripID, ev.Trip.Region, ev.Version, string(ev.Type), nullString(string(ev.From)), string(ev.To),
+		string(ev.Actor), ev.ActorID, ev.Reason, nullString(ev.DriverID), ev.At, snapshot).Scan(&ev.ID)
+	if postgres.IsUniqueViolation(err, idxTripVersion) || postgres.IsUniqueViolation(err, idxRegionTripVersion) {
 		return postgres.Retryable(fmt.Errorf("trip %s version %d written concurrently: %w", ev.TripID, ev.Version, err))
 	}
 	if err != nil {
@@ -296,7 +317,7 @@ func (s *Store) Create(ctx context.Context, req store.CreateTrip) (store.Trip, b
 		created bool
 	)
 	err := s.db.InTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		now, gotHash, tripID, _, found, err := idemLookup(ctx, tx, store.ScopeCreate, req.IdempotencyKey)
+		now, gotHash, tripID, _, found, err := idemLookup(ctx, tx, idemOfCreate, store.ScopeCreate, req.IdempotencyKey, req.Region)
 		if err != nil {
 			return err
 		}
@@ -309,35 +330,38 @@ func (s *Store) Create(ctx context.Context, req store.CreateTrip) (store.Trip, b
 			return err
 		}
 		t := store.Trip{
-			ID: uuid.New(), Product: req.Product, Pickup: req.Pickup, Dropoff: req.Dropoff,
+			Product: req.Product, Pickup: req.Pickup, Dropoff: req.Dropoff,
 			QuoteID: req.QuoteID, Region: req.Region, CreatedAt: now, UpdatedAt: now,
 			Trip: lifecycle.Trip{State: lifecycle.StateRequested, RiderID: req.RiderID, QuotedFare: req.QuotedFare, Version: 1},
 		}
-		_, err = tx.Exec(ctx, `
-			INSERT INTO trips (id, region, rider_id, state, product, pickup_lat, pickup_lng,
+		// The id is the database's (gen_random_uuid()): on CockroachDB a
+		// generated UUID needs no cross-region uniqueness check.
+		err = tx.QueryRow(ctx, `
+			INSERT INTO trips (region, rider_id, state, product, pickup_lat, pickup_lng,
 				dropoff_lat, dropoff_lng, quote_id, fare_currency, quoted_fare_minor, version,
 				created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)`,
-			t.ID, t.Region, t.RiderID, string(t.State), t.Product, t.Pickup.Lat, t.Pickup.Lng,
-			t.Dropoff.Lat, t.Dropoff.Lng, t.QuoteID, t.QuotedFare.Currency, t.QuotedFare.Minor, t.Version, now)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+			RETURNING id`,
+			t.Region, t.RiderID, string(t.State), t.Product, t.Pickup.Lat, t.Pickup.Lng,
+			t.Dropoff.Lat, t.Dropoff.Lng, t.QuoteID, t.QuotedFare.Currency, t.QuotedFare.Minor, t.Version, now).Scan(&t.ID)
 		if err != nil {
 			return fmt.Errorf("insert trip: %w", err)
 		}
 		ev := store.Event{
-			ID: uuid.New(), TripID: t.ID, Type: lifecycle.EventCreate, To: t.State,
+			TripID: t.ID, Type: lifecycle.EventCreate, To: t.State,
 			Actor: lifecycle.ActorRider, ActorID: t.RiderID, Version: 1, At: now, Trip: t,
 		}
-		if err := s.insertEvent(ctx, tx, ev); err != nil {
+		if err := s.insertEvent(ctx, tx, &ev); err != nil {
 			return err
 		}
-		if err := insertIdem(ctx, tx, store.ScopeCreate, req.IdempotencyKey, hash, t.ID, ev.ID, now); err != nil {
+		if err := insertIdem(ctx, tx, t.Region, store.ScopeCreate, req.IdempotencyKey, hash, t.ID, ev.ID, now); err != nil {
 			return err
 		}
 		out, created = t, true
 		return nil
 	})
 	if err != nil {
-		if t, ok := s.readBackCreate(ctx, req.IdempotencyKey, hash, err); ok {
+		if t, ok := s.readBackCreate(ctx, req.Region, req.IdempotencyKey, hash, err); ok {
 			return t, true, nil
 		}
 		return store.Trip{}, false, fmt.Errorf("sqlstore: create: %w", err)
@@ -351,21 +375,21 @@ func (s *Store) Create(ctx context.Context, req store.CreateTrip) (store.Trip, b
 // committed and its result is the answer. Not found proves nothing (the
 // server may still be finishing the COMMIT), so the original error stands
 // and the caller retries with the same key.
-func (s *Store) readBack(ctx context.Context, scope, key, hash string, err error) (tripID, eventID uuid.UUID, ok bool) {
+func (s *Store) readBack(ctx context.Context, match, scope, key string, regionOrTrip any, hash string, err error) (tripID, eventID uuid.UUID, ok bool) {
 	if !errors.Is(err, postgres.ErrCommitUnknown) || ctx.Err() != nil {
 		return uuid.Nil, uuid.Nil, false
 	}
 	var gotHash string
-	qerr := s.pool.QueryRow(ctx, `SELECT request_hash, trip_id, event_id FROM trip_idempotency_keys WHERE scope = $1 AND key = $2`,
-		scope, key).Scan(&gotHash, &tripID, &eventID)
+	qerr := s.pool.QueryRow(ctx, `SELECT k.request_hash, k.trip_id, k.event_id FROM trip_idempotency_keys AS k WHERE `+match,
+		scope, key, regionOrTrip).Scan(&gotHash, &tripID, &eventID)
 	if qerr != nil || gotHash != hash {
 		return uuid.Nil, uuid.Nil, false
 	}
 	return tripID, eventID, true
 }
 
-func (s *Store) readBackCreate(ctx context.Context, key, hash string, err error) (store.Trip, bool) {
-	tripID, _, ok := s.readBack(ctx, store.ScopeCreate, key, hash, err)
+func (s *Store) readBackCreate(ctx context.Context, region, key, hash string, err error) (store.Trip, bool) {
+	tripID, _, ok := s.readBack(ctx, idemOfCreate, store.ScopeCreate, key, region, hash, err)
 	if !ok {
 		return store.Trip{}, false
 	}
@@ -373,8 +397,8 @@ func (s *Store) readBackCreate(ctx context.Context, key, hash string, err error)
 	return t, gerr == nil
 }
 
-func (s *Store) readBackChange(ctx context.Context, scope, key, hash string, err error) (store.Trip, store.Event, bool) {
-	_, eventID, ok := s.readBack(ctx, scope, key, hash, err)
+func (s *Store) readBackChange(ctx context.Context, scope, key string, tripID uuid.UUID, hash string, err error) (store.Trip, store.Event, bool) {
+	_, eventID, ok := s.readBack(ctx, idemOfChange, scope, key, tripID, hash, err)
 	if !ok {
 		return store.Trip{}, store.Event{}, false
 	}
@@ -433,7 +457,7 @@ func (s *Store) change(ctx context.Context, scope, key, hash string, id uuid.UUI
 		outEv   store.Event
 	)
 	err := s.db.InTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		now, gotHash, _, eventID, found, err := idemLookup(ctx, tx, scope, key)
+		now, gotHash, _, eventID, found, err := idemLookup(ctx, tx, idemOfChange, scope, key, id)
 		if err != nil {
 			return err
 		}
@@ -467,21 +491,21 @@ func (s *Store) change(ctx context.Context, scope, key, hash string, id uuid.UUI
 			driver = cur.DriverID
 		}
 		ev := store.Event{
-			ID: uuid.New(), TripID: id, Type: evType, From: cur.State, To: t.State,
+			TripID: id, Type: evType, From: cur.State, To: t.State,
 			Actor: actor, ActorID: actorID, Reason: reason, DriverID: driver,
 			Version: t.Version, At: now, Trip: t,
 		}
-		if err := s.insertEvent(ctx, tx, ev); err != nil {
+		if err := s.insertEvent(ctx, tx, &ev); err != nil {
 			return err
 		}
-		if err := insertIdem(ctx, tx, scope, key, hash, id, ev.ID, now); err != nil {
+		if err := insertIdem(ctx, tx, t.Region, scope, key, hash, id, ev.ID, now); err != nil {
 			return err
 		}
 		outTrip, outEv = t, ev
 		return nil
 	})
 	if err != nil {
-		if t, ev, ok := s.readBackChange(ctx, scope, key, hash, err); ok {
+		if t, ev, ok := s.readBackChange(ctx, scope, key, id, hash, err); ok {
 			return t, ev, nil
 		}
 	}

@@ -38,7 +38,7 @@ func TestMigrate(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	ctx := context.Background()
 	// baseMigrations is how many files migrations/base holds.
-	const baseMigrations = 3
+	const baseMigrations = 4
 	// Three instances migrate the same empty database at once: the table
 	// locker serialises them and the schema is applied exactly once.
 	var (
@@ -179,22 +179,33 @@ func TestCockroachStatements(t *testing.T) {
 		name    string
 		primary string
 		regions []string
+		survive sqlstore.SurvivalGoal
 		want    []string
 	}{
-		{"three regions survive region failure", "", []string{"europe-west1", "us-east1", "us-west1"}, []string{
+		{"three regions, region failure chosen", "", []string{"europe-west1", "us-east1", "us-west1"}, sqlstore.SurviveRegion, []string{
 			`ALTER DATABASE "hexride" PRIMARY REGION "europe-west1"`,
 			`ALTER DATABASE "hexride" ADD REGION IF NOT EXISTS "us-east1"`,
 			`ALTER DATABASE "hexride" ADD REGION IF NOT EXISTS "us-west1"`,
 			`ALTER DATABASE "hexride" SURVIVE REGION FAILURE`,
 		}},
-		{"explicit primary, two regions", "us-east1", []string{"europe-west1", "us-east1"}, []string{
+		{"three regions stay zone-surviving unless asked", "", []string{"europe-west1", "us-east1", "us-west1"}, sqlstore.SurviveZone, []string{
+			`ALTER DATABASE "hexride" PRIMARY REGION "europe-west1"`,
+			`ALTER DATABASE "hexride" ADD REGION IF NOT EXISTS "us-east1"`,
+			`ALTER DATABASE "hexride" ADD REGION IF NOT EXISTS "us-west1"`,
+			`ALTER DATABASE "hexride" SURVIVE ZONE FAILURE`,
+		}},
+		{"explicit primary, two regions", "us-east1", []string{"europe-west1", "us-east1"}, sqlstore.SurviveZone, []string{
 			`ALTER DATABASE "hexride" PRIMARY REGION "us-east1"`,
 			`ALTER DATABASE "hexride" ADD REGION IF NOT EXISTS "europe-west1"`,
+			`ALTER DATABASE "hexride" SURVIVE ZONE FAILURE`,
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := sqlstore.DatabaseRegionStatements("hexride", tt.primary, tt.regions)
+			got, err := sqlstore.DatabaseRegionStatements("hexride", tt.primary, tt.regions, tt.survive)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
@@ -202,10 +213,10 @@ func TestCockroachStatements(t *testing.T) {
 	}
 	rbr := strings.Join(sqlstore.RegionalByRowStatements([]string{"us-east1", "europe-west1"}), "\n")
 	for _, want := range []string{
-		`ALTER TABLE trips ADD COLUMN crdb_region crdb_internal_region NOT VISIBLE NOT NULL AS (CASE region WHEN 'us-east1' THEN 'us-east1'::crdb_internal_region WHEN 'europe-west1' THEN 'europe-west1'::crdb_internal_region ELSE 'us-east1'::crdb_internal_region END) STORED`,
+		`ALTER TABLE trips ADD COLUMN IF NOT EXISTS crdb_region crdb_internal_region NOT VISIBLE NOT NULL AS (CASE region WHEN 'us-east1' THEN 'us-east1'::crdb_internal_region WHEN 'europe-west1' THEN 'europe-west1'::crdb_internal_region ELSE 'us-east1'::crdb_internal_region END) STORED`,
 		`ALTER TABLE trips SET LOCALITY REGIONAL BY ROW AS crdb_region`,
 		`ALTER TABLE trip_events SET LOCALITY REGIONAL BY ROW AS crdb_region`,
-		`ALTER TABLE trip_idempotency_keys SET LOCALITY REGIONAL BY ROW`,
+		`ALTER TABLE trip_idempotency_keys SET LOCALITY REGIONAL BY ROW AS crdb_region`,
 	} {
 		if !strings.Contains(rbr, want) {
 			t.Errorf("missing %q in\n%s", want, rbr)
@@ -214,11 +225,53 @@ func TestCockroachStatements(t *testing.T) {
 	outbox := strings.Join(sqlstore.OutboxStatements([]string{"us-east1"}), "\n")
 	for _, want := range []string{
 		`ALTER TABLE trip_event_outbox SET LOCALITY REGIONAL BY ROW AS crdb_region`,
-		`CREATE INDEX trip_event_outbox_at ON trip_event_outbox (at, event_id) USING HASH`,
+		`CREATE INDEX IF NOT EXISTS trip_event_outbox_at_hash ON trip_event_outbox (at, event_id) USING HASH`,
 	} {
 		if !strings.Contains(outbox, want) {
 			t.Errorf("missing %q in\n%s", want, outbox)
 		}
+	}
+}
+
+// TestCockroachStatementsRerunnable: every statement of the CockroachDB
+// set has a form that can run again after a partial failure (the set runs
+// outside transactions), and --survive=region needs three regions.
+func TestCockroachStatementsRerunnable(t *testing.T) {
+	regions := []string{"us-east1", "europe-west1", "us-west1"}
+	db, err := sqlstore.DatabaseRegionStatements("hexride", "", regions, sqlstore.SurviveRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	all = append(all, db...)
+	all = append(all, sqlstore.RegionalByRowStatements(regions)...)
+	all = append(all, sqlstore.HashShardedIndexStatements()...)
+	all = append(all, sqlstore.OutboxStatements(regions)...)
+	for _, stmt := range all {
+		if !sqlstore.IdempotentStatement(stmt) {
+			t.Errorf("not re-runnable: %s", stmt)
+		}
+	}
+	for _, stmt := range []string{
+		"ALTER TABLE trips ADD COLUMN x INT",
+		"CREATE INDEX i ON t (a)",
+		"DROP INDEX t@i",
+		"ALTER TABLE t DROP COLUMN x",
+	} {
+		if sqlstore.IdempotentStatement(stmt) {
+			t.Errorf("IdempotentStatement(%q) = true", stmt)
+		}
+	}
+	// A new index is created before the one it replaces is dropped.
+	idx := sqlstore.HashShardedIndexStatements()
+	if !strings.HasPrefix(idx[0], "CREATE") || !strings.HasPrefix(idx[1], "DROP") || !strings.HasPrefix(idx[2], "CREATE UNIQUE") || !strings.Contains(idx[2], "(region, trip_id, version)") {
+		t.Errorf("index statements out of order: %v", idx)
+	}
+	if _, err := sqlstore.DatabaseRegionStatements("hexride", "", regions[:2], sqlstore.SurviveRegion); err == nil || !strings.Contains(err.Error(), "--survive=region") {
+		t.Errorf("region survival with two regions: err = %v", err)
+	}
+	if _, err := sqlstore.ParseSurvivalGoal("datacenter"); err == nil || !strings.Contains(err.Error(), "--survive") {
+		t.Errorf("bad goal: err = %v", err)
 	}
 }
 
