@@ -1,6 +1,7 @@
 package trip_test
 
 import (
+	"cmp"
 	"context"
 	"sync"
 	"testing"
@@ -33,6 +34,8 @@ type watchEnv struct {
 	t    *testing.T
 	mode watchMode
 	url  string // the NATS server (stream mode)
+	// relayInterval is the relays' idle poll (0: 5 ms, fast tests).
+	relayInterval time.Duration
 }
 
 func newWatchEnv(t *testing.T, m watchMode) *watchEnv {
@@ -78,7 +81,7 @@ func (e *watchEnv) server(st store.Store, opts ...trip.Option) *trip.Server {
 			t.Fatal(err)
 		}
 		cfg := trip.DefaultRelayConfig("test-" + uuid.NewString())
-		cfg.Interval = 5 * time.Millisecond
+		cfg.Interval = cmp.Or(e.relayInterval, 5*time.Millisecond)
 		cfg.LeaseTTL = 3 * time.Second
 		relay, err := trip.NewRelay(st.(store.Outbox), js, cfg, nil)
 		if err != nil {
