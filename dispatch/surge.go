@@ -1,8 +1,10 @@
 package dispatch
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -91,10 +93,18 @@ type surgeCell struct {
 // their ratio into a price multiplier. Safe for concurrent use; time comes
 // from the caller (now), so tests drive it deterministically.
 type Surge struct {
-	cfg   SurgeConfig
-	width time.Duration
-	mu    sync.Mutex
-	cells map[geo.Cell]*surgeCell
+	cfg     SurgeConfig
+	width   time.Duration
+	mu      sync.Mutex
+	cells   map[geo.Cell]*surgeCell
+	foreign map[geo.Cell]foreignReading
+}
+
+// foreignReading is a cell's raw multiplier as another tracker (the owner of
+// the cell) computed it, used until its expiry.
+type foreignReading struct {
+	raw   float64
+	until time.Time
 }
 
 // NewSurge builds an empty tracker.
@@ -102,7 +112,7 @@ func NewSurge(cfg SurgeConfig) (*Surge, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Surge{cfg: cfg, width: cfg.Window / time.Duration(cfg.Buckets), cells: map[geo.Cell]*surgeCell{}}, nil
+	return &Surge{cfg: cfg, width: cfg.Window / time.Duration(cfg.Buckets), cells: map[geo.Cell]*surgeCell{}, foreign: map[geo.Cell]foreignReading{}}, nil
 }
 
 func (s *Surge) check(c geo.Cell) error {
@@ -199,6 +209,53 @@ func (s *Surge) raw(c geo.Cell, now time.Time) (int, float64, float64, float64) 
 	return d, sup, ratio, m
 }
 
+// SetForeign records the raw multiplier of cell c as another tracker
+// computed it from counts this one does not have (c lies in a partition
+// another worker owns), valid before until. While valid, At blends it in
+// wherever c is a neighbour, in place of this tracker's own counts for c;
+// from until on, c reads from local counts again (for a cell owned
+// elsewhere: none, the minimum). A cell's own multiplier never uses its
+// foreign reading. raw is capped to [Min, Max].
+func (s *Surge) SetForeign(c geo.Cell, raw float64, until time.Time) error {
+	if err := s.check(c); err != nil {
+		return err
+	}
+	if math.IsNaN(raw) || math.IsInf(raw, 0) {
+		return fmt.Errorf("%w: foreign multiplier %v", ErrInvalidQuery, raw)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.foreign[c] = foreignReading{raw: math.Min(s.cfg.Max, math.Max(s.cfg.Min, raw)), until: until}
+	return nil
+}
+
+// neighbourRaw is the raw multiplier of neighbour n at now: its valid
+// foreign reading if any, else from local counts.
+func (s *Surge) neighbourRaw(n geo.Cell, now time.Time) float64 {
+	if f, ok := s.foreign[n]; ok && now.Before(f.until) {
+		return f.raw
+	}
+	_, _, _, m := s.raw(n, now)
+	return m
+}
+
+// Readings returns the raw reading (Demand, Supply, Ratio, Raw; no Target
+// or Multiplier) at now of every cell this tracker counts, by cell: what
+// it shares with the trackers of neighbouring cells. Foreign readings are
+// not included.
+func (s *Surge) Readings(now time.Time) []SurgeReading {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SurgeReading, 0, len(s.cells))
+	for c := range s.cells {
+		r := SurgeReading{Cell: c}
+		r.Demand, r.Supply, r.Ratio, r.Raw = s.raw(c, now)
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b SurgeReading) int { return cmp.Compare(a.Cell, b.Cell) })
+	return out
+}
+
 // At returns the multiplier for cell c at now, updating the published value
 // under the hysteresis rule.
 func (s *Surge) At(c geo.Cell, now time.Time) (SurgeReading, error) {
@@ -221,8 +278,7 @@ func (s *Surge) At(c geo.Cell, now time.Time) (SurgeReading, error) {
 	if w := s.cfg.NeighborWeight; w > 0 && len(sc.nbrs) > 0 {
 		sum := 0.0
 		for _, n := range sc.nbrs {
-			_, _, _, m := s.raw(n, now)
-			sum += m
+			sum += s.neighbourRaw(n, now)
 		}
 		blend = (1-w)*r.Raw + w*sum/float64(len(sc.nbrs))
 	}
@@ -237,12 +293,19 @@ func (s *Surge) At(c geo.Cell, now time.Time) (SurgeReading, error) {
 	return r, nil
 }
 
-// Prune forgets cells with nothing in the window and no surge, bounding
-// memory; the host calls it now and then.
+// Prune forgets cells with nothing in the window and no surge, and foreign
+// readings past their expiry, bounding memory; the host calls it now and
+// then. It returns how many it forgot.
 func (s *Surge) Prune(now time.Time) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
+	for c, f := range s.foreign {
+		if !now.Before(f.until) {
+			delete(s.foreign, c)
+			n++
+		}
+	}
 	for c, sc := range s.cells {
 		if d, sup := s.window(sc, now); d == 0 && sup == 0 && sc.published <= s.cfg.Min {
 			delete(s.cells, c)

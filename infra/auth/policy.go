@@ -126,6 +126,7 @@ func DefaultPolicies() PolicyTable {
 		matchService + "CellStats":       console,
 		matchService + "Partitions":      console,
 		matchService + "ListDrivers":     console,
+		matchService + "ShareSurge":      svc,
 
 		tripService + "CreateTrip":    svc,
 		tripService + "AssignDriver":  svc,

@@ -94,7 +94,7 @@ func TestDefaultPolicyDecisions(t *testing.T) {
 	want["/hexride.driver.v1.DriverGatewayService/WatchPosition"] = []Role{RoleService}
 	want["/hexride.driver.v1.DriverGatewayService/TakeOffline"] = console
 	want["/hexride.driver.v1.DriverGatewayService/ListFlaggedDrivers"] = console
-	for _, m := range []string{"IngestLocations", "CancelDispatch", "ReplyOffer"} {
+	for _, m := range []string{"IngestLocations", "CancelDispatch", "ReplyOffer", "ShareSurge"} {
 		want["/hexride.matching.v1.MatchingService/"+m] = []Role{RoleService}
 	}
 	for _, m := range []string{"Partitions", "ListDrivers", "CellStats", "NearbyDrivers", "Dispatch"} {

@@ -19,6 +19,7 @@ const (
 	MetricStreamDisconnects  = "hexride_stream_disconnects"   // counter{service}
 	MetricNoOwnerPartitions  = "hexride_no_owner_partitions"  // gauge{service}: matching workers and gateways
 	MetricDispatchesInFlight = "hexride_dispatches_in_flight" // gauge
+	MetricSurgeShares        = "hexride_surge_shares"         // counter{outcome}
 )
 
 // NoOwnerPartitionsDescription describes MetricNoOwnerPartitions; matching

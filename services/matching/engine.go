@@ -45,6 +45,9 @@ type Engine struct {
 
 	stats counters
 
+	border  surgeBorder // border surge cells' neighbouring partitions
+	sharing atomic.Bool // a tick's surge readings are on their way to peers
+
 	shapes sync.Map // matchingapi.Partition → *partitionShape
 
 	mu       sync.Mutex
@@ -692,9 +695,22 @@ func (e *Engine) surgeCell(c geo.Cell) (geo.Cell, bool) {
 }
 
 // sampleSupply feeds the surge tracker the available drivers per surge
-// cell, and lets it forget idle cells. It reads the index's per-cell
-// counters (O(cells)), never the drivers.
+// cell, sends the readings of border cells to the owners of the
+// neighbouring partitions (in the background), and lets the tracker forget
+// idle cells. It reads the index's per-cell counters (O(cells)), never the
+// drivers.
 func (e *Engine) sampleSupply(now time.Time) {
+	e.recordSupply(now)
+	if !e.alone() {
+		// Before Prune: a cell whose counts just left the window is sent
+		// once more, at the minimum, so its neighbours' owners see it drop.
+		e.startSurgeShare(e.borderReadings(e.surge.Readings(now), now))
+	}
+	e.surge.Prune(now)
+}
+
+// recordSupply records the available drivers per surge cell.
+func (e *Engine) recordSupply(now time.Time) {
 	counts := map[geo.Cell]int{}
 	e.index.EachCellSupply(func(c geo.Cell, n dispatch.SupplyCount) {
 		if n.Available == 0 {
@@ -707,7 +723,6 @@ func (e *Engine) sampleSupply(now time.Time) {
 	for c, n := range counts {
 		_ = e.surge.RecordSupply(c, n, now)
 	}
-	e.surge.Prune(now)
 }
 
 // counters are the worker's dispatch counters since it started.

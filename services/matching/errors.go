@@ -19,6 +19,7 @@ var (
 	errCellTooCoarse    = errors.New("cell is coarser than a partition")
 	errCellTooFine      = errors.New("cell is finer than the supply index")
 	errInvalidSearch    = errors.New("search parameters out of range")
+	errInvalidReading   = errors.New("surge reading out of range")
 )
 
 // toStatus is the one place where the matching worker's errors become
@@ -29,7 +30,8 @@ var (
 //	matchingapi.ErrNoOwner                      Unavailable
 //	matchingapi.ErrInvalidPosition, ErrInvalidPartition,
 //	errTripIncomplete, errInvalidCell, errCellTooCoarse,
-//	errCellTooFine, errInvalidSearch            InvalidArgument
+//	errCellTooFine, errInvalidSearch,
+//	errInvalidReading                           InvalidArgument
 //	errTripNotRequested                         FailedPrecondition
 //	grpcserver.ErrDraining                      Unavailable
 //	context.Canceled / DeadlineExceeded         Canceled / DeadlineExceeded
@@ -51,7 +53,7 @@ func toStatus(err error) error {
 	// These wrap only the caller's own values (a position, a cell), so
 	// their text is safe to show.
 	for _, invalid := range []error{matchingapi.ErrInvalidPosition, matchingapi.ErrInvalidPartition, errTripIncomplete,
-		errInvalidCell, errCellTooCoarse, errCellTooFine} {
+		errInvalidCell, errCellTooCoarse, errCellTooFine, errInvalidReading} {
 		if errors.Is(err, invalid) {
 			return status.Error(codes.InvalidArgument, err.Error())
 		}

@@ -136,6 +136,15 @@ func (h *Handler) CellStats(ctx context.Context, req *matchingv1.CellStatsReques
 	return resp, toStatus(err)
 }
 
+// ShareSurge implements MatchingService.
+func (h *Handler) ShareSurge(ctx context.Context, req *matchingv1.ShareSurgeRequest) (*matchingv1.ShareSurgeResponse, error) {
+	n, err := h.engine.ShareSurge(req.GetFromId(), req.GetReadings())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &matchingv1.ShareSurgeResponse{Accepted: int32(n)}, nil
+}
+
 // Partitions implements MatchingService.
 func (h *Handler) Partitions(ctx context.Context, _ *matchingv1.PartitionsRequest) (*matchingv1.PartitionsResponse, error) {
 	return h.engine.Partitions(), nil

@@ -38,6 +38,13 @@ type cluster struct {
 
 func startCluster(t *testing.T, n, partitionRes int) *cluster {
 	t.Helper()
+	return startClusterWith(t, n, partitionRes, nil, nil)
+}
+
+// startClusterWith is startCluster with the engines' clock (nil: the wall
+// clock) and a change to their config (nil: none).
+func startClusterWith(t *testing.T, n, partitionRes int, clk dispatch.TimerClock, tune func(*Config)) *cluster {
+	t.Helper()
 	pool := dial.NewPool(
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(auth.HeaderCredentials{Principal: auth.Principal{Role: auth.RoleService, Subject: "test"}}),
@@ -56,7 +63,10 @@ func startCluster(t *testing.T, n, partitionRes int) *cluster {
 		top := dispatch.DefaultTopology()
 		top.PartitionResolution = partitionRes
 		cfg := DefaultConfig(self, top)
-		e, err := NewEngine(cfg, Deps{Membership: c.members, Peers: pool, Drivers: driverclient.New(pool), Logger: slog.New(slog.DiscardHandler)})
+		if tune != nil {
+			tune(&cfg)
+		}
+		e, err := NewEngine(cfg, Deps{Membership: c.members, Peers: pool, Drivers: driverclient.New(pool), Logger: slog.New(slog.DiscardHandler), Clock: clk})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,6 +21,7 @@ type engineMetrics struct {
 	timeToMatch metric.Float64Histogram
 	offers      metric.Int64Counter
 	moves       metric.Int64Counter
+	surgeShares metric.Int64Counter
 }
 
 func (e *Engine) initTelemetry(d Deps) error {
@@ -52,6 +53,10 @@ func (e *Engine) initTelemetry(d Deps) error {
 		return err
 	}
 	e.metrics.moves.Add(context.Background(), 0) // exported from the start, so rate() works
+	if e.metrics.surgeShares, err = m.Int64Counter(telemetry.MetricSurgeShares,
+		metric.WithDescription("Messages of border surge readings sent to the owners of neighbouring partitions, by outcome (ok, failed).")); err != nil {
+		return err
+	}
 
 	if _, err = m.Int64ObservableGauge(telemetry.MetricIndexedDrivers,
 		metric.WithDescription("Drivers in this worker's supply index, by partition."),

@@ -89,6 +89,190 @@ func (DriverStatus) EnumDescriptor() ([]byte, []int) {
 	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{0}
 }
 
+// SurgeReading is a surge cell's raw reading as the worker owning it
+// computed it (before smoothing and hysteresis).
+type SurgeReading struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// H3 cell at the surge resolution (hex).
+	Cell string `protobuf:"bytes,1,opt,name=cell,proto3" json:"cell,omitempty"`
+	// Multiplier from the cell's demand/supply ratio alone, capped.
+	RawMultiplier float64 `protobuf:"fixed64,2,opt,name=raw_multiplier,json=rawMultiplier,proto3" json:"raw_multiplier,omitempty"`
+	// Ride requests in the surge window.
+	Demand int32 `protobuf:"varint,3,opt,name=demand,proto3" json:"demand,omitempty"`
+	// Mean available drivers sampled in the window.
+	Supply float64 `protobuf:"fixed64,4,opt,name=supply,proto3" json:"supply,omitempty"`
+	// When the owner computed it.
+	AsOf          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SurgeReading) Reset() {
+	*x = SurgeReading{}
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SurgeReading) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SurgeReading) ProtoMessage() {}
+
+func (x *SurgeReading) ProtoReflect() protoreflect.Message {
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SurgeReading.ProtoReflect.Descriptor instead.
+func (*SurgeReading) Descriptor() ([]byte, []int) {
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SurgeReading) GetCell() string {
+	if x != nil {
+		return x.Cell
+	}
+	return ""
+}
+
+func (x *SurgeReading) GetRawMultiplier() float64 {
+	if x != nil {
+		return x.RawMultiplier
+	}
+	return 0
+}
+
+func (x *SurgeReading) GetDemand() int32 {
+	if x != nil {
+		return x.Demand
+	}
+	return 0
+}
+
+func (x *SurgeReading) GetSupply() float64 {
+	if x != nil {
+		return x.Supply
+	}
+	return 0
+}
+
+func (x *SurgeReading) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// ShareSurgeRequest carries one worker's border readings.
+type ShareSurgeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sending worker's member id (for logs).
+	FromId string `protobuf:"bytes,1,opt,name=from_id,json=fromId,proto3" json:"from_id,omitempty"`
+	// Readings of cells the sender owns.
+	Readings      []*SurgeReading `protobuf:"bytes,2,rep,name=readings,proto3" json:"readings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShareSurgeRequest) Reset() {
+	*x = ShareSurgeRequest{}
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShareSurgeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShareSurgeRequest) ProtoMessage() {}
+
+func (x *ShareSurgeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShareSurgeRequest.ProtoReflect.Descriptor instead.
+func (*ShareSurgeRequest) Descriptor() ([]byte, []int) {
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ShareSurgeRequest) GetFromId() string {
+	if x != nil {
+		return x.FromId
+	}
+	return ""
+}
+
+func (x *ShareSurgeRequest) GetReadings() []*SurgeReading {
+	if x != nil {
+		return x.Readings
+	}
+	return nil
+}
+
+// ShareSurgeResponse acknowledges the readings.
+type ShareSurgeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Readings kept (those for cells the receiver owns are not).
+	Accepted      int32 `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShareSurgeResponse) Reset() {
+	*x = ShareSurgeResponse{}
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShareSurgeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShareSurgeResponse) ProtoMessage() {}
+
+func (x *ShareSurgeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShareSurgeResponse.ProtoReflect.Descriptor instead.
+func (*ShareSurgeResponse) Descriptor() ([]byte, []int) {
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ShareSurgeResponse) GetAccepted() int32 {
+	if x != nil {
+		return x.Accepted
+	}
+	return 0
+}
+
 // ListDriversRequest bounds the answer.
 type ListDriversRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -100,7 +284,7 @@ type ListDriversRequest struct {
 
 func (x *ListDriversRequest) Reset() {
 	*x = ListDriversRequest{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[0]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -112,7 +296,7 @@ func (x *ListDriversRequest) String() string {
 func (*ListDriversRequest) ProtoMessage() {}
 
 func (x *ListDriversRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[0]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -125,7 +309,7 @@ func (x *ListDriversRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDriversRequest.ProtoReflect.Descriptor instead.
 func (*ListDriversRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{0}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListDriversRequest) GetLimit() int32 {
@@ -148,7 +332,7 @@ type ListDriversResponse struct {
 
 func (x *ListDriversResponse) Reset() {
 	*x = ListDriversResponse{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[1]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -160,7 +344,7 @@ func (x *ListDriversResponse) String() string {
 func (*ListDriversResponse) ProtoMessage() {}
 
 func (x *ListDriversResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[1]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -173,7 +357,7 @@ func (x *ListDriversResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDriversResponse.ProtoReflect.Descriptor instead.
 func (*ListDriversResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{1}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListDriversResponse) GetDrivers() []*NearbyDriver {
@@ -215,7 +399,7 @@ type DriverLocation struct {
 
 func (x *DriverLocation) Reset() {
 	*x = DriverLocation{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[2]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +411,7 @@ func (x *DriverLocation) String() string {
 func (*DriverLocation) ProtoMessage() {}
 
 func (x *DriverLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[2]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +424,7 @@ func (x *DriverLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriverLocation.ProtoReflect.Descriptor instead.
 func (*DriverLocation) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{2}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DriverLocation) GetDriverId() string {
@@ -313,7 +497,7 @@ type DriverDeparture struct {
 
 func (x *DriverDeparture) Reset() {
 	*x = DriverDeparture{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[3]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -325,7 +509,7 @@ func (x *DriverDeparture) String() string {
 func (*DriverDeparture) ProtoMessage() {}
 
 func (x *DriverDeparture) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[3]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -338,7 +522,7 @@ func (x *DriverDeparture) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriverDeparture.ProtoReflect.Descriptor instead.
 func (*DriverDeparture) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{3}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DriverDeparture) GetDriverId() string {
@@ -370,7 +554,7 @@ type IngestLocationsRequest struct {
 
 func (x *IngestLocationsRequest) Reset() {
 	*x = IngestLocationsRequest{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[4]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -382,7 +566,7 @@ func (x *IngestLocationsRequest) String() string {
 func (*IngestLocationsRequest) ProtoMessage() {}
 
 func (x *IngestLocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[4]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -395,7 +579,7 @@ func (x *IngestLocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestLocationsRequest.ProtoReflect.Descriptor instead.
 func (*IngestLocationsRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{4}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IngestLocationsRequest) GetBatchSeq() uint64 {
@@ -432,7 +616,7 @@ type NotOwnedLocations struct {
 
 func (x *NotOwnedLocations) Reset() {
 	*x = NotOwnedLocations{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[5]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +628,7 @@ func (x *NotOwnedLocations) String() string {
 func (*NotOwnedLocations) ProtoMessage() {}
 
 func (x *NotOwnedLocations) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[5]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +641,7 @@ func (x *NotOwnedLocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotOwnedLocations.ProtoReflect.Descriptor instead.
 func (*NotOwnedLocations) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{5}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NotOwnedLocations) GetOwner() *v1.NotOwner {
@@ -489,7 +673,7 @@ type IngestLocationsResponse struct {
 
 func (x *IngestLocationsResponse) Reset() {
 	*x = IngestLocationsResponse{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[6]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +685,7 @@ func (x *IngestLocationsResponse) String() string {
 func (*IngestLocationsResponse) ProtoMessage() {}
 
 func (x *IngestLocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[6]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +698,7 @@ func (x *IngestLocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestLocationsResponse.ProtoReflect.Descriptor instead.
 func (*IngestLocationsResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{6}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *IngestLocationsResponse) GetBatchSeq() uint64 {
@@ -552,7 +736,7 @@ type DispatchRequest struct {
 
 func (x *DispatchRequest) Reset() {
 	*x = DispatchRequest{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[7]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +748,7 @@ func (x *DispatchRequest) String() string {
 func (*DispatchRequest) ProtoMessage() {}
 
 func (x *DispatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[7]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +761,7 @@ func (x *DispatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DispatchRequest.ProtoReflect.Descriptor instead.
 func (*DispatchRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{7}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DispatchRequest) GetTrip() *v1.Trip {
@@ -607,7 +791,7 @@ type DispatchResponse struct {
 
 func (x *DispatchResponse) Reset() {
 	*x = DispatchResponse{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[8]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +803,7 @@ func (x *DispatchResponse) String() string {
 func (*DispatchResponse) ProtoMessage() {}
 
 func (x *DispatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[8]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +816,7 @@ func (x *DispatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DispatchResponse.ProtoReflect.Descriptor instead.
 func (*DispatchResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{8}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DispatchResponse) GetPartition() string {
@@ -662,7 +846,7 @@ type CancelDispatchRequest struct {
 
 func (x *CancelDispatchRequest) Reset() {
 	*x = CancelDispatchRequest{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[9]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +858,7 @@ func (x *CancelDispatchRequest) String() string {
 func (*CancelDispatchRequest) ProtoMessage() {}
 
 func (x *CancelDispatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[9]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +871,7 @@ func (x *CancelDispatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDispatchRequest.ProtoReflect.Descriptor instead.
 func (*CancelDispatchRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{9}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelDispatchRequest) GetTripId() string {
@@ -715,7 +899,7 @@ type CancelDispatchResponse struct {
 
 func (x *CancelDispatchResponse) Reset() {
 	*x = CancelDispatchResponse{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[10]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +911,7 @@ func (x *CancelDispatchResponse) String() string {
 func (*CancelDispatchResponse) ProtoMessage() {}
 
 func (x *CancelDispatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[10]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +924,7 @@ func (x *CancelDispatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDispatchResponse.ProtoReflect.Descriptor instead.
 func (*CancelDispatchResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{10}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelDispatchResponse) GetCancelled() bool {
@@ -769,7 +953,7 @@ type ReplyOfferRequest struct {
 
 func (x *ReplyOfferRequest) Reset() {
 	*x = ReplyOfferRequest{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[11]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +965,7 @@ func (x *ReplyOfferRequest) String() string {
 func (*ReplyOfferRequest) ProtoMessage() {}
 
 func (x *ReplyOfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[11]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +978,7 @@ func (x *ReplyOfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplyOfferRequest.ProtoReflect.Descriptor instead.
 func (*ReplyOfferRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{11}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReplyOfferRequest) GetOfferId() string {
@@ -845,7 +1029,7 @@ type ReplyOfferResponse struct {
 
 func (x *ReplyOfferResponse) Reset() {
 	*x = ReplyOfferResponse{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[12]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1041,7 @@ func (x *ReplyOfferResponse) String() string {
 func (*ReplyOfferResponse) ProtoMessage() {}
 
 func (x *ReplyOfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[12]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1054,7 @@ func (x *ReplyOfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplyOfferResponse.ProtoReflect.Descriptor instead.
 func (*ReplyOfferResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{12}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReplyOfferResponse) GetOutcome() v11.OfferOutcome {
@@ -912,7 +1096,7 @@ type NearbyDriversRequest struct {
 
 func (x *NearbyDriversRequest) Reset() {
 	*x = NearbyDriversRequest{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[13]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1108,7 @@ func (x *NearbyDriversRequest) String() string {
 func (*NearbyDriversRequest) ProtoMessage() {}
 
 func (x *NearbyDriversRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[13]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1121,7 @@ func (x *NearbyDriversRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NearbyDriversRequest.ProtoReflect.Descriptor instead.
 func (*NearbyDriversRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{13}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NearbyDriversRequest) GetCenter() *v1.LatLng {
@@ -1011,7 +1195,7 @@ type NearbyDriver struct {
 
 func (x *NearbyDriver) Reset() {
 	*x = NearbyDriver{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[14]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1207,7 @@ func (x *NearbyDriver) String() string {
 func (*NearbyDriver) ProtoMessage() {}
 
 func (x *NearbyDriver) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[14]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1220,7 @@ func (x *NearbyDriver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NearbyDriver.ProtoReflect.Descriptor instead.
 func (*NearbyDriver) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{14}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NearbyDriver) GetPosition() *v1.DriverPosition {
@@ -1092,7 +1276,7 @@ type NearbyDriversResponse struct {
 
 func (x *NearbyDriversResponse) Reset() {
 	*x = NearbyDriversResponse{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[15]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1288,7 @@ func (x *NearbyDriversResponse) String() string {
 func (*NearbyDriversResponse) ProtoMessage() {}
 
 func (x *NearbyDriversResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[15]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1301,7 @@ func (x *NearbyDriversResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NearbyDriversResponse.ProtoReflect.Descriptor instead.
 func (*NearbyDriversResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{15}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NearbyDriversResponse) GetDrivers() []*NearbyDriver {
@@ -1139,7 +1323,7 @@ type CellStatsRequest struct {
 
 func (x *CellStatsRequest) Reset() {
 	*x = CellStatsRequest{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[16]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1335,7 @@ func (x *CellStatsRequest) String() string {
 func (*CellStatsRequest) ProtoMessage() {}
 
 func (x *CellStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[16]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1348,7 @@ func (x *CellStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CellStatsRequest.ProtoReflect.Descriptor instead.
 func (*CellStatsRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{16}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CellStatsRequest) GetCells() []string {
@@ -1193,7 +1377,7 @@ type CellStat struct {
 
 func (x *CellStat) Reset() {
 	*x = CellStat{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[17]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1389,7 @@ func (x *CellStat) String() string {
 func (*CellStat) ProtoMessage() {}
 
 func (x *CellStat) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[17]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1402,7 @@ func (x *CellStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CellStat.ProtoReflect.Descriptor instead.
 func (*CellStat) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{17}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CellStat) GetCell() string {
@@ -1267,7 +1451,7 @@ type CellStatsResponse struct {
 
 func (x *CellStatsResponse) Reset() {
 	*x = CellStatsResponse{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[18]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1463,7 @@ func (x *CellStatsResponse) String() string {
 func (*CellStatsResponse) ProtoMessage() {}
 
 func (x *CellStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[18]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1476,7 @@ func (x *CellStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CellStatsResponse.ProtoReflect.Descriptor instead.
 func (*CellStatsResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{18}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CellStatsResponse) GetCells() []*CellStat {
@@ -1311,7 +1495,7 @@ type PartitionsRequest struct {
 
 func (x *PartitionsRequest) Reset() {
 	*x = PartitionsRequest{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[19]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1507,7 @@ func (x *PartitionsRequest) String() string {
 func (*PartitionsRequest) ProtoMessage() {}
 
 func (x *PartitionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[19]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1520,7 @@ func (x *PartitionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionsRequest.ProtoReflect.Descriptor instead.
 func (*PartitionsRequest) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{19}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{22}
 }
 
 // Member is a matching worker.
@@ -1352,7 +1536,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[20]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1364,7 +1548,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[20]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1377,7 +1561,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{20}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Member) GetId() string {
@@ -1409,7 +1593,7 @@ type PartitionOwner struct {
 
 func (x *PartitionOwner) Reset() {
 	*x = PartitionOwner{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[21]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1605,7 @@ func (x *PartitionOwner) String() string {
 func (*PartitionOwner) ProtoMessage() {}
 
 func (x *PartitionOwner) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[21]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1618,7 @@ func (x *PartitionOwner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionOwner.ProtoReflect.Descriptor instead.
 func (*PartitionOwner) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{21}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PartitionOwner) GetPartition() string {
@@ -1481,7 +1665,7 @@ type PartitionsResponse struct {
 
 func (x *PartitionsResponse) Reset() {
 	*x = PartitionsResponse{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[22]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1677,7 @@ func (x *PartitionsResponse) String() string {
 func (*PartitionsResponse) ProtoMessage() {}
 
 func (x *PartitionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[22]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1690,7 @@ func (x *PartitionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionsResponse.ProtoReflect.Descriptor instead.
 func (*PartitionsResponse) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{22}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PartitionsResponse) GetPartitionResolution() int32 {
@@ -1585,7 +1769,7 @@ type WorkerStats struct {
 
 func (x *WorkerStats) Reset() {
 	*x = WorkerStats{}
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[23]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1781,7 @@ func (x *WorkerStats) String() string {
 func (*WorkerStats) ProtoMessage() {}
 
 func (x *WorkerStats) ProtoReflect() protoreflect.Message {
-	mi := &file_hexride_matching_v1_matching_proto_msgTypes[23]
+	mi := &file_hexride_matching_v1_matching_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1794,7 @@ func (x *WorkerStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStats.ProtoReflect.Descriptor instead.
 func (*WorkerStats) Descriptor() ([]byte, []int) {
-	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{23}
+	return file_hexride_matching_v1_matching_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WorkerStats) GetDriversAvailable() int32 {
@@ -1680,7 +1864,18 @@ var File_hexride_matching_v1_matching_proto protoreflect.FileDescriptor
 
 const file_hexride_matching_v1_matching_proto_rawDesc = "" +
 	"\n" +
-	"\"hexride/matching/v1/matching.proto\x12\x13hexride.matching.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ehexride/common/v1/common.proto\x1a\x1ehexride/driver/v1/driver.proto\"7\n" +
+	"\"hexride/matching/v1/matching.proto\x12\x13hexride.matching.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ehexride/common/v1/common.proto\x1a\x1ehexride/driver/v1/driver.proto\"\xea\x01\n" +
+	"\fSurgeReading\x12\x1d\n" +
+	"\x04cell\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\x04cell\x127\n" +
+	"\x0eraw_multiplier\x18\x02 \x01(\x01B\x10\xbaH\r\x12\v@\x01)\x00\x00\x00\x00\x00\x00\x00\x00R\rrawMultiplier\x12\x1f\n" +
+	"\x06demand\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x06demand\x12(\n" +
+	"\x06supply\x18\x04 \x01(\x01B\x10\xbaH\r\x12\v@\x01)\x00\x00\x00\x00\x00\x00\x00\x00R\x06supply\x127\n" +
+	"\x05as_of\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x04asOf\"\x80\x01\n" +
+	"\x11ShareSurgeRequest\x12!\n" +
+	"\afrom_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x06fromId\x12H\n" +
+	"\breadings\x18\x02 \x03(\v2!.hexride.matching.v1.SurgeReadingB\t\xbaH\x06\x92\x01\x03\x10\x90NR\breadings\"0\n" +
+	"\x12ShareSurgeResponse\x12\x1a\n" +
+	"\baccepted\x18\x01 \x01(\x05R\baccepted\"7\n" +
 	"\x12ListDriversRequest\x12!\n" +
 	"\x05limit\x18\x01 \x01(\x05B\v\xbaH\b\x1a\x06\x18\xa0\x9c\x01(\x01R\x05limit\"p\n" +
 	"\x13ListDriversResponse\x12;\n" +
@@ -1810,7 +2005,7 @@ const file_hexride_matching_v1_matching_proto_rawDesc = "" +
 	"\x19DRIVER_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17DRIVER_STATUS_AVAILABLE\x10\x01\x12\x16\n" +
 	"\x12DRIVER_STATUS_BUSY\x10\x02\x12\x19\n" +
-	"\x15DRIVER_STATUS_OFFLINE\x10\x032\xab\x06\n" +
+	"\x15DRIVER_STATUS_OFFLINE\x10\x032\x8a\a\n" +
 	"\x0fMatchingService\x12p\n" +
 	"\x0fIngestLocations\x12+.hexride.matching.v1.IngestLocationsRequest\x1a,.hexride.matching.v1.IngestLocationsResponse(\x010\x01\x12W\n" +
 	"\bDispatch\x12$.hexride.matching.v1.DispatchRequest\x1a%.hexride.matching.v1.DispatchResponse\x12i\n" +
@@ -1821,7 +2016,9 @@ const file_hexride_matching_v1_matching_proto_rawDesc = "" +
 	"\tCellStats\x12%.hexride.matching.v1.CellStatsRequest\x1a&.hexride.matching.v1.CellStatsResponse\x12]\n" +
 	"\n" +
 	"Partitions\x12&.hexride.matching.v1.PartitionsRequest\x1a'.hexride.matching.v1.PartitionsResponse\x12`\n" +
-	"\vListDrivers\x12'.hexride.matching.v1.ListDriversRequest\x1a(.hexride.matching.v1.ListDriversResponseBAZ?github.com/hexride/hexride/proto/hexride/matching/v1;matchingv1b\x06proto3"
+	"\vListDrivers\x12'.hexride.matching.v1.ListDriversRequest\x1a(.hexride.matching.v1.ListDriversResponse\x12]\n" +
+	"\n" +
+	"ShareSurge\x12&.hexride.matching.v1.ShareSurgeRequest\x1a'.hexride.matching.v1.ShareSurgeResponseBAZ?github.com/hexride/hexride/proto/hexride/matching/v1;matchingv1b\x06proto3"
 
 var (
 	file_hexride_matching_v1_matching_proto_rawDescOnce sync.Once
@@ -1836,96 +2033,103 @@ func file_hexride_matching_v1_matching_proto_rawDescGZIP() []byte {
 }
 
 var file_hexride_matching_v1_matching_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hexride_matching_v1_matching_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_hexride_matching_v1_matching_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_hexride_matching_v1_matching_proto_goTypes = []any{
 	(DriverStatus)(0),               // 0: hexride.matching.v1.DriverStatus
-	(*ListDriversRequest)(nil),      // 1: hexride.matching.v1.ListDriversRequest
-	(*ListDriversResponse)(nil),     // 2: hexride.matching.v1.ListDriversResponse
-	(*DriverLocation)(nil),          // 3: hexride.matching.v1.DriverLocation
-	(*DriverDeparture)(nil),         // 4: hexride.matching.v1.DriverDeparture
-	(*IngestLocationsRequest)(nil),  // 5: hexride.matching.v1.IngestLocationsRequest
-	(*NotOwnedLocations)(nil),       // 6: hexride.matching.v1.NotOwnedLocations
-	(*IngestLocationsResponse)(nil), // 7: hexride.matching.v1.IngestLocationsResponse
-	(*DispatchRequest)(nil),         // 8: hexride.matching.v1.DispatchRequest
-	(*DispatchResponse)(nil),        // 9: hexride.matching.v1.DispatchResponse
-	(*CancelDispatchRequest)(nil),   // 10: hexride.matching.v1.CancelDispatchRequest
-	(*CancelDispatchResponse)(nil),  // 11: hexride.matching.v1.CancelDispatchResponse
-	(*ReplyOfferRequest)(nil),       // 12: hexride.matching.v1.ReplyOfferRequest
-	(*ReplyOfferResponse)(nil),      // 13: hexride.matching.v1.ReplyOfferResponse
-	(*NearbyDriversRequest)(nil),    // 14: hexride.matching.v1.NearbyDriversRequest
-	(*NearbyDriver)(nil),            // 15: hexride.matching.v1.NearbyDriver
-	(*NearbyDriversResponse)(nil),   // 16: hexride.matching.v1.NearbyDriversResponse
-	(*CellStatsRequest)(nil),        // 17: hexride.matching.v1.CellStatsRequest
-	(*CellStat)(nil),                // 18: hexride.matching.v1.CellStat
-	(*CellStatsResponse)(nil),       // 19: hexride.matching.v1.CellStatsResponse
-	(*PartitionsRequest)(nil),       // 20: hexride.matching.v1.PartitionsRequest
-	(*Member)(nil),                  // 21: hexride.matching.v1.Member
-	(*PartitionOwner)(nil),          // 22: hexride.matching.v1.PartitionOwner
-	(*PartitionsResponse)(nil),      // 23: hexride.matching.v1.PartitionsResponse
-	(*WorkerStats)(nil),             // 24: hexride.matching.v1.WorkerStats
-	(*v1.LatLng)(nil),               // 25: hexride.common.v1.LatLng
-	(v1.Product)(0),                 // 26: hexride.common.v1.Product
-	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
-	(*v1.NotOwner)(nil),             // 28: hexride.common.v1.NotOwner
-	(*v1.Trip)(nil),                 // 29: hexride.common.v1.Trip
-	(v11.OfferDecision)(0),          // 30: hexride.driver.v1.OfferDecision
-	(v11.OfferOutcome)(0),           // 31: hexride.driver.v1.OfferOutcome
-	(*v1.DriverPosition)(nil),       // 32: hexride.common.v1.DriverPosition
-	(*durationpb.Duration)(nil),     // 33: google.protobuf.Duration
+	(*SurgeReading)(nil),            // 1: hexride.matching.v1.SurgeReading
+	(*ShareSurgeRequest)(nil),       // 2: hexride.matching.v1.ShareSurgeRequest
+	(*ShareSurgeResponse)(nil),      // 3: hexride.matching.v1.ShareSurgeResponse
+	(*ListDriversRequest)(nil),      // 4: hexride.matching.v1.ListDriversRequest
+	(*ListDriversResponse)(nil),     // 5: hexride.matching.v1.ListDriversResponse
+	(*DriverLocation)(nil),          // 6: hexride.matching.v1.DriverLocation
+	(*DriverDeparture)(nil),         // 7: hexride.matching.v1.DriverDeparture
+	(*IngestLocationsRequest)(nil),  // 8: hexride.matching.v1.IngestLocationsRequest
+	(*NotOwnedLocations)(nil),       // 9: hexride.matching.v1.NotOwnedLocations
+	(*IngestLocationsResponse)(nil), // 10: hexride.matching.v1.IngestLocationsResponse
+	(*DispatchRequest)(nil),         // 11: hexride.matching.v1.DispatchRequest
+	(*DispatchResponse)(nil),        // 12: hexride.matching.v1.DispatchResponse
+	(*CancelDispatchRequest)(nil),   // 13: hexride.matching.v1.CancelDispatchRequest
+	(*CancelDispatchResponse)(nil),  // 14: hexride.matching.v1.CancelDispatchResponse
+	(*ReplyOfferRequest)(nil),       // 15: hexride.matching.v1.ReplyOfferRequest
+	(*ReplyOfferResponse)(nil),      // 16: hexride.matching.v1.ReplyOfferResponse
+	(*NearbyDriversRequest)(nil),    // 17: hexride.matching.v1.NearbyDriversRequest
+	(*NearbyDriver)(nil),            // 18: hexride.matching.v1.NearbyDriver
+	(*NearbyDriversResponse)(nil),   // 19: hexride.matching.v1.NearbyDriversResponse
+	(*CellStatsRequest)(nil),        // 20: hexride.matching.v1.CellStatsRequest
+	(*CellStat)(nil),                // 21: hexride.matching.v1.CellStat
+	(*CellStatsResponse)(nil),       // 22: hexride.matching.v1.CellStatsResponse
+	(*PartitionsRequest)(nil),       // 23: hexride.matching.v1.PartitionsRequest
+	(*Member)(nil),                  // 24: hexride.matching.v1.Member
+	(*PartitionOwner)(nil),          // 25: hexride.matching.v1.PartitionOwner
+	(*PartitionsResponse)(nil),      // 26: hexride.matching.v1.PartitionsResponse
+	(*WorkerStats)(nil),             // 27: hexride.matching.v1.WorkerStats
+	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
+	(*v1.LatLng)(nil),               // 29: hexride.common.v1.LatLng
+	(v1.Product)(0),                 // 30: hexride.common.v1.Product
+	(*v1.NotOwner)(nil),             // 31: hexride.common.v1.NotOwner
+	(*v1.Trip)(nil),                 // 32: hexride.common.v1.Trip
+	(v11.OfferDecision)(0),          // 33: hexride.driver.v1.OfferDecision
+	(v11.OfferOutcome)(0),           // 34: hexride.driver.v1.OfferOutcome
+	(*v1.DriverPosition)(nil),       // 35: hexride.common.v1.DriverPosition
+	(*durationpb.Duration)(nil),     // 36: google.protobuf.Duration
 }
 var file_hexride_matching_v1_matching_proto_depIdxs = []int32{
-	15, // 0: hexride.matching.v1.ListDriversResponse.drivers:type_name -> hexride.matching.v1.NearbyDriver
-	25, // 1: hexride.matching.v1.DriverLocation.position:type_name -> hexride.common.v1.LatLng
-	26, // 2: hexride.matching.v1.DriverLocation.product:type_name -> hexride.common.v1.Product
-	0,  // 3: hexride.matching.v1.DriverLocation.status:type_name -> hexride.matching.v1.DriverStatus
-	27, // 4: hexride.matching.v1.DriverLocation.recorded_at:type_name -> google.protobuf.Timestamp
-	3,  // 5: hexride.matching.v1.IngestLocationsRequest.locations:type_name -> hexride.matching.v1.DriverLocation
-	4,  // 6: hexride.matching.v1.IngestLocationsRequest.departures:type_name -> hexride.matching.v1.DriverDeparture
-	28, // 7: hexride.matching.v1.NotOwnedLocations.owner:type_name -> hexride.common.v1.NotOwner
-	3,  // 8: hexride.matching.v1.NotOwnedLocations.locations:type_name -> hexride.matching.v1.DriverLocation
-	6,  // 9: hexride.matching.v1.IngestLocationsResponse.not_owned:type_name -> hexride.matching.v1.NotOwnedLocations
-	29, // 10: hexride.matching.v1.DispatchRequest.trip:type_name -> hexride.common.v1.Trip
-	27, // 11: hexride.matching.v1.DispatchRequest.deadline:type_name -> google.protobuf.Timestamp
-	25, // 12: hexride.matching.v1.CancelDispatchRequest.pickup:type_name -> hexride.common.v1.LatLng
-	30, // 13: hexride.matching.v1.ReplyOfferRequest.decision:type_name -> hexride.driver.v1.OfferDecision
-	25, // 14: hexride.matching.v1.ReplyOfferRequest.pickup:type_name -> hexride.common.v1.LatLng
-	31, // 15: hexride.matching.v1.ReplyOfferResponse.outcome:type_name -> hexride.driver.v1.OfferOutcome
-	29, // 16: hexride.matching.v1.ReplyOfferResponse.trip:type_name -> hexride.common.v1.Trip
-	25, // 17: hexride.matching.v1.NearbyDriversRequest.center:type_name -> hexride.common.v1.LatLng
-	26, // 18: hexride.matching.v1.NearbyDriversRequest.product:type_name -> hexride.common.v1.Product
-	32, // 19: hexride.matching.v1.NearbyDriver.position:type_name -> hexride.common.v1.DriverPosition
-	33, // 20: hexride.matching.v1.NearbyDriver.eta:type_name -> google.protobuf.Duration
-	0,  // 21: hexride.matching.v1.NearbyDriver.status:type_name -> hexride.matching.v1.DriverStatus
-	26, // 22: hexride.matching.v1.NearbyDriver.product:type_name -> hexride.common.v1.Product
-	15, // 23: hexride.matching.v1.NearbyDriversResponse.drivers:type_name -> hexride.matching.v1.NearbyDriver
-	18, // 24: hexride.matching.v1.CellStatsResponse.cells:type_name -> hexride.matching.v1.CellStat
-	21, // 25: hexride.matching.v1.PartitionOwner.owner:type_name -> hexride.matching.v1.Member
-	21, // 26: hexride.matching.v1.PartitionsResponse.self:type_name -> hexride.matching.v1.Member
-	21, // 27: hexride.matching.v1.PartitionsResponse.members:type_name -> hexride.matching.v1.Member
-	22, // 28: hexride.matching.v1.PartitionsResponse.partitions:type_name -> hexride.matching.v1.PartitionOwner
-	33, // 29: hexride.matching.v1.PartitionsResponse.driver_ttl:type_name -> google.protobuf.Duration
-	24, // 30: hexride.matching.v1.PartitionsResponse.stats:type_name -> hexride.matching.v1.WorkerStats
-	5,  // 31: hexride.matching.v1.MatchingService.IngestLocations:input_type -> hexride.matching.v1.IngestLocationsRequest
-	8,  // 32: hexride.matching.v1.MatchingService.Dispatch:input_type -> hexride.matching.v1.DispatchRequest
-	10, // 33: hexride.matching.v1.MatchingService.CancelDispatch:input_type -> hexride.matching.v1.CancelDispatchRequest
-	12, // 34: hexride.matching.v1.MatchingService.ReplyOffer:input_type -> hexride.matching.v1.ReplyOfferRequest
-	14, // 35: hexride.matching.v1.MatchingService.NearbyDrivers:input_type -> hexride.matching.v1.NearbyDriversRequest
-	17, // 36: hexride.matching.v1.MatchingService.CellStats:input_type -> hexride.matching.v1.CellStatsRequest
-	20, // 37: hexride.matching.v1.MatchingService.Partitions:input_type -> hexride.matching.v1.PartitionsRequest
-	1,  // 38: hexride.matching.v1.MatchingService.ListDrivers:input_type -> hexride.matching.v1.ListDriversRequest
-	7,  // 39: hexride.matching.v1.MatchingService.IngestLocations:output_type -> hexride.matching.v1.IngestLocationsResponse
-	9,  // 40: hexride.matching.v1.MatchingService.Dispatch:output_type -> hexride.matching.v1.DispatchResponse
-	11, // 41: hexride.matching.v1.MatchingService.CancelDispatch:output_type -> hexride.matching.v1.CancelDispatchResponse
-	13, // 42: hexride.matching.v1.MatchingService.ReplyOffer:output_type -> hexride.matching.v1.ReplyOfferResponse
-	16, // 43: hexride.matching.v1.MatchingService.NearbyDrivers:output_type -> hexride.matching.v1.NearbyDriversResponse
-	19, // 44: hexride.matching.v1.MatchingService.CellStats:output_type -> hexride.matching.v1.CellStatsResponse
-	23, // 45: hexride.matching.v1.MatchingService.Partitions:output_type -> hexride.matching.v1.PartitionsResponse
-	2,  // 46: hexride.matching.v1.MatchingService.ListDrivers:output_type -> hexride.matching.v1.ListDriversResponse
-	39, // [39:47] is the sub-list for method output_type
-	31, // [31:39] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	28, // 0: hexride.matching.v1.SurgeReading.as_of:type_name -> google.protobuf.Timestamp
+	1,  // 1: hexride.matching.v1.ShareSurgeRequest.readings:type_name -> hexride.matching.v1.SurgeReading
+	18, // 2: hexride.matching.v1.ListDriversResponse.drivers:type_name -> hexride.matching.v1.NearbyDriver
+	29, // 3: hexride.matching.v1.DriverLocation.position:type_name -> hexride.common.v1.LatLng
+	30, // 4: hexride.matching.v1.DriverLocation.product:type_name -> hexride.common.v1.Product
+	0,  // 5: hexride.matching.v1.DriverLocation.status:type_name -> hexride.matching.v1.DriverStatus
+	28, // 6: hexride.matching.v1.DriverLocation.recorded_at:type_name -> google.protobuf.Timestamp
+	6,  // 7: hexride.matching.v1.IngestLocationsRequest.locations:type_name -> hexride.matching.v1.DriverLocation
+	7,  // 8: hexride.matching.v1.IngestLocationsRequest.departures:type_name -> hexride.matching.v1.DriverDeparture
+	31, // 9: hexride.matching.v1.NotOwnedLocations.owner:type_name -> hexride.common.v1.NotOwner
+	6,  // 10: hexride.matching.v1.NotOwnedLocations.locations:type_name -> hexride.matching.v1.DriverLocation
+	9,  // 11: hexride.matching.v1.IngestLocationsResponse.not_owned:type_name -> hexride.matching.v1.NotOwnedLocations
+	32, // 12: hexride.matching.v1.DispatchRequest.trip:type_name -> hexride.common.v1.Trip
+	28, // 13: hexride.matching.v1.DispatchRequest.deadline:type_name -> google.protobuf.Timestamp
+	29, // 14: hexride.matching.v1.CancelDispatchRequest.pickup:type_name -> hexride.common.v1.LatLng
+	33, // 15: hexride.matching.v1.ReplyOfferRequest.decision:type_name -> hexride.driver.v1.OfferDecision
+	29, // 16: hexride.matching.v1.ReplyOfferRequest.pickup:type_name -> hexride.common.v1.LatLng
+	34, // 17: hexride.matching.v1.ReplyOfferResponse.outcome:type_name -> hexride.driver.v1.OfferOutcome
+	32, // 18: hexride.matching.v1.ReplyOfferResponse.trip:type_name -> hexride.common.v1.Trip
+	29, // 19: hexride.matching.v1.NearbyDriversRequest.center:type_name -> hexride.common.v1.LatLng
+	30, // 20: hexride.matching.v1.NearbyDriversRequest.product:type_name -> hexride.common.v1.Product
+	35, // 21: hexride.matching.v1.NearbyDriver.position:type_name -> hexride.common.v1.DriverPosition
+	36, // 22: hexride.matching.v1.NearbyDriver.eta:type_name -> google.protobuf.Duration
+	0,  // 23: hexride.matching.v1.NearbyDriver.status:type_name -> hexride.matching.v1.DriverStatus
+	30, // 24: hexride.matching.v1.NearbyDriver.product:type_name -> hexride.common.v1.Product
+	18, // 25: hexride.matching.v1.NearbyDriversResponse.drivers:type_name -> hexride.matching.v1.NearbyDriver
+	21, // 26: hexride.matching.v1.CellStatsResponse.cells:type_name -> hexride.matching.v1.CellStat
+	24, // 27: hexride.matching.v1.PartitionOwner.owner:type_name -> hexride.matching.v1.Member
+	24, // 28: hexride.matching.v1.PartitionsResponse.self:type_name -> hexride.matching.v1.Member
+	24, // 29: hexride.matching.v1.PartitionsResponse.members:type_name -> hexride.matching.v1.Member
+	25, // 30: hexride.matching.v1.PartitionsResponse.partitions:type_name -> hexride.matching.v1.PartitionOwner
+	36, // 31: hexride.matching.v1.PartitionsResponse.driver_ttl:type_name -> google.protobuf.Duration
+	27, // 32: hexride.matching.v1.PartitionsResponse.stats:type_name -> hexride.matching.v1.WorkerStats
+	8,  // 33: hexride.matching.v1.MatchingService.IngestLocations:input_type -> hexride.matching.v1.IngestLocationsRequest
+	11, // 34: hexride.matching.v1.MatchingService.Dispatch:input_type -> hexride.matching.v1.DispatchRequest
+	13, // 35: hexride.matching.v1.MatchingService.CancelDispatch:input_type -> hexride.matching.v1.CancelDispatchRequest
+	15, // 36: hexride.matching.v1.MatchingService.ReplyOffer:input_type -> hexride.matching.v1.ReplyOfferRequest
+	17, // 37: hexride.matching.v1.MatchingService.NearbyDrivers:input_type -> hexride.matching.v1.NearbyDriversRequest
+	20, // 38: hexride.matching.v1.MatchingService.CellStats:input_type -> hexride.matching.v1.CellStatsRequest
+	23, // 39: hexride.matching.v1.MatchingService.Partitions:input_type -> hexride.matching.v1.PartitionsRequest
+	4,  // 40: hexride.matching.v1.MatchingService.ListDrivers:input_type -> hexride.matching.v1.ListDriversRequest
+	2,  // 41: hexride.matching.v1.MatchingService.ShareSurge:input_type -> hexride.matching.v1.ShareSurgeRequest
+	10, // 42: hexride.matching.v1.MatchingService.IngestLocations:output_type -> hexride.matching.v1.IngestLocationsResponse
+	12, // 43: hexride.matching.v1.MatchingService.Dispatch:output_type -> hexride.matching.v1.DispatchResponse
+	14, // 44: hexride.matching.v1.MatchingService.CancelDispatch:output_type -> hexride.matching.v1.CancelDispatchResponse
+	16, // 45: hexride.matching.v1.MatchingService.ReplyOffer:output_type -> hexride.matching.v1.ReplyOfferResponse
+	19, // 46: hexride.matching.v1.MatchingService.NearbyDrivers:output_type -> hexride.matching.v1.NearbyDriversResponse
+	22, // 47: hexride.matching.v1.MatchingService.CellStats:output_type -> hexride.matching.v1.CellStatsResponse
+	26, // 48: hexride.matching.v1.MatchingService.Partitions:output_type -> hexride.matching.v1.PartitionsResponse
+	5,  // 49: hexride.matching.v1.MatchingService.ListDrivers:output_type -> hexride.matching.v1.ListDriversResponse
+	3,  // 50: hexride.matching.v1.MatchingService.ShareSurge:output_type -> hexride.matching.v1.ShareSurgeResponse
+	42, // [42:51] is the sub-list for method output_type
+	33, // [33:42] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_hexride_matching_v1_matching_proto_init() }
@@ -1939,7 +2143,7 @@ func file_hexride_matching_v1_matching_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hexride_matching_v1_matching_proto_rawDesc), len(file_hexride_matching_v1_matching_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

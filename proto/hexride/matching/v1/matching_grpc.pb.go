@@ -33,6 +33,7 @@ const (
 	MatchingService_CellStats_FullMethodName       = "/hexride.matching.v1.MatchingService/CellStats"
 	MatchingService_Partitions_FullMethodName      = "/hexride.matching.v1.MatchingService/Partitions"
 	MatchingService_ListDrivers_FullMethodName     = "/hexride.matching.v1.MatchingService/ListDrivers"
+	MatchingService_ShareSurge_FullMethodName      = "/hexride.matching.v1.MatchingService/ShareSurge"
 )
 
 // MatchingServiceClient is the client API for MatchingService service.
@@ -65,6 +66,13 @@ type MatchingServiceClient interface {
 	// ListDrivers returns the drivers in this worker's index (every status),
 	// for the dispatcher console's map. Callers merge every worker's answer.
 	ListDrivers(ctx context.Context, in *ListDriversRequest, opts ...grpc.CallOption) (*ListDriversResponse, error)
+	// ShareSurge gives this worker the raw surge readings of cells another
+	// worker owns that neighbour cells this worker owns, so surge smoothing at
+	// partition borders sees real values. Each worker sends its border cells'
+	// readings to the owners of the neighbouring partitions on every supply
+	// sampling tick; a reading not renewed within two ticks expires. Readings
+	// for cells this worker owns are ignored (its own counts win).
+	ShareSurge(ctx context.Context, in *ShareSurgeRequest, opts ...grpc.CallOption) (*ShareSurgeResponse, error)
 }
 
 type matchingServiceClient struct {
@@ -158,6 +166,16 @@ func (c *matchingServiceClient) ListDrivers(ctx context.Context, in *ListDrivers
 	return out, nil
 }
 
+func (c *matchingServiceClient) ShareSurge(ctx context.Context, in *ShareSurgeRequest, opts ...grpc.CallOption) (*ShareSurgeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ShareSurgeResponse)
+	err := c.cc.Invoke(ctx, MatchingService_ShareSurge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MatchingServiceServer is the server API for MatchingService service.
 // All implementations must embed UnimplementedMatchingServiceServer
 // for forward compatibility.
@@ -188,6 +206,13 @@ type MatchingServiceServer interface {
 	// ListDrivers returns the drivers in this worker's index (every status),
 	// for the dispatcher console's map. Callers merge every worker's answer.
 	ListDrivers(context.Context, *ListDriversRequest) (*ListDriversResponse, error)
+	// ShareSurge gives this worker the raw surge readings of cells another
+	// worker owns that neighbour cells this worker owns, so surge smoothing at
+	// partition borders sees real values. Each worker sends its border cells'
+	// readings to the owners of the neighbouring partitions on every supply
+	// sampling tick; a reading not renewed within two ticks expires. Readings
+	// for cells this worker owns are ignored (its own counts win).
+	ShareSurge(context.Context, *ShareSurgeRequest) (*ShareSurgeResponse, error)
 	mustEmbedUnimplementedMatchingServiceServer()
 }
 
@@ -221,6 +246,9 @@ func (UnimplementedMatchingServiceServer) Partitions(context.Context, *Partition
 }
 func (UnimplementedMatchingServiceServer) ListDrivers(context.Context, *ListDriversRequest) (*ListDriversResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListDrivers not implemented")
+}
+func (UnimplementedMatchingServiceServer) ShareSurge(context.Context, *ShareSurgeRequest) (*ShareSurgeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ShareSurge not implemented")
 }
 func (UnimplementedMatchingServiceServer) mustEmbedUnimplementedMatchingServiceServer() {}
 func (UnimplementedMatchingServiceServer) testEmbeddedByValue()                         {}
@@ -376,6 +404,24 @@ func _MatchingService_ListDrivers_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MatchingService_ShareSurge_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ShareSurgeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MatchingServiceServer).ShareSurge(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MatchingService_ShareSurge_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MatchingServiceServer).ShareSurge(ctx, req.(*ShareSurgeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MatchingService_ServiceDesc is the grpc.ServiceDesc for MatchingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -410,6 +456,10 @@ var MatchingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListDrivers",
 			Handler:    _MatchingService_ListDrivers_Handler,
+		},
+		{
+			MethodName: "ShareSurge",
+			Handler:    _MatchingService_ShareSurge_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
