@@ -23,6 +23,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -68,21 +69,12 @@ func (e *Engine) borderPartitions(c geo.Cell, p matchingapi.Partition, next map[
 		if err != nil {
 			return nil, err
 		}
-		if np != p && !containsPartition(ps, np) {
+		if np != p && !slices.Contains(ps, np) {
 			ps = append(ps, np)
 		}
 	}
 	next[c] = ps
 	return ps, nil
-}
-
-func containsPartition(ps []matchingapi.Partition, p matchingapi.Partition) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }
 
 // borderReadings groups the readings of cells this worker owns that
@@ -123,7 +115,7 @@ func (e *Engine) borderReadings(readings []dispatch.SurgeReading, now time.Time)
 		var sent []string // at most six neighbours: a slice beats a map
 		for _, np := range ps {
 			m, ok := ownerOf(np)
-			if !ok || m.ID == e.cfg.Self.ID || containsString(sent, m.ID) {
+			if !ok || m.ID == e.cfg.Self.ID || slices.Contains(sent, m.ID) {
 				continue
 			}
 			sent = append(sent, m.ID)
@@ -139,15 +131,6 @@ func (e *Engine) borderReadings(readings []dispatch.SurgeReading, now time.Time)
 	}
 	e.border.cells = next
 	return out
-}
-
-func containsString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // maxShareBatch bounds one ShareSurge message (the API's max_items).
