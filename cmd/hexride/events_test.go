@@ -77,7 +77,7 @@ func relayChild(dsn, url string) int {
 		return 1
 	}
 	cfg := trip.DefaultRelayConfig("relay-child-" + strconv.Itoa(os.Getpid()))
-	cfg.Interval, cfg.LeaseTTL = 20*time.Millisecond, 3*time.Second
+	cfg.LeaseTTL = 3 * time.Second // the production poll interval: commits nudge it
 	r, err := trip.NewRelay(st, js, cfg, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "relay child:", err)
@@ -153,12 +153,19 @@ func TestEventStreamEndToEnd(t *testing.T) {
 	defer cancel()
 
 	dsn := pgtest.DSN(t)
-	st, err := sqlstore.Open(ctx, dsn, sqlstore.WithAutoMigrate(), sqlstore.WithOutbox())
+	ns := natstest.Start(t)
+	// The writers are trip instances as hexride serve wires them: each
+	// commit also nudges the relay.
+	nudges, err := nats.Connect(ns.URL(), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nudges.Close()
+	st, err := sqlstore.Open(ctx, dsn, sqlstore.WithAutoMigrate(), sqlstore.WithOutbox(), sqlstore.WithOutboxNotify(trip.NudgeRelay(nudges)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	ns := natstest.Start(t)
 	hexride := hexrideBinary(t)
 	self, err := os.Executable()
 	if err != nil {

@@ -188,7 +188,15 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 
 	reg := srv.Registrar()
 	if cfg.Has(Trip) {
-		st, closeStore, err := openStore(ctx, cfg, tel)
+		var js jetstream.JetStream
+		if cfg.NATSURL != "" {
+			var closeNATS func()
+			if js, closeNATS, err = connectNATS(cfg.NATSURL, instanceID(Trip, n.advertise), logger); err != nil {
+				return nil, err
+			}
+			n.closers = append(n.closers, closeNATS)
+		}
+		st, closeStore, err := openStore(ctx, cfg, js, tel)
 		if err != nil {
 			return nil, err
 		}
@@ -196,12 +204,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		// Trips are homed by pickup through the region map, never by the
 		// region of the gateway that took the request.
 		topts := []trip.Option{trip.WithLogger(logger), trip.WithMeter(tel.Meter), trip.WithRegionMap(cfg.RegionMap())}
-		if cfg.NATSURL != "" {
-			js, closeNATS, err := connectNATS(cfg.NATSURL, instanceID(Trip, n.advertise), logger)
-			if err != nil {
-				return nil, err
-			}
-			n.closers = append(n.closers, closeNATS)
+		if js != nil {
 			relay, err := trip.NewRelay(st.(store.Outbox), js, trip.DefaultRelayConfig(instanceID(Trip, n.advertise)+"-"+uuid.NewString()[:8]), logger.With("service", Trip))
 			if err != nil {
 				return nil, err
@@ -377,8 +380,9 @@ func (n *Node) close() {
 }
 
 // openStore opens the SQL store for dsn (with pgx spans and a retry
-// counter), or an in-memory one.
-func openStore(ctx context.Context, cfg Config, tel *telemetry.Providers) (store.Store, func(), error) {
+// counter), or an in-memory one. With the event stream (js), changes also
+// go to the outbox and each commit nudges the relay.
+func openStore(ctx context.Context, cfg Config, js jetstream.JetStream, tel *telemetry.Providers) (store.Store, func(), error) {
 	dsn := cfg.DatabaseURL
 	// Exported whatever the store, so dashboards and alerts always find it
 	// (the in-memory store never retries).
@@ -389,8 +393,8 @@ func openStore(ctx context.Context, cfg Config, tel *telemetry.Providers) (store
 	}
 	retries.Add(ctx, 0)
 	if dsn == "" {
-		if cfg.NATSURL != "" {
-			return memstore.New(memstore.WithOutbox()), func() {}, nil
+		if js != nil {
+			return memstore.New(memstore.WithOutbox(), memstore.WithOutboxNotify(trip.NudgeRelay(js.Conn()))), func() {}, nil
 		}
 		return memstore.New(), func() {}, nil
 	}
@@ -419,8 +423,8 @@ func openStore(ctx context.Context, cfg Config, tel *telemetry.Providers) (store
 	sopts := []sqlstore.Option{sqlstore.WithTxOptions(postgres.WithAdmission(gate), postgres.WithOnRetry(func(ctx context.Context, _ postgres.RetryInfo) {
 		retries.Add(ctx, 1)
 	}))}
-	if cfg.NATSURL != "" {
-		sopts = append(sopts, sqlstore.WithOutbox())
+	if js != nil {
+		sopts = append(sopts, sqlstore.WithOutbox(), sqlstore.WithOutboxNotify(trip.NudgeRelay(js.Conn())))
 	}
 	st, err := sqlstore.New(ctx, pool, sopts...)
 	if err != nil {

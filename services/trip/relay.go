@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hexride/hexride/services/trip/store"
@@ -20,7 +21,10 @@ import (
 type RelayConfig struct {
 	// Holder names this instance in the relay lease (unique per process).
 	Holder string
-	// Interval is how often an idle relay looks for pending events.
+	// Interval is how often an idle relay looks for pending events when
+	// nothing wakes it: trip instances nudge the relay after each commit
+	// (RelayNudgeSubject), so this is the backstop for a lost nudge or a
+	// writer that sends none.
 	Interval time.Duration
 	// Batch bounds the events read and published per round.
 	Batch int
@@ -43,7 +47,7 @@ type RelayConfig struct {
 // DefaultRelayConfig returns the production defaults.
 func DefaultRelayConfig(holder string) RelayConfig {
 	return RelayConfig{
-		Holder: holder, Interval: 50 * time.Millisecond, Batch: 500, LeaseTTL: 10 * time.Second,
+		Holder: holder, Interval: 500 * time.Millisecond, Batch: 500, LeaseTTL: 10 * time.Second,
 		PublishTimeout: 5 * time.Second, MinBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second,
 	}
 }
@@ -109,6 +113,20 @@ func (r *Relay) Stats() RelayStats {
 	return RelayStats{Published: r.published.Load(), Duplicates: r.duplicates.Load(), Failures: r.failures.Load()}
 }
 
+// RelayNudgeSubject is the core NATS subject (outside the stream's
+// subjects) a trip instance publishes an empty message to after it commits
+// events (NudgeRelay): the relay holding the lease reads the outbox at once
+// instead of at its next poll.
+const RelayNudgeSubject = "hexride.relay.v1.nudge"
+
+// NudgeRelay returns the hook a store calls after committing events
+// (sqlstore.WithOutboxNotify, memstore.WithOutboxNotify): it tells the
+// relays over nc. It never blocks (NATS buffers the publish); a nudge
+// lost costs one RelayConfig.Interval of latency.
+func NudgeRelay(nc *nats.Conn) func() {
+	return func() { _ = nc.Publish(RelayNudgeSubject, nil) }
+}
+
 // Run relays until ctx ends. It creates the stream if it is missing.
 func (r *Relay) Run(ctx context.Context) {
 	var (
@@ -117,7 +135,20 @@ func (r *Relay) Run(ctx context.Context) {
 		held     bool
 		streamOK bool
 	)
+	// Nudges coalesce: one pending wake-up covers any number of commits.
+	wake := make(chan struct{}, 1)
+	if sub, err := r.js.Conn().Subscribe(RelayNudgeSubject, func(*nats.Msg) {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}); err != nil {
+		r.log.Warn("trip relay: cannot hear nudges; polling only", "err", err, "interval", r.cfg.Interval)
+	} else {
+		defer func() { _ = sub.Unsubscribe() }()
+	}
 	for {
+		nudgeable := false
 		wait := r.cfg.Interval
 		err := func() error {
 			if !streamOK {
@@ -141,6 +172,7 @@ func (r *Relay) Run(ctx context.Context) {
 				wait = r.cfg.LeaseTTL / 3
 				return nil
 			}
+			nudgeable = true
 			n, err := r.RelayOnce(ctx)
 			if err == nil && n == r.cfg.Batch {
 				wait = 0 // more are pending
@@ -161,10 +193,19 @@ func (r *Relay) Run(ctx context.Context) {
 			}
 			continue
 		}
+		if !nudgeable || err != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.cfg.After(wait):
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.cfg.After(wait):
+		case <-wake:
 		}
 	}
 }

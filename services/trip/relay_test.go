@@ -3,6 +3,7 @@ package trip_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,5 +95,82 @@ func TestRelayClockBatchesBackoff(t *testing.T) {
 	}
 	if s := relay.Stats(); s.Failures < 4 {
 		t.Fatalf("stats %+v, want failures counted", s)
+	}
+}
+
+// TestRelayWakesOnNudge: a relay whose clock never fires (its poll
+// interval never ends) publishes an event as soon as a store's commit
+// nudges it; a commit that nudges nobody stays pending until a nudge from
+// anywhere (another instance's commit) arrives.
+func TestRelayWakesOnNudge(t *testing.T) {
+	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var nudging atomic.Bool
+	nudge := trip.NudgeRelay(nc)
+	st := memstore.New(memstore.WithOutbox(), memstore.WithOutboxNotify(func() {
+		if nudging.Load() {
+			nudge()
+		}
+	}))
+
+	waits := make(chan time.Duration, 64)
+	never := make(chan time.Time) // the relay's clock: no interval ever ends
+	cfg := trip.DefaultRelayConfig("test")
+	cfg.After = func(d time.Duration) <-chan time.Time { waits <- d; return never }
+	relay, err := trip.NewRelay(st, js, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { relay.Run(runCtx) })
+	defer func() { stop(); wg.Wait() }()
+	<-waits // idle: waiting for the interval or a nudge
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	waitPublished := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for relay.Stats().Published < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("stats %+v: want %d published", relay.Stats(), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	nudging.Store(true)
+	if _, _, err := st.Create(ctx, storetest.NewTripRequest("rider-nudged")); err != nil {
+		t.Fatal(err)
+	}
+	waitPublished(1)
+
+	nudging.Store(false)
+	if _, _, err := st.Create(ctx, storetest.NewTripRequest("rider-quiet")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the relay has had its chance to (wrongly) wake
+	if got := relay.Stats().Published; got != 1 {
+		t.Fatalf("published %d with no nudge and no tick, want 1", got)
+	}
+	nudge() // as another instance's commit would
+	waitPublished(2)
+	if pending, _ := st.PendingEvents(ctx, 10); len(pending) != 0 {
+		t.Fatalf("%d still pending", len(pending))
 	}
 }

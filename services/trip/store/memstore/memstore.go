@@ -40,6 +40,10 @@ func WithEventLimit(n int) Option { return func(s *Store) { s.eventLimit = n } }
 // (store.Outbox). Turn it on only where a relay runs, or the outbox grows.
 func WithOutbox() Option { return func(s *Store) { s.outbox = true } }
 
+// WithOutboxNotify calls notify after each change that added to the
+// outbox (the relay's wake-up; it must not block).
+func WithOutboxNotify(notify func()) Option { return func(s *Store) { s.notify = notify } }
+
 // WithRules sets the fare rules of the state machine.
 func WithRules(r lifecycle.Rules) Option { return func(s *Store) { s.rules = r } }
 
@@ -60,6 +64,7 @@ type Store struct {
 	eventLimit int
 	rules      lifecycle.Rules
 	outbox     bool
+	notify     func()
 
 	mu       sync.Mutex
 	trips    map[uuid.UUID]*store.Trip
@@ -237,6 +242,9 @@ func (s *Store) appendEvent(ev store.Event) {
 	s.history[ev.TripID] = append(s.history[ev.TripID], ev)
 	if s.outbox {
 		s.pending = append(s.pending, ev)
+		if s.notify != nil {
+			s.notify()
+		}
 	}
 	if over := len(s.events) - s.eventLimit; over > 0 {
 		for _, old := range s.events[:over] {

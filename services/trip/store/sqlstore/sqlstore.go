@@ -51,7 +51,13 @@ type config struct {
 	autoMigrate bool
 	migrateOpts []MigrateOption
 	outbox      bool
+	notify      func()
 }
+
+// WithOutboxNotify calls notify after each committed change that wrote to
+// the outbox: the relay's wake-up, so it need not poll often (it must not
+// block).
+func WithOutboxNotify(notify func()) Option { return func(c *config) { c.notify = notify } }
 
 // WithOutbox makes every change also write its event to the outbox
 // (trip_event_outbox) in the same transaction, for the relay to publish
@@ -81,6 +87,7 @@ type Store struct {
 	ownsPool bool
 	rules    lifecycle.Rules
 	outbox   bool
+	notify   func()
 }
 
 // Open connects to dsn and returns a Store that owns its pool (Close closes
@@ -114,7 +121,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: %w", err)
 	}
-	return &Store{db: db, pool: pool, rules: cfg.rules, outbox: cfg.outbox}, nil
+	return &Store{db: db, pool: pool, rules: cfg.rules, outbox: cfg.outbox, notify: cfg.notify}, nil
 }
 
 // Close closes the pool if Open made it.
@@ -362,11 +369,21 @@ func (s *Store) Create(ctx context.Context, req store.CreateTrip) (store.Trip, b
 	})
 	if err != nil {
 		if t, ok := s.readBackCreate(ctx, req.Region, req.IdempotencyKey, hash, err); ok {
+			s.committed(true)
 			return t, true, nil
 		}
 		return store.Trip{}, false, fmt.Errorf("sqlstore: create: %w", err)
 	}
+	s.committed(created)
 	return out, created, nil
+}
+
+// committed is called after a transaction committed; wrote says whether
+// it appended an event (so, with the outbox on, gave the relay work).
+func (s *Store) committed(wrote bool) {
+	if wrote && s.outbox && s.notify != nil {
+		s.notify()
+	}
 }
 
 // readBack resolves a commit whose outcome is unknown (the connection was
@@ -455,8 +472,10 @@ func (s *Store) change(ctx context.Context, scope, key, hash string, id uuid.UUI
 	var (
 		outTrip store.Trip
 		outEv   store.Event
+		wrote   bool
 	)
 	err := s.db.InTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		wrote = false
 		now, gotHash, _, eventID, found, err := idemLookup(ctx, tx, idemOfChange, scope, key, id)
 		if err != nil {
 			return err
@@ -501,15 +520,18 @@ func (s *Store) change(ctx context.Context, scope, key, hash string, id uuid.UUI
 		if err := insertIdem(ctx, tx, t.Region, scope, key, hash, id, ev.ID, now); err != nil {
 			return err
 		}
-		outTrip, outEv = t, ev
+		outTrip, outEv, wrote = t, ev, true
 		return nil
 	})
 	if err != nil {
 		if t, ev, ok := s.readBackChange(ctx, scope, key, id, hash, err); ok {
+			s.committed(true)
 			return t, ev, nil
 		}
+		return outTrip, outEv, err
 	}
-	return outTrip, outEv, err
+	s.committed(wrote)
+	return outTrip, outEv, nil
 }
 
 // updateTrip writes next over cur as a compare-and-set on (id, version,
