@@ -18,7 +18,7 @@ func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	dsn := fs.String("db", "", "trip store DSN (postgres://…); required")
 	region := fs.String("primary-region", "", "CockroachDB only: the database's primary region (with --region-map: must be the map's primary, or empty)")
 	regionMap := fs.String("region-map", "", "CockroachDB only: the region map `FILE` the services run with; the database's regions become exactly its regions, its primary the primary region (empty: the cluster's regions)")
-	survive := fs.String("survive", string(sqlstore.SurviveZone), "CockroachDB only: what the database survives, zone or region; region adds a cross-region round trip to every write and needs three regions (see migrations/cockroach/README.md)")
+	survive := fs.String("survive", "", "CockroachDB only: what the database survives, zone or region (empty: zone when the database is first made multi-region, unchanged after); region adds a cross-region round trip to every write and needs three regions (see migrations/cockroach/README.md)")
 	partitionRes := fs.Int("partition-res", dispatch.DefaultTopology().PartitionResolution, "with --region-map: the services' --partition-res (the map's cells are checked against it)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {

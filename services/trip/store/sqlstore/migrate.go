@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -50,6 +51,9 @@ type MigrationReport struct {
 	// Versions is each set's version after the call (sets that do not apply
 	// to the dialect are absent).
 	Versions map[string]int64
+	// Reconciled lists the region statements run after the versioned sets
+	// (CockroachDB: database regions, and re-homing when they changed).
+	Reconciled []string
 }
 
 // AppliedMigration is one migration Migrate applied.
@@ -79,6 +83,9 @@ func (r MigrationReport) String() string {
 	slices.Sort(sets)
 	for _, s := range sets {
 		fmt.Fprintf(&b, "; %s at version %d", s, r.Versions[s])
+	}
+	if len(r.Reconciled) > 0 {
+		fmt.Fprintf(&b, "; regions reconciled (%d statements)", len(r.Reconciled))
 	}
 	return b.String()
 }
@@ -112,19 +119,19 @@ const (
 	SurviveRegion SurvivalGoal = "region"
 )
 
-// ParseSurvivalGoal reads a --survive value.
+// ParseSurvivalGoal reads a --survive value; empty means unset (zone when
+// the database is first made multi-region, unchanged after).
 func ParseSurvivalGoal(s string) (SurvivalGoal, error) {
 	switch g := SurvivalGoal(s); g {
-	case SurviveZone, SurviveRegion:
+	case SurviveZone, SurviveRegion, "":
 		return g, nil
-	case "":
-		return SurviveZone, nil
 	}
 	return "", fmt.Errorf("--survive=%q: want zone or region", s)
 }
 
-// WithSurvivalGoal sets the CockroachDB database's survival goal (default
-// SurviveZone). Ignored on PostgreSQL.
+// WithSurvivalGoal sets the CockroachDB database's survival goal (unset:
+// SurviveZone when the database is first made multi-region, and left as it
+// is by later runs). Ignored on PostgreSQL.
 func WithSurvivalGoal(g SurvivalGoal) MigrateOption {
 	return func(c *migrateConfig) { c.survival = g }
 }
@@ -153,7 +160,7 @@ func WithRegionMap(m *dispatch.RegionMap) MigrateOption {
 // CockroachDB-only set (multi-region). Concurrent callers are serialised by
 // goose's table-based locker (CockroachDB has no advisory locks).
 func Migrate(ctx context.Context, pool *pgxpool.Pool, opts ...MigrateOption) (MigrationReport, error) {
-	cfg := migrateConfig{lockInterval: time.Second, survival: SurviveZone}
+	cfg := migrateConfig{lockInterval: time.Second}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -178,6 +185,11 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts ...MigrateOption) (Mi
 	if dialect == postgres.CockroachDB {
 		if err := runSet(ctx, db, SetCockroachDB, nil, cockroachMigrations(cfg), cfg, &report); err != nil {
 			return report, err
+		}
+		ran, err := reconcileRegions(ctx, db, cfg)
+		report.Reconciled = ran
+		if err != nil {
+			return report, fmt.Errorf("migrate: regions: %w", err)
 		}
 	}
 	return report, nil
@@ -255,7 +267,9 @@ func cockroachMigrations(cfg migrateConfig) []*goose.Migration {
 			if err != nil {
 				return err
 			}
-			stmts, err := databaseRegionPlan(name, cluster, cfg)
+			first := cfg
+			first.survival = cmp.Or(cfg.survival, SurviveZone)
+			stmts, err := databaseRegionPlan(name, cluster, first)
 			if err != nil {
 				return err
 			}
@@ -368,8 +382,8 @@ func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + 
 // DatabaseRegionStatements returns the ALTER DATABASE statements that make
 // database name multi-region over regions (the cluster's), with primary as
 // the primary region (default regions[0]) and the survival goal stated
-// explicitly. SurviveRegion needs at least three regions (CockroachDB's
-// minimum for that goal).
+// explicitly (none when survival is unset). SurviveRegion needs at least
+// three regions (CockroachDB's minimum for that goal).
 func DatabaseRegionStatements(name, primary string, regions []string, survival SurvivalGoal) ([]string, error) {
 	if primary == "" && len(regions) > 0 {
 		primary = regions[0]
@@ -383,11 +397,13 @@ func DatabaseRegionStatements(name, primary string, regions []string, survival S
 			stmts = append(stmts, fmt.Sprintf("ALTER DATABASE %s ADD REGION IF NOT EXISTS %s", ident(name), ident(r)))
 		}
 	}
-	goal := "ZONE"
-	if survival == SurviveRegion {
-		goal = "REGION"
+	switch survival {
+	case SurviveZone:
+		stmts = append(stmts, fmt.Sprintf("ALTER DATABASE %s SURVIVE ZONE FAILURE", ident(name)))
+	case SurviveRegion:
+		stmts = append(stmts, fmt.Sprintf("ALTER DATABASE %s SURVIVE REGION FAILURE", ident(name)))
 	}
-	return append(stmts, fmt.Sprintf("ALTER DATABASE %s SURVIVE %s FAILURE", ident(name), goal)), nil
+	return stmts, nil
 }
 
 // RegionalByRowStatements homes each trip, its events and its idempotency
@@ -414,16 +430,11 @@ func RegionalByRowStatements(regions []string) []string {
 // regionalByRegionColumn homes each row of tables in the region its region
 // column names (unknown regions: the primary, regions[0]).
 func regionalByRegionColumn(regions []string, tables ...string) []string {
-	var cases strings.Builder
-	cases.WriteString("CASE region")
-	for _, r := range regions {
-		fmt.Fprintf(&cases, " WHEN %s THEN %s::crdb_internal_region", literal(r), literal(r))
-	}
-	fmt.Fprintf(&cases, " ELSE %s::crdb_internal_region END", literal(regions[0]))
+	cases := homingCase(regions)
 	var stmts []string
 	for _, table := range tables {
 		stmts = append(stmts,
-			fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS crdb_region crdb_internal_region NOT VISIBLE NOT NULL AS (%s) STORED", table, cases.String()),
+			fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS crdb_region crdb_internal_region NOT VISIBLE NOT NULL AS (%s) STORED", table, cases),
 			fmt.Sprintf("ALTER TABLE %s SET LOCALITY REGIONAL BY ROW AS crdb_region", table),
 		)
 	}
@@ -464,7 +475,7 @@ func HashShardedIndexStatements() []string {
 // idempotentForm matches the statement forms that can run twice with the
 // same outcome.
 var idempotentForm = regexp.MustCompile(`^(ALTER DATABASE \S+ (PRIMARY REGION|ADD REGION IF NOT EXISTS|SURVIVE (ZONE|REGION) FAILURE)` +
-	`|ALTER TABLE \S+ (ADD COLUMN IF NOT EXISTS|SET LOCALITY)` +
+	`|ALTER TABLE \S+ (ADD COLUMN IF NOT EXISTS|DROP COLUMN IF EXISTS|SET LOCALITY)` +
 	`|CREATE (UNIQUE )?INDEX IF NOT EXISTS|DROP INDEX IF EXISTS)\b`)
 
 // IdempotentStatement reports whether stmt, a CockroachDB migration
