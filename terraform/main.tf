@@ -4,9 +4,11 @@
 # network and Consul quorum, and the neighbour its trips and partitions
 # fall back to when it has no passing matching worker. Everything
 # region-shaped below derives from it; tools/deploycheck fails if any other
-# list of regions appears. (hexride reads the same facts from its
-# --region-map file, see infra/deploy/README.md: keep its names and
-# fallbacks equal to these, and each process's --region one of them.)
+# list of regions appears. hexride reads the same facts, plus the H3 cells
+# each region homes, from region-map.json (its --region-map file, see
+# infra/deploy/README.md), which every hexride process gets;
+# tools/deploycheck fails unless its regions, fallbacks and primary are
+# these names, neighbours and var.primary_region.
 locals {
   regions = {
     "us-east" = {
@@ -40,6 +42,7 @@ module "region" {
   consul_servers = each.value.consul_servers
   neighbour      = each.value.neighbour
   wan_join       = [for name, r in local.regions : name if name != each.key]
+  region_map     = file("${path.module}/region-map.json")
 
   hexride_image    = var.hexride_image
   jwks_url         = var.jwks_url
@@ -50,9 +53,10 @@ module "region" {
 }
 
 # CockroachDB: one cluster across every region of the map, REGIONAL BY ROW
-# trips, SURVIVE REGION FAILURE (needs at least three regions). Apply it,
-# then run `hexride migrate --db … --primary-region <primary_region>` before
-# any trip service starts.
+# trips, SURVIVE REGION FAILURE (needs at least three regions; every trip
+# write pays a cross-region round trip for it). Apply it, then run
+# `hexride migrate --db … --region-map region-map.json --survive region`
+# before any trip service starts.
 resource "terraform_data" "cockroachdb" {
   input = {
     regions        = keys(local.regions)

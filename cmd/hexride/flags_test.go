@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -204,5 +205,79 @@ func TestMigrateRejectsBadSurvivalGoal(t *testing.T) {
 	err := migrateCmd(context.Background(), []string{"--db", "postgres://nobody@127.0.0.1:1/none", "--survive", "planet"}, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "--survive") {
 		t.Fatalf("err = %v, want one naming --survive", err)
+	}
+}
+
+// TestTerraformRegionMap: the region map Terraform gives every process
+// (terraform/region-map.json; tools/deploycheck checks it against the
+// Terraform regions) is the README's example, and serve accepts it.
+func TestTerraformRegionMap(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "infra", "deploy", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(doc), "## The region map")
+	_, rest, _ = strings.Cut(rest, "```json\n")
+	block, _, _ := strings.Cut(rest, "```")
+	tf, err := os.ReadFile(filepath.Join("..", "..", "terraform", "region-map.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(tf)) != strings.TrimSpace(block) {
+		t.Errorf("terraform/region-map.json differs from the example in infra/deploy/README.md")
+	}
+	for _, region := range []string{"us-east", "us-central", "us-west"} {
+		cfg := node.DefaultConfig()
+		cfg.Region = region
+		if err := loadRegionMap(filepath.Join("..", "..", "terraform", "region-map.json"), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.ValidateRegions(); err != nil {
+			t.Fatalf("--region %s: %v", region, err)
+		}
+	}
+}
+
+// TestDeployEnvironmentNamesFlags: every HEXRIDE_* variable the deployment
+// files set (Terraform, Kubernetes, systemd) is one hexride serve reads, so
+// a misspelt or renamed variable cannot configure nothing in silence.
+func TestDeployEnvironmentNamesFlags(t *testing.T) {
+	var help bytes.Buffer
+	if err := serveCmd(context.Background(), []string{"--help"}, &help, &help); err != nil && !errors.Is(err, errHelp) {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\(env (HEXRIDE_[A-Z0-9_]+)\)`).FindAllStringSubmatch(help.String(), -1) {
+		known[m[1]] = true
+	}
+	if len(known) < 10 {
+		t.Fatalf("serve --help lists %d variables: %s", len(known), help.String())
+	}
+	envVar := regexp.MustCompile(`\bHEXRIDE_[A-Z0-9_]+\b`)
+	root := filepath.Join("..", "..")
+	seen := 0
+	for _, dir := range []string{"terraform", filepath.Join("infra", "deploy", "kubernetes"), filepath.Join("infra", "deploy", "systemd")} {
+		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || strings.HasSuffix(path, ".md") {
+				return err
+			}
+			src, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, v := range envVar.FindAllString(string(src), -1) {
+				seen++
+				if !known[v] {
+					t.Errorf("%s sets %s, which hexride serve does not read", path, v)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if seen == 0 {
+		t.Fatal("no HEXRIDE_ variable found in the deployment files")
 	}
 }

@@ -1,6 +1,7 @@
 package deploycheck
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -206,4 +207,73 @@ func exprText(t *testing.T, a *hclsyntax.Attribute) string {
 	}
 	r := a.Expr.Range()
 	return string(r.SliceBytes(src(t, r.Filename)))
+}
+
+// TestTerraformRegionMapFile: the region map every hexride process gets
+// (terraform/region-map.json, passed to the region module) names exactly
+// the Terraform regions, each falling back to its Terraform neighbour,
+// with var.primary_region's default as primary. (The hexride module's
+// tests check the file parses as a --region-map.)
+func TestTerraformRegionMapFile(t *testing.T) {
+	root := filepath.Join(repoRoot, "terraform")
+	files := tfFiles(t, root)
+	regions, _ := local(t, files, "regions")
+	var m struct {
+		Primary string `json:"primary"`
+		Regions []struct {
+			Name     string   `json:"name"`
+			Fallback string   `json:"fallback"`
+			Cells    []string `json:"cells"`
+		} `json:"regions"`
+	}
+	raw, err := os.ReadFile(filepath.Join(root, "region-map.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	tf := map[string]string{}
+	for it := regions.ElementIterator(); it.Next(); {
+		k, r := it.Element()
+		tf[k.AsString()] = r.GetAttr("neighbour").AsString()
+	}
+	got := map[string]string{}
+	for _, r := range m.Regions {
+		got[r.Name] = r.Fallback
+		if len(r.Cells) == 0 {
+			t.Errorf("region-map.json: region %s homes no cells", r.Name)
+		}
+	}
+	if len(got) != len(tf) {
+		t.Errorf("region-map.json regions %v, Terraform regions %v", got, tf)
+	}
+	for name, nb := range tf {
+		if fb, ok := got[name]; !ok || fb != nb {
+			t.Errorf("region %s: region-map.json fallback %q, Terraform neighbour %q", name, fb, nb)
+		}
+	}
+	var primary string
+	var passed bool
+	for path, body := range files {
+		for _, b := range body.Blocks {
+			if b.Type == "variable" && len(b.Labels) == 1 && b.Labels[0] == "primary_region" {
+				if def, ok := b.Body.Attributes["default"]; ok {
+					v, _ := def.Expr.Value(nil)
+					primary = v.AsString()
+				}
+			}
+			if b.Type == "module" && len(b.Labels) == 1 && b.Labels[0] == "region" {
+				if a, ok := b.Body.Attributes["region_map"]; ok && strings.Contains(string(a.Expr.Range().SliceBytes(src(t, path))), "region-map.json") {
+					passed = true
+				}
+			}
+		}
+	}
+	if m.Primary != primary {
+		t.Errorf("region-map.json primary %q, var.primary_region default %q", m.Primary, primary)
+	}
+	if !passed {
+		t.Error(`module "region" is not given region-map.json as region_map`)
+	}
 }

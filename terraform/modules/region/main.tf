@@ -96,14 +96,18 @@ resource "terraform_data" "hexride" {
     health_check = each.value.health_check
     stop_signal  = "SIGTERM"
     stop_grace   = local.stop_grace
+    files = {
+      "/etc/hexride/region-map.json" = var.region_map
+    }
     environment = {
-      HEXRIDE_REGION       = var.name
-      HEXRIDE_CONSUL       = "127.0.0.1:8500"
-      HEXRIDE_JWKS_URL     = var.jwks_url
-      HEXRIDE_JWT_ISSUER   = var.jwt_issuer
-      HEXRIDE_JWT_AUDIENCE = "hexride"
-      NATS_URL             = var.nats_url
-      OTEL_ENDPOINT        = "otel-collector.${var.name}:4317"
+      HEXRIDE_REGION        = var.name
+      HEXRIDE_REGION_MAP    = "/etc/hexride/region-map.json"
+      HEXRIDE_CONSUL        = "127.0.0.1:8500"
+      HEXRIDE_JWKS_URL      = var.jwks_url
+      HEXRIDE_JWT_ISSUER    = var.jwt_issuer
+      HEXRIDE_JWT_AUDIENCE  = "hexride"
+      HEXRIDE_NATS          = var.nats_url
+      HEXRIDE_OTLP_ENDPOINT = "otel-collector.${var.name}:4317"
     }
     secret_environment = {
       CONSUL_HTTP_TOKEN = var.consul_acl_token

@@ -29,6 +29,11 @@ variable "neighbour" {
   type        = string
 }
 
+variable "region_map" {
+  description = "The deployment's region map (hexride --region-map JSON), the same file for every process."
+  type        = string
+}
+
 variable "wan_join" {
   description = "Other regions' Consul datacenters to WAN-federate with."
   type        = list(string)
