@@ -85,6 +85,7 @@ func (c FederationConfig) remote(dc string) WatchConfig {
 	w.Datacenter = dc
 	w.WaitTime = c.RemoteWaitTime
 	w.QueryTimeout = c.RemoteQueryTimeout
+	w.direct = true
 	return w
 }
 

@@ -83,6 +83,9 @@ type WatchConfig struct {
 	// A remote datacenter whose network was cut mid-query answers nothing
 	// at all: this bounds how long that goes unnoticed.
 	QueryTimeout time.Duration
+	// direct keeps blocking queries off the agent's streaming backend
+	// (see fetch); the federation sets it for remote datacenters.
+	direct bool
 	// Logger receives query failures and recoveries; nil discards them.
 	Logger *slog.Logger
 }
@@ -272,6 +275,18 @@ func (q *query) fetch(ctx context.Context, index uint64) ([]Instance, *api.Query
 		Datacenter: q.cfg.Datacenter,
 		WaitIndex:  index,
 		WaitTime:   q.cfg.WaitTime,
+	}
+	if q.cfg.direct {
+		// An agent answers blocking health queries from a materialized
+		// view fed by a gRPC stream (use_streaming_backend, on by
+		// default). For another datacenter whose network was cut, that
+		// view keeps answering "unchanged" until the stream's keepalive
+		// fails (about 40 s in the three-region drill). A query with a
+		// source node (near) is forwarded as a plain RPC instead (Consul
+		// 1.14 agent/rpcclient/health), which fails, or hangs into
+		// QueryTimeout, as soon as the datacenter is gone. The sort it
+		// asks for does not apply across datacenters.
+		opts.Near = "_agent"
 	}
 	entries, meta, err := q.health.Service(q.service, q.tag, true, opts.WithContext(ctx))
 	if err != nil {
