@@ -45,7 +45,7 @@ test: consul nats ## The whole test suite (the README's test command).
 	HEXRIDE_CONSUL_BIN=$(CURDIR)/bin/consul HEXRIDE_NATS_BIN=$(CURDIR)/bin/nats-server $(GO) test -race -count=1 -timeout 25m ./...
 
 .PHONY: chaos
-chaos: consul jaeger ## The chaos suite: faults while rides run (cmd/hexride, build tag chaos).
+chaos: consul jaeger ## The chaos suite: faults while rides run, and the three-region WAN drill (cmd/hexride, build tag chaos; root for ip netns).
 	HEXRIDE_CONSUL_BIN=$(CURDIR)/bin/consul $(GO) test -tags chaos -count=1 -timeout 30m -run 'TestChaos|TestObserve' -v ./cmd/hexride
 
 .PHONY: observe

@@ -107,6 +107,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services, quoteKey, logLevel,
 	dispatchFlags(fs, cfg)
 	fs.DurationVar(&cfg.DriverTTL, "driver-ttl", cfg.DriverTTL, "drop drivers silent for longer")
 	fs.DurationVar(&cfg.CheckInterval, "check-interval", cfg.CheckInterval, "Consul health check interval")
+	fs.DurationVar(&cfg.WANGrace, "wan-grace", cfg.WANGrace, "with --region-map and one Consul datacenter per region: how long another region's datacenter may be unreachable (and 2 failed queries) before its matching workers count as gone")
 	fs.DurationVar(&cfg.RecoveryInterval, "recovery-interval", cfg.RecoveryInterval, "how often matching re-dispatches orphaned requests")
 	fs.DurationVar(&cfg.DrainWait, "drain-wait", cfg.DrainWait, "on shutdown, wait this long after leaving discovery")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "then wait at most this long for calls in flight")

@@ -78,6 +78,14 @@ type WatchConfig struct {
 	MaxBackoff time.Duration
 	// Datacenter to query; empty means the agent's own.
 	Datacenter string
+	// QueryTimeout abandons one query (blocking or not) that has not
+	// answered; zero means WaitTime + WaitTime/16 (Consul's jitter) + 10s.
+	// A remote datacenter whose network was cut mid-query answers nothing
+	// at all: this bounds how long that goes unnoticed.
+	QueryTimeout time.Duration
+	// direct keeps blocking queries off the agent's streaming backend
+	// (see fetch); the federation sets it for remote datacenters.
+	direct bool
 	// Logger receives query failures and recoveries; nil discards them.
 	Logger *slog.Logger
 }
@@ -98,6 +106,9 @@ func (c WatchConfig) Validate() error {
 	}
 	if c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff {
 		return fmt.Errorf("%w: min %v, max %v", ErrBadBackoff, c.MinBackoff, c.MaxBackoff)
+	}
+	if c.QueryTimeout < 0 || (c.QueryTimeout > 0 && c.QueryTimeout <= c.WaitTime+c.WaitTime/16) {
+		return fmt.Errorf("%w: query timeout %v must exceed the wait time %v plus Consul's jitter (1/16)", ErrBadTimeout, c.QueryTimeout, c.WaitTime)
 	}
 	return nil
 }
@@ -172,6 +183,10 @@ type query struct {
 	// onError gets every failed query; known says whether an answer was
 	// ever delivered. Optional.
 	onError func(err error, known bool)
+	// updateOnRecovery: the first answer after a failed query goes to
+	// onUpdate even when unchanged (the caller may have given the source
+	// up in between).
+	updateOnRecovery bool
 
 	now chan struct{} // ResolveNow: cut a backoff short
 }
@@ -224,7 +239,8 @@ func (q *query) run(ctx context.Context) {
 			index = 0
 			continue
 		}
-		if failures > 0 {
+		recovered := failures > 0
+		if recovered {
 			q.log.Info("consul health query recovered", "failures", failures, "instances", len(list))
 			failures = 0
 		}
@@ -238,7 +254,7 @@ func (q *query) run(ctx context.Context) {
 		default:
 			index = meta.LastIndex
 		}
-		if !known || !slices.EqualFunc(last, list, Instance.equal) {
+		if !known || (recovered && q.updateOnRecovery) || !slices.EqualFunc(last, list, Instance.equal) {
 			known, last = true, list
 			q.onUpdate(slices.Clone(list))
 		}
@@ -249,12 +265,28 @@ func (q *query) run(ctx context.Context) {
 func (q *query) fetch(ctx context.Context, index uint64) ([]Instance, *api.QueryMeta, error) {
 	// A blocking query returns after at most WaitTime plus Consul's jitter
 	// of WaitTime/16; past that the connection is presumed dead.
-	ctx, cancel := context.WithTimeout(ctx, q.cfg.WaitTime+q.cfg.WaitTime/16+10*time.Second)
+	timeout := q.cfg.QueryTimeout
+	if timeout == 0 {
+		timeout = q.cfg.WaitTime + q.cfg.WaitTime/16 + 10*time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	opts := &api.QueryOptions{
 		Datacenter: q.cfg.Datacenter,
 		WaitIndex:  index,
 		WaitTime:   q.cfg.WaitTime,
+	}
+	if q.cfg.direct {
+		// An agent answers blocking health queries from a materialized
+		// view fed by a gRPC stream (use_streaming_backend, on by
+		// default). For another datacenter whose network was cut, that
+		// view keeps answering "unchanged" until the stream's keepalive
+		// fails (about 40 s in the three-region drill). A query with a
+		// source node (near) is forwarded as a plain RPC instead (Consul
+		// 1.14 agent/rpcclient/health), which fails, or hangs into
+		// QueryTimeout, as soon as the datacenter is gone. The sort it
+		// asks for does not apply across datacenters.
+		opts.Near = "_agent"
 	}
 	entries, meta, err := q.health.Service(q.service, q.tag, true, opts.WithContext(ctx))
 	if err != nil {

@@ -48,6 +48,12 @@ type Config struct {
 	ConsulAddr string
 	// CheckInterval is the Consul health-check interval.
 	CheckInterval time.Duration
+	// WANGrace (--wan-grace): with a region map and one Consul datacenter
+	// per region (named as the region), matching workers are watched in
+	// every region's datacenter; one that cannot be reached for this long
+	// (and at least two failed queries) counts as having no passing worker,
+	// so its partitions go to its fallback.
+	WANGrace time.Duration
 	// DatabaseURL is the trip store's DSN; empty means in-memory.
 	DatabaseURL string
 	// NATSURL is the NATS server (JetStream on) of the trip event stream
@@ -134,6 +140,7 @@ func DefaultConfig() Config {
 		Services:         slices.Clone(AllServices),
 		Addr:             "127.0.0.1:7070",
 		CheckInterval:    2 * time.Second,
+		WANGrace:         3 * time.Second,
 		Region:           "local",
 		Zone:             "local-a",
 		Version:          "dev",
@@ -241,7 +248,7 @@ func (c Config) Validate() error {
 		return err
 	}
 	if c.CheckInterval <= 0 || c.OfferTimeout <= 0 || c.DriverTTL <= 0 ||
-		c.RecoveryInterval <= 0 || c.RecoveryAge <= 0 || c.DrainWait < 0 || c.StopTimeout <= 0 || c.QuoteTTL <= 0 {
+		c.RecoveryInterval <= 0 || c.RecoveryAge <= 0 || c.DrainWait < 0 || c.StopTimeout <= 0 || c.QuoteTTL <= 0 || c.WANGrace < 0 {
 		return ErrBadDuration
 	}
 	if err := c.ValidateDispatch(); err != nil {

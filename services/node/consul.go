@@ -2,8 +2,11 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"time"
 
+	"github.com/hexride/hexride/dispatch"
 	"github.com/hexride/hexride/infra/consul"
 	"github.com/hexride/hexride/services/matching/ring"
 )
@@ -13,6 +16,8 @@ type consulClient struct {
 	api     *consul.Client
 	builder *consul.Builder
 	watcher *consul.Watcher
+	wcfg    consul.WatchConfig
+	logger  *slog.Logger
 }
 
 func newConsulClient(addr string, logger *slog.Logger) (*consulClient, error) {
@@ -33,13 +38,91 @@ func newConsulClient(addr string, logger *slog.Logger) (*consulClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &consulClient{api: client, builder: builder, watcher: watcher}, nil
+	return &consulClient{api: client, builder: builder, watcher: watcher, wcfg: wcfg, logger: logger}, nil
+}
+
+// remoteDatacenters is what to watch for matching workers besides the
+// agent's own datacenter agentDC. The convention is one Consul datacenter
+// per region, named as the region: when agentDC is a region of the map,
+// every other region of the map is a datacenter to watch (federate is
+// true). Otherwise (no map, or one datacenter shared by every region, as
+// "dc1" in tests) the own datacenter holds every worker there is.
+func remoteDatacenters(regions *dispatch.RegionMap, agentDC string) (remote []string, federate bool) {
+	if regions == nil || !regions.Has(agentDC) {
+		return nil, false
+	}
+	for _, r := range regions.Regions() {
+		if r != agentDC {
+			remote = append(remote, r)
+		}
+	}
+	return remote, true
+}
+
+// matchingMembership is where the matching workers are watched: the own
+// datacenter, or with a region map and one datacenter per region, every
+// region's (see remoteDatacenters). Asking the agent its datacenter waits
+// for the agent; nil means ctx ended first.
+func (c *consulClient) matchingMembership(ctx context.Context, regions *dispatch.RegionMap, region string, grace time.Duration) consul.Membership {
+	if regions == nil {
+		return c.watcher
+	}
+	dc, err := c.agentDatacenter(ctx)
+	if err != nil {
+		return nil
+	}
+	remote, federate := remoteDatacenters(regions, dc)
+	if !federate {
+		c.logger.Info("consul datacenter is not a region of the region map: watching matching workers in it alone",
+			"datacenter", dc, "regions", regions.Regions())
+		return c.watcher
+	}
+	if dc != region {
+		c.logger.Warn("consul datacenter is another region than --region: datacenters must be named after their region",
+			"datacenter", dc, "region", region)
+	}
+	fcfg := consul.DefaultFederationConfig()
+	fcfg.Local = c.wcfg
+	fcfg.Remote = remote
+	fcfg.GraceTime = grace
+	fw, err := consul.NewFederatedWatcher(c.api.Health(), fcfg)
+	if err != nil { // only a bad config, which the flags exclude
+		c.logger.Error("cross-datacenter membership off", "err", err)
+		return c.watcher
+	}
+	c.logger.Info("watching matching workers across datacenters", "datacenter", dc, "remote", remote, "grace", grace)
+	return fw
+}
+
+// agentDatacenter asks the local agent its datacenter, retrying (capped
+// backoff) until it answers or ctx ends.
+func (c *consulClient) agentDatacenter(ctx context.Context) (string, error) {
+	delay := c.wcfg.MinBackoff
+	for {
+		self, err := c.api.Agent().Self()
+		if err == nil {
+			if dc, ok := self["Config"]["Datacenter"].(string); ok && dc != "" {
+				return dc, nil
+			}
+			err = fmt.Errorf("agent self names no datacenter")
+		}
+		c.logger.Warn("consul agent datacenter unknown; retrying", "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, c.wcfg.MaxBackoff)
+	}
 }
 
 // followMembers keeps the matching ring in step with the passing matching
 // instances in Consul. When Consul is unreachable the watcher sends
 // nothing, so the last known ring stays.
 func followMembers(ctx context.Context, w consul.Membership, static *ring.Static) {
+	if w == nil {
+		return
+	}
 	for list := range w.WatchService(ctx, ConsulName(Matching)) {
 		members := make([]ring.Member, len(list))
 		for i, inst := range list {

@@ -173,7 +173,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		targetOf = func(service string) string { return "consul:///" + ConsulName(service) }
 		static := ring.NewPlacedStatic(placement)
 		membership = static
-		n.goLoop(func(ctx context.Context) { followMembers(ctx, n.consul.watcher, static) })
+		n.goLoop(func(ctx context.Context) {
+			followMembers(ctx, n.consul.matchingMembership(ctx, cfg.Regions, cfg.Region, cfg.WANGrace), static)
+		})
 	}
 	tripConn, err := grpc.NewClient(targetOf(Trip), append(dialOpts, resolveOps...)...)
 	if err != nil {

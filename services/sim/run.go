@@ -83,7 +83,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	var drivers sync.WaitGroup
 	for i := range cfg.Drivers {
 		d := &driverAgent{
-			id:     fmt.Sprintf("sim-driver-%d", i),
+			id:     fmt.Sprintf("%s-driver-%d", cfg.idPrefix(), i),
 			cfg:    cfg,
 			client: driverv1.NewDriverServiceClient(driverConn),
 			rec:    rec,
@@ -132,7 +132,7 @@ request:
 	for n := 0; cfg.Requests == 0 || n < cfg.Requests; n++ {
 		pickup := place(rng)
 		r := &ride{
-			riderID: fmt.Sprintf("sim-rider-%d", n),
+			riderID: fmt.Sprintf("%s-rider-%d", cfg.idPrefix(), n),
 			cfg:     cfg,
 			client:  riderv1.NewRiderServiceClient(riderConn),
 			rec:     rec,

@@ -64,6 +64,10 @@ type Config struct {
 	TripRadius float64
 	// Seed makes the spatial mix and decisions repeatable.
 	Seed uint64
+	// IDPrefix starts every app's id ("<prefix>-driver-3", "<prefix>-rider-7");
+	// empty means "sim". Runs sharing a deployment at once need distinct
+	// prefixes: two apps with one id are one driver (or rider).
+	IDPrefix string
 	// AcceptProbability is the chance a driver accepts an offer.
 	AcceptProbability float64
 	// RiderCancelProbability is the chance a rider cancels while waiting.
@@ -134,6 +138,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: empty city box", ErrBadConfig)
 	}
 	return nil
+}
+
+func (c Config) idPrefix() string {
+	if c.IDPrefix == "" {
+		return "sim"
+	}
+	return c.IDPrefix
 }
 
 func probability(p float64) bool { return p >= 0 && p <= 1 }

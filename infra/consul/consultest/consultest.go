@@ -42,6 +42,7 @@ type Agent struct {
 
 	// extraClients are addresses the HTTP API listens on besides 127.0.0.1.
 	extraClients []string
+	opts         Options
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -81,12 +82,98 @@ func StartWithClientAddrs(tb testing.TB, extra ...string) *Agent {
 	return a
 }
 
+// Options start an agent in its own datacenter, possibly in a network
+// namespace: what a multi-datacenter (WAN-federated) test needs.
+type Options struct {
+	// Datacenter names the agent's datacenter; empty is Consul's "dc1".
+	Datacenter string
+	// BindIP is the address the agent binds, advertises and serves its
+	// HTTP API on (besides 127.0.0.1); empty means 127.0.0.1 only.
+	BindIP string
+	// Prefix runs the agent through a command that execs it in place,
+	// e.g. ip netns exec NS.
+	Prefix []string
+}
+
+// StartWithOptions starts an agent with opts for one test and stops it in
+// tb.Cleanup. Failures are fatal.
+func StartWithOptions(tb testing.TB, opts Options) *Agent {
+	tb.Helper()
+	a, err := startAgentOpts(nil, opts)
+	if err != nil {
+		tb.Fatalf("consultest: %v", err)
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("consultest: consul agent %s log (tail):\n%s", opts.Datacenter, tail(a.logPath, 40))
+		}
+		if err := a.Stop(); err != nil {
+			tb.Errorf("consultest: stop: %v", err)
+		}
+	})
+	return a
+}
+
+// JoinWAN joins a's server to other's over the WAN (both must be able to
+// reach each other's serf WAN port), federating their datacenters, and
+// waits until a sees other's datacenter.
+func (a *Agent) JoinWAN(other *Agent) error {
+	target := net.JoinHostPort(other.bindIP(), strconv.Itoa(other.ports.serfWAN))
+	argv := append(append([]string{}, a.opts.Prefix...), a.bin, "join", "-wan", "-http-addr=http://"+a.Addr(), target)
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("consul join -wan %s: %v: %s", target, err, bytes.TrimSpace(out))
+	}
+	return a.waitDatacenter(other.Datacenter(), 30*time.Second)
+}
+
+// waitDatacenter polls the catalog until it lists dc.
+func (a *Agent) waitDatacenter(dc string, timeout time.Duration) error {
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Second}
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		if resp, err := client.Get("http://" + a.Addr() + "/v1/catalog/datacenters"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = string(b)
+			if strings.Contains(last, `"`+dc+`"`) {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("consul %s: datacenter %s not federated after %v (datacenters: %s)", a.Datacenter(), dc, timeout, last)
+}
+
+// WANAddr is the agent's serf WAN address, "ip:port".
+func (a *Agent) WANAddr() string {
+	return net.JoinHostPort(a.bindIP(), strconv.Itoa(a.ports.serfWAN))
+}
+
+// Datacenter is the agent's datacenter name.
+func (a *Agent) Datacenter() string {
+	if a.opts.Datacenter == "" {
+		return "dc1"
+	}
+	return a.opts.Datacenter
+}
+
+func (a *Agent) bindIP() string {
+	if a.opts.BindIP == "" {
+		return "127.0.0.1"
+	}
+	return a.opts.BindIP
+}
+
 // StartAgent starts an agent and waits until it has elected itself leader.
 // The caller must Stop it: use it from TestMain (one agent per test binary)
 // or from a long-lived e2e harness.
 func StartAgent() (*Agent, error) { return startAgent(nil) }
 
-func startAgent(extra []string) (*Agent, error) {
+func startAgent(extra []string) (*Agent, error) { return startAgentOpts(extra, Options{}) }
+
+func startAgentOpts(extra []string, opts Options) (*Agent, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -95,7 +182,10 @@ func startAgent(extra []string) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{bin: bin, dir: dir, logPath: filepath.Join(dir, "agent.log"), extraClients: extra}
+	if opts.BindIP != "" {
+		extra = append(extra, opts.BindIP)
+	}
+	a := &Agent{bin: bin, dir: dir, logPath: filepath.Join(dir, "agent.log"), extraClients: extra, opts: opts}
 	var errs []error
 	for range 3 { // a free port can be taken between probing and binding
 		if a.ports, err = freePorts(); err != nil {
@@ -109,8 +199,9 @@ func startAgent(extra []string) (*Agent, error) {
 	return nil, errors.Join(append(errs, os.RemoveAll(dir))...)
 }
 
-// Addr is the agent's HTTP API address, "127.0.0.1:port".
-func (a *Agent) Addr() string { return a.AddrOn("127.0.0.1") }
+// Addr is the agent's HTTP API address, "127.0.0.1:port" (on its BindIP
+// when started with one).
+func (a *Agent) Addr() string { return a.AddrOn(a.bindIP()) }
 
 // AddrOn is the agent's HTTP API address on ip (127.0.0.1 or one of the
 // extra client addresses it was started with).
@@ -126,9 +217,15 @@ func (a *Agent) start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(a.bin, "agent", "-dev",
-		"-bind=127.0.0.1", "-client="+strings.Join(append([]string{"127.0.0.1"}, a.extraClients...), " "), "-advertise=127.0.0.1",
-		"-node=hexride-test",
+	node := "hexride-test"
+	args := []string{"agent", "-dev",
+		"-bind=" + a.bindIP(), "-client=" + strings.Join(append([]string{"127.0.0.1"}, a.extraClients...), " "), "-advertise=" + a.bindIP(),
+	}
+	if dc := a.opts.Datacenter; dc != "" {
+		node += "-" + dc
+		args = append(args, "-datacenter="+dc, "-advertise-wan="+a.bindIP())
+	}
+	args = append(args, "-node="+node,
 		"-http-port="+strconv.Itoa(a.ports.http),
 		"-serf-lan-port="+strconv.Itoa(a.ports.serfLAN),
 		"-serf-wan-port="+strconv.Itoa(a.ports.serfWAN),
@@ -136,6 +233,8 @@ func (a *Agent) start() error {
 		// Unused here; off so they cannot collide (-dev would take 8502/8503).
 		"-dns-port=-1", "-grpc-port=-1", "-grpc-tls-port=-1", "-https-port=-1",
 	)
+	argv := append(append(append([]string{}, a.opts.Prefix...), a.bin), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {

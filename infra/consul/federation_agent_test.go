@@ -1,0 +1,79 @@
+package consul_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hexride/hexride/infra/consul"
+	"github.com/hexride/hexride/infra/consul/consultest"
+)
+
+// Two real Consul agents, each its own datacenter, WAN-joined on
+// loopback: a FederatedWatcher on one sees both datacenters' passing
+// instances, drops the other's when its agent goes away (after the grace),
+// and takes them back when it returns.
+func TestFederatedWatcherTwoDatacenters(t *testing.T) {
+	a := consultest.StartWithOptions(t, consultest.Options{Datacenter: "hxwan-a"})
+	b := consultest.StartWithOptions(t, consultest.Options{Datacenter: "hxwan-b"})
+	if err := a.JoinWAN(b); err != nil {
+		t.Fatal(err)
+	}
+	startServer(t, a.Addr(), "in-a")
+	startServer(t, b.Addr(), "in-b")
+
+	client, err := consul.NewAPIClient(a.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := consul.DefaultFederationConfig()
+	cfg.Local.WaitTime = 10 * time.Second
+	cfg.Local.MinBackoff, cfg.Local.MaxBackoff = 50*time.Millisecond, 500*time.Millisecond
+	cfg.RemoteWaitTime, cfg.RemoteQueryTimeout = 2*time.Second, 4*time.Second
+	cfg.GraceFailures, cfg.GraceTime = 2, time.Second
+	cfg.Remote = []string{"hxwan-b"}
+	w, err := consul.NewFederatedWatcher(client.Health(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := w.WatchService(ctx, testService)
+	var last []string
+	waitFor := func(what string, want ...string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		deadline := time.After(60 * time.Second)
+		for !slices.Equal(last, want) {
+			select {
+			case l := <-ch:
+				last = nil
+				for _, in := range l {
+					last = append(last, in.ID)
+				}
+			case <-deadline:
+				t.Fatalf("%s: members %v, want %v", what, last, want)
+			}
+		}
+		return time.Since(start)
+	}
+	waitFor("both datacenters", "in-a", "in-b")
+
+	if err := b.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFor("datacenter b gone", "in-a")
+	t.Logf("datacenter b's instance dropped %v after its agent stopped", d.Round(time.Millisecond))
+
+	// A fresh agent on b's ports (empty state), federated again; the
+	// instance registers anew (its registrar resyncs).
+	if err := b.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.JoinWAN(a); err != nil {
+		t.Fatal(err)
+	}
+	d = waitFor("datacenter b back", "in-a", "in-b")
+	t.Logf("datacenter b's instance back %v after it rejoined", d.Round(time.Millisecond))
+}
