@@ -3,6 +3,8 @@
 // validation against the protovalidate rules in proto/, InvalidArgument for
 // requests that are not the expected message at all, keepalive that detects
 // dead streams, and a drain that leaves without failing a client call.
+// Optionally a second, plaintext listener serves the health service alone
+// (Config.HealthAddr), for probes that cannot speak TLS.
 package grpcserver
 
 import (

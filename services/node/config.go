@@ -1,5 +1,6 @@
 // Package node runs any subset of the hexride services in one process: one
-// gRPC listener with health and reflection, discovery through Consul (or
+// gRPC listener with health and reflection (plus, with HealthAddr, a
+// plaintext one serving health alone), discovery through Consul (or
 // in-process when no Consul address is given, for `hexride dev`), the trip
 // store (SQL or in-memory), and a drain on shutdown that leaves without
 // failing client calls.
