@@ -76,6 +76,8 @@ type Config struct {
 var (
 	ErrNoAddr          = errors.New("grpcserver: listen address is required")
 	ErrNegativeTimeout = errors.New("grpcserver: durations must not be negative")
+	// ErrHealthListen: New could not listen on Config.HealthAddr.
+	ErrHealthListen = errors.New("grpcserver: cannot listen for health")
 )
 
 // DefaultConfig returns the production defaults listening on addr.
@@ -208,7 +210,7 @@ func New(cfg Config, logger *slog.Logger, opts Options) (*Server, error) {
 		hl, err := net.Listen("tcp", cfg.HealthAddr)
 		if err != nil {
 			_ = lis.Close()
-			return nil, fmt.Errorf("grpcserver: listen for health on %s: %w", cfg.HealthAddr, err)
+			return nil, fmt.Errorf("%w on %s: %w", ErrHealthListen, cfg.HealthAddr, err)
 		}
 		// Only the health service, no credentials, no interceptors: a probe
 		// asks Check (or Watch, List) of the same health.Server, so it sees

@@ -2,6 +2,7 @@ package grpcserver
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"strings"
@@ -184,7 +185,7 @@ func TestHealthListenerStopBeforeServe(t *testing.T) {
 func TestHealthListenerBadAddr(t *testing.T) {
 	cfg := DefaultConfig("127.0.0.1:0")
 	cfg.HealthAddr = "127.0.0.1:99999"
-	if _, err := New(cfg, slog.New(slog.DiscardHandler), Options{}); err == nil || !strings.Contains(err.Error(), "health") {
+	if _, err := New(cfg, slog.New(slog.DiscardHandler), Options{}); !errors.Is(err, ErrHealthListen) || !strings.Contains(err.Error(), cfg.HealthAddr) {
 		t.Fatalf("err = %v, want one about the health listener", err)
 	}
 }

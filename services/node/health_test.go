@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hexride/hexride/infra/auth"
+	"github.com/hexride/hexride/infra/grpcserver"
 	"github.com/hexride/hexride/infra/tlsconfig/testpki"
 	tripv1 "github.com/hexride/hexride/proto/hexride/trip/v1"
 )
@@ -155,6 +157,26 @@ func TestHealthAddrWithTLS(t *testing.T) {
 	}
 	if _, err := check(tlsMain, ""); status.Code(err) != codes.Unavailable {
 		t.Fatalf("gRPC port after shutdown: %v, want Unavailable", err)
+	}
+}
+
+// TestHealthAddrInUse: a health address that cannot be listened on fails
+// Start, naming --health-addr.
+func TestHealthAddrInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := testConfig(Trip)
+	cfg.HealthAddr = busy.Addr().String()
+	n, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err == nil {
+		n.Shutdown(context.Background())
+		t.Fatal("Start listened on a port in use")
+	}
+	if !errors.Is(err, grpcserver.ErrHealthListen) || !strings.Contains(err.Error(), "--health-addr") {
+		t.Fatalf("err = %v, want ErrHealthListen naming --health-addr", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -129,6 +130,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		SkipValidation:     driver.StreamValidatedByHandler(),
 		ServerOptions:      append([]grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...))}, sec.serverOpts...),
 	})
+	if errors.Is(err, grpcserver.ErrHealthListen) {
+		err = fmt.Errorf("--health-addr: %w", err)
+	}
 	if err != nil {
 		sec.close()
 		return nil, err
