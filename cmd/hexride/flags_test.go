@@ -57,6 +57,7 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"short quote key", []string{"--quote-key", "abcd"}, node.ErrShortQuoteKey, "quote key"},
 		{"bad quote key hex", []string{"--quote-key", "zz"}, nil, "--quote-key"},
 		{"wildcard without advertise", []string{"--services", "trip", "--addr", "0.0.0.0:7070"}, node.ErrBadAddr, "--advertise"},
+		{"health address without a port", []string{"--services", "trip", "--health-addr", "7071"}, node.ErrBadAddr, "--health-addr"},
 		{"nats not a nats URL", []string{"--services", "trip", "--nats", "http://127.0.0.1:4222"}, node.ErrBadNATS, "--nats"},
 		{"nats without a port", []string{"--services", "trip", "--nats", "nats://127.0.0.1"}, node.ErrBadNATS, "--nats"},
 		{"unknown dispatch mode", []string{"--services", "trip", "--dispatch-mode", "auction"}, matching.ErrBadMode, "--dispatch-mode"},
@@ -113,6 +114,17 @@ func TestRegionMapFromEnv(t *testing.T) {
 	err := serveCmd(context.Background(), []string{"--services", "trip", "--region", "asia"}, &out, &errOut)
 	if !errors.Is(err, node.ErrBadRegion) || !strings.Contains(err.Error(), "--region-map") {
 		t.Fatalf("err = %v, want ErrBadRegion naming --region-map", err)
+	}
+}
+
+// TestHealthAddrFromEnv: HEXRIDE_HEALTH_ADDR sets --health-addr like any
+// flag, and is validated the same.
+func TestHealthAddrFromEnv(t *testing.T) {
+	t.Setenv("HEXRIDE_HEALTH_ADDR", "127.0.0.1")
+	var out, errOut bytes.Buffer
+	err := serveCmd(context.Background(), []string{"--services", "trip"}, &out, &errOut)
+	if !errors.Is(err, node.ErrBadAddr) || !strings.Contains(err.Error(), "--health-addr") {
+		t.Fatalf("err = %v, want ErrBadAddr naming --health-addr", err)
 	}
 }
 

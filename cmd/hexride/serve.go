@@ -114,6 +114,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config, services, quoteKey, logLevel,
 	fs.StringVar(quoteKey, "quote-key", "", "hex key (≥32 bytes) signing quotes; every rider instance must share it")
 	fs.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.Roads, "roads", cfg.Roads, roadsUsage)
+	fs.StringVar(&cfg.HealthAddr, "health-addr", "", "plaintext gRPC address serving only the health service (grpc.health.v1.Health, same statuses as --addr), for probes that cannot speak TLS such as the kubelet's; empty: none")
 	fs.StringVar(&cfg.HTTPAddr, "http", "", "HTTP address for /metrics (and the console with --console); empty: none")
 	fs.BoolVar(&cfg.Console, "console", false, "serve the dispatcher console on --http")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on --http (dispatcher or service token required)")

@@ -3,6 +3,8 @@
 // validation against the protovalidate rules in proto/, InvalidArgument for
 // requests that are not the expected message at all, keepalive that detects
 // dead streams, and a drain that leaves without failing a client call.
+// Optionally a second, plaintext listener serves the health service alone
+// (Config.HealthAddr), for probes that cannot speak TLS.
 package grpcserver
 
 import (
@@ -62,12 +64,20 @@ type Config struct {
 	// windows.
 	StreamWindowBytes int32
 	ConnWindowBytes   int32
+	// HealthAddr, when set, is a second listener serving only the health
+	// service (grpc.health.v1.Health, the same statuses as the main
+	// listener) in plaintext, with none of the Options' interceptors or
+	// credentials: for probes that cannot speak TLS (the kubelet's gRPC
+	// probe). Empty: none.
+	HealthAddr string
 }
 
 // Errors returned by Config.Validate.
 var (
 	ErrNoAddr          = errors.New("grpcserver: listen address is required")
 	ErrNegativeTimeout = errors.New("grpcserver: durations must not be negative")
+	// ErrHealthListen: New could not listen on Config.HealthAddr.
+	ErrHealthListen = errors.New("grpcserver: cannot listen for health")
 )
 
 // DefaultConfig returns the production defaults listening on addr.
@@ -112,6 +122,13 @@ type Server struct {
 	listener net.Listener
 	draining chan struct{}
 	drainOne sync.Once
+
+	// The health-only listener (Config.HealthAddr); nil without one.
+	healthGRPC     *grpc.Server
+	healthListener net.Listener
+	healthMu       sync.Mutex
+	healthStopped  bool          // stopHealth ran: Serve must not start it
+	healthServed   chan struct{} // closed when its Serve returns; nil before Serve
 }
 
 // Options are extra pieces a process plugs into its server.
@@ -189,7 +206,73 @@ func New(cfg Config, logger *slog.Logger, opts Options) (*Server, error) {
 	}
 	healthpb.RegisterHealthServer(s.reg, s.health)
 	reflection.Register(s.reg)
+	if cfg.HealthAddr != "" {
+		hl, err := net.Listen("tcp", cfg.HealthAddr)
+		if err != nil {
+			_ = lis.Close()
+			return nil, fmt.Errorf("%w on %s: %w", ErrHealthListen, cfg.HealthAddr, err)
+		}
+		// Only the health service, no credentials, no interceptors: a probe
+		// asks Check (or Watch, List) of the same health.Server, so it sees
+		// exactly what the main listener reports, NOT_SERVING in a drain
+		// included.
+		s.healthGRPC = grpc.NewServer(
+			grpc.MaxRecvMsgSize(4<<10),
+			grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
+		)
+		healthpb.RegisterHealthServer(s.healthGRPC, s.health)
+		s.healthListener = hl
+	}
 	return s, nil
+}
+
+// HealthAddr is the address the health-only listener listens on (with
+// the real port), or "" without one.
+func (s *Server) HealthAddr() string {
+	if s.healthListener == nil {
+		return ""
+	}
+	return s.healthListener.Addr().String()
+}
+
+// serveHealth starts serving the health-only listener, unless it has
+// already been stopped.
+func (s *Server) serveHealth() {
+	if s.healthGRPC == nil {
+		return
+	}
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	if s.healthStopped || s.healthServed != nil {
+		return
+	}
+	done := make(chan struct{})
+	s.healthServed = done
+	go func() {
+		defer close(done)
+		if err := s.healthGRPC.Serve(s.healthListener); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.logger.Error("health listener failed", "addr", s.healthListener.Addr().String(), "err", err)
+		}
+	}()
+}
+
+// stopHealth stops the health-only listener (cutting Watch streams) and
+// waits for its Serve to return. Safe to call more than once, and before
+// or without Serve.
+func (s *Server) stopHealth() {
+	if s.healthGRPC == nil {
+		return
+	}
+	s.healthMu.Lock()
+	s.healthStopped = true
+	done := s.healthServed
+	s.healthMu.Unlock()
+	s.healthGRPC.Stop()
+	// Stop closes only listeners given to Serve; never served, it is ours.
+	_ = s.healthListener.Close()
+	if done != nil {
+		<-done
+	}
 }
 
 // Registrar is where services register their handlers. A request message
@@ -224,8 +307,11 @@ func (s *Server) Draining() <-chan struct{} { return s.draining }
 // ErrDraining is what stream handlers return when the server drains.
 var ErrDraining = status.Error(codes.Unavailable, "server is draining; reconnect")
 
-// Serve serves until Drain or Stop; it returns nil after a drain.
+// Serve serves until Drain or Stop; it returns nil after a drain. The
+// health-only listener, if any, starts serving too (and stops with Drain
+// or Stop).
 func (s *Server) Serve() error {
+	s.serveHealth()
 	err := s.grpc.Serve(s.listener)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
@@ -236,8 +322,10 @@ func (s *Server) Serve() error {
 // Drain leaves gracefully: every service reports NOT_SERVING, the server
 // waits DrainWait for discovery to notice, then stops accepting calls and
 // waits up to StopTimeout for the running ones before cutting them. Streams
-// see their contexts cancelled when the connections close.
+// see their contexts cancelled when the connections close. The health-only
+// listener reports NOT_SERVING throughout and closes last.
 func (s *Server) Drain(ctx context.Context) {
+	defer s.stopHealth()
 	s.health.Shutdown() // every service NOT_SERVING, and stays so
 	select {
 	case <-time.After(s.cfg.DrainWait):
@@ -264,4 +352,5 @@ func (s *Server) Drain(ctx context.Context) {
 func (s *Server) Stop() {
 	s.drainOne.Do(func() { close(s.draining) })
 	s.grpc.Stop()
+	s.stopHealth()
 }

@@ -1,5 +1,6 @@
 // Package node runs any subset of the hexride services in one process: one
-// gRPC listener with health and reflection, discovery through Consul (or
+// gRPC listener with health and reflection (plus, with HealthAddr, a
+// plaintext one serving health alone), discovery through Consul (or
 // in-process when no Consul address is given, for `hexride dev`), the trip
 // store (SQL or in-memory), and a drain on shutdown that leaves without
 // failing client calls.
@@ -96,6 +97,11 @@ type Config struct {
 	QuoteKey []byte
 	// QuoteTTL is how long a quote locks its fare.
 	QuoteTTL time.Duration
+	// HealthAddr, when set, is a second gRPC listen address serving only
+	// the health service (grpc.health.v1.Health) in plaintext, with the
+	// same statuses as Addr, for probes that cannot speak TLS (the
+	// kubelet's gRPC probe; --health-addr). Empty: none.
+	HealthAddr string
 	// HTTPAddr is the HTTP listen address for /metrics and, with Console,
 	// the dispatcher console; empty means no HTTP.
 	HTTPAddr string
@@ -231,6 +237,11 @@ func (c Config) Validate() error {
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		return fmt.Errorf("%w: advertise %q is not dialable; set --advertise", ErrBadAddr, adv)
+	}
+	if c.HealthAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HealthAddr); err != nil {
+			return fmt.Errorf("%w: --health-addr %q: %v", ErrBadAddr, c.HealthAddr, err)
+		}
 	}
 	if c.ConsulAddr == "" {
 		for _, s := range c.Services {

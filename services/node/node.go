@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -112,6 +113,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 	}
 	scfg := grpcserver.DefaultConfig(cfg.Addr)
 	scfg.DrainWait, scfg.StopTimeout = cfg.DrainWait, cfg.StopTimeout
+	scfg.HealthAddr = cfg.HealthAddr
 	// Admission after authentication and rate limits: a caller over its
 	// own limit is told so, not that the server is full.
 	gcfg := admission.WithLimit(cfg.MaxInFlight)
@@ -128,6 +130,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		SkipValidation:     driver.StreamValidatedByHandler(),
 		ServerOptions:      append([]grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...))}, sec.serverOpts...),
 	})
+	if errors.Is(err, grpcserver.ErrHealthListen) {
+		err = fmt.Errorf("--health-addr: %w", err)
+	}
 	if err != nil {
 		sec.close()
 		return nil, err
@@ -292,12 +297,16 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 			return nil, err
 		}
 	}
-	logger.Info("node serving", "addr", srv.Addr(), "advertise", n.advertise, "services", cfg.Services, "consul", cfg.ConsulAddr)
+	logger.Info("node serving", "addr", srv.Addr(), "health_addr", srv.HealthAddr(), "advertise", n.advertise, "services", cfg.Services, "consul", cfg.ConsulAddr)
 	return n, nil
 }
 
 // Addr is the address the node listens on.
 func (n *Node) Addr() string { return n.server.Addr() }
+
+// HealthAddr is the address of the plaintext health-only listener (with
+// the real port), or "" without --health-addr.
+func (n *Node) HealthAddr() string { return n.server.HealthAddr() }
 
 // AdvertiseAddr is the address peers dial.
 func (n *Node) AdvertiseAddr() string { return n.advertise }

@@ -1,9 +1,11 @@
 package deploycheck
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +20,8 @@ import (
 // TestKubernetesManifests decodes every document strictly (an unknown or
 // misspelt field is an error) into k8s.io/api types and checks each role:
 // a workload serving it, non-root with a read-only root filesystem and no
-// capabilities, readiness through the gRPC health probe on the gRPC port,
+// capabilities, readiness and liveness through the gRPC health probe on the
+// plaintext health port (--health-addr; the gRPC port has TLS),
 // a grace period above hexride's drain, a Service; matching (and the
 // gateways) have a PodDisruptionBudget.
 func TestKubernetesManifests(t *testing.T) {
@@ -103,14 +106,34 @@ func TestKubernetesManifests(t *testing.T) {
 				sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
 				t.Error("container needs readOnlyRootFilesystem, no privilege escalation, capabilities drop ALL")
 			}
-			grpcPort := int32(0)
+			grpcPort, healthPort := int32(0), int32(0)
 			for _, p := range c.Ports {
-				if p.Name == "grpc" {
+				switch p.Name {
+				case "grpc":
 					grpcPort = p.ContainerPort
+				case "health":
+					healthPort = p.ContainerPort
 				}
 			}
-			if r := c.ReadinessProbe; r == nil || r.GRPC == nil || r.GRPC.Port != grpcPort || grpcPort == 0 {
-				t.Errorf("readiness must be the gRPC health probe on the grpc port %d", grpcPort)
+			// The kubelet's gRPC probe speaks plaintext: with TLS on the
+			// gRPC port it must probe the plaintext health-only port
+			// (--health-addr).
+			if grpcPort == 0 || healthPort == 0 || healthPort == grpcPort {
+				t.Fatalf("ports grpc %d, health %d: want both, distinct", grpcPort, healthPort)
+			}
+			healthAddr := env["HEXRIDE_HEALTH_ADDR"]
+			for _, e := range c.Env {
+				if e.Name == "HEXRIDE_HEALTH_ADDR" {
+					healthAddr = e.Value
+				}
+			}
+			if _, port, err := net.SplitHostPort(healthAddr); err != nil || port != strconv.Itoa(int(healthPort)) {
+				t.Errorf("HEXRIDE_HEALTH_ADDR %q does not listen on the health port %d", healthAddr, healthPort)
+			}
+			for kind, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+				if p == nil || p.GRPC == nil || p.GRPC.Port != healthPort {
+					t.Errorf("%s must be the gRPC health probe on the health port %d", kind, healthPort)
+				}
 			}
 			grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
 			if pod.TerminationGracePeriodSeconds == nil || grace <= drain+stop+5*time.Second {
