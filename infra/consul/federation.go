@@ -41,6 +41,11 @@ type FederationConfig struct {
 	// for GraceTime. Its first answer after that brings its instances back.
 	GraceFailures int
 	GraceTime     time.Duration
+	// Failover picks one datacenter instead of merging: the own one while
+	// it has a passing instance, else the first of Remote (in order) that
+	// has one and is not given up. For peers a process should use in its
+	// own region and reach across the WAN only when none is left there.
+	Failover bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -131,6 +136,7 @@ type dcEvent struct {
 func (w *FederatedWatcher) WatchService(ctx context.Context, service string) <-chan []Instance {
 	ch := make(chan []Instance, 1)
 	fed := newFederation(len(w.cfg.Remote), w.cfg.GraceFailures, w.cfg.GraceTime, w.cfg.now())
+	fed.failover = w.cfg.Failover
 	events := make(chan dcEvent)
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{}, 1+len(w.cfg.Remote))
@@ -206,6 +212,7 @@ type federation struct {
 	dcs           []dcState
 	graceFailures int
 	graceTime     time.Duration
+	failover      bool // preferred, not merged (FederationConfig.Failover)
 }
 
 type dcState struct {
@@ -292,6 +299,9 @@ func (f *federation) merged() ([]Instance, bool) {
 	if !f.dcs[0].known {
 		return nil, false
 	}
+	if f.failover {
+		return f.preferred()
+	}
 	var out []Instance
 	seen := map[string]bool{}
 	for i, s := range f.dcs {
@@ -308,8 +318,35 @@ func (f *federation) merged() ([]Instance, bool) {
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b Instance) int {
+	sortInstances(out)
+	return out, true
+}
+
+// sortInstances orders instances by ID, then node.
+func sortInstances(list []Instance) {
+	slices.SortFunc(list, func(a, b Instance) int {
 		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Node, b.Node))
 	})
-	return out, true
+}
+
+// preferred is the instances of the first datacenter, in order (own, then
+// the remote ones as configured), that has any and is not given up; empty
+// when none has. ok is false while a datacenter before the one chosen has
+// neither answered nor been given up on (it may yet be the first with an
+// instance).
+func (f *federation) preferred() ([]Instance, bool) {
+	for _, s := range f.dcs {
+		if s.down {
+			continue
+		}
+		if !s.known {
+			return nil, false
+		}
+		if len(s.list) > 0 {
+			out := slices.Clone(s.list)
+			sortInstances(out)
+			return out, true
+		}
+	}
+	return []Instance{}, true
 }

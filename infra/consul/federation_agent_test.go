@@ -2,9 +2,13 @@ package consul_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/hexride/hexride/infra/consul"
 	"github.com/hexride/hexride/infra/consul/consultest"
@@ -76,4 +80,60 @@ func TestFederatedWatcherTwoDatacenters(t *testing.T) {
 	}
 	d = waitFor("datacenter b back", "in-a", "in-b")
 	t.Logf("datacenter b's instance back %v after it rejoined", d.Round(time.Millisecond))
+}
+
+// Peers in the own datacenter first: a client dialled through a
+// MembershipBuilder over a failover FederatedWatcher (as hexride dials the
+// trip service) calls the other datacenter's instance while its own has
+// none, moves to its own as soon as one passes, and back across the WAN
+// when that one stops passing.
+func TestFailoverToRemoteDatacenter(t *testing.T) {
+	a := consultest.StartWithOptions(t, consultest.Options{Datacenter: "hxwan-fa"})
+	b := consultest.StartWithOptions(t, consultest.Options{Datacenter: "hxwan-fb"})
+	if err := a.JoinWAN(b); err != nil {
+		t.Fatal(err)
+	}
+	startServer(t, b.Addr(), "in-b")
+
+	client, err := consul.NewAPIClient(a.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := consul.DefaultFederationConfig()
+	cfg.Local.WaitTime = 10 * time.Second
+	cfg.Local.MinBackoff, cfg.Local.MaxBackoff = 50*time.Millisecond, 500*time.Millisecond
+	cfg.RemoteWaitTime, cfg.RemoteQueryTimeout = 2*time.Second, 4*time.Second
+	cfg.GraceFailures, cfg.GraceTime = 2, time.Second
+	cfg.Remote, cfg.Failover = []string{"hxwan-fb"}, true
+	w, err := consul.NewFederatedWatcher(client.Health(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	builder := consul.NewMembershipBuilder("test-peers", func(context.Context) consul.Membership { return w }, false, nil)
+	cc, err := grpc.NewClient("test-peers:///"+testService, append(builder.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	only := func(id string) func() error {
+		return func() error {
+			got, err := callers(t, cc, 4)
+			if err != nil {
+				return err
+			}
+			for _, g := range got {
+				if g != id {
+					return fmt.Errorf("calls reached %v, want only %s", got, id)
+				}
+			}
+			return nil
+		}
+	}
+	eventually(t, 30*time.Second, "calls cross to the other datacenter while the own has none", only("in-b"))
+	local := startServer(t, a.Addr(), "in-a")
+	d := eventually(t, 30*time.Second, "calls stay home once the own datacenter has one", only("in-a"))
+	t.Logf("back to the own datacenter %v after its instance registered", d.Round(time.Millisecond))
+	local.setServing(false)
+	d = eventually(t, 30*time.Second, "calls cross again when the own instance fails", only("in-b"))
+	t.Logf("across the WAN again %v after the own instance stopped passing", d.Round(time.Millisecond))
 }

@@ -129,3 +129,52 @@ func TestFederationConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// Failover picks one datacenter: the own while it has an instance, else
+// the first remote (in order) that has one and is not given up; it waits
+// for a datacenter ahead of the choice that has not answered yet.
+func TestFederationFailover(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	type dc struct {
+		answered bool
+		down     bool
+		list     []string
+	}
+	tests := []struct {
+		name  string
+		dcs   [3]dc // own, first fallback, second
+		want  []string
+		ready bool
+	}{
+		{"own has one", [3]dc{{answered: true, list: []string{"a2", "a1"}}, {answered: true, list: []string{"b"}}, {}}, []string{"a1", "a2"}, true},
+		{"own empty: first fallback", [3]dc{{answered: true}, {answered: true, list: []string{"b"}}, {answered: true, list: []string{"c"}}}, []string{"b"}, true},
+		{"first fallback down: the second", [3]dc{{answered: true}, {down: true}, {answered: true, list: []string{"c"}}}, []string{"c"}, true},
+		{"first fallback empty: the second", [3]dc{{answered: true}, {answered: true}, {answered: true, list: []string{"c"}}}, []string{"c"}, true},
+		{"first fallback not heard from yet: wait", [3]dc{{answered: true}, {}, {answered: true, list: []string{"c"}}}, nil, false},
+		{"own not heard from yet: wait", [3]dc{{}, {answered: true, list: []string{"b"}}, {}}, nil, false},
+		{"a later one not heard from does not hold back an earlier choice", [3]dc{{answered: true}, {answered: true, list: []string{"b"}}, {}}, []string{"b"}, true},
+		{"nobody anywhere", [3]dc{{answered: true}, {down: true}, {answered: true}}, []string{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFederation(2, 1, time.Second, t0)
+			f.failover = true
+			for i, d := range tt.dcs {
+				switch {
+				case d.down:
+					f.failed(i, t0.Add(time.Hour)) // past the grace: given up
+				case d.answered:
+					var list []Instance
+					for _, id := range d.list {
+						list = append(list, inst(id))
+					}
+					f.answered(i, list)
+				}
+			}
+			got, ok := f.merged()
+			if ok != tt.ready || (ok && !slices.Equal(ids(got), tt.want)) {
+				t.Fatalf("merged() = %v, %v; want %v, %v", ids(got), ok, tt.want, tt.ready)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package consul
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"sync"
@@ -171,6 +172,7 @@ func (b *Builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolv
 		done:      make(chan struct{}),
 	}
 	r.q = newQuery(health, t.Service, t.Tag, wcfg)
+	r.service, r.log = t.Service, r.q.log
 	r.q.onUpdate = r.update
 	r.q.onError = r.queryFailed
 	go func() {
@@ -182,7 +184,9 @@ func (b *Builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolv
 
 type consulResolver struct {
 	cc        resolver.ClientConn
-	q         *query
+	q         *query // nil for a MembershipBuilder's resolver
+	service   string
+	log       *slog.Logger
 	pushEmpty bool
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -194,7 +198,11 @@ type consulResolver struct {
 
 // ResolveNow implements resolver.Resolver: it cuts a backoff after a failed
 // query short (a blocking query in flight already returns on any change).
-func (r *consulResolver) ResolveNow(resolver.ResolveNowOptions) { r.q.trigger() }
+func (r *consulResolver) ResolveNow(resolver.ResolveNowOptions) {
+	if r.q != nil {
+		r.q.trigger()
+	}
+}
 
 // Close implements resolver.Resolver: it stops the watch and waits for it.
 func (r *consulResolver) Close() {
@@ -207,13 +215,13 @@ func (r *consulResolver) queryFailed(err error, _ bool) {
 		// No instance known yet: fail calls fast with the cause instead of
 		// letting them wait for their deadline. Once instances are known
 		// the error is not passed on, so the balancer keeps them.
-		r.cc.ReportError(fmt.Errorf("consul: resolving %q: %w", r.q.service, err))
+		r.cc.ReportError(fmt.Errorf("consul: resolving %q: %w", r.service, err))
 	}
 }
 
 func (r *consulResolver) update(list []Instance) {
 	if len(list) == 0 && r.havePushed && !r.pushEmpty {
-		r.q.log.Warn("consul lists no passing instances; keeping the last known ones")
+		r.log.Warn("consul lists no passing instances; keeping the last known ones")
 		return
 	}
 	var st resolver.State
@@ -232,6 +240,57 @@ func (r *consulResolver) update(list []Instance) {
 	if err := r.cc.UpdateState(st); err != nil {
 		// round_robin rejects an empty list (ErrBadResolverState); the next
 		// change from Consul pushes again.
-		r.q.log.Debug("gRPC rejected resolver state", "err", err, "instances", len(list))
+		r.log.Debug("gRPC rejected resolver state", "err", err, "instances", len(list))
 	}
+}
+
+// MembershipBuilder resolves targets scheme:///service from a Membership
+// (a Watcher, or a FederatedWatcher in failover mode for peers to prefer
+// in the own region), with the consul resolver's rules: an empty list
+// after instances were known keeps them (unless PushEmpty).
+type MembershipBuilder struct {
+	scheme     string
+	membership func(ctx context.Context) Membership
+	pushEmpty  bool
+	log        *slog.Logger
+}
+
+// NewMembershipBuilder returns a builder for scheme. membership is called
+// once per resolver, on the resolver's goroutine, so it may block (to ask
+// the agent its datacenter, say); nil (its ctx ended) resolves nothing.
+func NewMembershipBuilder(scheme string, membership func(ctx context.Context) Membership, pushEmpty bool, log *slog.Logger) *MembershipBuilder {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &MembershipBuilder{scheme: scheme, membership: membership, pushEmpty: pushEmpty, log: log}
+}
+
+// Scheme implements resolver.Builder.
+func (b *MembershipBuilder) Scheme() string { return b.scheme }
+
+// DialOptions installs the builder and round-robin balancing.
+func (b *MembershipBuilder) DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithResolvers(b), WithRoundRobin()}
+}
+
+// Build implements resolver.Builder: a goroutine follows the membership of
+// the target's service until the resolver is closed.
+func (b *MembershipBuilder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
+	service := strings.TrimPrefix(target.URL.Path, "/")
+	if service == "" || strings.Contains(service, "/") || target.URL.Host != "" || target.URL.RawQuery != "" {
+		return nil, fmt.Errorf("%w: %s", ErrBadTarget, target.URL.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &consulResolver{cc: cc, service: service, log: b.log.With("consul_service", service), pushEmpty: b.pushEmpty, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		m := b.membership(ctx)
+		if m == nil {
+			return
+		}
+		for list := range m.WatchService(ctx, service) {
+			r.update(list)
+		}
+	}()
+	return r, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/hexride/hexride/dispatch"
@@ -64,6 +65,19 @@ func remoteDatacenters(regions *dispatch.RegionMap, agentDC string) (remote []st
 // region's (see remoteDatacenters). Asking the agent its datacenter waits
 // for the agent; nil means ctx ended first.
 func (c *consulClient) matchingMembership(ctx context.Context, regions *dispatch.RegionMap, region string, grace time.Duration) consul.Membership {
+	return c.federatedMembership(ctx, regions, region, grace, false)
+}
+
+// peerMembership is where a peer service other than matching (the trip
+// service) is found: in the own datacenter while it has a passing
+// instance, else, with a region map and one datacenter per region, in the
+// first region of the own region's fallback chain that has one. Peers are
+// used in the own region first and across the WAN only when none is left.
+func (c *consulClient) peerMembership(ctx context.Context, regions *dispatch.RegionMap, region string, grace time.Duration) consul.Membership {
+	return c.federatedMembership(ctx, regions, region, grace, true)
+}
+
+func (c *consulClient) federatedMembership(ctx context.Context, regions *dispatch.RegionMap, region string, grace time.Duration, failover bool) consul.Membership {
 	if regions == nil {
 		return c.watcher
 	}
@@ -73,9 +87,19 @@ func (c *consulClient) matchingMembership(ctx context.Context, regions *dispatch
 	}
 	remote, federate := remoteDatacenters(regions, dc)
 	if !federate {
-		c.logger.Info("consul datacenter is not a region of the region map: watching matching workers in it alone",
-			"datacenter", dc, "regions", regions.Regions())
+		c.logger.Info("consul datacenter is not a region of the region map: watching peers in it alone",
+			"datacenter", dc, "regions", regions.Regions(), "failover", failover)
 		return c.watcher
+	}
+	if failover {
+		// The own region's fallbacks first, nearest first, then the rest.
+		chain := regions.FallbackChain(dc)[1:]
+		for _, r := range remote {
+			if !slices.Contains(chain, r) {
+				chain = append(chain, r)
+			}
+		}
+		remote = chain
 	}
 	if dc != region {
 		c.logger.Warn("consul datacenter is another region than --region: datacenters must be named after their region",
@@ -85,12 +109,13 @@ func (c *consulClient) matchingMembership(ctx context.Context, regions *dispatch
 	fcfg.Local = c.wcfg
 	fcfg.Remote = remote
 	fcfg.GraceTime = grace
+	fcfg.Failover = failover
 	fw, err := consul.NewFederatedWatcher(c.api.Health(), fcfg)
 	if err != nil { // only a bad config, which the flags exclude
 		c.logger.Error("cross-datacenter membership off", "err", err)
 		return c.watcher
 	}
-	c.logger.Info("watching matching workers across datacenters", "datacenter", dc, "remote", remote, "grace", grace)
+	c.logger.Info("watching peers across datacenters", "datacenter", dc, "remote", remote, "grace", grace, "failover", failover)
 	return fw
 }
 

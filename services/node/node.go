@@ -182,7 +182,16 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 			followMembers(ctx, n.consul.matchingMembership(ctx, cfg.Regions, cfg.Region, cfg.WANGrace), static)
 		})
 	}
-	tripConn, err := grpc.NewClient(targetOf(Trip), append(dialOpts, resolveOps...)...)
+	tripTarget, tripResolve := targetOf(Trip), resolveOps
+	if n.consul != nil && cfg.Regions != nil {
+		// The trip service in the own region first, then across the WAN
+		// along the region's fallback chain (one datacenter per region).
+		peers := consul.NewMembershipBuilder("hexride-peers", func(ctx context.Context) consul.Membership {
+			return n.consul.peerMembership(ctx, cfg.Regions, cfg.Region, cfg.WANGrace)
+		}, false, logger)
+		tripTarget, tripResolve = "hexride-peers:///"+ConsulName(Trip), peers.DialOptions()
+	}
+	tripConn, err := grpc.NewClient(tripTarget, append(dialOpts, tripResolve...)...)
 	if err != nil {
 		return nil, fmt.Errorf("dial trip: %w", err)
 	}
