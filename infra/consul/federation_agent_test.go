@@ -14,6 +14,18 @@ import (
 	"github.com/hexride/hexride/infra/consul/consultest"
 )
 
+// agentFederationConfig is a FederationConfig for agents on loopback:
+// short waits and a one-second grace, watching the remote datacenters.
+func agentFederationConfig(remote ...string) consul.FederationConfig {
+	cfg := consul.DefaultFederationConfig()
+	cfg.Local.WaitTime = 10 * time.Second
+	cfg.Local.MinBackoff, cfg.Local.MaxBackoff = 50*time.Millisecond, 500*time.Millisecond
+	cfg.RemoteWaitTime, cfg.RemoteQueryTimeout = 2*time.Second, 4*time.Second
+	cfg.GraceFailures, cfg.GraceTime = 2, time.Second
+	cfg.Remote = remote
+	return cfg
+}
+
 // Two real Consul agents, each its own datacenter, WAN-joined on
 // loopback: a FederatedWatcher on one sees both datacenters' passing
 // instances, drops the other's when its agent goes away (after the grace),
@@ -31,12 +43,7 @@ func TestFederatedWatcherTwoDatacenters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := consul.DefaultFederationConfig()
-	cfg.Local.WaitTime = 10 * time.Second
-	cfg.Local.MinBackoff, cfg.Local.MaxBackoff = 50*time.Millisecond, 500*time.Millisecond
-	cfg.RemoteWaitTime, cfg.RemoteQueryTimeout = 2*time.Second, 4*time.Second
-	cfg.GraceFailures, cfg.GraceTime = 2, time.Second
-	cfg.Remote = []string{"hxwan-b"}
+	cfg := agentFederationConfig("hxwan-b")
 	w, err := consul.NewFederatedWatcher(client.Health(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -99,12 +106,8 @@ func TestFailoverToRemoteDatacenter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := consul.DefaultFederationConfig()
-	cfg.Local.WaitTime = 10 * time.Second
-	cfg.Local.MinBackoff, cfg.Local.MaxBackoff = 50*time.Millisecond, 500*time.Millisecond
-	cfg.RemoteWaitTime, cfg.RemoteQueryTimeout = 2*time.Second, 4*time.Second
-	cfg.GraceFailures, cfg.GraceTime = 2, time.Second
-	cfg.Remote, cfg.Failover = []string{"hxwan-fb"}, true
+	cfg := agentFederationConfig("hxwan-fb")
+	cfg.Failover = true
 	w, err := consul.NewFederatedWatcher(client.Health(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -16,24 +16,32 @@ import (
 	"github.com/hexride/hexride/services/trip/store/storetest"
 )
 
-// TestRelayClockBatchesBackoff drives the relay on an injected clock:
-// bounded batches back to back while events are pending, the idle interval
-// after, exponential backoff (capped) while NATS is down.
-func TestRelayClockBatchesBackoff(t *testing.T) {
+// startJetStream starts a NATS server with JetStream and connects to it
+// (both closed at cleanup; closing the server earlier is allowed).
+func startJetStream(t *testing.T, opts ...nats.Option) (*natsserver.Embedded, *nats.Conn, jetstream.JetStream) {
+	t.Helper()
 	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
-	nc, err := nats.Connect(srv.URL(), nats.ReconnectBufSize(-1), nats.MaxReconnects(-1))
+	t.Cleanup(srv.Close)
+	nc, err := nats.Connect(srv.URL(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return srv, nc, js
+}
+
+// TestRelayClockBatchesBackoff drives the relay on an injected clock:
+// bounded batches back to back while events are pending, the idle interval
+// after, exponential backoff (capped) while NATS is down.
+func TestRelayClockBatchesBackoff(t *testing.T) {
+	srv, _, js := startJetStream(t, nats.ReconnectBufSize(-1), nats.MaxReconnects(-1))
 	st := memstore.New(memstore.WithOutbox())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -103,20 +111,7 @@ func TestRelayClockBatchesBackoff(t *testing.T) {
 // nudges it; a commit that nudges nobody stays pending until a nudge from
 // anywhere (another instance's commit) arrives.
 func TestRelayWakesOnNudge(t *testing.T) {
-	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, nc, js := startJetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var nudging atomic.Bool
