@@ -235,7 +235,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		f  jetstream.PubAckFuture
 	}
 	var (
-		done     []uuid.UUID
+		done     []store.Event
 		failed   = map[uuid.UUID]bool{}
 		firstErr error
 	)
@@ -272,7 +272,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		for _, p := range batch {
 			select {
 			case ack := <-p.f.Ok():
-				done = append(done, p.ev.ID)
+				done = append(done, p.ev)
 				if ack.Duplicate {
 					r.duplicates.Add(1)
 				} else {

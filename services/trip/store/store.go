@@ -452,9 +452,10 @@ func containsState(states []lifecycle.State, s lifecycle.State) bool {
 type Outbox interface {
 	// PendingEvents returns up to limit pending events in (At, ID) order.
 	PendingEvents(ctx context.Context, limit int) ([]Event, error)
-	// MarkRelayed removes these events from the outbox (ids no longer
-	// pending are ignored).
-	MarkRelayed(ctx context.Context, ids []uuid.UUID) error
+	// MarkRelayed removes these events from the outbox, found by their
+	// trip's region and id (the outbox's key: a region-local delete on
+	// CockroachDB); events no longer pending are ignored.
+	MarkRelayed(ctx context.Context, evs []Event) error
 	// AcquireRelayLease takes the relay lease for holder, or renews it if
 	// holder has it, for ttl; it reports whether holder holds it now. One
 	// instance relays at a time; an expired lease may be taken by another.

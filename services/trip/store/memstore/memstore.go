@@ -374,10 +374,10 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]store.Event, er
 }
 
 // MarkRelayed implements store.Outbox.
-func (s *Store) MarkRelayed(ctx context.Context, ids []uuid.UUID) error {
-	done := make(map[uuid.UUID]bool, len(ids))
-	for _, id := range ids {
-		done[id] = true
+func (s *Store) MarkRelayed(ctx context.Context, evs []store.Event) error {
+	done := make(map[uuid.UUID]bool, len(evs))
+	for _, ev := range evs {
+		done[ev.ID] = true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

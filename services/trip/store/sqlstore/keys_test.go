@@ -138,16 +138,17 @@ func TestKeysNeedNoCrossRegionCheck(t *testing.T) {
 	if want := []string{"assign@us-east", "create@us-east"}; !slices.Equal(got, want) {
 		t.Errorf("idempotency rows = %v, want %v", got, want)
 	}
-	var pk string
-	if err := pool.QueryRow(ctx, `SELECT string_agg(a.attname, ',' ORDER BY k.ord)
-		FROM pg_index i
-		CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-		WHERE i.indrelid = 'trip_idempotency_keys'::regclass AND i.indisprimary`).Scan(&pk); err != nil {
-		t.Fatal(err)
-	}
+	pk := primaryKey(t, pool, "trip_idempotency_keys")
 	if pk != "region,scope,key" {
 		t.Errorf("trip_idempotency_keys primary key (%s), want (region,scope,key)", pk)
+	}
+	if pk := primaryKey(t, pool, "trip_event_outbox"); pk != "region,event_id" {
+		t.Errorf("trip_event_outbox primary key (%s), want (region,event_id)", pk)
+	}
+	for _, s := range log.inserts("trip_event_outbox") {
+		if !slices.Contains(columnsOf(t, s), "region") {
+			t.Errorf("outbox row recorded without its region: %s", s)
+		}
 	}
 
 	// The same create key and request in the same region is the same trip;
@@ -164,7 +165,8 @@ func TestKeysNeedNoCrossRegionCheck(t *testing.T) {
 
 // TestMigrationRerunsAfterPartialFailure: base migration 4 ran part way
 // (goose has not recorded it; some of its statements took effect, the
-// rest did not) and runs again to the same schema.
+// rest did not) and runs again, then 5, to the same schema; both run
+// once more over a finished schema whose records were lost.
 func TestMigrationRerunsAfterPartialFailure(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.DSN(t)
@@ -186,7 +188,7 @@ func TestMigrationRerunsAfterPartialFailure(t *testing.T) {
 	for _, stmt := range []string{
 		`ALTER TABLE trip_idempotency_keys DROP CONSTRAINT trip_idempotency_keys_pkey, ADD CONSTRAINT trip_idempotency_keys_pkey PRIMARY KEY (scope, key)`,
 		`UPDATE trip_idempotency_keys SET region = ''`,
-		`DELETE FROM trip_goose_db_version WHERE version_id = 4`,
+		`DELETE FROM trip_goose_db_version WHERE version_id >= 4`, // 5 never ran
 	} {
 		if _, err := pool.Exec(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
@@ -196,8 +198,8 @@ func TestMigrationRerunsAfterPartialFailure(t *testing.T) {
 	if err != nil {
 		t.Fatalf("re-run: %v", err)
 	}
-	if len(rep.Applied) != 1 || rep.Applied[0].Version != 4 {
-		t.Fatalf("re-run applied %+v, want migration 4 again", rep.Applied)
+	if len(rep.Applied) != 2 || rep.Applied[0].Version != 4 || rep.Applied[1].Version != 5 {
+		t.Fatalf("re-run applied %+v, want migration 4 again, then 5", rep.Applied)
 	}
 	var region string
 	if err := pool.QueryRow(ctx, `SELECT region FROM trip_idempotency_keys WHERE trip_id = $1`, tr.ID).Scan(&region); err != nil || region != tr.Region {
@@ -205,7 +207,7 @@ func TestMigrationRerunsAfterPartialFailure(t *testing.T) {
 	}
 	// And it runs once more on a finished schema (all of it ran, the
 	// record was lost).
-	if _, err := pool.Exec(ctx, `DELETE FROM trip_goose_db_version WHERE version_id = 4`); err != nil {
+	if _, err := pool.Exec(ctx, `DELETE FROM trip_goose_db_version WHERE version_id >= 4`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sqlstore.Migrate(ctx, pool); err != nil {
@@ -214,4 +216,18 @@ func TestMigrationRerunsAfterPartialFailure(t *testing.T) {
 	if again, created, err := st.Create(ctx, storetest.NewTripRequest("r2")); err != nil || !created || again.ID == uuid.Nil {
 		t.Fatalf("create after re-runs: %+v %v %v", again, created, err)
 	}
+}
+
+// primaryKey lists a table's primary key columns in order, comma-separated.
+func primaryKey(t *testing.T, pool *pgxpool.Pool, table string) string {
+	t.Helper()
+	var pk string
+	if err := pool.QueryRow(context.Background(), `SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+		FROM pg_index i
+		CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		WHERE i.indrelid = $1::regclass AND i.indisprimary`, table).Scan(&pk); err != nil {
+		t.Fatal(err)
+	}
+	return pk
 }

@@ -779,12 +779,17 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]store.Event, er
 }
 
 // MarkRelayed implements store.Outbox.
-func (s *Store) MarkRelayed(ctx context.Context, ids []uuid.UUID) error {
-	if len(ids) == 0 {
+func (s *Store) MarkRelayed(ctx context.Context, evs []store.Event) error {
+	if len(evs) == 0 {
 		return nil
 	}
+	regions, ids := make([]string, len(evs)), make([]uuid.UUID, len(evs))
+	for i, ev := range evs {
+		regions[i], ids[i] = ev.Trip.Region, ev.ID
+	}
 	err := s.db.Admit(ctx, func(ctx context.Context) error {
-		_, err := s.pool.Exec(ctx, `DELETE FROM trip_event_outbox WHERE event_id = ANY($1)`, ids)
+		_, err := s.pool.Exec(ctx, `DELETE FROM trip_event_outbox
+			WHERE (region, event_id) IN (SELECT * FROM unnest($1::TEXT[], $2::UUID[]))`, regions, ids)
 		return err
 	})
 	if err != nil {

@@ -45,7 +45,9 @@ func RunOutbox(t *testing.T, s OutboxStore, exclusiveLease bool) {
 	if got, err := s.PendingEvents(c, 2); err != nil || len(got) != 2 || got[1].ID != evs[1].ID {
 		t.Fatalf("limit 2: %d events, err %v", len(got), err)
 	}
-	if err := s.MarkRelayed(c, []uuid.UUID{evs[0].ID, evs[1].ID, uuid.New()}); err != nil {
+	gone := evs[0]
+	gone.ID = uuid.New() // never pending
+	if err := s.MarkRelayed(c, []store.Event{evs[0], evs[1], gone}); err != nil {
 		t.Fatal(err)
 	}
 	rest, err := s.PendingEvents(c, 100)
@@ -55,7 +57,7 @@ func RunOutbox(t *testing.T, s OutboxStore, exclusiveLease bool) {
 	if len(rest) != 2 || rest[0].ID != evs[2].ID || rest[1].ID != evs[3].ID {
 		t.Fatalf("after marking two: %d pending", len(rest))
 	}
-	if err := s.MarkRelayed(c, []uuid.UUID{evs[2].ID, evs[3].ID}); err != nil {
+	if err := s.MarkRelayed(c, evs[2:4]); err != nil {
 		t.Fatal(err)
 	}
 	if rest, _ := s.PendingEvents(c, 100); len(rest) != 0 {
