@@ -22,6 +22,11 @@ func TestConfigDispatchMode(t *testing.T) {
 		{"unknown mode", func(c *Config) { c.Mode = "Batched" }, ErrBadMode},
 		{"window too short", func(c *Config) { c.BatchWindow = time.Second - 1 }, ErrBadWindow},
 		{"window too long", func(c *Config) { c.BatchWindow = 3*time.Second + 1 }, ErrBadWindow},
+		{"no follow-up", func(c *Config) { c.BatchFollowUp = 0 }, nil},
+		{"follow-up as long as the window", func(c *Config) { c.BatchFollowUp = c.BatchWindow }, nil},
+		{"follow-up longer than the window", func(c *Config) { c.BatchFollowUp = c.BatchWindow + 1 }, ErrBadWindow},
+		{"negative follow-up", func(c *Config) { c.BatchFollowUp = -1 }, ErrBadWindow},
+		{"no batch candidates", func(c *Config) { c.BatchCandidates = 0 }, ErrBadSearch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
