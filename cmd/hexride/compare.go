@@ -27,8 +27,8 @@ type compareRun struct {
 
 // batchSettings are the batched mode's settings for --compare.
 type batchSettings struct {
-	window, followUp time.Duration
-	candidates       int
+	window, followUp, windowMax time.Duration
+	candidates                  int
 }
 
 // parseModes reads --compare: dispatch modes, each known to matching.
@@ -102,6 +102,7 @@ func compareOne(ctx context.Context, cfg sim.Config, roadsSpec, mode string, bat
 	ncfg.Roads = roadsSpec
 	ncfg.DispatchMode, ncfg.BatchWindow = mode, batch.window
 	ncfg.BatchFollowUp, ncfg.BatchCandidates = batch.followUp, batch.candidates
+	ncfg.BatchWindowMax = batch.windowMax
 	if err := ncfg.ValidateDispatch(); err != nil {
 		return sim.Stats{}, err
 	}

@@ -43,6 +43,7 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	batch := batchSettings{window: matching.DefaultBatchWindow, followUp: matching.DefaultBatchFollowUp, candidates: matching.DefaultBatchCandidates}
 	fs.DurationVar(&batch.window, "batch-window", batch.window, "with --compare: the batched mode's window")
 	fs.DurationVar(&batch.followUp, "batch-follow-up", batch.followUp, "with --compare: how soon the batched mode solves a declined or lapsed request again (0: at the next window)")
+	fs.DurationVar(&batch.windowMax, "batch-window-max", 0, "with --compare: the batched mode's longest adaptive window (0: fixed windows)")
 	fs.IntVar(&batch.candidates, "batch-candidates", batch.candidates, "with --compare: nearest drivers the batched mode ranks per request")
 	keyDir := devKeyFlag(fs)
 	if err := parseFlags(fs, args); err != nil {

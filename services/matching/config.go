@@ -62,6 +62,12 @@ type Config struct {
 	// per request (one one-to-many road query per request); more options
 	// let the exact solve trade drivers between requests.
 	BatchCandidates int
+	// BatchWindowMax, if above BatchWindow, makes windows adaptive: a
+	// window runs BatchWindow, then, if more requests are open than one,
+	// gathers on, up to BatchWindowMax when BatchWindowLoad or more are
+	// open (linear in between). 0: every window is BatchWindow.
+	BatchWindowMax  time.Duration
+	BatchWindowLoad int
 	// Regions is the deployment's region map (nil: one region). The
 	// recovery sweep reads only trips homed in the regions whose
 	// partitions this worker can own: its own, and any region whose
@@ -80,6 +86,9 @@ const (
 	// into one follow-up solve.
 	DefaultBatchFollowUp   = 250 * time.Millisecond
 	DefaultBatchCandidates = 20
+	// DefaultBatchWindowLoad is the open requests at which an adaptive
+	// window runs its longest.
+	DefaultBatchWindowLoad = 20
 )
 
 // ValidateBatchFollowUp checks a follow-up window: 0 (none) up to the
@@ -87,6 +96,15 @@ const (
 func ValidateBatchFollowUp(d, window time.Duration) error {
 	if d < 0 || d > window {
 		return fmt.Errorf("%w: follow-up %v (want 0 to the window, %v)", ErrBadWindow, d, window)
+	}
+	return nil
+}
+
+// ValidateBatchWindowMax checks an adaptive window's longest: 0 (fixed
+// windows), or from the window up to MaxBatchWindow.
+func ValidateBatchWindowMax(d, window time.Duration) error {
+	if d != 0 && (d < window || d > MaxBatchWindow) {
+		return fmt.Errorf("%w: longest window %v (want 0, or %v to %v)", ErrBadWindow, d, window, MaxBatchWindow)
 	}
 	return nil
 }
@@ -135,6 +153,7 @@ func DefaultConfig(self ring.Member, topology dispatch.Topology) Config {
 		BatchWindow:      DefaultBatchWindow,
 		BatchFollowUp:    DefaultBatchFollowUp,
 		BatchCandidates:  DefaultBatchCandidates,
+		BatchWindowLoad:  DefaultBatchWindowLoad,
 	}
 }
 
@@ -172,6 +191,12 @@ func (c Config) Validate() error {
 	}
 	if c.BatchCandidates <= 0 {
 		return ErrBadSearch
+	}
+	if err := ValidateBatchWindowMax(c.BatchWindowMax, c.BatchWindow); err != nil {
+		return err
+	}
+	if c.BatchWindowLoad <= 0 {
+		return fmt.Errorf("%w: window load %d (want at least 1)", ErrBadWindow, c.BatchWindowLoad)
 	}
 	if err := c.Index.Validate(); err != nil {
 		return err

@@ -27,6 +27,10 @@ func TestConfigDispatchMode(t *testing.T) {
 		{"follow-up longer than the window", func(c *Config) { c.BatchFollowUp = c.BatchWindow + 1 }, ErrBadWindow},
 		{"negative follow-up", func(c *Config) { c.BatchFollowUp = -1 }, ErrBadWindow},
 		{"no batch candidates", func(c *Config) { c.BatchCandidates = 0 }, ErrBadSearch},
+		{"adaptive 1s to 3s", func(c *Config) { c.BatchWindow, c.BatchWindowMax = time.Second, 3*time.Second }, nil},
+		{"adaptive longest below the window", func(c *Config) { c.BatchWindowMax = c.BatchWindow - 1 }, ErrBadWindow},
+		{"adaptive longest above 3s", func(c *Config) { c.BatchWindowMax = 3*time.Second + 1 }, ErrBadWindow},
+		{"no window load", func(c *Config) { c.BatchWindowLoad = 0 }, ErrBadWindow},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -140,12 +140,18 @@ type host struct {
 	// followUp is how soon a request an offer returned is solved again
 	// (0: at the next full window).
 	followUp time.Duration
+	// windowMax > window: adaptive windows, from window (few requests
+	// open) to windowMax (windowLoad or more open).
+	windowMax  time.Duration
+	windowLoad int
 
 	mu          sync.Mutex
 	runs        map[string]*run
 	seq         uint64
 	stopped     bool
 	windowTimer dispatch.Timer
+	windowStart time.Time // when the window being gathered opened
+	extended    bool      // the window was lengthened (adaptive)
 	followTimer dispatch.Timer
 	solving     bool
 	// againWindow and againFollow: a window or follow-up closed while
@@ -162,6 +168,8 @@ type hostConfig struct {
 	maxRadius    float64
 	candidates   int           // batched options per request
 	followUp     time.Duration // batched follow-up window (0: none)
+	windowMax    time.Duration // adaptive windows up to this (≤ window: fixed)
+	windowLoad   int           // open requests at which an adaptive window is windowMax
 	cascade      func(left time.Duration) dispatch.CascadeConfig
 }
 
@@ -169,6 +177,7 @@ func newHost(io hostIO, clock dispatch.TimerClock, runner func(func()), cfg host
 	return &host{
 		io: io, clock: clock, run: runner, mode: cfg.mode, window: cfg.window, cfg: cfg.cascade,
 		offer: cfg.offerTimeout, radius: cfg.maxRadius, limit: cfg.candidates, followUp: cfg.followUp,
+		windowMax: cfg.windowMax, windowLoad: max(cfg.windowLoad, 1),
 		batch: dispatch.DefaultBatchConfig(), runs: map[string]*run{},
 	}
 }
@@ -632,7 +641,22 @@ func (h *host) ensureWindow() {
 	if h.windowTimer != nil || h.stopped {
 		return
 	}
+	h.windowStart, h.extended = h.clock.Now(), false
 	h.windowTimer = h.clock.AfterFunc(h.window, h.closeWindow)
+}
+
+// windowLength is how long an adaptive window with open requests open
+// runs: window for a lone request, growing linearly to windowMax at
+// windowLoad.
+func (h *host) windowLength(open int) time.Duration {
+	if h.windowMax <= h.window || open <= 1 {
+		return h.window
+	}
+	f := 1.0
+	if h.windowLoad > 1 {
+		f = min(1, float64(open-1)/float64(h.windowLoad-1))
+	}
+	return h.window + time.Duration(f*float64(h.windowMax-h.window))
 }
 
 // windowRow is one open request as a window saw it.
@@ -652,6 +676,21 @@ func (h *host) closeWindow() {
 	h.windowTimer = nil
 	if h.stopped {
 		return
+	}
+	if h.windowMax > h.window && !h.extended {
+		// Adaptive: the window has run its shortest; under load it
+		// gathers longer (once: then it closes).
+		open := 0
+		for _, r := range h.runs {
+			if r.open {
+				open++
+			}
+		}
+		if left := h.windowLength(open) - h.clock.Now().Sub(h.windowStart); left > 0 {
+			h.extended = true
+			h.windowTimer = h.clock.AfterFunc(left, h.closeWindow)
+			return
+		}
 	}
 	h.gather(false, &js)
 }

@@ -204,7 +204,7 @@ func (s *simIO) giveUp(_ context.Context, r *run, reason dispatch.Reason) {
 
 // newSim builds a host over a simulated city with the given drivers, on a
 // fake clock and a serial runner.
-func newSim(t *testing.T, mode DispatchMode, rng *rand.Rand, drivers []simDriver, followUp time.Duration) (*simIO, *fakeclock.Clock) {
+func newSim(t *testing.T, mode DispatchMode, rng *rand.Rand, drivers []simDriver, tune func(*hostConfig)) (*simIO, *fakeclock.Clock) {
 	t.Helper()
 	start := time.Unix(1_800_000_000, 0)
 	clk := fakeclock.New(start)
@@ -220,7 +220,11 @@ func newSim(t *testing.T, mode DispatchMode, rng *rand.Rand, drivers []simDriver
 	cascade := func(left time.Duration) dispatch.CascadeConfig {
 		return dispatch.CascadeConfig{OfferTimeout: 10 * time.Second, Deadline: left, InitialRadius: 3000, MaxRadius: 10000, RadiusGrowth: 2, RetryInterval: time.Second}
 	}
-	s.h = newHost(s, clk, runner.run, hostConfig{mode: mode, window: 2 * time.Second, offerTimeout: 10 * time.Second, maxRadius: 10000, candidates: 5, followUp: followUp, cascade: cascade})
+	hc := hostConfig{mode: mode, window: 2 * time.Second, offerTimeout: 10 * time.Second, maxRadius: 10000, candidates: 5, cascade: cascade}
+	if tune != nil {
+		tune(&hc)
+	}
+	s.h = newHost(s, clk, runner.run, hc)
 	return s, clk
 }
 
@@ -273,7 +277,7 @@ func simulate(t *testing.T, mode DispatchMode, seed uint64, drivers, trips int) 
 	for i := range drivers {
 		ds = append(ds, simDriver{id: fmt.Sprintf("d%02d", i), pos: at()})
 	}
-	s, _ := newSim(t, mode, rng, ds, DefaultBatchFollowUp)
+	s, _ := newSim(t, mode, rng, ds, func(c *hostConfig) { c.followUp = DefaultBatchFollowUp })
 	for i := range trips {
 		s.submitAt(time.Duration(rng.IntN(60_000))*time.Millisecond, fmt.Sprintf("t%02d", i), at(), 2*time.Minute)
 	}
@@ -349,7 +353,10 @@ func TestBatchedWindows(t *testing.T) {
 		// followUp: how soon a returned request is solved again (0: at
 		// the next full window).
 		followUp time.Duration
-		want     []string
+		// windowMax: adaptive windows from 1 s (a lone request) to
+		// windowMax (4 requests open).
+		windowMax time.Duration
+		want      []string
 	}{
 		{
 			// Nearest first gives A the driver B needs: 1000 m + 4200 m of
@@ -425,6 +432,36 @@ func TestBatchedWindows(t *testing.T) {
 			answers:  map[string]string{"X": "decline", "Y": "accept"},
 			followUp: 250 * time.Millisecond,
 			want:     []string{"2.00s offer A X", "3.00s close:declined A X", "5.25s offer A Y", "6.25s assigned A Y"},
+		},
+		{
+			name:      "adaptive: a lone request is solved after the shortest window",
+			mode:      ModeBatched,
+			drivers:   []simDriver{{"X", at(500)}},
+			trips:     []trip{{"A", 0, 0, time.Minute}},
+			answers:   map[string]string{"X": "accept"},
+			windowMax: 3 * time.Second,
+			want:      []string{"1.00s offer A X", "2.00s assigned A X"},
+		},
+		{
+			// Two open at 1 s: 1 s + 2 s × 1/3.
+			name:      "adaptive: two requests open lengthen the window a third of the way",
+			mode:      ModeBatched,
+			drivers:   []simDriver{{"X", at(500)}, {"Y", at(-500)}},
+			trips:     []trip{{"A", 600, 0, time.Minute}, {"B", -600, 100 * time.Millisecond, time.Minute}},
+			answers:   map[string]string{"X": "accept", "Y": "accept"},
+			windowMax: 3 * time.Second,
+			want:      []string{"1.67s offer A X", "1.67s offer B Y", "2.67s assigned A X", "2.67s assigned B Y"},
+		},
+		{
+			name:    "adaptive: under load the window runs its longest",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"W", at(-1500)}, {"X", at(-500)}, {"Y", at(500)}, {"Z", at(1500)}},
+			trips: []trip{{"A", -1500, 0, time.Minute}, {"B", -500, 100 * time.Millisecond, time.Minute},
+				{"C", 500, 200 * time.Millisecond, time.Minute}, {"D", 1500, 300 * time.Millisecond, time.Minute}},
+			answers:   map[string]string{"W": "accept", "X": "accept", "Y": "accept", "Z": "accept"},
+			windowMax: 3 * time.Second,
+			want: []string{"3.00s offer A W", "3.00s offer B X", "3.00s offer C Y", "3.00s offer D Z",
+				"4.00s assigned A W", "4.00s assigned B X", "4.00s assigned C Y", "4.00s assigned D Z"},
 		},
 		{
 			name:    "an unmatched request waits for drivers to come",
@@ -506,7 +543,12 @@ func TestBatchedWindows(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, clk := newSim(t, tt.mode, rand.New(rand.NewPCG(1, 1)), slices.Clone(tt.drivers), tt.followUp)
+			s, clk := newSim(t, tt.mode, rand.New(rand.NewPCG(1, 1)), slices.Clone(tt.drivers), func(c *hostConfig) {
+				c.followUp = tt.followUp
+				if tt.windowMax > 0 {
+					c.window, c.windowMax, c.windowLoad = time.Second, tt.windowMax, 4
+				}
+			})
 			s.script = func(_, driver string) (string, time.Duration) { return tt.answers[driver], time.Second }
 			if len(tt.late) > 0 {
 				clk.AfterFunc(5*time.Second, func() { s.drivers = append(s.drivers, tt.late...) })

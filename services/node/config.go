@@ -83,6 +83,10 @@ type Config struct {
 	// window ranks per request (--batch-candidates).
 	BatchFollowUp   time.Duration
 	BatchCandidates int
+	// BatchWindowMax above BatchWindow makes windows adaptive, from
+	// BatchWindow (a lone request) to BatchWindowMax under load
+	// (--batch-window-max; 0: fixed windows).
+	BatchWindowMax time.Duration
 	// DriverTTL drops silent drivers from the index.
 	DriverTTL time.Duration
 	// RecoveryInterval and RecoveryAge tune the re-dispatch sweep.
@@ -324,6 +328,9 @@ func (c Config) ValidateDispatch() error {
 	}
 	if err := matching.ValidateBatchFollowUp(c.BatchFollowUp, c.BatchWindow); err != nil {
 		return fmt.Errorf("--batch-follow-up: %w", err)
+	}
+	if err := matching.ValidateBatchWindowMax(c.BatchWindowMax, c.BatchWindow); err != nil {
+		return fmt.Errorf("--batch-window-max: %w", err)
 	}
 	if c.BatchCandidates <= 0 {
 		return fmt.Errorf("--batch-candidates: %d (want at least 1)", c.BatchCandidates)
