@@ -25,6 +25,12 @@ type compareRun struct {
 	stats sim.Stats
 }
 
+// batchSettings are the batched mode's settings for --compare.
+type batchSettings struct {
+	window, followUp, windowMax time.Duration
+	candidates                  int
+}
+
 // parseModes reads --compare: dispatch modes, each known to matching.
 func parseModes(s string) ([]string, error) {
 	var modes []string
@@ -63,7 +69,7 @@ func parseRatios(s string) ([]float64, error) {
 // request count is drivers / ratio, and each drive leg outlasts the request
 // phase, so a driver serves at most one ride while requests arrive (what
 // "drivers per request" means here).
-func compare(ctx context.Context, base sim.Config, roadsSpec string, modes []string, ratios []float64, window time.Duration, stdout, stderr io.Writer) ([]compareRun, error) {
+func compare(ctx context.Context, base sim.Config, roadsSpec string, modes []string, ratios []float64, batch batchSettings, stdout, stderr io.Writer) ([]compareRun, error) {
 	var runs []compareRun
 	for _, ratio := range ratios {
 		for _, mode := range modes {
@@ -78,7 +84,7 @@ func compare(ctx context.Context, base sim.Config, roadsSpec string, modes []str
 			// its window), which measures the rider, not the dispatch.
 			cfg.RiderCancelProbability = 0
 			fmt.Fprintf(stderr, "compare: %s at %.1f drivers per request: %d drivers, %d requests at %.1f/s\n", mode, ratio, cfg.Drivers, cfg.Requests, cfg.Rate)
-			s, err := compareOne(ctx, cfg, roadsSpec, mode, window)
+			s, err := compareOne(ctx, cfg, roadsSpec, mode, batch)
 			if err != nil {
 				return runs, fmt.Errorf("compare %s at %.1f: %w", mode, ratio, err)
 			}
@@ -90,11 +96,16 @@ func compare(ctx context.Context, base sim.Config, roadsSpec string, modes []str
 }
 
 // compareOne runs one platform and one simulation against it.
-func compareOne(ctx context.Context, cfg sim.Config, roadsSpec, mode string, window time.Duration) (sim.Stats, error) {
+func compareOne(ctx context.Context, cfg sim.Config, roadsSpec, mode string, batch batchSettings) (sim.Stats, error) {
 	ncfg := node.DefaultConfig()
 	ncfg.Addr, ncfg.HTTPAddr = "127.0.0.1:0", ""
 	ncfg.Roads = roadsSpec
-	ncfg.DispatchMode, ncfg.BatchWindow = mode, window
+	ncfg.DispatchMode, ncfg.BatchWindow = mode, batch.window
+	ncfg.BatchFollowUp, ncfg.BatchCandidates = batch.followUp, batch.candidates
+	ncfg.BatchWindowMax = batch.windowMax
+	if err := ncfg.ValidateDispatch(); err != nil {
+		return sim.Stats{}, err
+	}
 	ncfg.DrainWait, ncfg.StopTimeout = 0, 5*time.Second
 	ncfg.Security.DevHeader = true // apps send the development principal header
 	ncfg.QuoteKey = make([]byte, 32)

@@ -60,6 +60,9 @@ var roadsUsage = "road graph for pickup ETAs, ranking and fares, loaded by match
 func dispatchFlags(fs *flag.FlagSet, cfg *node.Config) {
 	fs.StringVar(&cfg.DispatchMode, "dispatch-mode", cfg.DispatchMode, "how matching pairs requests with drivers: greedy (offer each trip to its best driver, one at a time) or batched (solve a window of requests and drivers together)")
 	fs.DurationVar(&cfg.BatchWindow, "batch-window", cfg.BatchWindow, "with --dispatch-mode batched: how long a window gathers requests and drivers (1s to 3s)")
+	fs.DurationVar(&cfg.BatchFollowUp, "batch-follow-up", cfg.BatchFollowUp, "with --dispatch-mode batched: how soon a request whose offer was declined or lapsed is solved again, without that driver (0: at the next full window; at most --batch-window)")
+	fs.DurationVar(&cfg.BatchWindowMax, "batch-window-max", cfg.BatchWindowMax, "with --dispatch-mode batched: adaptive windows, from --batch-window for a lone request up to this with 20 or more requests open (0: every window is --batch-window; at most 3s)")
+	fs.IntVar(&cfg.BatchCandidates, "batch-candidates", cfg.BatchCandidates, "with --dispatch-mode batched: how many nearest drivers a window ranks by road ETA per request")
 }
 
 // regionMapUsage documents --region-map (serve and dev).

@@ -40,7 +40,11 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	asJSON := fs.Bool("json", false, "print the summary as one JSON object on the last line")
 	compareList := fs.String("compare", "", compareUsage+"; e.g. "+compareModes)
 	ratioList := fs.String("ratios", "1,1.1,1.5,4", "with --compare: drivers per request to compare at (requests = --drivers / ratio)")
-	window := fs.Duration("batch-window", matching.DefaultBatchWindow, "with --compare: the batched mode's window")
+	batch := batchSettings{window: matching.DefaultBatchWindow, followUp: matching.DefaultBatchFollowUp, candidates: matching.DefaultBatchCandidates}
+	fs.DurationVar(&batch.window, "batch-window", batch.window, "with --compare: the batched mode's window")
+	fs.DurationVar(&batch.followUp, "batch-follow-up", batch.followUp, "with --compare: how soon the batched mode solves a declined or lapsed request again (0: at the next window)")
+	fs.DurationVar(&batch.windowMax, "batch-window-max", 0, "with --compare: the batched mode's longest adaptive window (0: fixed windows)")
+	fs.IntVar(&batch.candidates, "batch-candidates", batch.candidates, "with --compare: nearest drivers the batched mode ranks per request")
 	keyDir := devKeyFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -60,7 +64,7 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if cfg.City, cfg.Roads, err = simCity(*city, *roadsSpec); err != nil {
 			return err
 		}
-		runs, err := compare(ctx, cfg, *roadsSpec, modes, ratios, *window, stdout, stderr)
+		runs, err := compare(ctx, cfg, *roadsSpec, modes, ratios, batch, stdout, stderr)
 		if err != nil {
 			return err
 		}

@@ -52,6 +52,22 @@ type Config struct {
 	// BatchWindow is how long a batched window gathers requests and
 	// drivers before it is solved (MinBatchWindow..MaxBatchWindow).
 	BatchWindow time.Duration
+	// BatchFollowUp is how long a request that a window's offer returned
+	// (declined, lapsed, refused, lost its assignment) waits before a
+	// short follow-up window solves it again, with that driver excluded,
+	// instead of waiting for the next full window; 0 sends it to the next
+	// full window. At most BatchWindow.
+	BatchFollowUp time.Duration
+	// BatchCandidates is how many nearest drivers a batched window ranks
+	// per request (one one-to-many road query per request); more options
+	// let the exact solve trade drivers between requests.
+	BatchCandidates int
+	// BatchWindowMax, if above BatchWindow, makes windows adaptive: a
+	// window runs BatchWindow, then, if more requests are open than one,
+	// gathers on, up to BatchWindowMax when BatchWindowLoad or more are
+	// open (linear in between). 0: every window is BatchWindow.
+	BatchWindowMax  time.Duration
+	BatchWindowLoad int
 	// Regions is the deployment's region map (nil: one region). The
 	// recovery sweep reads only trips homed in the regions whose
 	// partitions this worker can own: its own, and any region whose
@@ -65,7 +81,33 @@ const (
 	MinBatchWindow     = time.Second
 	MaxBatchWindow     = 3 * time.Second
 	DefaultBatchWindow = 2 * time.Second
+	// DefaultBatchFollowUp gathers the declines of one window's offers
+	// (sent together, answered within a few hundred ms of each other)
+	// into one follow-up solve.
+	DefaultBatchFollowUp   = 250 * time.Millisecond
+	DefaultBatchCandidates = 20
+	// DefaultBatchWindowLoad is the open requests at which an adaptive
+	// window runs its longest.
+	DefaultBatchWindowLoad = 20
 )
+
+// ValidateBatchFollowUp checks a follow-up window: 0 (none) up to the
+// batch window.
+func ValidateBatchFollowUp(d, window time.Duration) error {
+	if d < 0 || d > window {
+		return fmt.Errorf("%w: follow-up %v (want 0 to the window, %v)", ErrBadWindow, d, window)
+	}
+	return nil
+}
+
+// ValidateBatchWindowMax checks an adaptive window's longest: 0 (fixed
+// windows), or from the window up to MaxBatchWindow.
+func ValidateBatchWindowMax(d, window time.Duration) error {
+	if d != 0 && (d < window || d > MaxBatchWindow) {
+		return fmt.Errorf("%w: longest window %v (want 0, or %v to %v)", ErrBadWindow, d, window, MaxBatchWindow)
+	}
+	return nil
+}
 
 // Config errors.
 var (
@@ -109,6 +151,9 @@ func DefaultConfig(self ring.Member, topology dispatch.Topology) Config {
 		CallTimeout:      5 * time.Second,
 		Mode:             ModeGreedy,
 		BatchWindow:      DefaultBatchWindow,
+		BatchFollowUp:    DefaultBatchFollowUp,
+		BatchCandidates:  DefaultBatchCandidates,
+		BatchWindowLoad:  DefaultBatchWindowLoad,
 	}
 }
 
@@ -140,6 +185,18 @@ func (c Config) Validate() error {
 	}
 	if err := ValidateBatchWindow(c.BatchWindow); err != nil {
 		return err
+	}
+	if err := ValidateBatchFollowUp(c.BatchFollowUp, c.BatchWindow); err != nil {
+		return err
+	}
+	if c.BatchCandidates <= 0 {
+		return ErrBadSearch
+	}
+	if err := ValidateBatchWindowMax(c.BatchWindowMax, c.BatchWindow); err != nil {
+		return err
+	}
+	if c.BatchWindowLoad <= 0 {
+		return fmt.Errorf("%w: window load %d (want at least 1)", ErrBadWindow, c.BatchWindowLoad)
 	}
 	if err := c.Index.Validate(); err != nil {
 		return err

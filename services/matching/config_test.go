@@ -22,6 +22,15 @@ func TestConfigDispatchMode(t *testing.T) {
 		{"unknown mode", func(c *Config) { c.Mode = "Batched" }, ErrBadMode},
 		{"window too short", func(c *Config) { c.BatchWindow = time.Second - 1 }, ErrBadWindow},
 		{"window too long", func(c *Config) { c.BatchWindow = 3*time.Second + 1 }, ErrBadWindow},
+		{"no follow-up", func(c *Config) { c.BatchFollowUp = 0 }, nil},
+		{"follow-up as long as the window", func(c *Config) { c.BatchFollowUp = c.BatchWindow }, nil},
+		{"follow-up longer than the window", func(c *Config) { c.BatchFollowUp = c.BatchWindow + 1 }, ErrBadWindow},
+		{"negative follow-up", func(c *Config) { c.BatchFollowUp = -1 }, ErrBadWindow},
+		{"no batch candidates", func(c *Config) { c.BatchCandidates = 0 }, ErrBadSearch},
+		{"adaptive 1s to 3s", func(c *Config) { c.BatchWindow, c.BatchWindowMax = time.Second, 3*time.Second }, nil},
+		{"adaptive longest below the window", func(c *Config) { c.BatchWindowMax = c.BatchWindow - 1 }, ErrBadWindow},
+		{"adaptive longest above 3s", func(c *Config) { c.BatchWindowMax = 3*time.Second + 1 }, ErrBadWindow},
+		{"no window load", func(c *Config) { c.BatchWindowLoad = 0 }, ErrBadWindow},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

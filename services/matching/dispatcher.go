@@ -212,9 +212,12 @@ func (rep *offerReply) answer(outcome driverv1.OfferOutcome, trip *commonv1.Trip
 	rep.result <- &matchingv1.ReplyOfferResponse{Outcome: outcome, Trip: trip}
 }
 
-// search finds and ranks candidates around the pickup, across partition
-// borders.
-func (e *Engine) search(ctx context.Context, r *run, radius float64, exclude map[string]struct{}) []dispatch.Ranked {
+// search finds and ranks the limit nearest candidates around the pickup
+// (0: Candidates), across partition borders.
+func (e *Engine) search(ctx context.Context, r *run, radius float64, limit int, exclude map[string]struct{}) []dispatch.Ranked {
+	if limit <= 0 {
+		limit = e.cfg.Candidates
+	}
 	ctx, span := e.tracer.Start(ctx, "dispatch.search", trace.WithAttributes(
 		attribute.Float64("radius_m", radius), attribute.Int("excluded", len(exclude))))
 	defer span.End()
@@ -222,7 +225,7 @@ func (e *Engine) search(ctx context.Context, r *run, radius float64, exclude map
 		centre:    r.pickup,
 		partition: r.partition,
 		radius:    radius,
-		limit:     e.cfg.Candidates,
+		limit:     limit,
 		product:   r.trip.GetProduct().Key(),
 		exclude:   exclude,
 	})

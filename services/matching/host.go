@@ -46,12 +46,13 @@ type hostIO interface {
 	begin(r *run) context.Context
 	// finished closes the dispatch with its outcome.
 	finished(r *run, outcome string)
-	// search ranks the eligible drivers within radius of the pickup by
-	// road ETA, across partition borders, excluding the drivers given (a
-	// greedy cascade's candidates, a batch window's cost row). A driver
+	// search ranks the limit nearest eligible drivers within radius of
+	// the pickup by road ETA (limit 0: the engine's K), across partition
+	// borders, excluding the drivers given (a greedy cascade's
+	// candidates, a batch window's cost row). A driver
 	// another worker indexes may be offered by both: the driver's gateway
 	// refuses the second offer (sendOffer: errDriverBusy).
-	search(ctx context.Context, r *run, radius float64, exclude map[string]struct{}) []dispatch.Ranked
+	search(ctx context.Context, r *run, radius float64, limit int, exclude map[string]struct{}) []dispatch.Ranked
 	// sendOffer reserves the driver on this worker and pushes the offer.
 	sendOffer(ctx context.Context, trip *commonv1.Trip, a dispatch.SendOffer) (*pendingOffer, error)
 	// closeOffer ends an offer that was delivered: tells the driver if
@@ -104,6 +105,7 @@ type run struct {
 	cascade *dispatch.Cascade
 	// Batched: the run's own small state machine.
 	open     bool                // waiting for the next window
+	retry    bool                // returned by an offer, not solved since: the follow-up window takes it
 	excluded map[string]struct{} // drivers that declined, lapsed or lost
 	expires  time.Time           // of the offer out
 	found    bool                // a window ever had a driver for it
@@ -135,13 +137,27 @@ type host struct {
 	radius float64       // batched search radius
 	limit  int           // batched options per request
 	batch  dispatch.BatchConfig
+	// followUp is how soon a request an offer returned is solved again
+	// (0: at the next full window).
+	followUp time.Duration
+	// windowMax > window: adaptive windows, from window (few requests
+	// open) to windowMax (windowLoad or more open).
+	windowMax  time.Duration
+	windowLoad int
 
 	mu          sync.Mutex
 	runs        map[string]*run
 	seq         uint64
 	stopped     bool
 	windowTimer dispatch.Timer
+	windowStart time.Time // when the window being gathered opened
+	extended    bool      // the window was lengthened (adaptive)
+	followTimer dispatch.Timer
 	solving     bool
+	// againWindow and againFollow: a window or follow-up closed while
+	// the last one was being solved; it is gathered as soon as that one
+	// is planned.
+	againWindow, againFollow bool
 }
 
 // hostConfig is what a host needs from the engine's configuration.
@@ -150,14 +166,18 @@ type hostConfig struct {
 	window       time.Duration
 	offerTimeout time.Duration
 	maxRadius    float64
-	candidates   int
+	candidates   int           // batched options per request
+	followUp     time.Duration // batched follow-up window (0: none)
+	windowMax    time.Duration // adaptive windows up to this (≤ window: fixed)
+	windowLoad   int           // open requests at which an adaptive window is windowMax
 	cascade      func(left time.Duration) dispatch.CascadeConfig
 }
 
 func newHost(io hostIO, clock dispatch.TimerClock, runner func(func()), cfg hostConfig) *host {
 	return &host{
 		io: io, clock: clock, run: runner, mode: cfg.mode, window: cfg.window, cfg: cfg.cascade,
-		offer: cfg.offerTimeout, radius: cfg.maxRadius, limit: cfg.candidates,
+		offer: cfg.offerTimeout, radius: cfg.maxRadius, limit: cfg.candidates, followUp: cfg.followUp,
+		windowMax: cfg.windowMax, windowLoad: max(cfg.windowLoad, 1),
 		batch: dispatch.DefaultBatchConfig(), runs: map[string]*run{},
 	}
 }
@@ -224,7 +244,7 @@ func (h *host) apply(r *run, acts []dispatch.Action, js *jobs) {
 		switch a := act.(type) {
 		case dispatch.Search:
 			*js = append(*js, func() {
-				ranked := h.io.search(r.ctx, r, a.Radius, a.Exclude)
+				ranked := h.io.search(r.ctx, r, a.Radius, 0, a.Exclude)
 				h.event(r, func(now time.Time, js *jobs) {
 					h.apply(r, r.cascade.CandidatesFound(now, a.Seq, ranked), js)
 				})
@@ -484,6 +504,10 @@ func (h *host) stop() {
 		h.windowTimer.Stop()
 		h.windowTimer = nil
 	}
+	if h.followTimer != nil {
+		h.followTimer.Stop()
+		h.followTimer = nil
+	}
 	rs := make([]*run, 0, len(h.runs))
 	for _, r := range h.runs {
 		rs = append(rs, r)
@@ -574,15 +598,42 @@ func (h *host) tick(r *run, now time.Time, js *jobs) {
 	h.rearm(r, now)
 }
 
-// reopen returns a batched run to the next window. h.mu held.
+// reopen returns a batched run, whose offer ended without a driver, to
+// the follow-up window (or the next window if there is none). h.mu held.
 func (h *host) reopen(r *run, now time.Time, js *jobs) {
 	if !now.Before(r.deadline) {
 		h.tick(r, now, js)
 		return
 	}
-	r.open = true
+	r.open, r.retry = true, true
 	h.rearm(r, now)
+	if h.followUp > 0 {
+		h.ensureFollowUp()
+		return
+	}
 	h.ensureWindow()
+}
+
+// ensureFollowUp schedules a follow-up window if none is. h.mu held.
+func (h *host) ensureFollowUp() {
+	if h.followTimer != nil || h.stopped {
+		return
+	}
+	h.followTimer = h.clock.AfterFunc(h.followUp, h.closeFollowUp)
+}
+
+// closeFollowUp solves the requests offers returned since they were last
+// solved, against the drivers available now. Requests waiting for their
+// first window stay for it.
+func (h *host) closeFollowUp() {
+	h.mu.Lock()
+	var js jobs
+	defer h.unlockAndRun(&js)
+	h.followTimer = nil
+	if h.stopped {
+		return
+	}
+	h.gather(true, &js)
 }
 
 // ensureWindow schedules the next window if none is. h.mu held.
@@ -590,7 +641,22 @@ func (h *host) ensureWindow() {
 	if h.windowTimer != nil || h.stopped {
 		return
 	}
+	h.windowStart, h.extended = h.clock.Now(), false
 	h.windowTimer = h.clock.AfterFunc(h.window, h.closeWindow)
+}
+
+// windowLength is how long an adaptive window with open requests open
+// runs: window for a lone request, growing linearly to windowMax at
+// windowLoad.
+func (h *host) windowLength(open int) time.Duration {
+	if h.windowMax <= h.window || open <= 1 {
+		return h.window
+	}
+	f := 1.0
+	if h.windowLoad > 1 {
+		f = min(1, float64(open-1)/float64(h.windowLoad-1))
+	}
+	return h.window + time.Duration(f*float64(h.windowMax-h.window))
 }
 
 // windowRow is one open request as a window saw it.
@@ -611,13 +677,40 @@ func (h *host) closeWindow() {
 	if h.stopped {
 		return
 	}
-	if h.solving { // the last window is still being solved
-		h.ensureWindow()
+	if h.windowMax > h.window && !h.extended {
+		// Adaptive: the window has run its shortest; under load it
+		// gathers longer (once: then it closes).
+		open := 0
+		for _, r := range h.runs {
+			if r.open {
+				open++
+			}
+		}
+		if left := h.windowLength(open) - h.clock.Now().Sub(h.windowStart); left > 0 {
+			h.extended = true
+			h.windowTimer = h.clock.AfterFunc(left, h.closeWindow)
+			return
+		}
+	}
+	h.gather(false, &js)
+}
+
+// gather starts solving the open requests (followUp: only those returned
+// by an offer since they were last solved), or, if the last window is
+// still being solved, has them gathered as soon as it is planned. h.mu
+// held.
+func (h *host) gather(followUp bool, js *jobs) {
+	if h.solving {
+		if followUp {
+			h.againFollow = true
+		} else {
+			h.againWindow = true
+		}
 		return
 	}
 	var rows []windowRow
 	for _, r := range h.runs {
-		if r.open {
+		if r.open && (r.retry || !followUp) {
 			rows = append(rows, windowRow{r: r, exclude: copySet(r.excluded)})
 		}
 	}
@@ -626,7 +719,7 @@ func (h *host) closeWindow() {
 	}
 	slices.SortFunc(rows, func(a, b windowRow) int { return cmp.Compare(a.r.seq, b.r.seq) })
 	h.solving = true
-	js = append(js, func() { h.solve(rows) })
+	*js = append(*js, func() { h.solve(rows) })
 }
 
 func copySet(s map[string]struct{}) map[string]struct{} {
@@ -643,7 +736,7 @@ func (h *host) solve(rows []windowRow) {
 	reqs := make([]dispatch.BatchRequest, len(rows))
 	ranked := make(map[string]dispatch.Ranked)
 	for i, row := range rows {
-		rs := h.io.search(row.r.ctx, row.r, h.radius, row.exclude)
+		rs := h.io.search(row.r.ctx, row.r, h.radius, h.limit, row.exclude)
 		if len(rs) > h.limit {
 			rs = rs[:h.limit]
 		}
@@ -671,6 +764,7 @@ func (h *host) planned(rows []windowRow, reqs []dispatch.BatchRequest, ranked ma
 		plan = dispatch.BatchResult{}
 	}
 	for i, row := range rows {
+		row.r.retry = false // solved since it came back: the next full window takes it
 		if len(reqs[i].Options) > 0 {
 			row.r.found = true
 		}
@@ -687,6 +781,14 @@ func (h *host) planned(rows []windowRow, reqs []dispatch.BatchRequest, ranked ma
 		r.expires = earliestOf(now.Add(h.offer), r.deadline)
 		h.push(r, dispatch.SendOffer{TripID: a.TripID, Candidate: ranked[a.TripID+"\x00"+a.DriverID], Expires: r.expires}, &js)
 		h.rearm(r, now)
+	}
+	again, follow := h.againWindow, h.againFollow
+	h.againWindow, h.againFollow = false, false
+	switch {
+	case again: // a full window covers the follow-up's requests too
+		h.gather(false, &js)
+	case follow:
+		h.gather(true, &js)
 	}
 	for _, r := range h.runs {
 		if r.open {

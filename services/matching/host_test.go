@@ -91,7 +91,10 @@ func (s *simIO) begin(r *run) context.Context {
 
 func (s *simIO) finished(r *run, outcome string) { s.record("end:"+outcome, r.trip.GetId(), "") }
 
-func (s *simIO) rank(r *run, radius float64, exclude map[string]struct{}) []dispatch.Ranked {
+func (s *simIO) rank(r *run, radius float64, limit int, exclude map[string]struct{}) []dispatch.Ranked {
+	if limit <= 0 {
+		limit = 5 // the engine's K
+	}
 	var cands []dispatch.Candidate
 	for _, d := range s.drivers {
 		_, ex := exclude[d.id]
@@ -104,11 +107,11 @@ func (s *simIO) rank(r *run, radius float64, exclude map[string]struct{}) []disp
 		cands = append(cands, dispatch.Candidate{Driver: dispatch.Driver{ID: d.id, Pos: d.pos, Heading: -1, Status: dispatch.StatusAvailable}, Distance: dist})
 	}
 	ranked := s.scorer.Rank(dispatch.RankRequest{Pickup: r.pickup, At: s.clock.Now()}, cands)
-	return ranked[:min(len(ranked), 5)]
+	return ranked[:min(len(ranked), limit)]
 }
 
-func (s *simIO) search(_ context.Context, r *run, radius float64, exclude map[string]struct{}) []dispatch.Ranked {
-	return s.rank(r, radius, exclude)
+func (s *simIO) search(_ context.Context, r *run, radius float64, limit int, exclude map[string]struct{}) []dispatch.Ranked {
+	return s.rank(r, radius, limit, exclude)
 }
 
 func (s *simIO) sendOffer(_ context.Context, trip *commonv1.Trip, a dispatch.SendOffer) (*pendingOffer, error) {
@@ -201,7 +204,7 @@ func (s *simIO) giveUp(_ context.Context, r *run, reason dispatch.Reason) {
 
 // newSim builds a host over a simulated city with the given drivers, on a
 // fake clock and a serial runner.
-func newSim(t *testing.T, mode DispatchMode, rng *rand.Rand, drivers []simDriver) (*simIO, *fakeclock.Clock) {
+func newSim(t *testing.T, mode DispatchMode, rng *rand.Rand, drivers []simDriver, tune func(*hostConfig)) (*simIO, *fakeclock.Clock) {
 	t.Helper()
 	start := time.Unix(1_800_000_000, 0)
 	clk := fakeclock.New(start)
@@ -217,7 +220,11 @@ func newSim(t *testing.T, mode DispatchMode, rng *rand.Rand, drivers []simDriver
 	cascade := func(left time.Duration) dispatch.CascadeConfig {
 		return dispatch.CascadeConfig{OfferTimeout: 10 * time.Second, Deadline: left, InitialRadius: 3000, MaxRadius: 10000, RadiusGrowth: 2, RetryInterval: time.Second}
 	}
-	s.h = newHost(s, clk, runner.run, hostConfig{mode: mode, window: 2 * time.Second, offerTimeout: 10 * time.Second, maxRadius: 10000, candidates: 5, cascade: cascade})
+	hc := hostConfig{mode: mode, window: 2 * time.Second, offerTimeout: 10 * time.Second, maxRadius: 10000, candidates: 5, cascade: cascade}
+	if tune != nil {
+		tune(&hc)
+	}
+	s.h = newHost(s, clk, runner.run, hc)
 	return s, clk
 }
 
@@ -270,7 +277,7 @@ func simulate(t *testing.T, mode DispatchMode, seed uint64, drivers, trips int) 
 	for i := range drivers {
 		ds = append(ds, simDriver{id: fmt.Sprintf("d%02d", i), pos: at()})
 	}
-	s, _ := newSim(t, mode, rng, ds)
+	s, _ := newSim(t, mode, rng, ds, func(c *hostConfig) { c.followUp = DefaultBatchFollowUp })
 	for i := range trips {
 		s.submitAt(time.Duration(rng.IntN(60_000))*time.Millisecond, fmt.Sprintf("t%02d", i), at(), 2*time.Minute)
 	}
@@ -343,7 +350,13 @@ func TestBatchedWindows(t *testing.T) {
 		trips   []trip
 		answers map[string]string // driver → "accept" or "decline" (1 s later); missing: silent
 		cancel  string            // trip the rider cancels 3 s in
-		want    []string
+		// followUp: how soon a returned request is solved again (0: at
+		// the next full window).
+		followUp time.Duration
+		// windowMax: adaptive windows from 1 s (a lone request) to
+		// windowMax (4 requests open).
+		windowMax time.Duration
+		want      []string
 	}{
 		{
 			// Nearest first gives A the driver B needs: 1000 m + 4200 m of
@@ -378,6 +391,77 @@ func TestBatchedWindows(t *testing.T) {
 			trips:   []trip{{"A", 0, 0, time.Minute}},
 			answers: map[string]string{"Y": "accept"},
 			want:    []string{"2.00s offer A X", "12.00s close:expired A X", "14.00s offer A Y", "15.00s assigned A Y"},
+		},
+		{
+			name:     "with a follow-up, a decline is solved again 250 ms later without that driver",
+			mode:     ModeBatched,
+			drivers:  []simDriver{{"X", at(500)}, {"Y", at(1500)}},
+			trips:    []trip{{"A", 0, 0, time.Minute}},
+			answers:  map[string]string{"X": "decline", "Y": "accept"},
+			followUp: 250 * time.Millisecond,
+			want:     []string{"2.00s offer A X", "3.00s close:declined A X", "3.25s offer A Y", "4.25s assigned A Y"},
+		},
+		{
+			name:     "with a follow-up, a lapsed offer is solved again 250 ms later without that driver",
+			mode:     ModeBatched,
+			drivers:  []simDriver{{"X", at(500)}, {"Y", at(1500)}},
+			trips:    []trip{{"A", 0, 0, time.Minute}},
+			answers:  map[string]string{"Y": "accept"},
+			followUp: 250 * time.Millisecond,
+			want:     []string{"2.00s offer A X", "12.00s close:expired A X", "12.25s offer A Y", "13.25s assigned A Y"},
+		},
+		{
+			// B arrives after the first window: the follow-up solves A
+			// alone; B waits for its own window (2 s after it opened).
+			name:     "a follow-up leaves requests waiting for their first window alone",
+			mode:     ModeBatched,
+			drivers:  []simDriver{{"X", at(500)}, {"Y", at(1500)}, {"Z", at(-2500)}},
+			trips:    []trip{{"A", 0, 0, time.Minute}, {"B", -3000, 2500 * time.Millisecond, time.Minute}},
+			answers:  map[string]string{"X": "decline", "Y": "accept", "Z": "accept"},
+			followUp: 250 * time.Millisecond,
+			want:     []string{"2.00s offer A X", "3.00s close:declined A X", "3.25s offer A Y", "4.25s assigned A Y", "4.50s offer B Z", "5.50s assigned B Z"},
+		},
+		{
+			// The follow-up finds nobody; the request goes on with full
+			// windows (5.25 s), where the driver who joined at 5 s is.
+			name:     "a follow-up without a driver hands the request to the full windows",
+			mode:     ModeBatched,
+			drivers:  []simDriver{{"X", at(500)}},
+			late:     []simDriver{{"Y", at(800)}},
+			trips:    []trip{{"A", 0, 0, time.Minute}},
+			answers:  map[string]string{"X": "decline", "Y": "accept"},
+			followUp: 250 * time.Millisecond,
+			want:     []string{"2.00s offer A X", "3.00s close:declined A X", "5.25s offer A Y", "6.25s assigned A Y"},
+		},
+		{
+			name:      "adaptive: a lone request is solved after the shortest window",
+			mode:      ModeBatched,
+			drivers:   []simDriver{{"X", at(500)}},
+			trips:     []trip{{"A", 0, 0, time.Minute}},
+			answers:   map[string]string{"X": "accept"},
+			windowMax: 3 * time.Second,
+			want:      []string{"1.00s offer A X", "2.00s assigned A X"},
+		},
+		{
+			// Two open at 1 s: 1 s + 2 s × 1/3.
+			name:      "adaptive: two requests open lengthen the window a third of the way",
+			mode:      ModeBatched,
+			drivers:   []simDriver{{"X", at(500)}, {"Y", at(-500)}},
+			trips:     []trip{{"A", 600, 0, time.Minute}, {"B", -600, 100 * time.Millisecond, time.Minute}},
+			answers:   map[string]string{"X": "accept", "Y": "accept"},
+			windowMax: 3 * time.Second,
+			want:      []string{"1.67s offer A X", "1.67s offer B Y", "2.67s assigned A X", "2.67s assigned B Y"},
+		},
+		{
+			name:    "adaptive: under load the window runs its longest",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"W", at(-1500)}, {"X", at(-500)}, {"Y", at(500)}, {"Z", at(1500)}},
+			trips: []trip{{"A", -1500, 0, time.Minute}, {"B", -500, 100 * time.Millisecond, time.Minute},
+				{"C", 500, 200 * time.Millisecond, time.Minute}, {"D", 1500, 300 * time.Millisecond, time.Minute}},
+			answers:   map[string]string{"W": "accept", "X": "accept", "Y": "accept", "Z": "accept"},
+			windowMax: 3 * time.Second,
+			want: []string{"3.00s offer A W", "3.00s offer B X", "3.00s offer C Y", "3.00s offer D Z",
+				"4.00s assigned A W", "4.00s assigned B X", "4.00s assigned C Y", "4.00s assigned D Z"},
 		},
 		{
 			name:    "an unmatched request waits for drivers to come",
@@ -459,7 +543,12 @@ func TestBatchedWindows(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, clk := newSim(t, tt.mode, rand.New(rand.NewPCG(1, 1)), slices.Clone(tt.drivers))
+			s, clk := newSim(t, tt.mode, rand.New(rand.NewPCG(1, 1)), slices.Clone(tt.drivers), func(c *hostConfig) {
+				c.followUp = tt.followUp
+				if tt.windowMax > 0 {
+					c.window, c.windowMax, c.windowLoad = time.Second, tt.windowMax, 4
+				}
+			})
 			s.script = func(_, driver string) (string, time.Duration) { return tt.answers[driver], time.Second }
 			if len(tt.late) > 0 {
 				clk.AfterFunc(5*time.Second, func() { s.drivers = append(s.drivers, tt.late...) })

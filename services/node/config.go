@@ -84,6 +84,16 @@ type Config struct {
 	// (windows of BatchWindow solved together, --batch-window).
 	DispatchMode string
 	BatchWindow  time.Duration
+	// BatchFollowUp is how soon a batched request whose offer was
+	// declined or lapsed is solved again (--batch-follow-up; 0: at the
+	// next full window); BatchCandidates how many nearest drivers a
+	// window ranks per request (--batch-candidates).
+	BatchFollowUp   time.Duration
+	BatchCandidates int
+	// BatchWindowMax above BatchWindow makes windows adaptive, from
+	// BatchWindow (a lone request) to BatchWindowMax under load
+	// (--batch-window-max; 0: fixed windows).
+	BatchWindowMax time.Duration
 	// DriverTTL drops silent drivers from the index.
 	DriverTTL time.Duration
 	// RecoveryInterval and RecoveryAge tune the re-dispatch sweep.
@@ -154,6 +164,8 @@ func DefaultConfig() Config {
 		OfferTimeout:     10 * time.Second,
 		DispatchMode:     string(matching.ModeGreedy),
 		BatchWindow:      matching.DefaultBatchWindow,
+		BatchFollowUp:    matching.DefaultBatchFollowUp,
+		BatchCandidates:  matching.DefaultBatchCandidates,
 		DriverTTL:        30 * time.Second,
 		RecoveryInterval: 3 * time.Second,
 		RecoveryAge:      5 * time.Second,
@@ -331,6 +343,15 @@ func (c Config) ValidateDispatch() error {
 	}
 	if err := matching.ValidateBatchWindow(c.BatchWindow); err != nil {
 		return fmt.Errorf("--batch-window: %w", err)
+	}
+	if err := matching.ValidateBatchFollowUp(c.BatchFollowUp, c.BatchWindow); err != nil {
+		return fmt.Errorf("--batch-follow-up: %w", err)
+	}
+	if err := matching.ValidateBatchWindowMax(c.BatchWindowMax, c.BatchWindow); err != nil {
+		return fmt.Errorf("--batch-window-max: %w", err)
+	}
+	if c.BatchCandidates <= 0 {
+		return fmt.Errorf("--batch-candidates: %d (want at least 1)", c.BatchCandidates)
 	}
 	return nil
 }

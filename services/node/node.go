@@ -251,6 +251,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		mcfg := matching.DefaultConfig(self, cfg.Topology)
 		mcfg.OfferTimeout = cfg.OfferTimeout
 		mcfg.Mode, mcfg.BatchWindow = matching.DispatchMode(cfg.DispatchMode), cfg.BatchWindow
+		mcfg.BatchFollowUp, mcfg.BatchCandidates = cfg.BatchFollowUp, cfg.BatchCandidates
+		mcfg.BatchWindowMax = cfg.BatchWindowMax
 		mcfg.Index.TTL = cfg.DriverTTL
 		mcfg.RecoveryInterval, mcfg.RecoveryAge = cfg.RecoveryInterval, cfg.RecoveryAge
 		mcfg.Regions = cfg.RegionMap()
