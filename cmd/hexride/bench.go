@@ -56,12 +56,17 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	})
 	fs.StringVar(&cfg.RedisBin, "redis-server", "", "redis-server binary (default: PATH, then /usr/bin/redis-server)")
+	serveFloor := fs.String("serve-floor", "", "run only a floor server of this kind ("+strings.Join(bench.FloorKinds, ", ")+") until stopped: the bench starts its floors this way")
+	floorAddr := fs.String("floor-addr", "127.0.0.1:0", "with --serve-floor: listen address")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "bench: unexpected arguments %q\n", fs.Args())
 		return errUsage
+	}
+	if *serveFloor != "" {
+		return bench.ServeFloor(ctx, *serveFloor, *floorAddr, stdout)
 	}
 	if err := applyEnv(fs, os.Getenv); err != nil {
 		return err

@@ -22,7 +22,7 @@ func TestBenchQuick(t *testing.T) {
 		t.Fatalf("hexride bench needs Redis: %v", err)
 	}
 	bin := hexrideBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "bench", "--quick", "--json", "--quiet",
 		"--window", "700ms", "--warmup", "150ms", "--settle", "200ms",
@@ -45,7 +45,7 @@ func TestBenchQuick(t *testing.T) {
 	took := time.Since(start)
 	t.Logf("hexride bench --quick took %v:\n%s", took.Round(time.Second), stdout.String())
 	if err != nil {
-		t.Fatalf("hexride bench (%v, bounded by 60 s): %v\nstderr:\n%s", took.Round(time.Second), err, stderr.String())
+		t.Fatalf("hexride bench (%v, bounded by 120 s): %v\nstderr:\n%s", took.Round(time.Second), err, stderr.String())
 	}
 
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
@@ -71,6 +71,18 @@ func TestBenchQuick(t *testing.T) {
 				t.Errorf("row %s %s: %d errors", row.ID, c.System, c.Errors)
 			}
 		}
+		wantFloors := 0
+		if row.ID == "1a" {
+			wantFloors = 3 // gRPC, Go TCP, Redis without replies
+		}
+		if len(row.Floors) != wantFloors || len(row.FloorRatios) != wantFloors {
+			t.Errorf("row %s: %d floors, %d floor ratios, want %d", row.ID, len(row.Floors), len(row.FloorRatios), wantFloors)
+		}
+		for i, c := range row.Floors {
+			if c.System != bench.Floor || c.CPUPerOpUS.N != rep.Config.Reps || c.CPUPerOpUS.Min <= 0 || c.OpsPerSec.Min <= 0 || c.Errors != 0 || row.FloorRatios[i] <= 0 {
+				t.Errorf("row %s floor %d (%s): %+v, ratio %v", row.ID, i, c.What, c, row.FloorRatios[i])
+			}
+		}
 		if row.Hexride.System != bench.Hexride || row.Redis.System != bench.Redis || row.CPURatio <= 0 || row.OpsRatio <= 0 {
 			t.Errorf("row %s: systems %s/%s, ratios %v %v", row.ID, row.Hexride.System, row.Redis.System, row.CPURatio, row.OpsRatio)
 		}
@@ -82,7 +94,14 @@ func TestBenchQuick(t *testing.T) {
 	var gotMem []string
 	for _, m := range rep.Memory {
 		gotMem = append(gotMem, m.ID)
-		for _, c := range []bench.MemCell{m.Hexride, m.Redis} {
+		cells := []bench.MemCell{m.Hexride, m.Redis}
+		if m.ID == "4c" || m.ID == "4d" { // idle streams: gRPC and Go TCP floors beside them
+			if len(m.Floors) != 2 || len(m.FloorRatios) != 2 {
+				t.Errorf("memory %s: %d floors, %d ratios, want 2", m.ID, len(m.Floors), len(m.FloorRatios))
+			}
+			cells = append(cells, m.Floors...)
+		}
+		for _, c := range cells {
 			if c.RSS <= 0 || c.Baseline <= 0 || c.Count <= 0 || c.BytesPer <= 0 {
 				t.Errorf("memory %s %s: %+v", m.ID, c.System, c)
 			}
@@ -97,7 +116,7 @@ func TestBenchQuick(t *testing.T) {
 	if n := rep.Refused["rate_limited"]; n > 0 {
 		t.Errorf("the gateway refused %d samples as rate limited: the apps send too often", n)
 	}
-	for _, want := range []string{"server CPU µs/op", "hexride/Redis", "load average at start"} {
+	for _, want := range []string{"server CPU µs/op", "hexride/Redis", "hexride/floor", "load average at start"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("the table lacks %q", want)
 		}

@@ -175,24 +175,8 @@ func New(cfg Config, logger *slog.Logger, opts Options) (*Server, error) {
 		grpc.ForceServerCodecV2(codec),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	}
-	if cfg.MaxRecvMsgBytes > 0 {
-		serverOpts = append(serverOpts, grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes))
-	}
-	if cfg.ConnReadBufferBytes > 0 {
-		serverOpts = append(serverOpts, grpc.ReadBufferSize(cfg.ConnReadBufferBytes))
-	}
-	if cfg.ConnWriteBufferBytes > 0 {
-		serverOpts = append(serverOpts, grpc.WriteBufferSize(cfg.ConnWriteBufferBytes), grpc.SharedWriteBuffer(true))
-	}
-	if cfg.StreamWindowBytes > 0 {
-		serverOpts = append(serverOpts, grpc.StaticStreamWindowSize(cfg.StreamWindowBytes))
-	}
-	if cfg.ConnWindowBytes > 0 {
-		serverOpts = append(serverOpts, grpc.StaticConnWindowSize(cfg.ConnWindowBytes))
-	}
+	serverOpts = append(serverOpts, TransportOptions(cfg)...)
 	serverOpts = append(serverOpts, opts.ServerOptions...)
 	gs := grpc.NewServer(serverOpts...)
 	s := &Server{
@@ -224,6 +208,33 @@ func New(cfg Config, logger *slog.Logger, opts Options) (*Server, error) {
 		s.healthListener = hl
 	}
 	return s, nil
+}
+
+// TransportOptions are the connection-level settings cfg asks for
+// (keepalive, message size, transport buffers, flow-control windows),
+// without interceptors or services: New uses them, and so does anything
+// that must measure a bare gRPC server configured as hexride's are.
+func TransportOptions(cfg Config) []grpc.ServerOption {
+	opts := []grpc.ServerOption{
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}
+	if cfg.MaxRecvMsgBytes > 0 {
+		opts = append(opts, grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes))
+	}
+	if cfg.ConnReadBufferBytes > 0 {
+		opts = append(opts, grpc.ReadBufferSize(cfg.ConnReadBufferBytes))
+	}
+	if cfg.ConnWriteBufferBytes > 0 {
+		opts = append(opts, grpc.WriteBufferSize(cfg.ConnWriteBufferBytes), grpc.SharedWriteBuffer(true))
+	}
+	if cfg.StreamWindowBytes > 0 {
+		opts = append(opts, grpc.StaticStreamWindowSize(cfg.StreamWindowBytes))
+	}
+	if cfg.ConnWindowBytes > 0 {
+		opts = append(opts, grpc.StaticConnWindowSize(cfg.ConnWindowBytes))
+	}
+	return opts
 }
 
 // HealthAddr is the address the health-only listener listens on (with

@@ -30,6 +30,10 @@ type bench struct {
 	pos     []point  // their canonical positions
 	queries []point  // query centres
 
+	// floors are the floor servers of the streams phase, in FloorKinds'
+	// order.
+	floors []*server
+
 	report    *Report
 	idleMem   []MemRow
 	indexMem  []MemRow
@@ -186,6 +190,14 @@ func (b *bench) phaseStreams(ctx context.Context) error {
 		return err
 	}
 	defer stop()
+	for _, kind := range FloorKinds {
+		fl, err := startFloor(ctx, kind, b.dir, b.cfg.HexrideBin)
+		if err != nil {
+			return err
+		}
+		defer fl.stop(5 * time.Second)
+		b.floors = append(b.floors, fl)
+	}
 	if b.cfg.runs(PartIdle) {
 		if err := b.idleMemory(ctx, hx, rd); err != nil {
 			return err
@@ -266,6 +278,10 @@ func (b *bench) idleMemory(ctx context.Context, hx, rd *server) error {
 			return err
 		}
 	}
+	floorBytes, err := b.idleFloors(ctx, counts, pts)
+	if err != nil {
+		return err
+	}
 	for i, n := range counts {
 		row := MemRow{
 			ID:       fmt.Sprintf("4%c", 'c'+i),
@@ -276,6 +292,10 @@ func (b *bench) idleMemory(ctx context.Context, hx, rd *server) error {
 				BytesPer: float64(rRSS[i]-rBase) / float64(n), RSS: rRSS[i], Baseline: rBase, Count: n},
 		}
 		row.Ratio = Ratio(row.Hexride.BytesPer, row.Redis.BytesPer)
+		for _, fl := range floorBytes {
+			row.Floors = append(row.Floors, fl[i])
+			row.FloorRatios = append(row.FloorRatios, Ratio(row.Hexride.BytesPer, fl[i].BytesPer))
+		}
 		b.idleMem = append(b.idleMem, row)
 		b.progress("idle streams: %d: hexride %s per stream, Redis %s per connection", n, FormatNum(row.Hexride.BytesPer), FormatNum(row.Redis.BytesPer))
 	}
@@ -362,8 +382,38 @@ func (b *bench) samples(ctx context.Context, hx, rd *server) error {
 	// perClient, or one pipeline of Batch per perPipeline.
 	perClient := time.Duration(float64(c) / rate * float64(time.Second))
 	perPipeline := time.Duration(float64(b.cfg.Batch) / rate * float64(time.Second))
+	floorFleets, err := b.openFloorFleets(ctx, rd, start)
+	if err != nil {
+		return fmt.Errorf("samples: %w", err)
+	}
+	defer func() {
+		for _, ff := range floorFleets {
+			ff.close()
+		}
+	}()
+	floorCells := make([]*Cell, len(floorFleets))
+	var floorSpecs []cellSpec
+	for i, ff := range floorFleets {
+		ff.fleet.drive(dctx, every)
+		floorCells[i] = &Cell{System: Floor, What: ff.what}
+		floorSpecs = append(floorSpecs, cellSpec{floorCells[i], func(ctx context.Context) (rep, error) {
+			ff.fleet.active.Store(true)
+			r, err := measure(ctx, ff.srv.pid(), ff.fleet.counter, b.cfg.Warmup, b.cfg.Window)
+			ff.fleet.active.Store(false)
+			if err == nil {
+				err = alive(ff.srv)
+			}
+			if err == nil && r.errors > 0 {
+				err = ff.fleet.counter.firstErr()
+			}
+			return r, err
+		}})
+	}
+	if err := sleep(ctx, 2*every); err != nil {
+		return err
+	}
 	b.progress("samples: %d drivers × 1 per %v = %s samples/s offered", d, every, FormatNum(rate))
-	err = b.interleave(ctx, "samples", []cellSpec{
+	err = b.interleave(ctx, "samples", append([]cellSpec{
 		{hexCell, hexRun},
 		{paced, redisRun(perClient, func(cs *counters) func() {
 			return b.redisGeoaddLoad(ctx, rd.addr, appsKey, c, mv, cs, perClient)
@@ -374,12 +424,17 @@ func (b *bench) samples(ctx context.Context, hx, rd *server) error {
 		{closed, redisRun(0, func(cs *counters) func() {
 			return b.redisGeoaddLoad(ctx, rd.addr, appsKey, c, mv, cs, 0)
 		})},
-	})
+	}, floorSpecs...))
 	if err != nil {
 		return err
 	}
 	workload := fmt.Sprintf("location samples: %d driver apps, 1 sample per %v each (%s/s offered)", d, every, FormatNum(rate))
-	b.addRow("1a", workload, *hexCell, *paced, "")
+	b.addRow("1a", workload, *hexCell, *paced, "the floors receive the same samples, each alone on its own connection, and do nothing with them")
+	row := &b.report.Rows[len(b.report.Rows)-1]
+	for _, fc := range floorCells {
+		row.Floors = append(row.Floors, *fc)
+		row.FloorRatios = append(row.FloorRatios, Ratio(hexCell.CPUPerOpUS.Median, fc.CPUPerOpUS.Median))
+	}
 	b.addRow("1b", workload, *hexCell, *piped, "hexride: the same runs as 1a")
 	b.addRow("1c", workload, *hexCell, *closed, "hexride: the same runs as 1a (paced by the gateway's 1 sample/s per driver); compare CPU/op, not ops/s")
 	return nil

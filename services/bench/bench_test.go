@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -453,5 +456,72 @@ func TestFindRedisMissing(t *testing.T) {
 	_, err := FindRedis("/nonexistent/redis-server")
 	if err == nil || !strings.Contains(err.Error(), RedisInstallHint) {
 		t.Errorf("FindRedis error %v does not say how to install it", err)
+	}
+}
+
+func TestRespCommand(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"CLIENT", "REPLY", "OFF"}, "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n"},
+		{[]string{"GEOADD", "k", "-122.4", "37.7", ""}, "*5\r\n$6\r\nGEOADD\r\n$1\r\nk\r\n$6\r\n-122.4\r\n$4\r\n37.7\r\n$0\r\n\r\n"},
+	}
+	for _, tt := range tests {
+		if got := string(respCommand([]byte("x"), tt.args...)); got != "x"+tt.want {
+			t.Errorf("respCommand(%q) = %q, want %q", tt.args, got, "x"+tt.want)
+		}
+	}
+}
+
+// TestFloorServers runs both floor servers in-process and sends them
+// samples over real sockets: the gRPC one must take a Connect stream's
+// messages, the TCP one length-prefixed frames; both end with ctx.
+func TestFloorServers(t *testing.T) {
+	for _, kind := range FloorKinds {
+		t.Run(kind, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			pr, pw := io.Pipe()
+			done := make(chan error, 1)
+			go func() { done <- ServeFloor(ctx, kind, "127.0.0.1:0", pw) }()
+			line, err := bufio.NewReader(pr).ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			go io.Copy(io.Discard, pr)
+			m := floorServingLine.FindStringSubmatch(line)
+			if m == nil {
+				t.Fatalf("serving line %q", line)
+			}
+			pts := points(1, streamApps, 5)
+			var f *floorFleet
+			if kind == FloorGRPC {
+				f, err = openFloorGRPC(ctx, m[1], pts, 1)
+			} else {
+				f, err = openFloorTCP(ctx, m[1], pts, 1)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range pts {
+				if err := f.send(i, time.Now()); err != nil {
+					t.Fatalf("send %d: %v", i, err)
+				}
+			}
+			f.close()
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("ServeFloor: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("ServeFloor did not return after ctx ended")
+			}
+			pw.Close()
+		})
+	}
+	if err := ServeFloor(context.Background(), "udp", "127.0.0.1:0", io.Discard); err == nil || !strings.Contains(err.Error(), "unknown floor server") {
+		t.Errorf("unknown kind: %v", err)
 	}
 }

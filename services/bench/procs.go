@@ -140,8 +140,14 @@ func hexrideArgs(keyDir string, ttl time.Duration) []string {
 
 // startHexride starts `hexride serve` and waits for its serving line.
 func startHexride(ctx context.Context, name, dir, bin, keyDir string, ttl time.Duration) (*server, error) {
+	return startListening(ctx, name, dir, bin, hexrideArgs(keyDir, ttl), servingLine)
+}
+
+// startListening starts bin with args and waits for the line that gives
+// its address (the first submatch of serving).
+func startListening(ctx context.Context, name, dir, bin string, args []string, serving *regexp.Regexp) (*server, error) {
 	pr, pw := io.Pipe()
-	s, err := startChild(name, dir, bin, hexrideArgs(keyDir, ttl), childEnv(), pw)
+	s, err := startChild(name, dir, bin, args, childEnv(), pw)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +155,7 @@ func startHexride(ctx context.Context, name, dir, bin, keyDir string, ttl time.D
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
-			if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
+			if m := serving.FindStringSubmatch(sc.Text()); m != nil {
 				select {
 				case addrCh <- m[1]:
 				default:

@@ -182,15 +182,10 @@ func (b *bench) idleRedisConns(ctx context.Context, addr string, start []point, 
 
 // geoaddOnce sends GEOADD key lng lat member on c and reads the reply.
 func geoaddOnce(c net.Conn, key, member string, p point) error {
-	args := []string{"GEOADD", key, strconv.FormatFloat(p.Lng, 'f', 7, 64), strconv.FormatFloat(p.Lat, 'f', 7, 64), member}
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&sb, "$%d\r\n%s\r\n", len(a), a)
-	}
+	cmd := respCommand(nil, "GEOADD", key, strconv.FormatFloat(p.Lng, 'f', 7, 64), strconv.FormatFloat(p.Lat, 'f', 7, 64), member)
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	defer c.SetDeadline(time.Time{})
-	if _, err := c.Write([]byte(sb.String())); err != nil {
+	if _, err := c.Write(cmd); err != nil {
 		return err
 	}
 	line, err := bufio.NewReaderSize(c, 64).ReadString('\n')

@@ -57,6 +57,11 @@ type Row struct {
 	CPURatio float64 `json:"cpu_ratio"`
 	OpsRatio float64 `json:"ops_ratio"`
 	Note     string  `json:"note,omitempty"`
+	// Floors are servers doing none of hexride's work on the same traffic
+	// (System Floor), measured interleaved with the row's cells;
+	// FloorRatios are hexride/floor of the CPU medians, in the same order.
+	Floors      []Cell    `json:"floors,omitempty"`
+	FloorRatios []float64 `json:"floor_cpu_ratios,omitempty"`
 }
 
 // MemCell is one system's memory figure.
@@ -79,6 +84,9 @@ type MemRow struct {
 	Redis    MemCell `json:"redis"`
 	Ratio    float64 `json:"ratio"`
 	Note     string  `json:"note,omitempty"`
+	// Floors and FloorRatios: as in Row, for memory.
+	Floors      []MemCell `json:"floors,omitempty"`
+	FloorRatios []float64 `json:"floor_ratios,omitempty"`
 }
 
 // Process describes a server the bench ran.
@@ -124,6 +132,18 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return err
 }
 
+// fixAll returns a copy of xs with fix applied to each.
+func fixAll(xs []float64, fix func(float64) float64) []float64 {
+	if xs == nil {
+		return nil
+	}
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = fix(x)
+	}
+	return out
+}
+
 // jsonSafe replaces NaN and infinite ratios (no JSON encoding) by 0.
 func (r *Report) jsonSafe() *Report {
 	c := *r
@@ -136,10 +156,12 @@ func (r *Report) jsonSafe() *Report {
 	c.Rows = append([]Row(nil), r.Rows...)
 	for i := range c.Rows {
 		c.Rows[i].CPURatio, c.Rows[i].OpsRatio = fix(c.Rows[i].CPURatio), fix(c.Rows[i].OpsRatio)
+		c.Rows[i].FloorRatios = fixAll(c.Rows[i].FloorRatios, fix)
 	}
 	c.Memory = append([]MemRow(nil), r.Memory...)
 	for i := range c.Memory {
 		c.Memory[i].Ratio = fix(c.Memory[i].Ratio)
+		c.Memory[i].FloorRatios = fixAll(c.Memory[i].FloorRatios, fix)
 		c.Memory[i].Hexride.BytesPer, c.Memory[i].Redis.BytesPer = fix(c.Memory[i].Hexride.BytesPer), fix(c.Memory[i].Redis.BytesPer)
 	}
 	return &c
@@ -180,6 +202,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 			t = append(t, []string{"", fmt.Sprintf("  %-7s %s", c.System, c.What), c.CPUPerOpUS.String(), c.OpsPerSec.String(), c.ClientCores.String() + mark})
 		}
 		t = append(t, []string{"", "  hexride/Redis", FormatRatio(row.CPURatio), FormatRatio(row.OpsRatio), ""})
+		for i, c := range row.Floors {
+			mark := ""
+			if c.ClientBound {
+				mark = " *"
+			}
+			t = append(t, []string{"", fmt.Sprintf("  %-7s %s", c.System, c.What), c.CPUPerOpUS.String(), c.OpsPerSec.String(), c.ClientCores.String() + mark})
+			t = append(t, []string{"", "  hexride/floor", FormatRatio(row.FloorRatios[i]), "", ""})
+		}
 		if row.Note != "" {
 			t = append(t, []string{"", "  note: " + row.Note})
 		}
@@ -196,6 +226,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 					fmt.Sprintf("%s (%s)", FormatBytes(c.RSS), FormatBytes(c.Baseline)), ""})
 			}
 			m = append(m, []string{"", "  hexride/Redis", FormatRatio(row.Ratio), "", ""})
+			for i, c := range row.Floors {
+				m = append(m, []string{"", fmt.Sprintf("  %-7s %s", c.System, c.What), FormatNum(c.BytesPer),
+					fmt.Sprintf("%s (%s)", FormatBytes(c.RSS), FormatBytes(c.Baseline)), ""})
+				m = append(m, []string{"", "  hexride/floor", FormatRatio(row.FloorRatios[i]), "", ""})
+			}
 			if row.Note != "" {
 				m = append(m, []string{"", "  note: " + row.Note})
 			}
@@ -222,6 +257,11 @@ func anyClientBound(rows []Row) bool {
 	for _, r := range rows {
 		if r.Hexride.ClientBound || r.Redis.ClientBound {
 			return true
+		}
+		for _, f := range r.Floors {
+			if f.ClientBound {
+				return true
+			}
 		}
 	}
 	return false

@@ -313,11 +313,36 @@ func (f *fleet) refusedCounts() map[string]int64 {
 // interval while f.active is set; phases are spread over the interval.
 // It ends when ctx does.
 func (f *fleet) drive(ctx context.Context, interval time.Duration) {
-	for i, a := range f.apps {
-		f.wg.Add(1)
+	paceEach(ctx, &f.wg, len(f.apps), interval, func(i int, now time.Time) {
+		a := f.apps[i]
+		if !f.active.Load() || a.err.Load() != nil {
+			return
+		}
+		// 3–8 m since the last sample: a car in traffic.
+		err := a.sample(now, 3+5*a.rng.Float64())
+		switch {
+		case err == nil:
+			// An operation when sent: accepted samples are acknowledged
+			// together, seconds later, so acks do not date them. A
+			// refusal (answered at once) takes it back; settle checks
+			// every sample was accepted or refused.
+			f.counter.ops.Add(1)
+		case ctx.Err() == nil && !closing(a):
+			a.err.Store(&err)
+			f.counter.fail(fmt.Errorf("driver app %s send: %w", a.id, err))
+		}
+	})
+}
+
+// paceEach calls tick(i, now) for each of n senders every interval, each
+// on its own goroutine and ticker, their phases spread over the interval
+// (as phones' timers are), until ctx ends; wg tracks the goroutines.
+func paceEach(ctx context.Context, wg *sync.WaitGroup, n int, interval time.Duration, tick func(i int, now time.Time)) {
+	for i := range n {
+		wg.Add(1)
 		go func() {
-			defer f.wg.Done()
-			if sleep(ctx, interval*time.Duration(i)/time.Duration(len(f.apps))) != nil {
+			defer wg.Done()
+			if sleep(ctx, interval*time.Duration(i)/time.Duration(n)) != nil {
 				return
 			}
 			t := time.NewTicker(interval)
@@ -327,23 +352,7 @@ func (f *fleet) drive(ctx context.Context, interval time.Duration) {
 				case <-ctx.Done():
 					return
 				case now := <-t.C:
-					if !f.active.Load() || a.err.Load() != nil {
-						continue
-					}
-					// 3–8 m since the last sample: a car in traffic.
-					err := a.sample(now, 3+5*a.rng.Float64())
-					switch {
-					case err == nil:
-						// An operation when sent: accepted samples are
-						// acknowledged together, seconds later, so acks
-						// do not date them. A refusal (answered at once)
-						// takes it back; settle checks every sample was
-						// accepted or refused.
-						f.counter.ops.Add(1)
-					case ctx.Err() == nil && !closing(a):
-						a.err.Store(&err)
-						f.counter.fail(fmt.Errorf("driver app %s send: %w", a.id, err))
-					}
+					tick(i, now)
 				}
 			}
 		}()
