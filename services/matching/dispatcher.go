@@ -56,14 +56,6 @@ func (e *Engine) etas(centre geo.LatLng, cs []dispatch.Candidate) []dispatch.Ran
 	return e.scorer.Estimates(dispatch.RankRequest{Pickup: centre, At: e.clock.Now()}, cs)
 }
 
-// isOffered reports whether an offer to the driver is outstanding here.
-func (e *Engine) isOffered(driverID string) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	_, ok := e.offering[driverID]
-	return ok
-}
-
 // Dispatch starts finding a driver for a REQUESTED trip whose pickup this
 // worker owns; a trip already in flight here is left alone.
 func (e *Engine) Dispatch(ctx context.Context, trip *commonv1.Trip, deadline time.Time) (*matchingv1.DispatchResponse, error) {
@@ -163,14 +155,14 @@ func (e *Engine) closeOffer(r *run, o *pendingOffer, end offerEnd) {
 	if end.notify != driverv1.OfferOutcome_OFFER_OUTCOME_UNSPECIFIED {
 		e.notify(o.candidate.Candidate, o.id, r, end.notify)
 	}
-	e.release(o.candidate.ID, end.available)
+	e.supply.release(o.candidate.ID, end.available)
 	switch end.outcome {
 	case endExpired.outcome:
 		e.stats.expired.Add(1)
 	case endDeclined.outcome:
 		e.stats.declined.Add(1)
 	case endAccepted.outcome:
-		_ = e.index.SetStatus(o.candidate.ID, dispatch.StatusBusy)
+		e.supply.assigned(o.candidate.ID)
 		e.stats.accepted.Add(1)
 		e.metrics.timeToMatch.Record(r.ctx, e.clock.Now().Sub(r.trip.GetCreatedAt().AsTime()).Seconds())
 		e.logger.InfoContext(r.ctx, "driver assigned", "trip", r.trip.GetId(), "driver", o.candidate.ID, "offers", r.offers)
@@ -247,14 +239,9 @@ func (e *Engine) search(ctx context.Context, r *run, radius float64, limit int, 
 // pushes the offer to the gateway holding its stream.
 func (e *Engine) sendOffer(ctx context.Context, trip *commonv1.Trip, a dispatch.SendOffer) (*pendingOffer, error) {
 	c := a.Candidate
-	e.mu.Lock()
-	if other, busy := e.offering[c.ID]; busy && other != trip.GetId() {
-		e.mu.Unlock()
-		return nil, errDriverBusy
+	if err := e.supply.reserve(c.ID, trip.GetId()); err != nil {
+		return nil, err
 	}
-	e.offering[c.ID] = trip.GetId()
-	e.mu.Unlock()
-	_ = e.index.SetStatus(c.ID, dispatch.StatusBusy)
 
 	octx, span := e.tracer.Start(ctx, "dispatch.offer", trace.WithAttributes(
 		attribute.String("driver.id", c.ID), attribute.Float64("eta_s", c.Parts.ETA.Seconds()), attribute.Float64("distance_m", c.Distance)))
@@ -274,7 +261,7 @@ func (e *Engine) sendOffer(ctx context.Context, trip *commonv1.Trip, a dispatch.
 		ExpiresAt:            timestamppb.New(a.Expires),
 	}
 	if err := e.push(octx, c.Candidate, &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Offer{Offer: msg}}); err != nil {
-		e.release(c.ID, true)
+		e.supply.release(c.ID, true)
 		if errors.Is(err, driverclient.ErrDriverBusy) {
 			// The driver's gateway refused: the driver holds another
 			// worker's offer (a driver near a partition border is offered
@@ -294,17 +281,6 @@ func (e *Engine) sendOffer(ctx context.Context, trip *commonv1.Trip, a dispatch.
 	}
 	e.stats.offersSent.Add(1)
 	return o, nil
-}
-
-// release ends this worker's reservation of a driver; available puts it
-// back into searches at once (otherwise its next location update does).
-func (e *Engine) release(driverID string, available bool) {
-	e.mu.Lock()
-	delete(e.offering, driverID)
-	e.mu.Unlock()
-	if available {
-		_ = e.index.SetStatus(driverID, dispatch.StatusAvailable)
-	}
 }
 
 // giveUp records why a dispatch ended without a driver. A cancelled

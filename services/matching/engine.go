@@ -28,9 +28,10 @@ import (
 
 // Engine is one matching worker's logic, behind the gRPC handler.
 type Engine struct {
-	cfg        Config
-	index      *dispatch.Index
-	membership ring.Membership
+	cfg       Config
+	ownership // who owns which partition, as the membership says
+	supply    *supply
+
 	peers      *dial.Pool
 	drivers    *driverclient.Client
 	trips      *tripclient.Client
@@ -50,10 +51,9 @@ type Engine struct {
 
 	shapes sync.Map // matchingapi.Partition → *partitionShape
 
-	mu       sync.Mutex
-	offering map[string]string // driver id → trip id of the offer out to it
-	wg       sync.WaitGroup    // the dispatch host's I/O in flight
-	baseCtx  context.Context   // dispatches run under it; cancelled by Run's end
+	wg      sync.WaitGroup  // the dispatch host's I/O in flight
+	mu      sync.Mutex      // guards baseCtx
+	baseCtx context.Context // dispatches run under it; cancelled by Run's end
 
 	host *host // the dispatches in flight, greedy or batched
 }
@@ -90,22 +90,21 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 	if deps.Clock == nil {
 		deps.Clock = dispatch.SystemClock{}
 	}
-	index, err := dispatch.NewIndex(cfg.Index, deps.Clock)
+	supply, err := newSupply(cfg, deps.Clock)
 	if err != nil {
 		return nil, err
 	}
 	e := &Engine{
-		cfg:        cfg,
-		index:      index,
-		membership: deps.Membership,
-		peers:      deps.Peers,
-		drivers:    deps.Drivers,
-		trips:      deps.Trips,
-		logger:     deps.Logger,
-		clock:      deps.Clock,
-		roads:      deps.Roads,
-		offering:   map[string]string{},
-		baseCtx:    context.Background(),
+		cfg:       cfg,
+		ownership: ownership{membership: deps.Membership, self: cfg.Self, partitionRes: cfg.Topology.PartitionResolution},
+		supply:    supply,
+		peers:     deps.Peers,
+		drivers:   deps.Drivers,
+		trips:     deps.Trips,
+		logger:    deps.Logger,
+		clock:     deps.Clock,
+		roads:     deps.Roads,
+		baseCtx:   context.Background(),
 	}
 	if err := e.initDispatch(); err != nil {
 		return nil, err
@@ -137,53 +136,12 @@ func (e *Engine) baseContext() context.Context {
 	return e.baseCtx
 }
 
-// Index exposes the supply index (tests and the console read it).
-func (e *Engine) Index() *dispatch.Index { return e.index }
-
-// partitionOf returns the partition of a position.
-func (e *Engine) partitionOf(p geo.LatLng) (matchingapi.Partition, error) {
-	return matchingapi.PartitionOf(p, e.cfg.Topology.PartitionResolution)
-}
-
-// partitionOfCell returns the partition holding an index cell.
-func (e *Engine) partitionOfCell(c geo.Cell) (matchingapi.Partition, error) {
-	return matchingapi.PartitionOfCell(c, e.cfg.Topology.PartitionResolution)
-}
-
-// owner returns the owner of partition and whether it is this worker.
-func (e *Engine) owner(partition matchingapi.Partition) (ring.Member, bool, bool) {
-	r, _ := e.membership.Ring()
-	m, ok := r.Owner(partition.RoutingKey())
-	return m, ok, ok && m.ID == e.cfg.Self.ID
-}
-
-// checkOwner returns the partition of p if this worker owns it, else a
-// *matchingapi.NotOwnerError naming the owner (ErrNoOwner if none).
-func (e *Engine) checkOwner(p geo.LatLng) (matchingapi.Partition, error) {
-	partition, err := e.partitionOf(p)
-	if err != nil {
-		return 0, err
-	}
-	return partition, e.ownsPartition(partition)
-}
-
-// ownsPartition is nil if this worker owns partition, else the redirect.
-func (e *Engine) ownsPartition(partition matchingapi.Partition) error {
-	m, found, mine := e.owner(partition)
-	switch {
-	case mine:
-		return nil
-	case !found:
-		return matchingapi.ErrNoOwner
-	}
-	return &matchingapi.NotOwnerError{Partition: partition, Owner: m}
-}
-
-// Ingest applies one batch: locations in owned partitions go into the
-// index, the rest come back grouped by owner.
+// Ingest applies one batch: supply takes the locations in owned partitions
+// and the departures, the rest come back grouped by owner.
 func (e *Engine) Ingest(req *matchingv1.IngestLocationsRequest) *matchingv1.IngestLocationsResponse {
 	resp := &matchingv1.IngestLocationsResponse{BatchSeq: req.GetBatchSeq()}
 	notOwned := map[string]*matchingv1.NotOwnedLocations{}
+	owned := make([]*matchingv1.DriverLocation, 0, len(req.GetLocations()))
 	for _, loc := range req.GetLocations() {
 		pos := latLng(loc.GetPosition())
 		partition, err := e.partitionOf(pos)
@@ -203,42 +161,9 @@ func (e *Engine) Ingest(req *matchingv1.IngestLocationsRequest) *matchingv1.Inge
 			group.Locations = append(group.Locations, loc)
 			continue
 		}
-		st := statusOf(loc.GetStatus())
-		if st == dispatch.StatusOffline {
-			e.index.Remove(loc.GetDriverId())
-			continue
-		}
-		if e.isOffered(loc.GetDriverId()) && st == dispatch.StatusAvailable {
-			// An offer is out to this driver: keep it out of other searches.
-			st = dispatch.StatusBusy
-		}
-		err = e.index.Upsert(dispatch.Location{
-			DriverID: loc.GetDriverId(),
-			Pos:      pos,
-			Heading:  float64(loc.GetHeadingDeg()),
-			Speed:    float64(loc.GetSpeedMps()),
-			Product:  loc.GetProduct().Key(),
-			Status:   st,
-			Gateway:  loc.GetGatewayAddress(),
-			At:       loc.GetRecordedAt().AsTime(),
-		})
-		if err == nil {
-			resp.Accepted++
-		}
+		owned = append(owned, loc)
 	}
-	for _, dep := range req.GetDepartures() {
-		partition, err := matchingapi.ParsePartition(dep.GetPartition())
-		if err != nil {
-			continue
-		}
-		// Remove only if the indexed entry is still in the partition left; a
-		// newer location in another partition of ours must stay.
-		if d, ok := e.index.Get(dep.GetDriverId()); ok {
-			if p, err := e.partitionOfCell(d.Cell); err == nil && p == partition {
-				e.index.Remove(dep.GetDriverId())
-			}
-		}
-	}
+	resp.Accepted = int32(e.supply.apply(owned, req.GetDepartures()))
 	for _, g := range notOwned {
 		resp.NotOwned = append(resp.NotOwned, g)
 	}
@@ -301,16 +226,6 @@ func (e *Engine) shapeOf(p matchingapi.Partition) (*partitionShape, error) {
 	}
 	v, _ := e.shapes.LoadOrStore(p, shape)
 	return v.(*partitionShape), nil
-}
-
-// alone reports whether this worker is the only one (nothing to ask).
-func (e *Engine) alone() bool {
-	r, _ := e.membership.Ring()
-	if r.Len() != 1 {
-		return r.Len() == 0
-	}
-	// Not r.Owner: with a region map the owner depends on the partition.
-	return r.Members()[0].ID == e.cfg.Self.ID
 }
 
 // nearbyQuery is a search for candidates around a point.
@@ -464,7 +379,7 @@ func (e *Engine) localNearby(q nearbyQuery) ([]dispatch.Candidate, error) {
 	if len(q.driverIDs) > 0 {
 		var out []dispatch.Candidate
 		for _, id := range q.driverIDs {
-			if d, ok := e.index.Get(id); ok {
+			if d, ok := e.supply.driver(id); ok {
 				out = append(out, dispatch.Candidate{Driver: d, Distance: geo.Distance(q.centre, d.Pos)})
 			}
 		}
@@ -484,7 +399,7 @@ func (e *Engine) localNearby(q nearbyQuery) ([]dispatch.Candidate, error) {
 		// are read.
 		query.AnyStatus, query.MaxAge = true, 0
 	}
-	cs, err := e.index.Nearest(query)
+	cs, err := e.supply.nearest(query)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errInvalidSearch, err)
 	}
@@ -560,45 +475,6 @@ func (e *Engine) Partitions() *matchingv1.PartitionsResponse {
 	return resp
 }
 
-// dropForeign removes drivers of partitions this worker no longer owns
-// after a membership change; their new owners refill from the next samples.
-// It returns how many drivers and partitions it dropped. It walks the cells
-// holding drivers (no copy of the index) and removes whole cells of the
-// partitions that moved away.
-func (e *Engine) dropForeign() (int, int) {
-	owned := e.ownedFunc()
-	var foreign []geo.Cell
-	moved := map[matchingapi.Partition]bool{}
-	e.index.EachCellSupply(func(c geo.Cell, _ dispatch.SupplyCount) {
-		p, err := e.partitionOfCell(c)
-		if err != nil || owned(p) {
-			return
-		}
-		moved[p] = true
-		foreign = append(foreign, c)
-	})
-	if len(foreign) == 0 {
-		return 0, 0
-	}
-	return e.index.RemoveCells(foreign), len(moved)
-}
-
-// ownedFunc reports whether this worker owns a partition, in one view of
-// the membership, remembering each partition's answer.
-func (e *Engine) ownedFunc() func(matchingapi.Partition) bool {
-	r, _ := e.membership.Ring()
-	owned := map[matchingapi.Partition]bool{}
-	return func(p matchingapi.Partition) bool {
-		mine, ok := owned[p]
-		if !ok {
-			m, found := r.Owner(p.RoutingKey())
-			mine = found && m.ID == e.cfg.Self.ID
-			owned[p] = mine
-		}
-		return mine
-	}
-}
-
 // Run runs the worker's background loops until ctx ends, then waits for the
 // dispatches in flight to stop.
 func (e *Engine) Run(ctx context.Context) {
@@ -623,7 +499,7 @@ func (e *Engine) Run(ctx context.Context) {
 func (e *Engine) watchMembership(ctx context.Context) {
 	for {
 		r, changed := e.membership.Ring()
-		if n, moved := e.dropForeign(); n > 0 {
+		if n, moved := e.supply.dropForeign(e.ownedFunc()); n > 0 {
 			e.metrics.moves.Add(ctx, int64(moved))
 			e.logger.Info("partitions moved away", "members", r.Len(), "partitions", moved, "dropped_drivers", n)
 		}
@@ -642,10 +518,10 @@ func (e *Engine) expireLoop(ctx context.Context) {
 }
 
 // tick is one round of the expiry loop: drop silent drivers, then sample
-// supply for surge. Neither copies the index: Expire removes in place and
+// supply for surge. Neither copies the index: expiry removes in place and
 // the sample reads per-cell counters, so a tick allocates O(cells).
 func (e *Engine) tick(now time.Time) {
-	e.index.Expire(now)
+	e.supply.expire(now)
 	e.sampleSupply(now)
 }
 
@@ -664,7 +540,7 @@ func (e *Engine) CellStats(cells []geo.Cell) (*matchingv1.CellStatsResponse, err
 		if err := e.ownsPartition(p); err != nil {
 			return nil, err
 		}
-		supply, err := e.index.CellSupply(c, "")
+		supply, err := e.supply.cellSupply(c, "")
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s", errCellTooFine, c)
 		}
@@ -713,7 +589,7 @@ func (e *Engine) sampleSupply(now time.Time) {
 // recordSupply records the available drivers per surge cell.
 func (e *Engine) recordSupply(now time.Time) {
 	counts := map[geo.Cell]int{}
-	e.index.EachCellSupply(func(c geo.Cell, n dispatch.SupplyCount) {
+	e.supply.eachCellSupply(func(c geo.Cell, n dispatch.SupplyCount) {
 		if n.Available == 0 {
 			return
 		}
@@ -753,7 +629,7 @@ func (e *Engine) workerStats(total dispatch.SupplyCount) *matchingv1.WorkerStats
 func (e *Engine) ownedCellsWithSupply() []geo.Cell {
 	owned := e.ownedFunc()
 	var out []geo.Cell
-	e.index.EachCellSupply(func(c geo.Cell, _ dispatch.SupplyCount) {
+	e.supply.eachCellSupply(func(c geo.Cell, _ dispatch.SupplyCount) {
 		if p, err := e.partitionOfCell(c); err == nil && owned(p) {
 			out = append(out, c)
 		}
@@ -765,7 +641,7 @@ func (e *Engine) ownedCellsWithSupply() []geo.Cell {
 // ListDrivers returns up to limit indexed drivers, by id. The index keeps
 // only the first limit ids while walking its records: no copy of the index.
 func (e *Engine) ListDrivers(limit int) *matchingv1.ListDriversResponse {
-	drivers, more := e.index.DriversByID(limit)
+	drivers, more := e.supply.driversByID(limit)
 	resp := &matchingv1.ListDriversResponse{Truncated: more}
 	resp.Drivers = make([]*matchingv1.NearbyDriver, len(drivers))
 	for i, d := range drivers {
