@@ -87,9 +87,16 @@ func (e *Engine) start(trip *commonv1.Trip, pickup geo.LatLng, partition matchin
 	return e.host.submit(&run{trip: trip, pickup: pickup, partition: partition, parent: parent, deadline: deadline})
 }
 
-// CancelDispatch stops the trip's dispatch if it runs here.
-func (e *Engine) CancelDispatch(tripID string) bool {
-	return e.host.cancel(tripID)
+// CancelDispatch stops the trip's dispatch if it runs here; if none does
+// and the pickup's partition is another worker's, the redirect.
+func (e *Engine) CancelDispatch(req *matchingv1.CancelDispatchRequest) (*matchingv1.CancelDispatchResponse, error) {
+	if e.host.cancel(req.GetTripId()) {
+		return &matchingv1.CancelDispatchResponse{Cancelled: true}, nil
+	}
+	if _, err := e.checkOwner(latLng(req.GetPickup())); err != nil {
+		return nil, err
+	}
+	return &matchingv1.CancelDispatchResponse{}, nil
 }
 
 // ReplyOffer routes a driver's answer to the dispatch that made the offer.
@@ -213,7 +220,7 @@ func (e *Engine) search(ctx context.Context, r *run, radius float64, limit int, 
 	ctx, span := e.tracer.Start(ctx, "dispatch.search", trace.WithAttributes(
 		attribute.Float64("radius_m", radius), attribute.Int("excluded", len(exclude))))
 	defer span.End()
-	cands, err := e.nearby(ctx, nearbyQuery{
+	cands, err := e.nearby.find(ctx, nearbyQuery{
 		centre:    r.pickup,
 		partition: r.partition,
 		radius:    radius,

@@ -21,7 +21,6 @@ import (
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 	"github.com/hexride/hexride/services/driver/driverclient"
-	"github.com/hexride/hexride/services/matching/matchingapi"
 	"github.com/hexride/hexride/services/matching/ring"
 	"github.com/hexride/hexride/services/trip/tripclient"
 )
@@ -31,6 +30,7 @@ type Engine struct {
 	cfg       Config
 	ownership // who owns which partition, as the membership says
 	supply    *supply
+	nearby    *search
 
 	peers      *dial.Pool
 	drivers    *driverclient.Client
@@ -48,8 +48,6 @@ type Engine struct {
 
 	border  surgeBorder // border surge cells' neighbouring partitions
 	sharing atomic.Bool // a tick's surge readings are on their way to peers
-
-	shapes sync.Map // matchingapi.Partition → *partitionShape
 
 	wg      sync.WaitGroup  // the dispatch host's I/O in flight
 	mu      sync.Mutex      // guards baseCtx
@@ -105,6 +103,10 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 		clock:     deps.Clock,
 		roads:     deps.Roads,
 		baseCtx:   context.Background(),
+	}
+	e.nearby = &search{
+		supply: supply, owners: e.ownership, peers: deps.Peers, ttl: cfg.Index.TTL,
+		callTimeout: cfg.CallTimeout, logger: deps.Logger,
 	}
 	if err := e.initDispatch(); err != nil {
 		return nil, err
@@ -170,240 +172,29 @@ func (e *Engine) Ingest(req *matchingv1.IngestLocationsRequest) *matchingv1.Inge
 	return resp
 }
 
-// partitionsWithin returns the partitions that have a point within radius
-// metres of centre (breadth-first over neighbours, pruned by the exact
-// minimum distance to each partition cell).
-func (e *Engine) partitionsWithin(centre geo.LatLng, start matchingapi.Partition, radius float64) ([]matchingapi.Partition, error) {
-	seen := map[matchingapi.Partition]bool{start: true}
-	out := []matchingapi.Partition{start}
-	for queue := []matchingapi.Partition{start}; len(queue) > 0; queue = queue[1:] {
-		shape, err := e.shapeOf(queue[0])
-		if err != nil {
+// NearbyDrivers answers a search for drivers around a point. It must come
+// to the point's owner, unless it names the drivers or is a peer's
+// local-only part of a search that crosses partition borders.
+func (e *Engine) NearbyDrivers(ctx context.Context, req *matchingv1.NearbyDriversRequest) (*matchingv1.NearbyDriversResponse, error) {
+	centre := latLng(req.GetCenter())
+	if !req.GetLocalOnly() && len(req.GetDriverIds()) == 0 {
+		if _, err := e.checkOwner(centre); err != nil {
 			return nil, err
 		}
-		for _, n := range shape.neighbours {
-			if seen[n] {
-				continue
-			}
-			seen[n] = true
-			g, err := e.shapeOf(n)
-			if err != nil {
-				return nil, err
-			}
-			if g.geometry.MinDistance(centre) <= radius {
-				out = append(out, n)
-				queue = append(queue, n)
-			}
-		}
 	}
-	return out, nil
-}
-
-// partitionShape is a partition's geometry and neighbours, computed once
-// (each is an H3 call through cgo; a search walks several per query).
-type partitionShape struct {
-	geometry   geo.CellGeometry
-	neighbours []matchingapi.Partition
-}
-
-// shapeOf returns p's shape from the cache, computing it on first use. The
-// cache holds the partitions searches reach: those of the area served.
-func (e *Engine) shapeOf(p matchingapi.Partition) (*partitionShape, error) {
-	if v, ok := e.shapes.Load(p); ok {
-		return v.(*partitionShape), nil
-	}
-	g, err := geo.Geometry(p.Cell())
-	if err != nil {
-		return nil, err
-	}
-	cells, err := geo.Neighbors(p.Cell())
-	if err != nil {
-		return nil, err
-	}
-	shape := &partitionShape{geometry: g, neighbours: make([]matchingapi.Partition, len(cells))}
-	for i, c := range cells {
-		shape.neighbours[i] = matchingapi.Partition(c)
-	}
-	v, _ := e.shapes.LoadOrStore(p, shape)
-	return v.(*partitionShape), nil
-}
-
-// nearbyQuery is a search for candidates around a point.
-type nearbyQuery struct {
-	centre geo.LatLng
-	// partition holds centre (computed once by the caller; zero: compute).
-	partition   matchingapi.Partition
-	radius      float64
-	limit       int
-	product     string
-	includeBusy bool
-	exclude     map[string]struct{}
-	driverIDs   []string
-	localOnly   bool
-}
-
-// nearby answers a search from the local index and, unless localOnly, from
-// the owners of every other partition within the radius; the answer is the
-// nearest limit drivers overall (ties by id), as if one index held them all.
-func (e *Engine) nearby(ctx context.Context, q nearbyQuery) ([]dispatch.Candidate, error) {
-	local, err := e.localNearby(q)
-	if err != nil {
-		return nil, err
-	}
-	if q.localOnly || e.alone() {
-		return local, nil
-	}
-	var targets []string
-	if len(q.driverIDs) > 0 {
-		r, _ := e.membership.Ring()
-		for _, m := range r.Members() {
-			if m.ID != e.cfg.Self.ID {
-				targets = append(targets, m.Address)
-			}
-		}
-	} else {
-		if q.partition == 0 {
-			if q.partition, err = e.partitionOf(q.centre); err != nil {
-				return nil, err
-			}
-		}
-		partitions, err := e.partitionsWithin(q.centre, q.partition, q.radius)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range partitions {
-			if m, found, mine := e.owner(p); found && !mine && !slices.Contains(targets, m.Address) {
-				targets = append(targets, m.Address)
-			}
-		}
-	}
-	if len(targets) == 0 {
-		return local, nil
-	}
-	req := &matchingv1.NearbyDriversRequest{
-		Center:       toProtoLatLng(q.centre),
-		RadiusMeters: q.radius,
-		Limit:        int32(q.limit),
-		Product:      commonv1.ProductOfKey(q.product),
-		IncludeBusy:  q.includeBusy,
-		LocalOnly:    true,
-		DriverIds:    q.driverIDs,
-	}
-	type answer struct {
-		drivers []*matchingv1.NearbyDriver
-		err     error
-	}
-	answers := make(chan answer, len(targets))
-	for _, addr := range targets {
-		go func() {
-			cc, err := e.peers.Get(addr)
-			if err != nil {
-				answers <- answer{err: err}
-				return
-			}
-			cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
-			defer cancel()
-			resp, err := matchingv1.NewMatchingServiceClient(cc).NearbyDrivers(cctx, req)
-			answers <- answer{drivers: resp.GetDrivers(), err: err}
-		}()
-	}
-	merged := local
-	for range targets {
-		a := <-answers
-		if a.err != nil {
-			// A neighbour that cannot answer shrinks the pool; it must not
-			// fail the search.
-			e.logger.WarnContext(ctx, "neighbour search failed", "err", a.err)
-			continue
-		}
-		for _, d := range a.drivers {
-			if _, skip := q.exclude[d.GetPosition().GetDriverId()]; skip {
-				continue
-			}
-			merged = append(merged, candidateOf(d))
-		}
-	}
-	return mergeCandidates(merged, q.limit), nil
-}
-
-// mergeCandidates de-duplicates by driver (the fresher entry wins: a driver
-// may linger on an old owner for a moment) and keeps the nearest limit.
-func mergeCandidates(cs []dispatch.Candidate, limit int) []dispatch.Candidate {
-	best := map[string]dispatch.Candidate{}
-	for _, c := range cs {
-		if old, ok := best[c.ID]; !ok || c.Seen.After(old.Seen) {
-			best[c.ID] = c
-		}
-	}
-	out := make([]dispatch.Candidate, 0, len(best))
-	for _, c := range best {
-		out = append(out, c)
-	}
-	slices.SortFunc(out, func(a, b dispatch.Candidate) int {
-		switch {
-		case a.Distance < b.Distance:
-			return -1
-		case a.Distance > b.Distance:
-			return 1
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
+	cs, err := e.nearby.find(ctx, nearbyQuery{
+		centre:      centre,
+		radius:      req.GetRadiusMeters(),
+		limit:       int(req.GetLimit()),
+		product:     req.GetProduct().Key(),
+		includeBusy: req.GetIncludeBusy(),
+		driverIDs:   req.GetDriverIds(),
+		localOnly:   req.GetLocalOnly(),
 	})
-	if len(out) > limit {
-		out = out[:limit]
-	}
-	return out
-}
-
-func candidateOf(d *matchingv1.NearbyDriver) dispatch.Candidate {
-	p := d.GetPosition()
-	return dispatch.Candidate{
-		Driver: dispatch.Driver{
-			ID:      p.GetDriverId(),
-			Pos:     latLng(p.GetPosition()),
-			Heading: float64(p.GetHeadingDeg()),
-			Speed:   float64(p.GetSpeedMps()),
-			Product: d.GetProduct().Key(),
-			Status:  statusOf(d.GetStatus()),
-			Gateway: d.GetGatewayAddress(),
-			Seen:    p.GetRecordedAt().AsTime(),
-		},
-		Distance: d.GetDistanceMeters(),
-	}
-}
-
-func (e *Engine) localNearby(q nearbyQuery) ([]dispatch.Candidate, error) {
-	if len(q.driverIDs) > 0 {
-		var out []dispatch.Candidate
-		for _, id := range q.driverIDs {
-			if d, ok := e.supply.driver(id); ok {
-				out = append(out, dispatch.Candidate{Driver: d, Distance: geo.Distance(q.centre, d.Pos)})
-			}
-		}
-		return mergeCandidates(out, q.limit), nil
-	}
-	query := dispatch.Query{
-		Pos:       q.centre,
-		K:         q.limit,
-		MaxRadius: q.radius,
-		Product:   q.product,
-		MaxAge:    e.cfg.Index.TTL,
-		Exclude:   q.exclude,
-	}
-	if q.includeBusy {
-		// The console's view: every status, however recent the last
-		// update; the same cell search, so only cells within the radius
-		// are read.
-		query.AnyStatus, query.MaxAge = true, 0
-	}
-	cs, err := e.supply.nearest(query)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errInvalidSearch, err)
+		return nil, err
 	}
-	return cs, nil
+	return &matchingv1.NearbyDriversResponse{Drivers: e.nearbyToProto(centre, cs)}, nil
 }
 
 // nearbyToProto renders candidates for the API.

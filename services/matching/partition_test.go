@@ -206,7 +206,7 @@ func partitionsHit(t *testing.T, e *Engine, centre geo.LatLng, radius float64) i
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps, err := e.partitionsWithin(centre, start, radius)
+	ps, err := e.nearby.partitionsWithin(centre, start, radius)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -354,7 +354,7 @@ func TestIncludeBusySearch(t *testing.T) {
 				if rng.IntN(2) == 0 {
 					q.product = []string{"standard", "xl"}[rng.IntN(2)]
 				}
-				got, err := e.localNearby(q)
+				got, err := e.nearby.local(q)
 				if err != nil {
 					t.Fatal(err)
 				}
