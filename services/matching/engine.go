@@ -31,6 +31,7 @@ type Engine struct {
 	ownership // who owns which partition, as the membership says
 	supply    *supply
 	nearby    *search
+	recovery  *recovery
 
 	peers      *dial.Pool
 	drivers    *driverclient.Client
@@ -107,6 +108,10 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 	e.nearby = &search{
 		supply: supply, owners: e.ownership, peers: deps.Peers, ttl: cfg.Index.TTL,
 		callTimeout: cfg.CallTimeout, logger: deps.Logger,
+	}
+	e.recovery = &recovery{
+		cfg: cfg, owners: e.ownership, trips: deps.Trips, dispatches: e,
+		clock: e.clock, logger: deps.Logger,
 	}
 	if err := e.initDispatch(); err != nil {
 		return nil, err
@@ -282,7 +287,7 @@ func (e *Engine) Run(ctx context.Context) {
 	go func() { defer wg.Done(); <-ctx.Done(); e.host.stop() }()
 	go func() { defer wg.Done(); e.watchMembership(ctx) }()
 	go func() { defer wg.Done(); e.expireLoop(ctx) }()
-	go func() { defer wg.Done(); e.recoveryLoop(ctx) }()
+	go func() { defer wg.Done(); e.recovery.run(ctx) }()
 	wg.Wait()
 	e.wg.Wait()
 }
@@ -303,7 +308,7 @@ func (e *Engine) watchMembership(ctx context.Context) {
 }
 
 func (e *Engine) expireLoop(ctx context.Context) {
-	for e.sleep(ctx, e.cfg.ExpireInterval) == nil {
+	for sleep(ctx, e.clock, e.cfg.ExpireInterval) == nil {
 		e.tick(e.clock.Now())
 	}
 }
