@@ -25,7 +25,15 @@ import (
 	"github.com/hexride/hexride/services/trip/tripclient"
 )
 
-// Engine is one matching worker's logic, behind the gRPC handler.
+// Engine is one matching worker, behind the gRPC handler: the composition
+// of its parts, each the one owner of its facts. supply owns the drivers'
+// positions and statuses and the offers out to them; search finds drivers
+// across partition borders, reading supply through localSupply; the
+// dispatch host (host) runs the per-trip and per-window state machines on
+// the injected clock and asks Engine for their I/O (hostIO); recovery
+// finds orphaned trips and hands them to the host (redispatcher). Engine
+// itself answers the RPCs, does the host's I/O, samples surge and runs the
+// background loops.
 type Engine struct {
 	cfg       Config
 	ownership // who owns which partition, as the membership says

@@ -55,7 +55,7 @@ type nearbyQuery struct {
 	localOnly   bool
 }
 
-// nearby answers a search from the local index and, unless localOnly, from
+// find answers a search from the local supply and, unless localOnly, from
 // the owners of every other partition within the radius; the answer is the
 // nearest limit drivers overall (ties by id), as if one index held them all.
 func (s *search) find(ctx context.Context, q nearbyQuery) ([]dispatch.Candidate, error) {
@@ -188,6 +188,9 @@ func candidateOf(d *matchingv1.NearbyDriver) dispatch.Candidate {
 	}
 }
 
+// local answers a search from this worker's supply alone: the drivers
+// named, or the nearest within the radius (any status and age for the
+// console's includeBusy view).
 func (s *search) local(q nearbyQuery) ([]dispatch.Candidate, error) {
 	if len(q.driverIDs) > 0 {
 		var out []dispatch.Candidate
