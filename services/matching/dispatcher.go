@@ -56,14 +56,6 @@ func (e *Engine) etas(centre geo.LatLng, cs []dispatch.Candidate) []dispatch.Ran
 	return e.scorer.Estimates(dispatch.RankRequest{Pickup: centre, At: e.clock.Now()}, cs)
 }
 
-// isOffered reports whether an offer to the driver is outstanding here.
-func (e *Engine) isOffered(driverID string) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	_, ok := e.offering[driverID]
-	return ok
-}
-
 // Dispatch starts finding a driver for a REQUESTED trip whose pickup this
 // worker owns; a trip already in flight here is left alone.
 func (e *Engine) Dispatch(ctx context.Context, trip *commonv1.Trip, deadline time.Time) (*matchingv1.DispatchResponse, error) {
@@ -91,13 +83,24 @@ func (e *Engine) Dispatch(ctx context.Context, trip *commonv1.Trip, deadline tim
 	return &matchingv1.DispatchResponse{Partition: partition.String(), Started: started}, nil
 }
 
+// start hands a trip to the dispatch host unless it runs there already.
 func (e *Engine) start(trip *commonv1.Trip, pickup geo.LatLng, partition matchingapi.Partition, deadline time.Time, parent trace.SpanContext) bool {
 	return e.host.submit(&run{trip: trip, pickup: pickup, partition: partition, parent: parent, deadline: deadline})
 }
 
-// CancelDispatch stops the trip's dispatch if it runs here.
-func (e *Engine) CancelDispatch(tripID string) bool {
-	return e.host.cancel(tripID)
+// running reports whether the trip's dispatch runs here.
+func (e *Engine) running(tripID string) bool { return e.host.running(tripID) }
+
+// CancelDispatch stops the trip's dispatch if it runs here; if none does
+// and the pickup's partition is another worker's, the redirect.
+func (e *Engine) CancelDispatch(req *matchingv1.CancelDispatchRequest) (*matchingv1.CancelDispatchResponse, error) {
+	if e.host.cancel(req.GetTripId()) {
+		return &matchingv1.CancelDispatchResponse{Cancelled: true}, nil
+	}
+	if _, err := e.checkOwner(latLng(req.GetPickup())); err != nil {
+		return nil, err
+	}
+	return &matchingv1.CancelDispatchResponse{}, nil
 }
 
 // ReplyOffer routes a driver's answer to the dispatch that made the offer.
@@ -163,14 +166,14 @@ func (e *Engine) closeOffer(r *run, o *pendingOffer, end offerEnd) {
 	if end.notify != driverv1.OfferOutcome_OFFER_OUTCOME_UNSPECIFIED {
 		e.notify(o.candidate.Candidate, o.id, r, end.notify)
 	}
-	e.release(o.candidate.ID, end.available)
+	e.supply.release(o.candidate.ID, end.available)
 	switch end.outcome {
 	case endExpired.outcome:
 		e.stats.expired.Add(1)
 	case endDeclined.outcome:
 		e.stats.declined.Add(1)
 	case endAccepted.outcome:
-		_ = e.index.SetStatus(o.candidate.ID, dispatch.StatusBusy)
+		e.supply.assigned(o.candidate.ID)
 		e.stats.accepted.Add(1)
 		e.metrics.timeToMatch.Record(r.ctx, e.clock.Now().Sub(r.trip.GetCreatedAt().AsTime()).Seconds())
 		e.logger.InfoContext(r.ctx, "driver assigned", "trip", r.trip.GetId(), "driver", o.candidate.ID, "offers", r.offers)
@@ -191,10 +194,10 @@ func (e *Engine) cascadeConfig(left time.Duration) dispatch.CascadeConfig {
 	}
 }
 
-// sleep waits d on the engine's clock; an error if ctx ends first.
-func (e *Engine) sleep(ctx context.Context, d time.Duration) error {
+// sleep waits d on clock; an error if ctx ends first.
+func sleep(ctx context.Context, clock dispatch.TimerClock, d time.Duration) error {
 	fired := make(chan struct{})
-	t := e.clock.AfterFunc(d, func() { close(fired) })
+	t := clock.AfterFunc(d, func() { close(fired) })
 	defer t.Stop()
 	select {
 	case <-fired:
@@ -221,7 +224,7 @@ func (e *Engine) search(ctx context.Context, r *run, radius float64, limit int, 
 	ctx, span := e.tracer.Start(ctx, "dispatch.search", trace.WithAttributes(
 		attribute.Float64("radius_m", radius), attribute.Int("excluded", len(exclude))))
 	defer span.End()
-	cands, err := e.nearby(ctx, nearbyQuery{
+	cands, err := e.nearby.find(ctx, nearbyQuery{
 		centre:    r.pickup,
 		partition: r.partition,
 		radius:    radius,
@@ -247,14 +250,9 @@ func (e *Engine) search(ctx context.Context, r *run, radius float64, limit int, 
 // pushes the offer to the gateway holding its stream.
 func (e *Engine) sendOffer(ctx context.Context, trip *commonv1.Trip, a dispatch.SendOffer) (*pendingOffer, error) {
 	c := a.Candidate
-	e.mu.Lock()
-	if other, busy := e.offering[c.ID]; busy && other != trip.GetId() {
-		e.mu.Unlock()
-		return nil, errDriverBusy
+	if err := e.supply.reserve(c.ID, trip.GetId()); err != nil {
+		return nil, err
 	}
-	e.offering[c.ID] = trip.GetId()
-	e.mu.Unlock()
-	_ = e.index.SetStatus(c.ID, dispatch.StatusBusy)
 
 	octx, span := e.tracer.Start(ctx, "dispatch.offer", trace.WithAttributes(
 		attribute.String("driver.id", c.ID), attribute.Float64("eta_s", c.Parts.ETA.Seconds()), attribute.Float64("distance_m", c.Distance)))
@@ -274,7 +272,7 @@ func (e *Engine) sendOffer(ctx context.Context, trip *commonv1.Trip, a dispatch.
 		ExpiresAt:            timestamppb.New(a.Expires),
 	}
 	if err := e.push(octx, c.Candidate, &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Offer{Offer: msg}}); err != nil {
-		e.release(c.ID, true)
+		e.supply.release(c.ID, true)
 		if errors.Is(err, driverclient.ErrDriverBusy) {
 			// The driver's gateway refused: the driver holds another
 			// worker's offer (a driver near a partition border is offered
@@ -294,17 +292,6 @@ func (e *Engine) sendOffer(ctx context.Context, trip *commonv1.Trip, a dispatch.
 	}
 	e.stats.offersSent.Add(1)
 	return o, nil
-}
-
-// release ends this worker's reservation of a driver; available puts it
-// back into searches at once (otherwise its next location update does).
-func (e *Engine) release(driverID string, available bool) {
-	e.mu.Lock()
-	delete(e.offering, driverID)
-	e.mu.Unlock()
-	if available {
-		_ = e.index.SetStatus(driverID, dispatch.StatusAvailable)
-	}
 }
 
 // giveUp records why a dispatch ended without a driver. A cancelled
@@ -363,7 +350,7 @@ func (e *Engine) assign(ctx context.Context, tripID, driverID string) (_ *common
 	for attempt := range 3 {
 		retries = attempt
 		if attempt > 0 {
-			if e.sleep(ctx, time.Duration(attempt)*200*time.Millisecond) != nil {
+			if sleep(ctx, e.clock, time.Duration(attempt)*200*time.Millisecond) != nil {
 				return nil, err
 			}
 		}
@@ -393,53 +380,6 @@ func (e *Engine) tripGone(ctx context.Context, tripID string) bool {
 	return err == nil && trip.GetState() != commonv1.TripState_TRIP_STATE_REQUESTED
 }
 
-// currentTrip re-reads a trip the stale sweep found: nil when it has left
-// REQUESTED since (or is gone).
-func (e *Engine) currentTrip(ctx context.Context, tripID string) (*commonv1.Trip, error) {
-	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
-	defer cancel()
-	trip, err := e.trips.GetTrip(cctx, tripID)
-	if status.Code(err) == codes.NotFound {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if trip.GetState() != commonv1.TripState_TRIP_STATE_REQUESTED {
-		return nil, nil
-	}
-	return trip, nil
-}
-
-// sweptRegions returns the regions whose trips the recovery sweep reads:
-// with a region map, every region whose partitions fall to this worker's
-// region under the current membership (its own while it has workers, and
-// those whose own workers are all gone and that fall back to it); false
-// when there is none. Without a map: no filter (nil, true).
-func (e *Engine) sweptRegions() ([]string, bool) {
-	m := e.cfg.Regions
-	if m == nil {
-		return nil, true
-	}
-	r, _ := e.membership.Ring()
-	live := map[string]bool{}
-	for _, mem := range r.Members() {
-		live[mem.Region] = true
-	}
-	var out []string
-	for _, region := range m.Regions() {
-		for _, c := range m.FallbackChain(region) {
-			if live[c] {
-				if c == e.cfg.Self.Region {
-					out = append(out, region)
-				}
-				break
-			}
-		}
-	}
-	return out, len(out) > 0
-}
-
 // push delivers a message to the gateway holding the driver's stream.
 func (e *Engine) push(ctx context.Context, c dispatch.Candidate, msg *driverv1.ConnectResponse) error {
 	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
@@ -455,75 +395,4 @@ func (e *Engine) notify(c dispatch.Candidate, offerID string, r *run, outcome dr
 	_ = e.push(ctx, c, &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_OfferResult{OfferResult: &driverv1.OfferResult{
 		OfferId: offerID, TripId: r.trip.GetId(), Outcome: outcome,
 	}}})
-}
-
-// recoveryLoop re-dispatches REQUESTED trips in partitions this worker owns
-// that no worker is dispatching: their worker died or left, their Dispatch
-// call was lost, or their driver withdrew.
-func (e *Engine) recoveryLoop(ctx context.Context) {
-	for e.sleep(ctx, e.cfg.RecoveryInterval) == nil {
-		if err := e.recover(ctx); err != nil && ctx.Err() == nil {
-			e.logger.Warn("recovery sweep failed", "err", err)
-		}
-	}
-}
-
-// recover scans for orphaned REQUESTED trips. The scan is a follower read
-// (a few seconds stale on CockroachDB) of only the regions this worker can
-// own, so it stays in the worker's own region and off the leaseholders; a
-// trip it finds is confirmed with a current read before it is dispatched,
-// so a stale row never sends an offer for a trip already assigned or
-// cancelled.
-func (e *Engine) recover(ctx context.Context) error {
-	now := e.clock.Now()
-	regions, ok := e.sweptRegions()
-	if !ok {
-		return nil
-	}
-	token := ""
-	for {
-		cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
-		resp, err := e.trips.ListTrips(cctx, &tripv1.ListTripsRequest{
-			States:        []commonv1.TripState{commonv1.TripState_TRIP_STATE_REQUESTED},
-			CreatedBefore: timestamppb.New(now.Add(-e.cfg.RecoveryAge)),
-			PageSize:      500,
-			PageToken:     token,
-			Regions:       regions,
-			AllowStale:    true,
-		})
-		cancel()
-		if err != nil {
-			return err
-		}
-		for _, stale := range resp.GetTrips() {
-			pickup := latLng(stale.GetPickup())
-			partition, err := e.partitionOf(pickup)
-			if err != nil {
-				continue
-			}
-			if _, _, mine := e.owner(partition); !mine || e.host.running(stale.GetId()) {
-				continue
-			}
-			trip, err := e.currentTrip(ctx, stale.GetId())
-			if err != nil {
-				return err
-			}
-			if trip == nil {
-				continue
-			}
-			deadline := trip.GetCreatedAt().AsTime().Add(e.cfg.Topology.DispatchDeadline)
-			if floor := now.Add(e.cfg.Topology.DispatchDeadline / 3); deadline.Before(floor) {
-				// A trip back from a withdrawn driver, or one whose worker
-				// died late: give it a fair search of its own.
-				deadline = floor
-			}
-			if e.start(trip, pickup, partition, deadline, trace.SpanContext{}) {
-				e.logger.Info("recovered dispatch", "trip", trip.GetId(), "partition", partition.String())
-			}
-		}
-		token = resp.GetNextPageToken()
-		if token == "" {
-			return nil
-		}
-	}
 }

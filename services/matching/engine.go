@@ -21,16 +21,26 @@ import (
 	commonv1 "github.com/hexride/hexride/proto/hexride/common/v1"
 	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
 	"github.com/hexride/hexride/services/driver/driverclient"
-	"github.com/hexride/hexride/services/matching/matchingapi"
 	"github.com/hexride/hexride/services/matching/ring"
 	"github.com/hexride/hexride/services/trip/tripclient"
 )
 
-// Engine is one matching worker's logic, behind the gRPC handler.
+// Engine is one matching worker, behind the gRPC handler: the composition
+// of its parts, each the one owner of its facts. supply owns the drivers'
+// positions and statuses and the offers out to them; search finds drivers
+// across partition borders, reading supply through localSupply; the
+// dispatch host (host) runs the per-trip and per-window state machines on
+// the injected clock and asks Engine for their I/O (hostIO); recovery
+// finds orphaned trips and hands them to the host (redispatcher). Engine
+// itself answers the RPCs, does the host's I/O, samples surge and runs the
+// background loops.
 type Engine struct {
-	cfg        Config
-	index      *dispatch.Index
-	membership ring.Membership
+	cfg       Config
+	ownership // who owns which partition, as the membership says
+	supply    *supply
+	nearby    *search
+	recovery  *recovery
+
 	peers      *dial.Pool
 	drivers    *driverclient.Client
 	trips      *tripclient.Client
@@ -48,12 +58,9 @@ type Engine struct {
 	border  surgeBorder // border surge cells' neighbouring partitions
 	sharing atomic.Bool // a tick's surge readings are on their way to peers
 
-	shapes sync.Map // matchingapi.Partition → *partitionShape
-
-	mu       sync.Mutex
-	offering map[string]string // driver id → trip id of the offer out to it
-	wg       sync.WaitGroup    // the dispatch host's I/O in flight
-	baseCtx  context.Context   // dispatches run under it; cancelled by Run's end
+	wg      sync.WaitGroup  // the dispatch host's I/O in flight
+	mu      sync.Mutex      // guards baseCtx
+	baseCtx context.Context // dispatches run under it; cancelled by Run's end
 
 	host *host // the dispatches in flight, greedy or batched
 }
@@ -90,22 +97,29 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 	if deps.Clock == nil {
 		deps.Clock = dispatch.SystemClock{}
 	}
-	index, err := dispatch.NewIndex(cfg.Index, deps.Clock)
+	supply, err := newSupply(cfg, deps.Clock)
 	if err != nil {
 		return nil, err
 	}
 	e := &Engine{
-		cfg:        cfg,
-		index:      index,
-		membership: deps.Membership,
-		peers:      deps.Peers,
-		drivers:    deps.Drivers,
-		trips:      deps.Trips,
-		logger:     deps.Logger,
-		clock:      deps.Clock,
-		roads:      deps.Roads,
-		offering:   map[string]string{},
-		baseCtx:    context.Background(),
+		cfg:       cfg,
+		ownership: ownership{membership: deps.Membership, self: cfg.Self, partitionRes: cfg.Topology.PartitionResolution},
+		supply:    supply,
+		peers:     deps.Peers,
+		drivers:   deps.Drivers,
+		trips:     deps.Trips,
+		logger:    deps.Logger,
+		clock:     deps.Clock,
+		roads:     deps.Roads,
+		baseCtx:   context.Background(),
+	}
+	e.nearby = &search{
+		supply: supply, owners: e.ownership, peers: deps.Peers, ttl: cfg.Index.TTL,
+		callTimeout: cfg.CallTimeout, logger: deps.Logger,
+	}
+	e.recovery = &recovery{
+		cfg: cfg, owners: e.ownership, trips: deps.Trips, dispatches: e,
+		clock: e.clock, logger: deps.Logger,
 	}
 	if err := e.initDispatch(); err != nil {
 		return nil, err
@@ -137,53 +151,12 @@ func (e *Engine) baseContext() context.Context {
 	return e.baseCtx
 }
 
-// Index exposes the supply index (tests and the console read it).
-func (e *Engine) Index() *dispatch.Index { return e.index }
-
-// partitionOf returns the partition of a position.
-func (e *Engine) partitionOf(p geo.LatLng) (matchingapi.Partition, error) {
-	return matchingapi.PartitionOf(p, e.cfg.Topology.PartitionResolution)
-}
-
-// partitionOfCell returns the partition holding an index cell.
-func (e *Engine) partitionOfCell(c geo.Cell) (matchingapi.Partition, error) {
-	return matchingapi.PartitionOfCell(c, e.cfg.Topology.PartitionResolution)
-}
-
-// owner returns the owner of partition and whether it is this worker.
-func (e *Engine) owner(partition matchingapi.Partition) (ring.Member, bool, bool) {
-	r, _ := e.membership.Ring()
-	m, ok := r.Owner(partition.RoutingKey())
-	return m, ok, ok && m.ID == e.cfg.Self.ID
-}
-
-// checkOwner returns the partition of p if this worker owns it, else a
-// *matchingapi.NotOwnerError naming the owner (ErrNoOwner if none).
-func (e *Engine) checkOwner(p geo.LatLng) (matchingapi.Partition, error) {
-	partition, err := e.partitionOf(p)
-	if err != nil {
-		return 0, err
-	}
-	return partition, e.ownsPartition(partition)
-}
-
-// ownsPartition is nil if this worker owns partition, else the redirect.
-func (e *Engine) ownsPartition(partition matchingapi.Partition) error {
-	m, found, mine := e.owner(partition)
-	switch {
-	case mine:
-		return nil
-	case !found:
-		return matchingapi.ErrNoOwner
-	}
-	return &matchingapi.NotOwnerError{Partition: partition, Owner: m}
-}
-
-// Ingest applies one batch: locations in owned partitions go into the
-// index, the rest come back grouped by owner.
+// Ingest applies one batch: supply takes the locations in owned partitions
+// and the departures, the rest come back grouped by owner.
 func (e *Engine) Ingest(req *matchingv1.IngestLocationsRequest) *matchingv1.IngestLocationsResponse {
 	resp := &matchingv1.IngestLocationsResponse{BatchSeq: req.GetBatchSeq()}
 	notOwned := map[string]*matchingv1.NotOwnedLocations{}
+	owned := make([]*matchingv1.DriverLocation, 0, len(req.GetLocations()))
 	for _, loc := range req.GetLocations() {
 		pos := latLng(loc.GetPosition())
 		partition, err := e.partitionOf(pos)
@@ -203,292 +176,38 @@ func (e *Engine) Ingest(req *matchingv1.IngestLocationsRequest) *matchingv1.Inge
 			group.Locations = append(group.Locations, loc)
 			continue
 		}
-		st := statusOf(loc.GetStatus())
-		if st == dispatch.StatusOffline {
-			e.index.Remove(loc.GetDriverId())
-			continue
-		}
-		if e.isOffered(loc.GetDriverId()) && st == dispatch.StatusAvailable {
-			// An offer is out to this driver: keep it out of other searches.
-			st = dispatch.StatusBusy
-		}
-		err = e.index.Upsert(dispatch.Location{
-			DriverID: loc.GetDriverId(),
-			Pos:      pos,
-			Heading:  float64(loc.GetHeadingDeg()),
-			Speed:    float64(loc.GetSpeedMps()),
-			Product:  loc.GetProduct().Key(),
-			Status:   st,
-			Gateway:  loc.GetGatewayAddress(),
-			At:       loc.GetRecordedAt().AsTime(),
-		})
-		if err == nil {
-			resp.Accepted++
-		}
+		owned = append(owned, loc)
 	}
-	for _, dep := range req.GetDepartures() {
-		partition, err := matchingapi.ParsePartition(dep.GetPartition())
-		if err != nil {
-			continue
-		}
-		// Remove only if the indexed entry is still in the partition left; a
-		// newer location in another partition of ours must stay.
-		if d, ok := e.index.Get(dep.GetDriverId()); ok {
-			if p, err := e.partitionOfCell(d.Cell); err == nil && p == partition {
-				e.index.Remove(dep.GetDriverId())
-			}
-		}
-	}
+	resp.Accepted = int32(e.supply.apply(owned, req.GetDepartures()))
 	for _, g := range notOwned {
 		resp.NotOwned = append(resp.NotOwned, g)
 	}
 	return resp
 }
 
-// partitionsWithin returns the partitions that have a point within radius
-// metres of centre (breadth-first over neighbours, pruned by the exact
-// minimum distance to each partition cell).
-func (e *Engine) partitionsWithin(centre geo.LatLng, start matchingapi.Partition, radius float64) ([]matchingapi.Partition, error) {
-	seen := map[matchingapi.Partition]bool{start: true}
-	out := []matchingapi.Partition{start}
-	for queue := []matchingapi.Partition{start}; len(queue) > 0; queue = queue[1:] {
-		shape, err := e.shapeOf(queue[0])
-		if err != nil {
+// NearbyDrivers answers a search for drivers around a point. It must come
+// to the point's owner, unless it names the drivers or is a peer's
+// local-only part of a search that crosses partition borders.
+func (e *Engine) NearbyDrivers(ctx context.Context, req *matchingv1.NearbyDriversRequest) (*matchingv1.NearbyDriversResponse, error) {
+	centre := latLng(req.GetCenter())
+	if !req.GetLocalOnly() && len(req.GetDriverIds()) == 0 {
+		if _, err := e.checkOwner(centre); err != nil {
 			return nil, err
 		}
-		for _, n := range shape.neighbours {
-			if seen[n] {
-				continue
-			}
-			seen[n] = true
-			g, err := e.shapeOf(n)
-			if err != nil {
-				return nil, err
-			}
-			if g.geometry.MinDistance(centre) <= radius {
-				out = append(out, n)
-				queue = append(queue, n)
-			}
-		}
 	}
-	return out, nil
-}
-
-// partitionShape is a partition's geometry and neighbours, computed once
-// (each is an H3 call through cgo; a search walks several per query).
-type partitionShape struct {
-	geometry   geo.CellGeometry
-	neighbours []matchingapi.Partition
-}
-
-// shapeOf returns p's shape from the cache, computing it on first use. The
-// cache holds the partitions searches reach: those of the area served.
-func (e *Engine) shapeOf(p matchingapi.Partition) (*partitionShape, error) {
-	if v, ok := e.shapes.Load(p); ok {
-		return v.(*partitionShape), nil
-	}
-	g, err := geo.Geometry(p.Cell())
-	if err != nil {
-		return nil, err
-	}
-	cells, err := geo.Neighbors(p.Cell())
-	if err != nil {
-		return nil, err
-	}
-	shape := &partitionShape{geometry: g, neighbours: make([]matchingapi.Partition, len(cells))}
-	for i, c := range cells {
-		shape.neighbours[i] = matchingapi.Partition(c)
-	}
-	v, _ := e.shapes.LoadOrStore(p, shape)
-	return v.(*partitionShape), nil
-}
-
-// alone reports whether this worker is the only one (nothing to ask).
-func (e *Engine) alone() bool {
-	r, _ := e.membership.Ring()
-	if r.Len() != 1 {
-		return r.Len() == 0
-	}
-	// Not r.Owner: with a region map the owner depends on the partition.
-	return r.Members()[0].ID == e.cfg.Self.ID
-}
-
-// nearbyQuery is a search for candidates around a point.
-type nearbyQuery struct {
-	centre geo.LatLng
-	// partition holds centre (computed once by the caller; zero: compute).
-	partition   matchingapi.Partition
-	radius      float64
-	limit       int
-	product     string
-	includeBusy bool
-	exclude     map[string]struct{}
-	driverIDs   []string
-	localOnly   bool
-}
-
-// nearby answers a search from the local index and, unless localOnly, from
-// the owners of every other partition within the radius; the answer is the
-// nearest limit drivers overall (ties by id), as if one index held them all.
-func (e *Engine) nearby(ctx context.Context, q nearbyQuery) ([]dispatch.Candidate, error) {
-	local, err := e.localNearby(q)
-	if err != nil {
-		return nil, err
-	}
-	if q.localOnly || e.alone() {
-		return local, nil
-	}
-	var targets []string
-	if len(q.driverIDs) > 0 {
-		r, _ := e.membership.Ring()
-		for _, m := range r.Members() {
-			if m.ID != e.cfg.Self.ID {
-				targets = append(targets, m.Address)
-			}
-		}
-	} else {
-		if q.partition == 0 {
-			if q.partition, err = e.partitionOf(q.centre); err != nil {
-				return nil, err
-			}
-		}
-		partitions, err := e.partitionsWithin(q.centre, q.partition, q.radius)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range partitions {
-			if m, found, mine := e.owner(p); found && !mine && !slices.Contains(targets, m.Address) {
-				targets = append(targets, m.Address)
-			}
-		}
-	}
-	if len(targets) == 0 {
-		return local, nil
-	}
-	req := &matchingv1.NearbyDriversRequest{
-		Center:       toProtoLatLng(q.centre),
-		RadiusMeters: q.radius,
-		Limit:        int32(q.limit),
-		Product:      commonv1.ProductOfKey(q.product),
-		IncludeBusy:  q.includeBusy,
-		LocalOnly:    true,
-		DriverIds:    q.driverIDs,
-	}
-	type answer struct {
-		drivers []*matchingv1.NearbyDriver
-		err     error
-	}
-	answers := make(chan answer, len(targets))
-	for _, addr := range targets {
-		go func() {
-			cc, err := e.peers.Get(addr)
-			if err != nil {
-				answers <- answer{err: err}
-				return
-			}
-			cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
-			defer cancel()
-			resp, err := matchingv1.NewMatchingServiceClient(cc).NearbyDrivers(cctx, req)
-			answers <- answer{drivers: resp.GetDrivers(), err: err}
-		}()
-	}
-	merged := local
-	for range targets {
-		a := <-answers
-		if a.err != nil {
-			// A neighbour that cannot answer shrinks the pool; it must not
-			// fail the search.
-			e.logger.WarnContext(ctx, "neighbour search failed", "err", a.err)
-			continue
-		}
-		for _, d := range a.drivers {
-			if _, skip := q.exclude[d.GetPosition().GetDriverId()]; skip {
-				continue
-			}
-			merged = append(merged, candidateOf(d))
-		}
-	}
-	return mergeCandidates(merged, q.limit), nil
-}
-
-// mergeCandidates de-duplicates by driver (the fresher entry wins: a driver
-// may linger on an old owner for a moment) and keeps the nearest limit.
-func mergeCandidates(cs []dispatch.Candidate, limit int) []dispatch.Candidate {
-	best := map[string]dispatch.Candidate{}
-	for _, c := range cs {
-		if old, ok := best[c.ID]; !ok || c.Seen.After(old.Seen) {
-			best[c.ID] = c
-		}
-	}
-	out := make([]dispatch.Candidate, 0, len(best))
-	for _, c := range best {
-		out = append(out, c)
-	}
-	slices.SortFunc(out, func(a, b dispatch.Candidate) int {
-		switch {
-		case a.Distance < b.Distance:
-			return -1
-		case a.Distance > b.Distance:
-			return 1
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
+	cs, err := e.nearby.find(ctx, nearbyQuery{
+		centre:      centre,
+		radius:      req.GetRadiusMeters(),
+		limit:       int(req.GetLimit()),
+		product:     req.GetProduct().Key(),
+		includeBusy: req.GetIncludeBusy(),
+		driverIDs:   req.GetDriverIds(),
+		localOnly:   req.GetLocalOnly(),
 	})
-	if len(out) > limit {
-		out = out[:limit]
-	}
-	return out
-}
-
-func candidateOf(d *matchingv1.NearbyDriver) dispatch.Candidate {
-	p := d.GetPosition()
-	return dispatch.Candidate{
-		Driver: dispatch.Driver{
-			ID:      p.GetDriverId(),
-			Pos:     latLng(p.GetPosition()),
-			Heading: float64(p.GetHeadingDeg()),
-			Speed:   float64(p.GetSpeedMps()),
-			Product: d.GetProduct().Key(),
-			Status:  statusOf(d.GetStatus()),
-			Gateway: d.GetGatewayAddress(),
-			Seen:    p.GetRecordedAt().AsTime(),
-		},
-		Distance: d.GetDistanceMeters(),
-	}
-}
-
-func (e *Engine) localNearby(q nearbyQuery) ([]dispatch.Candidate, error) {
-	if len(q.driverIDs) > 0 {
-		var out []dispatch.Candidate
-		for _, id := range q.driverIDs {
-			if d, ok := e.index.Get(id); ok {
-				out = append(out, dispatch.Candidate{Driver: d, Distance: geo.Distance(q.centre, d.Pos)})
-			}
-		}
-		return mergeCandidates(out, q.limit), nil
-	}
-	query := dispatch.Query{
-		Pos:       q.centre,
-		K:         q.limit,
-		MaxRadius: q.radius,
-		Product:   q.product,
-		MaxAge:    e.cfg.Index.TTL,
-		Exclude:   q.exclude,
-	}
-	if q.includeBusy {
-		// The console's view: every status, however recent the last
-		// update; the same cell search, so only cells within the radius
-		// are read.
-		query.AnyStatus, query.MaxAge = true, 0
-	}
-	cs, err := e.index.Nearest(query)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errInvalidSearch, err)
+		return nil, err
 	}
-	return cs, nil
+	return &matchingv1.NearbyDriversResponse{Drivers: e.nearbyToProto(centre, cs)}, nil
 }
 
 // nearbyToProto renders candidates for the API.
@@ -560,45 +279,6 @@ func (e *Engine) Partitions() *matchingv1.PartitionsResponse {
 	return resp
 }
 
-// dropForeign removes drivers of partitions this worker no longer owns
-// after a membership change; their new owners refill from the next samples.
-// It returns how many drivers and partitions it dropped. It walks the cells
-// holding drivers (no copy of the index) and removes whole cells of the
-// partitions that moved away.
-func (e *Engine) dropForeign() (int, int) {
-	owned := e.ownedFunc()
-	var foreign []geo.Cell
-	moved := map[matchingapi.Partition]bool{}
-	e.index.EachCellSupply(func(c geo.Cell, _ dispatch.SupplyCount) {
-		p, err := e.partitionOfCell(c)
-		if err != nil || owned(p) {
-			return
-		}
-		moved[p] = true
-		foreign = append(foreign, c)
-	})
-	if len(foreign) == 0 {
-		return 0, 0
-	}
-	return e.index.RemoveCells(foreign), len(moved)
-}
-
-// ownedFunc reports whether this worker owns a partition, in one view of
-// the membership, remembering each partition's answer.
-func (e *Engine) ownedFunc() func(matchingapi.Partition) bool {
-	r, _ := e.membership.Ring()
-	owned := map[matchingapi.Partition]bool{}
-	return func(p matchingapi.Partition) bool {
-		mine, ok := owned[p]
-		if !ok {
-			m, found := r.Owner(p.RoutingKey())
-			mine = found && m.ID == e.cfg.Self.ID
-			owned[p] = mine
-		}
-		return mine
-	}
-}
-
 // Run runs the worker's background loops until ctx ends, then waits for the
 // dispatches in flight to stop.
 func (e *Engine) Run(ctx context.Context) {
@@ -615,7 +295,7 @@ func (e *Engine) Run(ctx context.Context) {
 	go func() { defer wg.Done(); <-ctx.Done(); e.host.stop() }()
 	go func() { defer wg.Done(); e.watchMembership(ctx) }()
 	go func() { defer wg.Done(); e.expireLoop(ctx) }()
-	go func() { defer wg.Done(); e.recoveryLoop(ctx) }()
+	go func() { defer wg.Done(); e.recovery.run(ctx) }()
 	wg.Wait()
 	e.wg.Wait()
 }
@@ -623,7 +303,7 @@ func (e *Engine) Run(ctx context.Context) {
 func (e *Engine) watchMembership(ctx context.Context) {
 	for {
 		r, changed := e.membership.Ring()
-		if n, moved := e.dropForeign(); n > 0 {
+		if n, moved := e.supply.dropForeign(e.ownedFunc()); n > 0 {
 			e.metrics.moves.Add(ctx, int64(moved))
 			e.logger.Info("partitions moved away", "members", r.Len(), "partitions", moved, "dropped_drivers", n)
 		}
@@ -636,16 +316,16 @@ func (e *Engine) watchMembership(ctx context.Context) {
 }
 
 func (e *Engine) expireLoop(ctx context.Context) {
-	for e.sleep(ctx, e.cfg.ExpireInterval) == nil {
+	for sleep(ctx, e.clock, e.cfg.ExpireInterval) == nil {
 		e.tick(e.clock.Now())
 	}
 }
 
 // tick is one round of the expiry loop: drop silent drivers, then sample
-// supply for surge. Neither copies the index: Expire removes in place and
+// supply for surge. Neither copies the index: expiry removes in place and
 // the sample reads per-cell counters, so a tick allocates O(cells).
 func (e *Engine) tick(now time.Time) {
-	e.index.Expire(now)
+	e.supply.expire(now)
 	e.sampleSupply(now)
 }
 
@@ -664,7 +344,7 @@ func (e *Engine) CellStats(cells []geo.Cell) (*matchingv1.CellStatsResponse, err
 		if err := e.ownsPartition(p); err != nil {
 			return nil, err
 		}
-		supply, err := e.index.CellSupply(c, "")
+		supply, err := e.supply.cellSupply(c, "")
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s", errCellTooFine, c)
 		}
@@ -713,7 +393,7 @@ func (e *Engine) sampleSupply(now time.Time) {
 // recordSupply records the available drivers per surge cell.
 func (e *Engine) recordSupply(now time.Time) {
 	counts := map[geo.Cell]int{}
-	e.index.EachCellSupply(func(c geo.Cell, n dispatch.SupplyCount) {
+	e.supply.eachCellSupply(func(c geo.Cell, n dispatch.SupplyCount) {
 		if n.Available == 0 {
 			return
 		}
@@ -753,7 +433,7 @@ func (e *Engine) workerStats(total dispatch.SupplyCount) *matchingv1.WorkerStats
 func (e *Engine) ownedCellsWithSupply() []geo.Cell {
 	owned := e.ownedFunc()
 	var out []geo.Cell
-	e.index.EachCellSupply(func(c geo.Cell, _ dispatch.SupplyCount) {
+	e.supply.eachCellSupply(func(c geo.Cell, _ dispatch.SupplyCount) {
 		if p, err := e.partitionOfCell(c); err == nil && owned(p) {
 			out = append(out, c)
 		}
@@ -765,7 +445,7 @@ func (e *Engine) ownedCellsWithSupply() []geo.Cell {
 // ListDrivers returns up to limit indexed drivers, by id. The index keeps
 // only the first limit ids while walking its records: no copy of the index.
 func (e *Engine) ListDrivers(limit int) *matchingv1.ListDriversResponse {
-	drivers, more := e.index.DriversByID(limit)
+	drivers, more := e.supply.driversByID(limit)
 	resp := &matchingv1.ListDriversResponse{Truncated: more}
 	resp.Drivers = make([]*matchingv1.NearbyDriver, len(drivers))
 	for i, d := range drivers {

@@ -84,13 +84,8 @@ func (h *Handler) Dispatch(ctx context.Context, req *matchingv1.DispatchRequest)
 
 // CancelDispatch implements MatchingService.
 func (h *Handler) CancelDispatch(ctx context.Context, req *matchingv1.CancelDispatchRequest) (*matchingv1.CancelDispatchResponse, error) {
-	if h.engine.CancelDispatch(req.GetTripId()) {
-		return &matchingv1.CancelDispatchResponse{Cancelled: true}, nil
-	}
-	if _, err := h.engine.checkOwner(latLng(req.GetPickup())); err != nil {
-		return nil, toStatus(err)
-	}
-	return &matchingv1.CancelDispatchResponse{}, nil
+	resp, err := h.engine.CancelDispatch(req)
+	return resp, toStatus(err)
 }
 
 // ReplyOffer implements MatchingService.
@@ -101,25 +96,8 @@ func (h *Handler) ReplyOffer(ctx context.Context, req *matchingv1.ReplyOfferRequ
 
 // NearbyDrivers implements MatchingService.
 func (h *Handler) NearbyDrivers(ctx context.Context, req *matchingv1.NearbyDriversRequest) (*matchingv1.NearbyDriversResponse, error) {
-	centre := latLng(req.GetCenter())
-	if !req.GetLocalOnly() && len(req.GetDriverIds()) == 0 {
-		if _, err := h.engine.checkOwner(centre); err != nil {
-			return nil, toStatus(err)
-		}
-	}
-	cs, err := h.engine.nearby(ctx, nearbyQuery{
-		centre:      centre,
-		radius:      req.GetRadiusMeters(),
-		limit:       int(req.GetLimit()),
-		product:     req.GetProduct().Key(),
-		includeBusy: req.GetIncludeBusy(),
-		driverIDs:   req.GetDriverIds(),
-		localOnly:   req.GetLocalOnly(),
-	})
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &matchingv1.NearbyDriversResponse{Drivers: h.engine.nearbyToProto(centre, cs)}, nil
+	resp, err := h.engine.NearbyDrivers(ctx, req)
+	return resp, toStatus(err)
 }
 
 // CellStats implements MatchingService.

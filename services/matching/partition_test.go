@@ -124,10 +124,10 @@ func TestNearbyAcrossPartitions(t *testing.T) {
 			}
 			total := 0
 			for _, e := range c.engines {
-				if e.index.Len() == 0 {
+				if e.supply.index.Len() == 0 {
 					t.Fatalf("worker %s owns no drivers", e.cfg.Self.ID)
 				}
-				total += e.index.Len()
+				total += e.supply.index.Len()
 			}
 			if total != drivers {
 				t.Fatalf("indexed %d drivers, want %d (each in exactly one worker)", total, drivers)
@@ -206,7 +206,7 @@ func partitionsHit(t *testing.T, e *Engine, centre geo.LatLng, radius float64) i
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps, err := e.partitionsWithin(centre, start, radius)
+	ps, err := e.nearby.partitionsWithin(centre, start, radius)
 	if err != nil {
 		t.Fatal(err)
 	}

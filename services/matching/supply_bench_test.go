@@ -51,8 +51,8 @@ func BenchmarkSupplyTick(b *testing.B) {
 					mode.tick(e, clk.now)
 				}
 				b.StopTimer()
-				if e.index.Len() != n {
-					b.Fatalf("index changed: %d drivers", e.index.Len())
+				if e.supply.index.Len() != n {
+					b.Fatalf("index changed: %d drivers", e.supply.index.Len())
 				}
 			})
 		}

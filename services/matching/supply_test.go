@@ -69,7 +69,7 @@ func fillDrivers(t testing.TB, e *Engine, n, stale int, seed uint64) {
 		if i < stale {
 			at = at.Add(-25 * time.Second)
 		}
-		err := e.index.Upsert(dispatch.Location{
+		err := e.supply.index.Upsert(dispatch.Location{
 			DriverID: fmt.Sprintf("driver-%07d", i),
 			Pos:      geo.LatLng{Lat: 37.70 + rng.Float64()*0.12, Lng: -122.52 + rng.Float64()*0.16},
 			Product:  products[i%2], Status: st, Gateway: fmt.Sprintf("10.0.%d.1:7000", i%8), At: at,
@@ -85,9 +85,9 @@ func fillDrivers(t testing.TB, e *Engine, n, stale int, seed uint64) {
 // cell. Kept as the reference the allocation bound is checked against and
 // as the alternative in BenchmarkSupplyTick.
 func snapshotTick(e *Engine, now time.Time) {
-	e.index.Expire(now)
+	e.supply.index.Expire(now)
 	counts := map[geo.Cell]int{}
-	for _, d := range e.index.Snapshot() {
+	for _, d := range e.supply.index.Snapshot() {
 		if d.Status != dispatch.StatusAvailable {
 			continue
 		}
@@ -132,15 +132,15 @@ func TestTickAllocatesPerCellNotPerDriver(t *testing.T) {
 	e, clk := supplyEngine(t, 6, m0)
 	fillDrivers(t, e, n, stale, 1)
 	cells := 0
-	e.index.EachCellSupply(func(geo.Cell, dispatch.SupplyCount) { cells++ })
+	e.supply.index.EachCellSupply(func(geo.Cell, dispatch.SupplyCount) { cells++ })
 	e.tick(clk.now) // steady state: the surge tracker knows its cells
-	if got := e.index.Len(); got != n {
+	if got := e.supply.index.Len(); got != n {
 		t.Fatalf("first tick expired %d drivers, none were silent for the TTL", n-got)
 	}
 	clk.now = clk.now.Add(10 * time.Second) // the stale ones are now 35 s silent
 
 	perTick := allocatedPerTick(3, func() { e.tick(clk.now) })
-	if got := e.index.Len(); got != n-stale {
+	if got := e.supply.index.Len(); got != n-stale {
 		t.Fatalf("ticks left %d drivers, want %d", got, n-stale)
 	}
 	perDriver := float64(perTick) / n
@@ -161,7 +161,7 @@ func TestTickAllocatesPerCellNotPerDriver(t *testing.T) {
 // recounted from a Snapshot.
 func availablePerSurgeCell(e *Engine) map[geo.Cell]int {
 	want := map[geo.Cell]int{}
-	for _, d := range e.index.Snapshot() {
+	for _, d := range e.supply.index.Snapshot() {
 		if d.Status == dispatch.StatusAvailable {
 			sc, _ := d.Cell.Parent(e.cfg.Surge.Resolution)
 			want[sc]++
@@ -182,13 +182,13 @@ func TestTickSamplesSupply(t *testing.T) {
 			// Busy-only drivers in a surge cell of their own.
 			far := geo.LatLng{Lat: 37.60, Lng: -122.30}
 			for i := range 3 {
-				if err := e.index.Upsert(dispatch.Location{DriverID: fmt.Sprint("busy-", i), Pos: far, Status: dispatch.StatusBusy}); err != nil {
+				if err := e.supply.index.Upsert(dispatch.Location{DriverID: fmt.Sprint("busy-", i), Pos: far, Status: dispatch.StatusBusy}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			clk.now = clk.now.Add(10 * time.Second)
 			e.tick(clk.now)
-			if got := e.index.Len(); got != 6000-500+3 {
+			if got := e.supply.index.Len(); got != 6000-500+3 {
 				t.Fatalf("seed %d: %d drivers after the tick, want %d", seed, got, 6000-500+3)
 			}
 			want := availablePerSurgeCell(e)
@@ -223,7 +223,7 @@ func TestPartitionViewsFromCounts(t *testing.T) {
 	ownedCells := map[geo.Cell]dispatch.SupplyCount{}
 	foreign := map[matchingapi.Partition]int{}
 	var kept []string
-	for _, d := range e.index.Snapshot() {
+	for _, d := range e.supply.index.Snapshot() {
 		p, _ := e.partitionOfCell(d.Cell)
 		perPartition[p]++
 		switch d.Status {
@@ -292,12 +292,12 @@ func TestPartitionViewsFromCounts(t *testing.T) {
 	for _, n := range foreign {
 		wantDropped += n
 	}
-	dropped, moved := e.dropForeign()
+	dropped, moved := e.supply.dropForeign(e.ownedFunc())
 	if dropped != wantDropped || moved != len(foreign) {
 		t.Fatalf("seed %d: dropForeign = %d drivers, %d partitions; recount %d, %d", seed, dropped, moved, wantDropped, len(foreign))
 	}
 	var left []string
-	for _, d := range e.index.Snapshot() {
+	for _, d := range e.supply.index.Snapshot() {
 		left = append(left, d.ID)
 	}
 	slices.Sort(left)
@@ -305,7 +305,7 @@ func TestPartitionViewsFromCounts(t *testing.T) {
 	if !slices.Equal(left, kept) {
 		t.Fatalf("seed %d: %d drivers left, want the %d of owned partitions", seed, len(left), len(kept))
 	}
-	if dropped, moved := e.dropForeign(); dropped != 0 || moved != 0 {
+	if dropped, moved := e.supply.dropForeign(e.ownedFunc()); dropped != 0 || moved != 0 {
 		t.Fatalf("seed %d: second dropForeign = %d, %d", seed, dropped, moved)
 	}
 }
@@ -315,7 +315,7 @@ func TestPartitionViewsFromCounts(t *testing.T) {
 func TestListDriversByID(t *testing.T) {
 	e, _ := supplyEngine(t, 6, m0)
 	fillDrivers(t, e, 3000, 0, 3)
-	all := e.index.Snapshot()
+	all := e.supply.index.Snapshot()
 	slices.SortFunc(all, func(a, b dispatch.Driver) int { return strings.Compare(a.ID, b.ID) })
 	for _, limit := range []int{1, 10, 2999, 3000, 20000} {
 		resp := e.ListDrivers(limit)
@@ -341,7 +341,7 @@ func TestIncludeBusySearch(t *testing.T) {
 			e, clk := supplyEngine(t, 6, m0)
 			fillDrivers(t, e, 4000, 300, seed)
 			clk.now = clk.now.Add(10 * time.Second) // 300 drivers silent > TTL, not yet expired: still shown
-			all := e.index.Snapshot()
+			all := e.supply.index.Snapshot()
 			rng := rand.New(rand.NewPCG(seed, 5))
 			for qi := range 30 {
 				q := nearbyQuery{
@@ -354,7 +354,7 @@ func TestIncludeBusySearch(t *testing.T) {
 				if rng.IntN(2) == 0 {
 					q.product = []string{"standard", "xl"}[rng.IntN(2)]
 				}
-				got, err := e.localNearby(q)
+				got, err := e.nearby.local(q)
 				if err != nil {
 					t.Fatal(err)
 				}

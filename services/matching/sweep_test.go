@@ -75,7 +75,7 @@ func TestSweptRegions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, sweep := e.sweptRegions()
+			got, sweep := e.recovery.sweptRegions()
 			slices.Sort(got)
 			if sweep != tt.sweep || !slices.Equal(got, tt.want) {
 				t.Fatalf("sweptRegions() = %v, %v; want %v, %v", got, sweep, tt.want, tt.sweep)
@@ -155,7 +155,7 @@ func TestRecoverySweepStaleRegional(t *testing.T) {
 	go func() { defer close(done); e.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	if err := e.recover(ctx); err != nil {
+	if err := e.recovery.sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
 	srv.mu.Lock()

@@ -106,7 +106,7 @@ func (e *Engine) driversPerPartition() map[matchingapi.Partition]int {
 func (e *Engine) partitionSupply() (map[matchingapi.Partition]int, dispatch.SupplyCount) {
 	counts := map[matchingapi.Partition]int{}
 	var total dispatch.SupplyCount
-	e.index.EachCellSupply(func(c geo.Cell, n dispatch.SupplyCount) {
+	e.supply.eachCellSupply(func(c geo.Cell, n dispatch.SupplyCount) {
 		total.Available += n.Available
 		total.Busy += n.Busy
 		total.Offline += n.Offline

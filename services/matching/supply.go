@@ -1,0 +1,176 @@
+package matching
+
+import (
+	"sync"
+	"time"
+
+	"github.com/hexride/hexride/dispatch"
+	"github.com/hexride/hexride/geo"
+	matchingv1 "github.com/hexride/hexride/proto/hexride/matching/v1"
+	"github.com/hexride/hexride/services/matching/matchingapi"
+)
+
+// supply owns this worker's live supply: the index of its drivers and the
+// offers out to them. It is the only writer of a driver's position and
+// status (TestSupplyOwnsTheIndex holds the rest of the package to that):
+// the gateways' location batches and departures, an offer going out and
+// coming back, an assignment, silence, and partitions moving away. Since
+// one place decides a driver's status, a location update cannot put a
+// driver with an offer out back into other searches.
+type supply struct {
+	index        *dispatch.Index
+	partitionRes int
+
+	mu       sync.Mutex
+	offering map[string]string // driver id → trip id of the offer out to it
+}
+
+func newSupply(cfg Config, clock dispatch.Clock) (*supply, error) {
+	index, err := dispatch.NewIndex(cfg.Index, clock)
+	if err != nil {
+		return nil, err
+	}
+	return &supply{index: index, partitionRes: cfg.Topology.PartitionResolution, offering: map[string]string{}}, nil
+}
+
+// apply records a batch from a gateway: locs are its locations in
+// partitions this worker owns (the caller routes the rest to their
+// owners), departures the drivers that left a partition. It returns how
+// many locations the index took.
+func (s *supply) apply(locs []*matchingv1.DriverLocation, departures []*matchingv1.DriverDeparture) int {
+	accepted := 0
+	for _, loc := range locs {
+		st := statusOf(loc.GetStatus())
+		if st == dispatch.StatusOffline {
+			s.index.Remove(loc.GetDriverId())
+			continue
+		}
+		if st == dispatch.StatusAvailable && s.offered(loc.GetDriverId()) {
+			// An offer is out to this driver: keep it out of other searches.
+			st = dispatch.StatusBusy
+		}
+		err := s.index.Upsert(dispatch.Location{
+			DriverID: loc.GetDriverId(),
+			Pos:      latLng(loc.GetPosition()),
+			Heading:  float64(loc.GetHeadingDeg()),
+			Speed:    float64(loc.GetSpeedMps()),
+			Product:  loc.GetProduct().Key(),
+			Status:   st,
+			Gateway:  loc.GetGatewayAddress(),
+			At:       loc.GetRecordedAt().AsTime(),
+		})
+		if err == nil {
+			accepted++
+		}
+	}
+	for _, dep := range departures {
+		partition, err := matchingapi.ParsePartition(dep.GetPartition())
+		if err != nil {
+			continue
+		}
+		// Remove only if the indexed entry is still in the partition left; a
+		// newer location in another partition of ours must stay.
+		if d, ok := s.index.Get(dep.GetDriverId()); ok {
+			if p, err := matchingapi.PartitionOfCell(d.Cell, s.partitionRes); err == nil && p == partition {
+				s.index.Remove(dep.GetDriverId())
+			}
+		}
+	}
+	return accepted
+}
+
+// offered reports whether an offer to the driver is out from this worker.
+func (s *supply) offered(driverID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.offering[driverID]
+	return ok
+}
+
+// reserve holds the driver for trip's offer: no other dispatch on this
+// worker offers it meanwhile, and it is busy to searches (its next
+// location update keeps it so). errDriverBusy if another trip holds it.
+func (s *supply) reserve(driverID, tripID string) error {
+	s.mu.Lock()
+	if other, busy := s.offering[driverID]; busy && other != tripID {
+		s.mu.Unlock()
+		return errDriverBusy
+	}
+	s.offering[driverID] = tripID
+	s.mu.Unlock()
+	_ = s.index.SetStatus(driverID, dispatch.StatusBusy)
+	return nil
+}
+
+// release ends the reservation of a driver; available puts it back into
+// searches at once (otherwise its next location update does).
+func (s *supply) release(driverID string, available bool) {
+	s.mu.Lock()
+	delete(s.offering, driverID)
+	s.mu.Unlock()
+	if available {
+		_ = s.index.SetStatus(driverID, dispatch.StatusAvailable)
+	}
+}
+
+// assigned marks a driver busy once a trip is committed to it, without
+// waiting for its next location update.
+func (s *supply) assigned(driverID string) {
+	_ = s.index.SetStatus(driverID, dispatch.StatusBusy)
+}
+
+// expire drops the drivers silent for longer than the index's TTL as of
+// now, in place (no copy of the index).
+func (s *supply) expire(now time.Time) int {
+	return s.index.Expire(now)
+}
+
+// dropForeign removes the drivers of partitions this worker no longer owns
+// (owned says which it does) after a membership change; their new owners
+// refill from the next samples. It returns how many drivers and partitions
+// it dropped. It walks the cells holding drivers (no copy of the index)
+// and removes whole cells of the partitions that moved away.
+func (s *supply) dropForeign(owned func(matchingapi.Partition) bool) (int, int) {
+	var foreign []geo.Cell
+	moved := map[matchingapi.Partition]bool{}
+	s.index.EachCellSupply(func(c geo.Cell, _ dispatch.SupplyCount) {
+		p, err := matchingapi.PartitionOfCell(c, s.partitionRes)
+		if err != nil || owned(p) {
+			return
+		}
+		moved[p] = true
+		foreign = append(foreign, c)
+	})
+	if len(foreign) == 0 {
+		return 0, 0
+	}
+	return s.index.RemoveCells(foreign), len(moved)
+}
+
+// nearest searches the local index.
+func (s *supply) nearest(q dispatch.Query) ([]dispatch.Candidate, error) {
+	return s.index.Nearest(q)
+}
+
+// driver returns an indexed driver.
+func (s *supply) driver(id string) (dispatch.Driver, bool) {
+	return s.index.Get(id)
+}
+
+// cellSupply counts the drivers per status in a cell (index resolution or
+// coarser) from the per-cell counters.
+func (s *supply) cellSupply(c geo.Cell, product string) (dispatch.SupplyCount, error) {
+	return s.index.CellSupply(c, product)
+}
+
+// eachCellSupply calls fn for every index cell holding drivers, with its
+// counts; no driver is visited.
+func (s *supply) eachCellSupply(fn func(c geo.Cell, n dispatch.SupplyCount)) {
+	s.index.EachCellSupply(fn)
+}
+
+// driversByID returns the limit indexed drivers with the smallest ids and
+// whether there are more.
+func (s *supply) driversByID(limit int) ([]dispatch.Driver, bool) {
+	return s.index.DriversByID(limit)
+}
