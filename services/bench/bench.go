@@ -73,7 +73,9 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	b.report.Redis.Version = RedisVersion(b.redisBin)
 	maxIdle := b.cfg.IdleStreams[len(b.cfg.IdleStreams)-1]
-	need := uint64(maxIdle + b.cfg.StreamDrivers + 1024)
+	// One idle kind at a time; while samples flow, the driver apps and a
+	// sender per app for each floor (two servers and Redis) are connected.
+	need := uint64(max(maxIdle, 4*b.cfg.StreamDrivers) + 1024)
 	if got, err := RaiseFileLimit(2 * need); err != nil || got < need {
 		return fmt.Errorf("bench: open-file limit %d is below the %d this run needs (%v): raise `ulimit -n` or lower --idle-streams", got, need, err)
 	}
@@ -278,6 +280,10 @@ func (b *bench) idleMemory(ctx context.Context, hx, rd *server) error {
 			return err
 		}
 	}
+	for _, c := range closers {
+		c()
+	}
+	closers = nil
 	floorBytes, err := b.idleFloors(ctx, counts, pts)
 	if err != nil {
 		return err
