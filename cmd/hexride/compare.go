@@ -28,6 +28,7 @@ type compareRun struct {
 // batchSettings are the batched mode's settings for --compare.
 type batchSettings struct {
 	window, followUp, windowMax time.Duration
+	holdPickup, holdMax         time.Duration
 	candidates                  int
 }
 
@@ -103,6 +104,7 @@ func compareOne(ctx context.Context, cfg sim.Config, roadsSpec, mode string, bat
 	ncfg.DispatchMode, ncfg.BatchWindow = mode, batch.window
 	ncfg.BatchFollowUp, ncfg.BatchCandidates = batch.followUp, batch.candidates
 	ncfg.BatchWindowMax = batch.windowMax
+	ncfg.BatchHoldPickup, ncfg.BatchHoldMax = batch.holdPickup, batch.holdMax
 	if err := ncfg.ValidateDispatch(); err != nil {
 		return sim.Stats{}, err
 	}

@@ -63,6 +63,8 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"unknown dispatch mode", []string{"--services", "trip", "--dispatch-mode", "auction"}, matching.ErrBadMode, "--dispatch-mode"},
 		{"batch window too short", []string{"--services", "trip", "--batch-window", "500ms"}, matching.ErrBadWindow, "--batch-window"},
 		{"batch window too long", []string{"--services", "trip", "--dispatch-mode", "batched", "--batch-window", "4s"}, matching.ErrBadWindow, "--batch-window"},
+		{"batch hold without a longest hold", []string{"--services", "trip", "--batch-hold-pickup", "2m"}, matching.ErrBadWindow, "--batch-hold-pickup, --batch-hold-max"},
+		{"batch hold too long", []string{"--services", "trip", "--batch-hold-pickup", "2m", "--batch-hold-max", "11s"}, matching.ErrBadWindow, "--batch-hold-max"},
 		{"bad log level", []string{"--services", "trip", "--log-level", "loud"}, nil, "log level"},
 		{"region not in the region map", []string{"--services", "trip", "--region-map", maps.good}, node.ErrBadRegion, `--region="local" is not a region of --region-map (its regions: eu-west, us-east)`},
 		{"region map with bad JSON", []string{"--services", "trip", "--region", "us-east", "--region-map", maps.badJSON}, dispatch.ErrInvalidRegionMap, "--region-map"},

@@ -68,6 +68,14 @@ type Config struct {
 	// open (linear in between). 0: every window is BatchWindow.
 	BatchWindowMax  time.Duration
 	BatchWindowLoad int
+	// BatchHoldPickup, if positive, lets a batched request whose planned
+	// pickup is at least this long (supply near it is thin) wait for the
+	// next window instead of taking that driver, as long as it will then
+	// have waited at most BatchHoldMax since it arrived: a nearer driver
+	// may come free meanwhile, or a newer request may need that driver
+	// more. 0: a request takes what its window plans.
+	BatchHoldPickup time.Duration
+	BatchHoldMax    time.Duration
 	// Regions is the deployment's region map (nil: one region). The
 	// recovery sweep reads only trips homed in the regions whose
 	// partitions this worker can own: its own, and any region whose
@@ -96,6 +104,26 @@ const (
 func ValidateBatchFollowUp(d, window time.Duration) error {
 	if d < 0 || d > window {
 		return fmt.Errorf("%w: follow-up %v (want 0 to the window, %v)", ErrBadWindow, d, window)
+	}
+	return nil
+}
+
+// MaxBatchHold bounds how long a request may be held for a better match:
+// past it, a rider waits longer for a match than a far driver saves.
+const MaxBatchHold = 10 * time.Second
+
+// ValidateBatchHold checks the hold for a better match: both 0 (off), or a
+// positive pickup threshold with a hold of one window up to MaxBatchHold.
+func ValidateBatchHold(pickup, hold, window time.Duration) error {
+	switch {
+	case pickup == 0 && hold == 0:
+		return nil
+	case pickup < 0 || hold < 0:
+		return fmt.Errorf("%w: hold %v for pickups of %v or more (want both 0, or both positive)", ErrBadWindow, hold, pickup)
+	case pickup == 0:
+		return fmt.Errorf("%w: hold %v without a pickup time to hold for (set both, or neither)", ErrBadWindow, hold)
+	case hold < window || hold > MaxBatchHold:
+		return fmt.Errorf("%w: hold %v (want %v, one window, to %v)", ErrBadWindow, hold, window, MaxBatchHold)
 	}
 	return nil
 }
@@ -193,6 +221,9 @@ func (c Config) Validate() error {
 		return ErrBadSearch
 	}
 	if err := ValidateBatchWindowMax(c.BatchWindowMax, c.BatchWindow); err != nil {
+		return err
+	}
+	if err := ValidateBatchHold(c.BatchHoldPickup, c.BatchHoldMax, c.BatchWindow); err != nil {
 		return err
 	}
 	if c.BatchWindowLoad <= 0 {

@@ -31,6 +31,15 @@ func TestConfigDispatchMode(t *testing.T) {
 		{"adaptive longest below the window", func(c *Config) { c.BatchWindowMax = c.BatchWindow - 1 }, ErrBadWindow},
 		{"adaptive longest above 3s", func(c *Config) { c.BatchWindowMax = 3*time.Second + 1 }, ErrBadWindow},
 		{"no window load", func(c *Config) { c.BatchWindowLoad = 0 }, ErrBadWindow},
+		{"hold off", func(c *Config) { c.BatchHoldPickup, c.BatchHoldMax = 0, 0 }, nil},
+		{"hold 2m pickups up to 6s", func(c *Config) { c.BatchHoldPickup, c.BatchHoldMax = 2*time.Minute, 6*time.Second }, nil},
+		{"hold one window", func(c *Config) { c.BatchHoldPickup, c.BatchHoldMax = time.Minute, c.BatchWindow }, nil},
+		{"hold up to 10s", func(c *Config) { c.BatchHoldPickup, c.BatchHoldMax = time.Minute, MaxBatchHold }, nil},
+		{"hold shorter than a window", func(c *Config) { c.BatchHoldPickup, c.BatchHoldMax = time.Minute, c.BatchWindow-1 }, ErrBadWindow},
+		{"hold past 10s", func(c *Config) { c.BatchHoldPickup, c.BatchHoldMax = time.Minute, MaxBatchHold+1 }, ErrBadWindow},
+		{"hold without a pickup", func(c *Config) { c.BatchHoldMax = 6 * time.Second }, ErrBadWindow},
+		{"pickup without a hold", func(c *Config) { c.BatchHoldPickup = time.Minute }, ErrBadWindow},
+		{"negative hold pickup", func(c *Config) { c.BatchHoldPickup, c.BatchHoldMax = -1, 6*time.Second }, ErrBadWindow},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -92,7 +92,8 @@ type run struct {
 	partition matchingapi.Partition
 	parent    trace.SpanContext // the Dispatch call's span, if any
 	deadline  time.Time
-	seq       uint64 // arrival order: batch rows and shutdown go by it
+	seq       uint64    // arrival order: batch rows and shutdown go by it
+	arrived   time.Time // when the host took it
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -144,6 +145,8 @@ type host struct {
 	// open) to windowMax (windowLoad or more open).
 	windowMax  time.Duration
 	windowLoad int
+	// holdPickup, holdMax: see hostConfig.
+	holdPickup, holdMax time.Duration
 
 	mu          sync.Mutex
 	runs        map[string]*run
@@ -170,14 +173,19 @@ type hostConfig struct {
 	followUp     time.Duration // batched follow-up window (0: none)
 	windowMax    time.Duration // adaptive windows up to this (≤ window: fixed)
 	windowLoad   int           // open requests at which an adaptive window is windowMax
-	cascade      func(left time.Duration) dispatch.CascadeConfig
+	// holdPickup and holdMax: a batched request whose planned pickup is
+	// holdPickup or longer waits for the next window instead, as long as
+	// it will then have waited at most holdMax (0: never held).
+	holdPickup time.Duration
+	holdMax    time.Duration
+	cascade    func(left time.Duration) dispatch.CascadeConfig
 }
 
 func newHost(io hostIO, clock dispatch.TimerClock, runner func(func()), cfg hostConfig) *host {
 	return &host{
 		io: io, clock: clock, run: runner, mode: cfg.mode, window: cfg.window, cfg: cfg.cascade,
 		offer: cfg.offerTimeout, radius: cfg.maxRadius, limit: cfg.candidates, followUp: cfg.followUp,
-		windowMax: cfg.windowMax, windowLoad: max(cfg.windowLoad, 1),
+		windowMax: cfg.windowMax, windowLoad: max(cfg.windowLoad, 1), holdPickup: cfg.holdPickup, holdMax: cfg.holdMax,
 		batch: dispatch.DefaultBatchConfig(), runs: map[string]*run{},
 	}
 }
@@ -222,6 +230,7 @@ func (h *host) submit(r *run) bool {
 	r.seq = h.seq
 	h.runs[r.trip.GetId()] = r
 	now := h.clock.Now()
+	r.arrived = now
 	if h.mode == ModeBatched {
 		r.open, r.excluded = true, map[string]struct{}{}
 		h.rearm(r, now)
@@ -777,9 +786,13 @@ func (h *host) planned(rows []windowRow, reqs []dispatch.BatchRequest, ranked ma
 		if _, ex := r.excluded[a.DriverID]; ex {
 			continue
 		}
+		c := ranked[a.TripID+"\x00"+a.DriverID]
+		if h.holds(r, c, now) {
+			continue // open: the next window solves it again
+		}
 		r.open = false
 		r.expires = earliestOf(now.Add(h.offer), r.deadline)
-		h.push(r, dispatch.SendOffer{TripID: a.TripID, Candidate: ranked[a.TripID+"\x00"+a.DriverID], Expires: r.expires}, &js)
+		h.push(r, dispatch.SendOffer{TripID: a.TripID, Candidate: c, Expires: r.expires}, &js)
 		h.rearm(r, now)
 	}
 	again, follow := h.againWindow, h.againFollow
@@ -796,6 +809,20 @@ func (h *host) planned(rows []windowRow, reqs []dispatch.BatchRequest, ranked ma
 			break
 		}
 	}
+}
+
+// holds reports whether a request planned to driver c waits for the next
+// window instead: its pickup would be long, so supply near it is thin, and
+// in the next window a nearer driver may have come free, or a request that
+// arrives meanwhile may need c more while this one loses little by taking
+// another far driver. It waits only while the next window still ends
+// within holdMax of its arrival and before its deadline. h.mu held.
+func (h *host) holds(r *run, c dispatch.Ranked, now time.Time) bool {
+	if h.holdPickup <= 0 || c.Score < h.holdPickup.Seconds() {
+		return false
+	}
+	next := now.Add(h.window)
+	return !next.After(r.arrived.Add(h.holdMax)) && next.Before(r.deadline)
 }
 
 // validMode reports whether m is a dispatch mode.

@@ -356,7 +356,10 @@ func TestBatchedWindows(t *testing.T) {
 		// windowMax: adaptive windows from 1 s (a lone request) to
 		// windowMax (4 requests open).
 		windowMax time.Duration
-		want      []string
+		// holdMax: planned pickups of 5 minutes or more wait for the next
+		// window, up to holdMax from arrival.
+		holdMax time.Duration
+		want    []string
 	}{
 		{
 			// Nearest first gives A the driver B needs: 1000 m + 4200 m of
@@ -464,6 +467,51 @@ func TestBatchedWindows(t *testing.T) {
 				"4.00s assigned A W", "4.00s assigned B X", "4.00s assigned C Y", "4.00s assigned D Z"},
 		},
 		{
+			// X is ~6.5 km off (a pickup of more than 5 minutes): the
+			// windows at 2 s and 4 s hold A; Y, 800 m off, joins at 5 s
+			// and the 6 s window offers A to it.
+			name:    "hold: a far planned pickup waits and a nearer driver comes",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"X", at(6500)}},
+			late:    []simDriver{{"Y", at(800)}},
+			trips:   []trip{{"A", 0, 0, time.Minute}},
+			answers: map[string]string{"X": "accept", "Y": "accept"},
+			holdMax: 6 * time.Second,
+			want:    []string{"6.00s offer A Y", "7.00s assigned A Y"},
+		},
+		{
+			// Nobody nearer comes: held at 2 s and 4 s, A takes X at 6 s,
+			// when another window would end past its 6 s hold.
+			name:    "hold: the far driver after the longest hold",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"X", at(6500)}},
+			trips:   []trip{{"A", 0, 0, time.Minute}},
+			answers: map[string]string{"X": "accept"},
+			holdMax: 6 * time.Second,
+			want:    []string{"6.00s offer A X", "7.00s assigned A X"},
+		},
+		{
+			// The window plans A to Y (1000 m) and B to X (5300 m, more
+			// than 5 minutes): A's offer goes out, B waits.
+			name:    "hold: only the long pickups wait",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"X", at(6500)}, {"Y", at(1000)}},
+			trips:   []trip{{"A", 0, 0, time.Minute}, {"B", 1200, 0, time.Minute}},
+			answers: map[string]string{"X": "accept", "Y": "accept"},
+			holdMax: 4 * time.Second,
+			want:    []string{"2.00s offer A Y", "3.00s assigned A Y", "4.00s offer B X", "5.00s assigned B X"},
+		},
+		{
+			// Held only while the next window ends before the deadline.
+			name:    "hold: never past the deadline",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"X", at(6500)}},
+			trips:   []trip{{"A", 0, 0, 3 * time.Second}},
+			answers: map[string]string{"X": "accept"},
+			holdMax: 10 * time.Second,
+			want:    []string{"2.00s offer A X", "3.00s close:expired A X", "3.00s give-up:deadline_exceeded A"},
+		},
+		{
 			name:    "an unmatched request waits for drivers to come",
 			mode:    ModeBatched,
 			late:    []simDriver{{"X", at(800)}},
@@ -547,6 +595,9 @@ func TestBatchedWindows(t *testing.T) {
 				c.followUp = tt.followUp
 				if tt.windowMax > 0 {
 					c.window, c.windowMax, c.windowLoad = time.Second, tt.windowMax, 4
+				}
+				if tt.holdMax > 0 {
+					c.holdPickup, c.holdMax = 5*time.Minute, tt.holdMax
 				}
 			})
 			s.script = func(_, driver string) (string, time.Duration) { return tt.answers[driver], time.Second }

@@ -94,6 +94,11 @@ type Config struct {
 	// BatchWindow (a lone request) to BatchWindowMax under load
 	// (--batch-window-max; 0: fixed windows).
 	BatchWindowMax time.Duration
+	// BatchHoldPickup and BatchHoldMax: a batched request planned a pickup
+	// of BatchHoldPickup or longer waits for the next window, up to
+	// BatchHoldMax since it arrived (--batch-hold-pickup,
+	// --batch-hold-max; 0: off).
+	BatchHoldPickup, BatchHoldMax time.Duration
 	// DriverTTL drops silent drivers from the index.
 	DriverTTL time.Duration
 	// RecoveryInterval and RecoveryAge tune the re-dispatch sweep.
@@ -352,6 +357,9 @@ func (c Config) ValidateDispatch() error {
 	}
 	if c.BatchCandidates <= 0 {
 		return fmt.Errorf("--batch-candidates: %d (want at least 1)", c.BatchCandidates)
+	}
+	if err := matching.ValidateBatchHold(c.BatchHoldPickup, c.BatchHoldMax, c.BatchWindow); err != nil {
+		return fmt.Errorf("--batch-hold-pickup, --batch-hold-max: %w", err)
 	}
 	return nil
 }

@@ -253,6 +253,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		mcfg.Mode, mcfg.BatchWindow = matching.DispatchMode(cfg.DispatchMode), cfg.BatchWindow
 		mcfg.BatchFollowUp, mcfg.BatchCandidates = cfg.BatchFollowUp, cfg.BatchCandidates
 		mcfg.BatchWindowMax = cfg.BatchWindowMax
+		mcfg.BatchHoldPickup, mcfg.BatchHoldMax = cfg.BatchHoldPickup, cfg.BatchHoldMax
 		mcfg.Index.TTL = cfg.DriverTTL
 		mcfg.RecoveryInterval, mcfg.RecoveryAge = cfg.RecoveryInterval, cfg.RecoveryAge
 		mcfg.Regions = cfg.RegionMap()
