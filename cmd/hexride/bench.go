@@ -66,7 +66,10 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errUsage
 	}
 	if *serveFloor != "" {
-		return bench.ServeFloor(ctx, *serveFloor, *floorAddr, stdout)
+		if err := bench.ServeFloor(ctx, *serveFloor, *floorAddr, stdout); err != nil {
+			return fmt.Errorf("--serve-floor %s: %w", *serveFloor, err)
+		}
+		return nil
 	}
 	if err := applyEnv(fs, os.Getenv); err != nil {
 		return err

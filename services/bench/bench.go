@@ -73,11 +73,11 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	b.report.Redis.Version = RedisVersion(b.redisBin)
 	maxIdle := b.cfg.IdleStreams[len(b.cfg.IdleStreams)-1]
-	// One idle kind at a time; while samples flow, the driver apps and a
-	// sender per app for each floor (two servers and Redis) are connected.
-	need := uint64(max(maxIdle, 4*b.cfg.StreamDrivers) + 1024)
+	// One idle kind at a time; while samples flow, the driver apps, the
+	// Redis clients and the senders of the floor being measured.
+	need := uint64(max(maxIdle, 2*b.cfg.StreamDrivers+b.cfg.RedisClients) + 1024)
 	if got, err := RaiseFileLimit(2 * need); err != nil || got < need {
-		return fmt.Errorf("bench: open-file limit %d is below the %d this run needs (%v): raise `ulimit -n` or lower --idle-streams", got, need, err)
+		return fmt.Errorf("bench: open-file limit %d is below the %d this run needs (%v): raise `ulimit -n` or lower --idle-streams or --stream-drivers", got, need, err)
 	}
 	if b.dir, err = os.MkdirTemp("", "hexride-bench-"); err != nil {
 		return err
@@ -87,7 +87,7 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	b.report.Hexride.Command = "hexride " + shellJoin(hexrideArgs(b.key.Dir, b.cfg.DriverTTL)) +
 		" (one process runs matching, trip and driver: the gateway's batches reach matching over its own loopback connection)"
-	b.report.Redis.Command = b.redisBin + " " + strings.Replace(shellJoin(redisArgs(0, maxIdle+256)), "--port 0", "--port <free>", 1)
+	b.report.Redis.Command = b.redisBin + " " + strings.Replace(shellJoin(redisArgs(0, b.cfg.redisMaxClients())), "--port 0", "--port <free>", 1)
 
 	b.ids = make([]string, b.cfg.maxSize())
 	for i := range b.ids {
@@ -119,11 +119,10 @@ func (b *bench) mint(role auth.Role, subject string) (string, error) {
 
 // servers starts a hexride process and a Redis server for one phase.
 func (b *bench) servers(ctx context.Context, phase string) (hx, rd *server, stop func(), err error) {
-	maxIdle := b.cfg.IdleStreams[len(b.cfg.IdleStreams)-1]
 	if hx, err = startHexride(ctx, "hexride-"+phase, b.dir, b.cfg.HexrideBin, b.key.Dir, b.cfg.DriverTTL); err != nil {
 		return nil, nil, nil, err
 	}
-	if rd, err = startRedis(ctx, "redis-"+phase, b.dir, b.redisBin, maxIdle+256); err != nil {
+	if rd, err = startRedis(ctx, "redis-"+phase, b.dir, b.redisBin, b.cfg.redisMaxClients()); err != nil {
 		hx.stop(5 * time.Second)
 		return nil, nil, nil, err
 	}
@@ -388,35 +387,12 @@ func (b *bench) samples(ctx context.Context, hx, rd *server) error {
 	// perClient, or one pipeline of Batch per perPipeline.
 	perClient := time.Duration(float64(c) / rate * float64(time.Second))
 	perPipeline := time.Duration(float64(b.cfg.Batch) / rate * float64(time.Second))
-	floorFleets, err := b.openFloorFleets(ctx, rd, start)
-	if err != nil {
-		return fmt.Errorf("samples: %w", err)
-	}
-	defer func() {
-		for _, ff := range floorFleets {
-			ff.close()
-		}
-	}()
-	floorCells := make([]*Cell, len(floorFleets))
+	var floorCells []*Cell
 	var floorSpecs []cellSpec
-	for i, ff := range floorFleets {
-		ff.fleet.drive(dctx, every)
-		floorCells[i] = &Cell{System: Floor, What: ff.what}
-		floorSpecs = append(floorSpecs, cellSpec{floorCells[i], func(ctx context.Context) (rep, error) {
-			ff.fleet.active.Store(true)
-			r, err := measure(ctx, ff.srv.pid(), ff.fleet.counter, b.cfg.Warmup, b.cfg.Window)
-			ff.fleet.active.Store(false)
-			if err == nil {
-				err = alive(ff.srv)
-			}
-			if err == nil && r.errors > 0 {
-				err = ff.fleet.counter.firstErr()
-			}
-			return r, err
-		}})
-	}
-	if err := sleep(ctx, 2*every); err != nil {
-		return err
+	for _, fl := range b.floorLoads(rd, start) {
+		c := &Cell{System: Floor, What: fl.what}
+		floorCells = append(floorCells, c)
+		floorSpecs = append(floorSpecs, cellSpec{c, func(ctx context.Context) (rep, error) { return fl.run(ctx, b, every) }})
 	}
 	b.progress("samples: %d drivers × 1 per %v = %s samples/s offered", d, every, FormatNum(rate))
 	err = b.interleave(ctx, "samples", append([]cellSpec{
@@ -435,7 +411,7 @@ func (b *bench) samples(ctx context.Context, hx, rd *server) error {
 		return err
 	}
 	workload := fmt.Sprintf("location samples: %d driver apps, 1 sample per %v each (%s/s offered)", d, every, FormatNum(rate))
-	b.addRow("1a", workload, *hexCell, *paced, "the floors receive the same samples, each alone on its own connection, and do nothing with them")
+	b.addRow("1a", workload, *hexCell, *paced, "the floors get the same samples (Redis: as GEOADDs), each alone on its own connection, and only read them (Redis: adds them to a geo set)")
 	row := &b.report.Rows[len(b.report.Rows)-1]
 	for _, fc := range floorCells {
 		row.Floors = append(row.Floors, *fc)

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -475,25 +476,28 @@ func TestRespCommand(t *testing.T) {
 }
 
 // TestFloorServers runs both floor servers in-process and sends them
-// samples over real sockets: the gRPC one must take a Connect stream's
-// messages, the TCP one length-prefixed frames; both end with ctx.
+// samples over real sockets: each must read every one (the gRPC one from
+// a Connect stream, the TCP one as length-prefixed frames) and return
+// when ctx ends.
 func TestFloorServers(t *testing.T) {
 	for _, kind := range FloorKinds {
 		t.Run(kind, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
 			pr, pw := io.Pipe()
+			var received atomic.Int64
 			done := make(chan error, 1)
-			go func() { done <- ServeFloor(ctx, kind, "127.0.0.1:0", pw) }()
+			go func() { done <- serveFloor(ctx, kind, "127.0.0.1:0", pw, func() { received.Add(1) }) }()
 			line, err := bufio.NewReader(pr).ReadString('\n')
 			if err != nil {
 				t.Fatal(err)
 			}
-			go io.Copy(io.Discard, pr)
 			m := floorServingLine.FindStringSubmatch(line)
 			if m == nil {
 				t.Fatalf("serving line %q", line)
 			}
-			pts := points(1, streamApps, 5)
+			const apps = 5
+			pts := points(1, streamApps, apps)
 			var f *floorFleet
 			if kind == FloorGRPC {
 				f, err = openFloorGRPC(ctx, m[1], pts, 1)
@@ -503,20 +507,27 @@ func TestFloorServers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i := range pts {
+			for i := range pts { // the second sample of each (open sent the first)
 				if err := f.send(i, time.Now()); err != nil {
 					t.Fatalf("send %d: %v", i, err)
 				}
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for received.Load() < 2*apps && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := received.Load(); got != 2*apps {
+				t.Fatalf("the %s floor read %d samples, want %d", kind, got, 2*apps)
 			}
 			f.close()
 			cancel()
 			select {
 			case err := <-done:
 				if err != nil {
-					t.Fatalf("ServeFloor: %v", err)
+					t.Fatalf("serveFloor: %v", err)
 				}
 			case <-time.After(10 * time.Second):
-				t.Fatal("ServeFloor did not return after ctx ended")
+				t.Fatal("serveFloor did not return after ctx ended")
 			}
 			pw.Close()
 		})

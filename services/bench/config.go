@@ -182,3 +182,10 @@ var Parts = []string{PartIdle, PartSamples, PartIndex}
 func (c Config) runs(part string) bool { return len(c.Only) == 0 || slices.Contains(c.Only, part) }
 
 func (c Config) maxSize() int { return c.Sizes[len(c.Sizes)-1] }
+
+// redisMaxClients is the Redis server's --maxclients: the idle
+// connections, or, while samples flow, the no-reply floor's sender per
+// app beside the GEOADD clients, with room for the bench's own.
+func (c Config) redisMaxClients() int {
+	return max(c.IdleStreams[len(c.IdleStreams)-1], c.StreamDrivers+c.RedisClients) + 256
+}

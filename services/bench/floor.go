@@ -10,7 +10,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +37,8 @@ const (
 	// handler only receives: no interceptors, the stock codec.
 	FloorGRPC = "grpc"
 	// FloorTCP is a Go TCP server reading length-prefixed frames, one
-	// goroutine and a 4 KiB buffer per connection: the Go runtime's share.
+	// goroutine and one 4 KiB read buffer per connection: the Go
+	// runtime's share.
 	FloorTCP = "tcp"
 	// Floor is the system name of floor cells in a report.
 	Floor = "floor"
@@ -51,45 +54,56 @@ var floorServingLine = regexp.MustCompile(floorServing + `(\S+)`)
 // ServeFloor runs a floor server of the given kind on addr until ctx ends.
 // It writes "floor serving on ADDR" to out once it listens.
 func ServeFloor(ctx context.Context, kind, addr string, out io.Writer) error {
+	return serveFloor(ctx, kind, addr, out, func() {})
+}
+
+// serveFloor is ServeFloor calling received for every sample it reads.
+func serveFloor(ctx context.Context, kind, addr string, out io.Writer, received func()) error {
+	if !slices.Contains(FloorKinds, kind) {
+		return fmt.Errorf("bench: unknown floor server %q (kinds: %s)", kind, strings.Join(FloorKinds, ", "))
+	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
+	// Whatever ends the server (ctx, or a failed Serve or Accept) closes
+	// the listener, ends its connections and the goroutines below, then
+	// waits for them (deferred calls run last first).
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	defer lis.Close()
-	switch kind {
-	case FloorGRPC:
+	if kind == FloorGRPC {
 		gs := grpc.NewServer(grpcserver.TransportOptions(grpcserver.DefaultConfig(addr))...)
-		driverv1.RegisterDriverServiceServer(gs, receiveOnly{})
+		driverv1.RegisterDriverServiceServer(gs, receiveOnly{received: received})
+		wg.Add(1)
+		go func() { defer wg.Done(); <-ctx.Done(); gs.Stop() }()
 		fmt.Fprintln(out, floorServing+lis.Addr().String())
-		go func() { <-ctx.Done(); gs.Stop() }()
-		if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) && ctx.Err() == nil {
 			return err
 		}
 		return nil
-	case FloorTCP:
-		fmt.Fprintln(out, floorServing+lis.Addr().String())
-		go func() { <-ctx.Done(); lis.Close() }()
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); <-ctx.Done(); lis.Close() }()
+	fmt.Fprintln(out, floorServing+lis.Addr().String())
+	for {
+		c, err := lis.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				stop := context.AfterFunc(ctx, func() { c.Close() })
-				defer stop()
-				readFrames(c)
-			}()
+			return err
 		}
-	default:
-		return fmt.Errorf("bench: unknown floor server %q (kinds: %s, %s)", kind, FloorGRPC, FloorTCP)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			stop := context.AfterFunc(ctx, func() { c.Close() })
+			defer stop()
+			readFrames(c, received)
+		}()
 	}
 }
 
@@ -97,35 +111,33 @@ func ServeFloor(ctx context.Context, kind, addr string, out io.Writer) error {
 // the stream ends and does nothing with what it gets.
 type receiveOnly struct {
 	driverv1.UnimplementedDriverServiceServer
+	received func()
 }
 
-func (receiveOnly) Connect(s grpc.BidiStreamingServer[driverv1.ConnectRequest, driverv1.ConnectResponse]) error {
+func (f receiveOnly) Connect(s grpc.BidiStreamingServer[driverv1.ConnectRequest, driverv1.ConnectResponse]) error {
 	for {
 		if _, err := s.Recv(); err != nil {
 			return nil
 		}
+		f.received()
 	}
 }
 
-// maxFrame bounds a floor frame: samples are ~60 bytes.
-const maxFrame = 4 << 10
-
-// readFrames reads 4-byte big-endian length-prefixed frames until an error.
-func readFrames(c net.Conn) {
+// readFrames reads 4-byte big-endian length-prefixed frames until an
+// error, through one 4 KiB buffer (frames are ~60 bytes): the length is
+// peeked, the frame skipped.
+func readFrames(c net.Conn, received func()) {
 	r := bufio.NewReaderSize(c, 4<<10)
-	var hdr [4]byte
-	buf := make([]byte, maxFrame)
 	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		hdr, err := r.Peek(4)
+		if err != nil {
 			return
 		}
-		n := binary.BigEndian.Uint32(hdr[:])
-		if n > maxFrame {
+		n := int(binary.BigEndian.Uint32(hdr))
+		if _, err := r.Discard(4 + n); err != nil {
 			return
 		}
-		if _, err := io.ReadFull(r, buf[:n]); err != nil {
-			return
-		}
+		received()
 	}
 }
 
@@ -186,121 +198,115 @@ func floorSample(seq uint64, p point, rng *rand.Rand, now time.Time) *driverv1.C
 	}}}
 }
 
-// openFloorGRPC opens one connection and Connect stream per point and
-// sends one sample on each.
-func openFloorGRPC(ctx context.Context, addr string, start []point, seed uint64) (*floorFleet, error) {
+// floorSender is one floor sender's state: a car moving a few metres
+// between samples.
+type floorSender struct {
+	seq uint64
+	pos point
+	rng *rand.Rand
+	buf []byte
+}
+
+// step moves the car and numbers its next sample.
+func (s *floorSender) step() {
+	s.seq++
+	s.pos = move(s.pos, 3+5*s.rng.Float64(), s.rng)
+}
+
+// openFloor builds a fleet of one sender per point: dial opens sender i's
+// connection and returns its send function and closer; each sender then
+// sends one sample.
+func openFloor(label string, start []point, seed uint64, dial func(s *floorSender) (send func(now time.Time) error, closer func(), err error)) (*floorFleet, error) {
 	f := &floorFleet{n: len(start), counter: &counters{}}
-	streams := make([]grpc.BidiStreamingClient[driverv1.ConnectRequest, driverv1.ConnectResponse], len(start))
-	seqs := make([]uint64, len(start))
-	pos := append([]point(nil), start...)
-	rngs := make([]*rand.Rand, len(start))
-	for i := range start {
-		conn, err := grpc.NewClient(addr, appDialOptions()...)
+	sends := make([]func(time.Time) error, len(start))
+	for i, p := range start {
+		send, closer, err := dial(&floorSender{pos: p, rng: rand.New(rand.NewPCG(seed, uint64(i)))})
 		if err != nil {
 			f.close()
-			return nil, err
+			return nil, fmt.Errorf("%s %d: %w", label, i, err)
 		}
-		sctx, cancel := context.WithCancel(ctx)
-		f.closers = append(f.closers, func() { cancel(); conn.Close() })
-		if streams[i], err = driverv1.NewDriverServiceClient(conn).Connect(sctx); err != nil {
-			f.close()
-			return nil, fmt.Errorf("floor stream %d: %w", i, err)
-		}
-		rngs[i] = rand.New(rand.NewPCG(seed, uint64(i)))
+		f.closers, sends[i] = append(f.closers, closer), send
 	}
-	f.send = func(i int, now time.Time) error {
-		seqs[i]++
-		pos[i] = move(pos[i], 3+5*rngs[i].Float64(), rngs[i])
-		return streams[i].Send(floorSample(seqs[i], pos[i], rngs[i], now))
-	}
+	f.send = func(i int, now time.Time) error { return sends[i](now) }
 	for i := range start {
 		if err := f.send(i, time.Now()); err != nil {
 			f.close()
-			return nil, fmt.Errorf("floor stream %d: %w", i, err)
+			return nil, fmt.Errorf("%s %d: %w", label, i, err)
 		}
 	}
 	return f, nil
 }
 
+// openFloorGRPC opens one connection and Connect stream per point and
+// sends one sample on each.
+func openFloorGRPC(ctx context.Context, addr string, start []point, seed uint64) (*floorFleet, error) {
+	return openFloor("floor stream", start, seed, func(s *floorSender) (func(time.Time) error, func(), error) {
+		conn, err := grpc.NewClient(addr, appDialOptions()...)
+		if err != nil {
+			return nil, nil, err
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		closer := func() { cancel(); conn.Close() }
+		stream, err := driverv1.NewDriverServiceClient(conn).Connect(sctx)
+		if err != nil {
+			closer()
+			return nil, nil, err
+		}
+		return func(now time.Time) error {
+			s.step()
+			return stream.Send(floorSample(s.seq, s.pos, s.rng, now))
+		}, closer, nil
+	})
+}
+
 // openFloorTCP opens one connection per point and sends one frame holding
 // a marshalled sample on each.
 func openFloorTCP(ctx context.Context, addr string, start []point, seed uint64) (*floorFleet, error) {
-	f := &floorFleet{n: len(start), counter: &counters{}}
-	conns := make([]net.Conn, len(start))
-	seqs := make([]uint64, len(start))
-	pos := append([]point(nil), start...)
-	rngs := make([]*rand.Rand, len(start))
-	bufs := make([][]byte, len(start))
 	d := net.Dialer{Timeout: 5 * time.Second}
-	for i := range start {
+	return openFloor("floor connection", start, seed, func(s *floorSender) (func(time.Time) error, func(), error) {
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
-			f.close()
-			return nil, fmt.Errorf("floor connection %d: %w", i, err)
+			return nil, nil, err
 		}
-		conns[i] = c
-		f.closers = append(f.closers, func() { c.Close() })
-		rngs[i] = rand.New(rand.NewPCG(seed, uint64(i)))
-	}
-	f.send = func(i int, now time.Time) error {
-		seqs[i]++
-		pos[i] = move(pos[i], 3+5*rngs[i].Float64(), rngs[i])
-		b, err := proto.MarshalOptions{}.MarshalAppend(append(bufs[i][:0], 0, 0, 0, 0), floorSample(seqs[i], pos[i], rngs[i], now))
-		if err != nil {
+		return func(now time.Time) error {
+			s.step()
+			b, err := proto.MarshalOptions{}.MarshalAppend(append(s.buf[:0], 0, 0, 0, 0), floorSample(s.seq, s.pos, s.rng, now))
+			if err != nil {
+				return err
+			}
+			binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+			s.buf = b
+			_, err = c.Write(b)
 			return err
-		}
-		binary.BigEndian.PutUint32(b, uint32(len(b)-4))
-		bufs[i] = b
-		_, err = conns[i].Write(b)
-		return err
-	}
-	for i := range start {
-		if err := f.send(i, time.Now()); err != nil {
-			f.close()
-			return nil, fmt.Errorf("floor connection %d: %w", i, err)
-		}
-	}
-	return f, nil
+		}, func() { c.Close() }, nil
+	})
 }
 
 // openRedisNoReply opens one Redis connection per point, turns replies off
 // (CLIENT REPLY OFF) and sends one GEOADD on each: Redis's cost of a lone
 // command with nothing written back, like an accepted sample.
 func openRedisNoReply(ctx context.Context, addr string, start []point, seed uint64) (*floorFleet, error) {
-	f := &floorFleet{n: len(start), counter: &counters{}}
-	conns := make([]net.Conn, len(start))
-	pos := append([]point(nil), start...)
-	rngs := make([]*rand.Rand, len(start))
-	bufs := make([][]byte, len(start))
 	d := net.Dialer{Timeout: 5 * time.Second}
-	for i := range start {
+	n := 0
+	return openFloor("redis connection", start, seed, func(s *floorSender) (func(time.Time) error, func(), error) {
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
-			f.close()
-			return nil, fmt.Errorf("redis connection %d: %w", i, err)
+			return nil, nil, err
 		}
-		conns[i] = c
-		f.closers = append(f.closers, func() { c.Close() })
-		rngs[i] = rand.New(rand.NewPCG(seed, uint64(i)))
 		if _, err := c.Write(respCommand(nil, "CLIENT", "REPLY", "OFF")); err != nil {
-			f.close()
-			return nil, fmt.Errorf("redis connection %d: %w", i, err)
+			c.Close()
+			return nil, nil, err
 		}
-	}
-	f.send = func(i int, _ time.Time) error {
-		pos[i] = move(pos[i], 3+5*rngs[i].Float64(), rngs[i])
-		bufs[i] = respCommand(bufs[i][:0], "GEOADD", floorKey,
-			strconv.FormatFloat(pos[i].Lng, 'f', 7, 64), strconv.FormatFloat(pos[i].Lat, 'f', 7, 64), "floor-"+strconv.Itoa(i))
-		_, err := conns[i].Write(bufs[i])
-		return err
-	}
-	for i := range start {
-		if err := f.send(i, time.Now()); err != nil {
-			f.close()
-			return nil, fmt.Errorf("redis connection %d: %w", i, err)
-		}
-	}
-	return f, nil
+		member := "floor-" + strconv.Itoa(n)
+		n++
+		return func(time.Time) error {
+			s.step()
+			s.buf = respCommand(s.buf[:0], "GEOADD", floorKey,
+				strconv.FormatFloat(s.pos.Lng, 'f', 7, 64), strconv.FormatFloat(s.pos.Lat, 'f', 7, 64), member)
+			_, err := c.Write(s.buf)
+			return err
+		}, func() { c.Close() }, nil
+	})
 }
 
 // floorKey is the Redis key the no-reply floor writes.
@@ -321,50 +327,60 @@ func respCommand(b []byte, args ...string) []byte {
 	return b
 }
 
-// floorLoad is one floor's senders and the server they load.
+// floorLoad is one floor server and how to connect its senders.
 type floorLoad struct {
-	fleet *floorFleet
-	srv   *server
-	what  string
+	srv  *server
+	what string
+	open func(ctx context.Context) (*floorFleet, error)
 }
 
-func (fl floorLoad) close() { fl.fleet.close() }
-
-// openFloorFleets connects a sender per driver app to each floor server
-// and to Redis with replies off, each at the apps' starting points.
-func (b *bench) openFloorFleets(ctx context.Context, rd *server, start []point) ([]floorLoad, error) {
+// floorLoads are the floors the samples are measured against: the floor
+// servers, and Redis (rd) with replies off; each connects a sender per
+// driver app at the apps' starting points.
+func (b *bench) floorLoads(rd *server, start []point) []floorLoad {
+	seed := b.cfg.Seed + 300
 	var out []floorLoad
-	fail := func(err error) ([]floorLoad, error) {
-		for _, fl := range out {
-			fl.close()
-		}
-		return nil, err
-	}
 	for i, kind := range FloorKinds {
 		srv := b.floors[i]
-		b.progress("samples: connecting %d senders to the %s floor", len(start), kind)
-		var f *floorFleet
-		var err error
-		what := ""
+		fl := floorLoad{srv: srv}
 		switch kind {
 		case FloorGRPC:
-			f, err = openFloorGRPC(ctx, srv.addr, start, b.cfg.Seed+300)
-			what = "gRPC server, hexride's transport settings, Connect handler only receives: own connection + stream per app"
+			fl.what = "gRPC server, hexride's transport settings, Connect handler only receives: own connection + stream per app"
+			fl.open = func(ctx context.Context) (*floorFleet, error) { return openFloorGRPC(ctx, srv.addr, start, seed) }
 		case FloorTCP:
-			f, err = openFloorTCP(ctx, srv.addr, start, b.cfg.Seed+300)
-			what = "Go TCP server reading length-prefixed samples: own connection per app"
+			fl.what = "Go TCP server reading length-prefixed samples: own connection per app"
+			fl.open = func(ctx context.Context) (*floorFleet, error) { return openFloorTCP(ctx, srv.addr, start, seed) }
 		}
-		if err != nil {
-			return fail(fmt.Errorf("%s floor: %w", kind, err))
-		}
-		out = append(out, floorLoad{fleet: f, srv: srv, what: what})
+		out = append(out, fl)
 	}
-	f, err := openRedisNoReply(ctx, rd.addr, start, b.cfg.Seed+300)
+	return append(out, floorLoad{srv: rd,
+		what: "Redis, CLIENT REPLY OFF, GEOADD one per message: own connection per app",
+		open: func(ctx context.Context) (*floorFleet, error) { return openRedisNoReply(ctx, rd.addr, start, seed) }})
+}
+
+// run measures one repetition: the senders connect, tick for one interval
+// to spread their phases, are measured, and disconnect, so no floor loads
+// the machine (or Redis, with idle clients) while another cell is measured.
+func (fl floorLoad) run(ctx context.Context, b *bench, every time.Duration) (rep, error) {
+	f, err := fl.open(ctx)
 	if err != nil {
-		return fail(err)
+		return rep{}, err
 	}
-	return append(out, floorLoad{fleet: f, srv: rd,
-		what: "Redis, CLIENT REPLY OFF, GEOADD one per message: own connection per app"}), nil
+	defer f.close()
+	f.drive(ctx, every)
+	f.active.Store(true)
+	if err := sleep(ctx, every); err != nil {
+		return rep{}, err
+	}
+	r, err := measure(ctx, fl.srv.pid(), f.counter, b.cfg.Warmup, b.cfg.Window)
+	f.active.Store(false)
+	if err == nil {
+		err = alive(fl.srv)
+	}
+	if err == nil && r.errors > 0 {
+		err = f.counter.firstErr()
+	}
+	return r, err
 }
 
 // idleFloors opens idle connections to each floor server (a gRPC stream

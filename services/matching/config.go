@@ -112,18 +112,29 @@ func ValidateBatchFollowUp(d, window time.Duration) error {
 // past it, a rider waits longer for a match than a far driver saves.
 const MaxBatchHold = 10 * time.Second
 
+// Errors of ValidateBatchHold, by the setting at fault.
+var (
+	ErrBadHoldPickup = errors.New("matching: bad hold pickup")
+	ErrBadHoldMax    = errors.New("matching: bad longest hold")
+)
+
 // ValidateBatchHold checks the hold for a better match: both 0 (off), or a
-// positive pickup threshold with a hold of one window up to MaxBatchHold.
+// positive pickup threshold with a longest hold of two windows (the
+// shortest that can hold a request through one more window, whenever in
+// its first window it arrived) up to MaxBatchHold. The error wraps
+// ErrBadWindow and ErrBadHoldPickup or ErrBadHoldMax.
 func ValidateBatchHold(pickup, hold, window time.Duration) error {
 	switch {
 	case pickup == 0 && hold == 0:
 		return nil
-	case pickup < 0 || hold < 0:
-		return fmt.Errorf("%w: hold %v for pickups of %v or more (want both 0, or both positive)", ErrBadWindow, hold, pickup)
+	case pickup < 0:
+		return fmt.Errorf("%w: %w: %v (want 0, off, or a positive pickup time)", ErrBadWindow, ErrBadHoldPickup, pickup)
 	case pickup == 0:
-		return fmt.Errorf("%w: hold %v without a pickup time to hold for (set both, or neither)", ErrBadWindow, hold)
-	case hold < window || hold > MaxBatchHold:
-		return fmt.Errorf("%w: hold %v (want %v, one window, to %v)", ErrBadWindow, hold, window, MaxBatchHold)
+		return fmt.Errorf("%w: %w: %v set, but no pickup time to hold for", ErrBadWindow, ErrBadHoldPickup, hold)
+	case hold == 0:
+		return fmt.Errorf("%w: %w: needed with a hold pickup time (%v)", ErrBadWindow, ErrBadHoldMax, pickup)
+	case hold < 2*window || hold > MaxBatchHold:
+		return fmt.Errorf("%w: %w: %v (want two windows, %v, to %v)", ErrBadWindow, ErrBadHoldMax, hold, 2*window, MaxBatchHold)
 	}
 	return nil
 }

@@ -33,7 +33,7 @@ func TestConfigDispatchMode(t *testing.T) {
 		{"no window load", func(c *Config) { c.BatchWindowLoad = 0 }, ErrBadWindow},
 		{"hold off", func(c *Config) { c.BatchHoldPickup, c.BatchHoldMax = 0, 0 }, nil},
 		{"hold 2m pickups up to 6s", func(c *Config) { c.BatchHoldPickup, c.BatchHoldMax = 2*time.Minute, 6*time.Second }, nil},
-		{"hold one window", func(c *Config) { c.BatchHoldPickup, c.BatchHoldMax = time.Minute, c.BatchWindow }, nil},
+		{"hold two windows", func(c *Config) { c.BatchHoldPickup, c.BatchHoldMax = time.Minute, 2*c.BatchWindow }, nil},
 		{"hold up to 10s", func(c *Config) { c.BatchHoldPickup, c.BatchHoldMax = time.Minute, MaxBatchHold }, nil},
 		{"hold shorter than a window", func(c *Config) { c.BatchHoldPickup, c.BatchHoldMax = time.Minute, c.BatchWindow-1 }, ErrBadWindow},
 		{"hold past 10s", func(c *Config) { c.BatchHoldPickup, c.BatchHoldMax = time.Minute, MaxBatchHold+1 }, ErrBadWindow},

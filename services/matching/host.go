@@ -93,7 +93,7 @@ type run struct {
 	parent    trace.SpanContext // the Dispatch call's span, if any
 	deadline  time.Time
 	seq       uint64    // arrival order: batch rows and shutdown go by it
-	arrived   time.Time // when the host took it
+	arrived   time.Time // when the rider asked (the trip's creation), at the latest when the host took it
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -230,7 +230,12 @@ func (h *host) submit(r *run) bool {
 	r.seq = h.seq
 	h.runs[r.trip.GetId()] = r
 	now := h.clock.Now()
+	// A recovered trip has waited since the rider asked, not since this
+	// worker took it.
 	r.arrived = now
+	if c := r.trip.GetCreatedAt(); c.IsValid() && c.AsTime().Before(now) {
+		r.arrived = c.AsTime()
+	}
 	if h.mode == ModeBatched {
 		r.open, r.excluded = true, map[string]struct{}{}
 		h.rearm(r, now)
@@ -815,14 +820,16 @@ func (h *host) planned(rows []windowRow, reqs []dispatch.BatchRequest, ranked ma
 // window instead: its pickup would be long, so supply near it is thin, and
 // in the next window a nearer driver may have come free, or a request that
 // arrives meanwhile may need c more while this one loses little by taking
-// another far driver. It waits only while the next window still ends
-// within holdMax of its arrival and before its deadline. h.mu held.
+// another far driver. It waits only while the next window, at its longest
+// (adaptive windows stretch under load, and held requests count), still
+// ends within holdMax of its arrival and leaves a whole offer timeout
+// before its deadline. h.mu held.
 func (h *host) holds(r *run, c dispatch.Ranked, now time.Time) bool {
 	if h.holdPickup <= 0 || c.Score < h.holdPickup.Seconds() {
 		return false
 	}
-	next := now.Add(h.window)
-	return !next.After(r.arrived.Add(h.holdMax)) && next.Before(r.deadline)
+	next := now.Add(max(h.window, h.windowMax))
+	return !next.After(r.arrived.Add(h.holdMax)) && !next.Add(h.offer).After(r.deadline)
 }
 
 // validMode reports whether m is a dispatch mode.

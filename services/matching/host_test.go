@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hexride/hexride/dispatch"
 	"github.com/hexride/hexride/dispatch/fakeclock"
@@ -512,6 +513,31 @@ func TestBatchedWindows(t *testing.T) {
 			want:    []string{"2.00s offer A X", "3.00s close:expired A X", "3.00s give-up:deadline_exceeded A"},
 		},
 		{
+			// Holding at 2 s would leave the offer 9 of its 10 s before
+			// the 13 s deadline: it goes out at once.
+			name:    "hold: never into the offer's time before the deadline",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"X", at(6500)}},
+			trips:   []trip{{"A", 0, 0, 13 * time.Second}},
+			answers: map[string]string{"X": "accept"},
+			holdMax: 10 * time.Second,
+			want:    []string{"2.00s offer A X", "3.00s assigned A X"},
+		},
+		{
+			// Adaptive windows (1 s alone, up to 3 s): a hold counts the
+			// next window at its longest, so A is held at 1, 2 and 3 s
+			// (each next window ends by 6 s at the latest) and offered at
+			// 4 s.
+			name:      "hold: adaptive windows count at their longest",
+			mode:      ModeBatched,
+			drivers:   []simDriver{{"X", at(6500)}},
+			trips:     []trip{{"A", 0, 0, time.Minute}},
+			answers:   map[string]string{"X": "accept"},
+			windowMax: 3 * time.Second,
+			holdMax:   6 * time.Second,
+			want:      []string{"4.00s offer A X", "5.00s assigned A X"},
+		},
+		{
 			name:    "an unmatched request waits for drivers to come",
 			mode:    ModeBatched,
 			late:    []simDriver{{"X", at(800)}},
@@ -624,6 +650,44 @@ func TestBatchedWindows(t *testing.T) {
 			}
 			if !slices.Equal(got, tt.want) {
 				t.Fatalf("timeline\n got %q\nwant %q\nfull:\n%s", got, tt.want, strings.Join(s.timeline, "\n"))
+			}
+		})
+	}
+}
+
+// TestHoldCountsFromTripCreation: a trip that reaches the host after the
+// rider has waited (recovered from another worker) has used up that much
+// of its hold. Held from the host's own start it would wait for the 4 s
+// window; counted from its creation 4 s earlier it cannot, and its offer
+// goes out at the first window.
+func TestHoldCountsFromTripCreation(t *testing.T) {
+	origin := geo.LatLng{Lat: 39.745, Lng: -75.55}
+	for _, tt := range []struct {
+		name    string
+		waited  time.Duration
+		wantOff string
+	}{
+		{"new trip", 0, "6.00s offer A X"},
+		{"recovered trip, 4 s old", 4 * time.Second, "2.00s offer A X"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, clk := newSim(t, ModeBatched, rand.New(rand.NewPCG(1, 1)), []simDriver{{"X", geo.Destination(origin, 90, 6500)}}, func(c *hostConfig) {
+				c.holdPickup, c.holdMax = 5*time.Minute, 6*time.Second
+			})
+			s.script = func(string, string) (string, time.Duration) { return "accept", time.Second }
+			trip := &commonv1.Trip{Id: "A", CreatedAt: timestamppb.New(clk.Now().Add(-tt.waited))}
+			if !s.h.submit(&run{trip: trip, pickup: origin, deadline: clk.Now().Add(time.Minute)}) {
+				t.Fatal("not started")
+			}
+			s.finish(t)
+			var offers []string
+			for _, ev := range s.timeline {
+				if f := strings.Fields(ev); f[1] == "offer" {
+					offers = append(offers, strings.Join(f, " "))
+				}
+			}
+			if len(offers) != 1 || offers[0] != tt.wantOff {
+				t.Fatalf("offers %q, want [%q]", offers, tt.wantOff)
 			}
 		})
 	}

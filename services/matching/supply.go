@@ -21,6 +21,10 @@ type supply struct {
 	index        *dispatch.Index
 	partitionRes int
 
+	// mu orders the writes that decide a driver's status: an offer going
+	// out (reserve) and a location batch (apply) cannot interleave, so a
+	// batch that read "no offer out" cannot index the driver available
+	// after reserve marked it busy.
 	mu       sync.Mutex
 	offering map[string]string // driver id → trip id of the offer out to it
 }
@@ -39,13 +43,15 @@ func newSupply(cfg Config, clock dispatch.Clock) (*supply, error) {
 // many locations the index took.
 func (s *supply) apply(locs []*matchingv1.DriverLocation, departures []*matchingv1.DriverDeparture) int {
 	accepted := 0
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, loc := range locs {
 		st := statusOf(loc.GetStatus())
 		if st == dispatch.StatusOffline {
 			s.index.Remove(loc.GetDriverId())
 			continue
 		}
-		if st == dispatch.StatusAvailable && s.offered(loc.GetDriverId()) {
+		if _, offered := s.offering[loc.GetDriverId()]; st == dispatch.StatusAvailable && offered {
 			// An offer is out to this driver: keep it out of other searches.
 			st = dispatch.StatusBusy
 		}
@@ -79,25 +85,16 @@ func (s *supply) apply(locs []*matchingv1.DriverLocation, departures []*matching
 	return accepted
 }
 
-// offered reports whether an offer to the driver is out from this worker.
-func (s *supply) offered(driverID string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.offering[driverID]
-	return ok
-}
-
 // reserve holds the driver for trip's offer: no other dispatch on this
 // worker offers it meanwhile, and it is busy to searches (its next
 // location update keeps it so). errDriverBusy if another trip holds it.
 func (s *supply) reserve(driverID, tripID string) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if other, busy := s.offering[driverID]; busy && other != tripID {
-		s.mu.Unlock()
 		return errDriverBusy
 	}
 	s.offering[driverID] = tripID
-	s.mu.Unlock()
 	_ = s.index.SetStatus(driverID, dispatch.StatusBusy)
 	return nil
 }
@@ -106,8 +103,8 @@ func (s *supply) reserve(driverID, tripID string) error {
 // searches at once (otherwise its next location update does).
 func (s *supply) release(driverID string, available bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	delete(s.offering, driverID)
-	s.mu.Unlock()
 	if available {
 		_ = s.index.SetStatus(driverID, dispatch.StatusAvailable)
 	}

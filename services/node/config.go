@@ -359,7 +359,11 @@ func (c Config) ValidateDispatch() error {
 		return fmt.Errorf("--batch-candidates: %d (want at least 1)", c.BatchCandidates)
 	}
 	if err := matching.ValidateBatchHold(c.BatchHoldPickup, c.BatchHoldMax, c.BatchWindow); err != nil {
-		return fmt.Errorf("--batch-hold-pickup, --batch-hold-max: %w", err)
+		flag := "--batch-hold-max"
+		if errors.Is(err, matching.ErrBadHoldPickup) {
+			flag = "--batch-hold-pickup"
+		}
+		return fmt.Errorf("%s: %w", flag, err)
 	}
 	return nil
 }
