@@ -97,7 +97,7 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 	if deps.Clock == nil {
 		deps.Clock = dispatch.SystemClock{}
 	}
-	supply, err := newSupply(cfg, deps.Clock)
+	supply, err := newSupply(cfg.Index, cfg.Topology.PartitionResolution, deps.Clock)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +118,7 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 		callTimeout: cfg.CallTimeout, logger: deps.Logger,
 	}
 	e.recovery = &recovery{
-		cfg: cfg, owners: e.ownership, trips: deps.Trips, dispatches: e,
+		cfg: recoveryConfigOf(cfg), owners: e.ownership, trips: deps.Trips, dispatches: e,
 		clock: e.clock, logger: deps.Logger,
 	}
 	if err := e.initDispatch(); err != nil {

@@ -22,12 +22,28 @@ import (
 // worker is dispatching, and hands them to the dispatch host. It keeps no
 // state between sweeps: the trip store and the host say what is orphaned.
 type recovery struct {
-	cfg        Config
+	cfg        recoveryConfig
 	owners     ownership
 	trips      tripReader
 	dispatches redispatcher
 	clock      dispatch.TimerClock
 	logger     *slog.Logger
+}
+
+// recoveryConfig is what recovery takes of the worker's Config.
+type recoveryConfig struct {
+	interval, age    time.Duration // RecoveryInterval, RecoveryAge
+	callTimeout      time.Duration
+	dispatchDeadline time.Duration // the topology's
+	regions          *dispatch.RegionMap
+	selfRegion       string
+}
+
+func recoveryConfigOf(c Config) recoveryConfig {
+	return recoveryConfig{
+		interval: c.RecoveryInterval, age: c.RecoveryAge, callTimeout: c.CallTimeout,
+		dispatchDeadline: c.Topology.DispatchDeadline, regions: c.Regions, selfRegion: c.Self.Region,
+	}
 }
 
 // tripReader is what recovery reads of the trip store.
@@ -50,7 +66,7 @@ type redispatcher interface {
 // dispatching: their worker died or left, their Dispatch call was lost, or
 // their driver withdrew.
 func (rc *recovery) run(ctx context.Context) {
-	for sleep(ctx, rc.clock, rc.cfg.RecoveryInterval) == nil {
+	for sleep(ctx, rc.clock, rc.cfg.interval) == nil {
 		if err := rc.sweep(ctx); err != nil && ctx.Err() == nil {
 			rc.logger.Warn("recovery sweep failed", "err", err)
 		}
@@ -71,10 +87,10 @@ func (rc *recovery) sweep(ctx context.Context) error {
 	}
 	token := ""
 	for {
-		cctx, cancel := context.WithTimeout(ctx, rc.cfg.CallTimeout)
+		cctx, cancel := context.WithTimeout(ctx, rc.cfg.callTimeout)
 		resp, err := rc.trips.ListTrips(cctx, &tripv1.ListTripsRequest{
 			States:        []commonv1.TripState{commonv1.TripState_TRIP_STATE_REQUESTED},
-			CreatedBefore: timestamppb.New(now.Add(-rc.cfg.RecoveryAge)),
+			CreatedBefore: timestamppb.New(now.Add(-rc.cfg.age)),
 			PageSize:      500,
 			PageToken:     token,
 			Regions:       regions,
@@ -100,8 +116,8 @@ func (rc *recovery) sweep(ctx context.Context) error {
 			if trip == nil {
 				continue
 			}
-			deadline := trip.GetCreatedAt().AsTime().Add(rc.cfg.Topology.DispatchDeadline)
-			if floor := now.Add(rc.cfg.Topology.DispatchDeadline / 3); deadline.Before(floor) {
+			deadline := trip.GetCreatedAt().AsTime().Add(rc.cfg.dispatchDeadline)
+			if floor := now.Add(rc.cfg.dispatchDeadline / 3); deadline.Before(floor) {
 				// A trip back from a withdrawn driver, or one whose worker
 				// died late: give it a fair search of its own.
 				deadline = floor
@@ -120,7 +136,7 @@ func (rc *recovery) sweep(ctx context.Context) error {
 // currentTrip re-reads a trip the stale sweep found: nil when it has left
 // REQUESTED since (or is gone).
 func (rc *recovery) currentTrip(ctx context.Context, tripID string) (*commonv1.Trip, error) {
-	cctx, cancel := context.WithTimeout(ctx, rc.cfg.CallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, rc.cfg.callTimeout)
 	defer cancel()
 	trip, err := rc.trips.GetTrip(cctx, tripID)
 	if status.Code(err) == codes.NotFound {
@@ -141,7 +157,7 @@ func (rc *recovery) currentTrip(ctx context.Context, tripID string) (*commonv1.T
 // those whose own workers are all gone and that fall back to it); false
 // when there is none. Without a map: no filter (nil, true).
 func (rc *recovery) sweptRegions() ([]string, bool) {
-	m := rc.cfg.Regions
+	m := rc.cfg.regions
 	if m == nil {
 		return nil, true
 	}
@@ -154,7 +170,7 @@ func (rc *recovery) sweptRegions() ([]string, bool) {
 	for _, region := range m.Regions() {
 		for _, c := range m.FallbackChain(region) {
 			if live[c] {
-				if c == rc.cfg.Self.Region {
+				if c == rc.cfg.selfRegion {
 					out = append(out, region)
 				}
 				break

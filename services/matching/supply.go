@@ -29,12 +29,14 @@ type supply struct {
 	offering map[string]string // driver id → trip id of the offer out to it
 }
 
-func newSupply(cfg Config, clock dispatch.Clock) (*supply, error) {
-	index, err := dispatch.NewIndex(cfg.Index, clock)
+// newSupply builds an empty supply: an index with indexCfg on clock, whose
+// drivers fall in partitions of resolution partitionRes.
+func newSupply(indexCfg dispatch.IndexConfig, partitionRes int, clock dispatch.Clock) (*supply, error) {
+	index, err := dispatch.NewIndex(indexCfg, clock)
 	if err != nil {
 		return nil, err
 	}
-	return &supply{index: index, partitionRes: cfg.Topology.PartitionResolution, offering: map[string]string{}}, nil
+	return &supply{index: index, partitionRes: partitionRes, offering: map[string]string{}}, nil
 }
 
 // apply records a batch from a gateway: locs are its locations in

@@ -280,7 +280,7 @@ func TestSupplyWrites(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := newSupply(cfg, &testClock{now: now})
+			s, err := newSupply(cfg.Index, cfg.Topology.PartitionResolution, &testClock{now: now})
 			if err != nil {
 				t.Fatal(err)
 			}
