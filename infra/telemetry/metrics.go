@@ -20,6 +20,7 @@ const (
 	MetricNoOwnerPartitions  = "hexride_no_owner_partitions"  // gauge{service}: matching workers and gateways
 	MetricDispatchesInFlight = "hexride_dispatches_in_flight" // gauge
 	MetricSurgeShares        = "hexride_surge_shares"         // counter{outcome}
+	MetricBatchHolds         = "hexride_batch_holds"          // counter
 )
 
 // NoOwnerPartitionsDescription describes MetricNoOwnerPartitions; matching

@@ -64,6 +64,9 @@ type hostIO interface {
 	tripGone(ctx context.Context, tripID string) bool
 	// giveUp records that the dispatch found no driver.
 	giveUp(ctx context.Context, r *run, reason dispatch.Reason)
+	// held records that a window held the request for a better match
+	// than driverID. h.mu held: it must not block.
+	held(r *run, driverID string)
 }
 
 // offerEnd is how an offer ended.
@@ -793,6 +796,7 @@ func (h *host) planned(rows []windowRow, reqs []dispatch.BatchRequest, ranked ma
 		}
 		c := ranked[a.TripID+"\x00"+a.DriverID]
 		if h.holds(r, c, now) {
+			h.io.held(r, c.ID)
 			continue // open: the next window solves it again
 		}
 		r.open = false

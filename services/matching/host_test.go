@@ -199,6 +199,8 @@ func (s *simIO) assign(_ context.Context, tripID, driverID string) (*commonv1.Tr
 
 func (s *simIO) tripGone(context.Context, string) bool { return false }
 
+func (s *simIO) held(r *run, driverID string) { s.record("held", r.trip.GetId(), driverID) }
+
 func (s *simIO) giveUp(_ context.Context, r *run, reason dispatch.Reason) {
 	s.record("give-up:"+string(reason), r.trip.GetId(), "")
 }
@@ -478,7 +480,7 @@ func TestBatchedWindows(t *testing.T) {
 			trips:   []trip{{"A", 0, 0, time.Minute}},
 			answers: map[string]string{"X": "accept", "Y": "accept"},
 			holdMax: 6 * time.Second,
-			want:    []string{"6.00s offer A Y", "7.00s assigned A Y"},
+			want:    []string{"2.00s held A X", "4.00s held A X", "6.00s offer A Y", "7.00s assigned A Y"},
 		},
 		{
 			// Nobody nearer comes: held at 2 s and 4 s, A takes X at 6 s,
@@ -489,7 +491,7 @@ func TestBatchedWindows(t *testing.T) {
 			trips:   []trip{{"A", 0, 0, time.Minute}},
 			answers: map[string]string{"X": "accept"},
 			holdMax: 6 * time.Second,
-			want:    []string{"6.00s offer A X", "7.00s assigned A X"},
+			want:    []string{"2.00s held A X", "4.00s held A X", "6.00s offer A X", "7.00s assigned A X"},
 		},
 		{
 			// The window plans A to Y (1000 m) and B to X (5300 m, more
@@ -500,7 +502,7 @@ func TestBatchedWindows(t *testing.T) {
 			trips:   []trip{{"A", 0, 0, time.Minute}, {"B", 1200, 0, time.Minute}},
 			answers: map[string]string{"X": "accept", "Y": "accept"},
 			holdMax: 4 * time.Second,
-			want:    []string{"2.00s offer A Y", "3.00s assigned A Y", "4.00s offer B X", "5.00s assigned B X"},
+			want:    []string{"2.00s held B X", "2.00s offer A Y", "3.00s assigned A Y", "4.00s offer B X", "5.00s assigned B X"},
 		},
 		{
 			// Held only while the next window ends before the deadline.
@@ -535,7 +537,7 @@ func TestBatchedWindows(t *testing.T) {
 			answers:   map[string]string{"X": "accept"},
 			windowMax: 3 * time.Second,
 			holdMax:   6 * time.Second,
-			want:      []string{"4.00s offer A X", "5.00s assigned A X"},
+			want:      []string{"1.00s held A X", "2.00s held A X", "3.00s held A X", "4.00s offer A X", "5.00s assigned A X"},
 		},
 		{
 			name:    "an unmatched request waits for drivers to come",
@@ -644,7 +646,7 @@ func TestBatchedWindows(t *testing.T) {
 			var got []string
 			for _, ev := range s.timeline {
 				f := strings.Fields(ev)
-				if f[1] == "offer" || f[1] == "assigned" || strings.HasPrefix(f[1], "give-up") || strings.HasPrefix(f[1], "close:") && f[1] != "close:accepted" {
+				if f[1] == "offer" || f[1] == "assigned" || f[1] == "held" || strings.HasPrefix(f[1], "give-up") || strings.HasPrefix(f[1], "close:") && f[1] != "close:accepted" {
 					got = append(got, strings.Join(f, " "))
 				}
 			}

@@ -22,6 +22,7 @@ type engineMetrics struct {
 	offers      metric.Int64Counter
 	moves       metric.Int64Counter
 	surgeShares metric.Int64Counter
+	holds       metric.Int64Counter
 }
 
 func (e *Engine) initTelemetry(d Deps) error {
@@ -55,6 +56,11 @@ func (e *Engine) initTelemetry(d Deps) error {
 	e.metrics.moves.Add(context.Background(), 0) // exported from the start, so rate() works
 	if e.metrics.surgeShares, err = m.Int64Counter(telemetry.MetricSurgeShares,
 		metric.WithDescription("Messages of border surge readings sent to the owners of neighbouring partitions, by outcome (ok, failed).")); err != nil {
+		return err
+	}
+
+	if e.metrics.holds, err = m.Int64Counter(telemetry.MetricBatchHolds,
+		metric.WithDescription("Batched requests a window held for a better match instead of offering them a long pickup (--batch-hold-pickup).")); err != nil {
 		return err
 	}
 
