@@ -178,8 +178,9 @@ func BenchmarkPath(b *testing.B) {
 // BenchmarkPickup20: one pickup against 20 drivers, the dispatch shape.
 // Drivers are random snappable points within ~3 km of the pickup, as a
 // ring search would return. DriveTimesTo (drivers → pickup) is what a
-// pickup ETA needs; DriveTimes is the other direction; Route×20 is the
-// naive alternative, measured in the same run.
+// pickup ETA needs; DriveTimesFacing is it for moving drivers (each
+// placed on the road it drives, leaving ahead); DriveTimes is the other
+// direction; Route×20 is the naive alternative, measured in the same run.
 func BenchmarkPickup20(b *testing.B) {
 	for _, a := range benchAreas {
 		g := cachedGraph(b, a.name, a.bbox)
@@ -198,6 +199,21 @@ func BenchmarkPickup20(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				if _, _, err := g.DriveTimesTo(drivers[i%64], pickups[i%64]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+		headings := make([][]float64, len(pickups))
+		for i := range headings {
+			for range drivers[i] {
+				headings[i] = append(headings[i], rng.Float64()*360)
+			}
+		}
+		b.Run(a.name+"/DriveTimesFacing", func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				if _, _, err := g.DriveTimesFacing(drivers[i%64], headings[i%64], pickups[i%64]); err != nil {
 					b.Fatal(err)
 				}
 				i++

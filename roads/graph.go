@@ -114,7 +114,7 @@ func (g *Graph) DriveTimes(from LatLng, to []LatLng) ([]time.Duration, []float64
 	if err != nil {
 		return nil, nil, fmt.Errorf("origin: %w", err)
 	}
-	return g.many(src, to, false)
+	return g.many(src, to, nil, false)
 }
 
 // DriveTimesTo is DriveTimes in the other direction: from each of several
@@ -125,18 +125,39 @@ func (g *Graph) DriveTimesTo(from []LatLng, to LatLng) ([]time.Duration, []float
 	if err != nil {
 		return nil, nil, fmt.Errorf("destination: %w", err)
 	}
-	return g.many(dst, from, true)
+	return g.many(dst, from, nil, true)
 }
 
-// many answers one fixed point against several others. reverse means the
-// others are the origins.
-func (g *Graph) many(fixed Snap, others []LatLng, reverse bool) ([]time.Duration, []float64, error) {
+// DriveTimesFacing is DriveTimesTo for cars heading the given ways
+// (degrees clockwise from north; NaN: unknown or standing), each placed on
+// the road it is driving and leaving it only ahead (SnapFacing): a car on
+// a highway beside the pickup drives to the next exit and back.
+func (g *Graph) DriveTimesFacing(from []LatLng, headings []float64, to LatLng) ([]time.Duration, []float64, error) {
+	if len(headings) != len(from) {
+		return nil, nil, fmt.Errorf("roads: %d headings for %d origins", len(headings), len(from))
+	}
+	dst, err := g.Snap(to)
+	if err != nil {
+		return nil, nil, fmt.Errorf("destination: %w", err)
+	}
+	return g.many(dst, from, headings, true)
+}
+
+// many answers one fixed point against several others, heading the given
+// ways if headings is set. reverse means the others are the origins.
+func (g *Graph) many(fixed Snap, others []LatLng, headings []float64, reverse bool) ([]time.Duration, []float64, error) {
 	times := make([]time.Duration, len(others))
 	meters := make([]float64, len(others))
 	snaps := make([]Snap, len(others))
 	ok := make([]bool, len(others))
 	for i, p := range others {
-		s, err := g.Snap(p)
+		var s Snap
+		var err error
+		if headings != nil {
+			s, err = g.SnapFacing(p, headings[i])
+		} else {
+			s, err = g.Snap(p)
+		}
 		if err != nil && !errors.Is(err, ErrTooFarFromRoad) {
 			return nil, nil, fmt.Errorf("point %d: %w", i, err)
 		}
@@ -166,10 +187,10 @@ type endpoint struct {
 func (s Snap) sources(g *Graph) []endpoint {
 	seg := g.segs[s.seg]
 	var out []endpoint
-	if seg.fwd != noArc {
+	if seg.fwd != noArc && s.dir >= 0 {
 		out = append(out, endpoint{seg.v, scaleWeight(seg.fwd, 1-s.frac)})
 	}
-	if seg.bwd != noArc {
+	if seg.bwd != noArc && s.dir <= 0 {
 		out = append(out, endpoint{seg.u, scaleWeight(seg.bwd, s.frac)})
 	}
 	return out
@@ -196,10 +217,10 @@ func (s Snap) direct(g *Graph, t Snap) uint64 {
 	}
 	seg := g.segs[s.seg]
 	c := uint64(noArc)
-	if seg.fwd != noArc && t.frac >= s.frac {
+	if seg.fwd != noArc && t.frac >= s.frac && s.dir >= 0 {
 		c = min(c, scaleWeight(seg.fwd, t.frac-s.frac))
 	}
-	if seg.bwd != noArc && t.frac <= s.frac {
+	if seg.bwd != noArc && t.frac <= s.frac && s.dir <= 0 {
 		c = min(c, scaleWeight(seg.bwd, s.frac-t.frac))
 	}
 	return c

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // road is one segment of a hand-made graph.
@@ -412,5 +413,72 @@ func TestConcurrentQueries(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+}
+
+// TestDriveTimesFacing: a car on the street 1–2 of the test town, half
+// way along, with a pickup just past node 1. Heading west it drives
+// straight there; heading east it cannot turn on the spot, so it drives on
+// to node 2 and back. A heading no street near it runs along (north), or
+// none, leaves it free to go either way, as DriveTimesTo does.
+func TestDriveTimesFacing(t *testing.T) {
+	g := handGraph(t, town, townRoads)
+	car, pickup := along(town[1], town[2], 0.5), along(town[1], town[2], 0.1)
+	sc, err := g.Snap(car)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := g.Snap(pickup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w12 := townWeight(1, 2)
+	ahead := scaleWeight(w12, sc.frac-sp.frac)
+	back := scaleWeight(w12, 1-sc.frac) + scaleWeight(w12, 1-sp.frac)
+	for _, tc := range []struct {
+		name    string
+		heading float64
+		want    uint64
+	}{
+		{"heading west, towards the pickup", 270, ahead},
+		{"heading a little south of west", 250, ahead},
+		{"heading east, away: on to node 2 and back", 90, back},
+		{"heading north: no street that way within reach", 0, ahead},
+		{"heading unknown", math.NaN(), ahead},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			times, meters, err := g.DriveTimesFacing([]LatLng{car}, []float64{tc.heading}, pickup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := times[0] - weightTime(tc.want); d < -time.Millisecond || d > time.Millisecond || math.Abs(meters[0]-weightMeters(tc.want)) > 0.05 {
+				t.Errorf("got %v %.2f m, want %v %.2f m", times[0], meters[0], weightTime(tc.want), weightMeters(tc.want))
+			}
+			// The car's path: the same drive, ending at the pickup.
+			path, err := g.PathFacing(car, tc.heading, pickup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := path.Time() - weightTime(tc.want); d < -2*time.Millisecond || d > 2*time.Millisecond || distance(path.Points[len(path.Points)-1], sp.Point) > 0.01 {
+				t.Errorf("path %v to %v, want %v to %v", path.Time(), path.Points[len(path.Points)-1], weightTime(tc.want), sp.Point)
+			}
+		})
+	}
+	// Without headings, or with unknown ones, it is DriveTimesTo.
+	from := []LatLng{car, town[0], along(town[0], town[1], 0.3), town[4], along(town[3], town[4], 0.7)}
+	want, wantM, err := g.DriveTimesTo(from, town[5])
+	if err != nil {
+		t.Fatal(err)
+	}
+	nan := make([]float64, len(from))
+	for i := range nan {
+		nan[i] = math.NaN()
+	}
+	got, gotM, err := g.DriveTimesFacing(from, nan, town[5])
+	if err != nil || !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotM, wantM) {
+		t.Errorf("unknown headings: %v %v %v, DriveTimesTo %v %v", got, gotM, err, want, wantM)
+	}
+	if _, _, err := g.DriveTimesFacing(from, nan[1:], town[5]); err == nil {
+		t.Error("a heading missing: no error")
 	}
 }

@@ -72,6 +72,21 @@ func (g *Graph) Path(from, to LatLng) (Path, error) {
 	if err != nil {
 		return Path{}, fmt.Errorf("origin: %w", err)
 	}
+	return g.path(src, from, to)
+}
+
+// PathFacing is Path for a car at from heading the given way (degrees;
+// NaN: unknown): it starts on the road the car is driving and leaves it
+// only ahead, stopping on the way if to is ahead on it (SnapFacing).
+func (g *Graph) PathFacing(from LatLng, heading float64, to LatLng) (Path, error) {
+	src, err := g.SnapFacing(from, heading)
+	if err != nil {
+		return Path{}, fmt.Errorf("origin: %w", err)
+	}
+	return g.path(src, from, to)
+}
+
+func (g *Graph) path(src Snap, from, to LatLng) (Path, error) {
 	dst, err := g.Snap(to)
 	if err != nil {
 		return Path{}, fmt.Errorf("destination: %w", err)

@@ -12,6 +12,9 @@ type Snap struct {
 	Meters float64 // distance from the query point to Point
 	seg    int     // segment index
 	frac   float64 // position along the segment, 0 at u, 1 at v
+	// dir restricts a trip leaving the point to one way along the
+	// segment: +1 towards v, -1 towards u, 0 either (see SnapFacing).
+	dir int8
 }
 
 // gridCellDeg is the side of a snapping grid cell in degrees (~110 m of
@@ -137,4 +140,78 @@ func (g *Graph) Snap(p LatLng) (Snap, error) {
 		return Snap{}, fmt.Errorf("%w: nearest road is %.0f m from %v (limit %.0f m)", ErrTooFarFromRoad, m, p, g.maxSnap)
 	}
 	return Snap{Point: pt, Meters: m, seg: bestSeg, frac: bestT}, nil
+}
+
+// Facing snaps: a moving car is on the road it is driving along, and can
+// leave it only ahead. Its reported position may be nearer another road
+// (a street beside or under a highway), so the nearest segment within
+// facingRadius whose open direction is within facingTolerance degrees of
+// the heading is taken, restricted to that direction.
+const (
+	facingRadius    = 25.0 // metres: GPS error and the width of a road
+	facingTolerance = 60.0 // degrees
+)
+
+// SnapFacing places a car at p heading the given way (degrees clockwise
+// from north) on the road it is driving: see facingRadius. A trip from the
+// snap leaves only ahead. With no such road within facingRadius, or a
+// NaN heading (unknown, or standing still), it is Snap.
+func (g *Graph) SnapFacing(p LatLng, heading float64) (Snap, error) {
+	nearest, err := g.Snap(p)
+	if err != nil || math.IsNaN(heading) || math.IsInf(heading, 0) {
+		return nearest, err
+	}
+	mLat := earthRadius * degToRad
+	mLng := mLat * math.Cos(p.Lat*degToRad)
+	cy, cx := cellOf(p.Lat*1e7), cellOf(p.Lng*1e7)
+	best := Snap{seg: -1, Meters: math.Inf(1)}
+	// facingRadius is well under a grid cell: the 3×3 cells around p hold
+	// every segment within it.
+	for y := cy - 1; y <= cy+1; y++ {
+		for x := cx - 1; x <= cx+1; x++ {
+			for _, si := range g.grid.cell(y, x) {
+				s := g.segs[si]
+				ax := (float64(g.lng[s.u])/1e7 - p.Lng) * mLng
+				ay := (float64(g.lat[s.u])/1e7 - p.Lat) * mLat
+				bx := (float64(g.lng[s.v])/1e7 - p.Lng) * mLng
+				by := (float64(g.lat[s.v])/1e7 - p.Lat) * mLat
+				dx, dy := bx-ax, by-ay
+				l2 := dx*dx + dy*dy
+				if l2 == 0 {
+					continue
+				}
+				t := math.Max(0, math.Min(1, -(ax*dx+ay*dy)/l2))
+				ex, ey := ax+t*dx, ay+t*dy
+				d := math.Sqrt(ex*ex + ey*ey)
+				if d > facingRadius || d > best.Meters || d == best.Meters && int(si) > best.seg {
+					continue
+				}
+				bearing := math.Atan2(dx, dy) / degToRad // u→v
+				dir := int8(0)
+				switch {
+				case s.fwd != noArc && angleOff(bearing, heading) <= facingTolerance:
+					dir = 1
+				case s.bwd != noArc && angleOff(bearing+180, heading) <= facingTolerance:
+					dir = -1
+				default:
+					continue
+				}
+				best = Snap{Meters: d, seg: int(si), frac: t, dir: dir}
+			}
+		}
+	}
+	if best.seg < 0 {
+		return nearest, nil
+	}
+	s := g.segs[best.seg]
+	u, v := e7(g.lat[s.u], g.lng[s.u]), e7(g.lat[s.v], g.lng[s.v])
+	best.Point = LatLng{u.Lat + best.frac*(v.Lat-u.Lat), u.Lng + best.frac*(v.Lng-u.Lng)}
+	best.Meters = distance(p, best.Point)
+	return best, nil
+}
+
+// angleOff is the angle in degrees between two bearings, 0 to 180.
+func angleOff(a, b float64) float64 {
+	d := math.Mod(math.Abs(a-b), 360)
+	return math.Min(d, 360-d)
 }
