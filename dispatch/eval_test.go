@@ -29,12 +29,12 @@ import (
 // services' adapter does; dispatch itself never imports roads).
 type wilmingtonRoads struct{ g *roads.Graph }
 
-func (w wilmingtonRoads) DriveTimesTo(from []geo.LatLng, to geo.LatLng) ([]time.Duration, []float64, error) {
+func (w wilmingtonRoads) DriveTimesTo(from []geo.LatLng, headings []float64, to geo.LatLng) ([]time.Duration, []float64, error) {
 	pts := make([]roads.LatLng, len(from))
 	for i, p := range from {
 		pts[i] = roads.LatLng(p)
 	}
-	return w.g.DriveTimesTo(pts, roads.LatLng(to))
+	return w.g.DriveTimesFacing(pts, headings, roads.LatLng(to))
 }
 
 var wilmington = sync.OnceValues(func() (*roads.Graph, error) { return cities.Wilmington() })

@@ -53,15 +53,18 @@ var (
 
 // RoadETA is the road network as ranking needs it: the fastest driving
 // time, and that path's length in metres, from each of several points
-// (drivers) to one (the pickup), in one call. A negative time means that
-// origin is off the network (too far from any road to snap); its metres
-// are then meaningless. An error means the whole answer is unusable (e.g.
-// the pickup itself is off the network).
+// (drivers) to one (the pickup), in one call. headings[i] is where driver
+// i is heading (degrees; NaN: unknown or standing): a moving car is on the
+// road it drives along and leaves it only ahead, so a car on a highway
+// beside the pickup drives on to the next exit and back. A negative time
+// means that origin is off the network (too far from any road to snap);
+// its metres are then meaningless. An error means the whole answer is
+// unusable (e.g. the pickup itself is off the network).
 //
 // roads.Graph answers this through a small adapter in the services layer
 // (roads does not import geo's cgo; dispatch does not import roads).
 type RoadETA interface {
-	DriveTimesTo(from []geo.LatLng, to geo.LatLng) ([]time.Duration, []float64, error)
+	DriveTimesTo(from []geo.LatLng, headings []float64, to geo.LatLng) ([]time.Duration, []float64, error)
 }
 
 // Sources of a pickup estimate, as ScoreParts.Source reports them.
@@ -87,15 +90,23 @@ type RankConfig struct {
 	Speeds SpeedModel
 	// TurnPenalty is the extra time for a driver heading directly away
 	// from the pickup (a U-turn); it ramps linearly from 0 at 90° off the
-	// bearing to the pickup to the full value at 180°. Default 60s.
+	// bearing to the pickup to the full value at 180°. Default 60s. Road
+	// estimates of moving drivers have none: their path already leaves
+	// ahead (RoadETA).
 	TurnPenalty time.Duration
 	// MinMovingSpeed: below it (m/s) heading is noise and ignored (default 1).
 	MinMovingSpeed float64
+	// DeadReckoning is how far back a moving driver's last position may
+	// have been seen and still be carried forward along its heading at
+	// its speed to the ranking's time, for the road estimate (default 5s;
+	// 0: off). A car reported just short of the pickup on a fast one-way
+	// road has passed it by the time the offer goes out.
+	DeadReckoning time.Duration
 }
 
 // DefaultRankConfig returns the defaults.
 func DefaultRankConfig() RankConfig {
-	return RankConfig{RoadFactor: 1.4, Speeds: ConstantSpeed(30 / 3.6), TurnPenalty: time.Minute, MinMovingSpeed: 1}
+	return RankConfig{RoadFactor: 1.4, Speeds: ConstantSpeed(30 / 3.6), TurnPenalty: time.Minute, MinMovingSpeed: 1, DeadReckoning: 5 * time.Second}
 }
 
 // Validate checks the config.
@@ -109,6 +120,8 @@ func (c RankConfig) Validate() error {
 		return fmt.Errorf("%w: negative turn penalty", ErrInvalidConfig)
 	case c.MinMovingSpeed < 0:
 		return fmt.Errorf("%w: negative min moving speed", ErrInvalidConfig)
+	case c.DeadReckoning < 0:
+		return fmt.Errorf("%w: negative dead reckoning", ErrInvalidConfig)
 	}
 	return nil
 }
@@ -177,10 +190,14 @@ func (s *ETAScorer) Estimates(req RankRequest, cands []Candidate) []Ranked {
 	var meters []float64
 	if s.cfg.Roads != nil && len(cands) > 0 {
 		from := make([]geo.LatLng, len(cands))
+		headings := make([]float64, len(cands))
 		for i, c := range cands {
-			from[i] = c.Pos
+			from[i], headings[i] = c.Pos, math.NaN()
+			if s.moving(c) {
+				from[i], headings[i] = s.reckon(c, req.At), c.Heading
+			}
 		}
-		t, m, err := s.cfg.Roads.DriveTimesTo(from, req.Pickup)
+		t, m, err := s.cfg.Roads.DriveTimesTo(from, headings, req.Pickup)
 		if err == nil && len(t) == len(cands) && len(m) == len(cands) {
 			times, meters = t, m
 		}
@@ -216,14 +233,30 @@ func (s *ETAScorer) byRoad(req RankRequest, c Candidate, drive time.Duration, me
 	return s.finish(req, c, p)
 }
 
-// finish adds the turn penalty (the road network does not know which way
-// the driver is heading) and the score.
+// reckon carries a moving driver's last position forward along its
+// heading to at, for up to DeadReckoning since it was seen.
+func (s *ETAScorer) reckon(c Candidate, at time.Time) geo.LatLng {
+	age := at.Sub(c.Seen)
+	if c.Seen.IsZero() || age <= 0 || s.cfg.DeadReckoning <= 0 {
+		return c.Pos
+	}
+	return geo.Destination(c.Pos, c.Heading, c.Speed*min(age, s.cfg.DeadReckoning).Seconds())
+}
+
+// moving reports whether c's heading is known and worth heeding.
+func (s *ETAScorer) moving(c Candidate) bool {
+	return !math.IsNaN(c.Heading) && c.Speed >= s.cfg.MinMovingSpeed
+}
+
+// finish adds the turn penalty (a straight line does not know which way
+// the driver is heading; a road path of a moving driver does) and the
+// score.
 func (s *ETAScorer) finish(req RankRequest, c Candidate, p ScoreParts) Ranked {
 	p.HeadingOff = math.NaN()
 	pen := 0.0
-	if !math.IsNaN(c.Heading) && c.Speed >= s.cfg.MinMovingSpeed && c.Distance > 1 {
+	if s.moving(c) && c.Distance > 1 {
 		p.HeadingOff = geo.AngleDiff(c.Heading, geo.Bearing(c.Pos, req.Pickup))
-		if p.HeadingOff > 90 {
+		if p.HeadingOff > 90 && p.Source != SourceRoad {
 			pen = s.cfg.TurnPenalty.Seconds() * (p.HeadingOff - 90) / 90
 		}
 	}

@@ -17,10 +17,14 @@ type fakeRoads struct {
 	meters map[geo.LatLng]float64
 	err    error
 	calls  int
+	// from and headings are the last call's.
+	from     []geo.LatLng
+	headings []float64
 }
 
-func (f *fakeRoads) DriveTimesTo(from []geo.LatLng, _ geo.LatLng) ([]time.Duration, []float64, error) {
+func (f *fakeRoads) DriveTimesTo(from []geo.LatLng, headings []float64, _ geo.LatLng) ([]time.Duration, []float64, error) {
 	f.calls++
+	f.from, f.headings = from, headings
 	if f.err != nil {
 		return nil, nil, f.err
 	}
@@ -131,5 +135,109 @@ func TestETAScorerFollowsRoads(t *testing.T) {
 	}
 	if got := sc.Rank(req, nil); len(got) != 0 {
 		t.Fatalf("empty ranking: %v", got)
+	}
+}
+
+// TestETAScorerRoadHeadings: the road network gets a moving driver's
+// heading (its path then leaves ahead, U-turn included) and NaN for one
+// standing or of unknown heading; a road estimate has no turn penalty on
+// top, while a driver off the network heading away still gets it.
+func TestETAScorerRoadHeadings(t *testing.T) {
+	pickup := geo.LatLng{Lat: 37.77, Lng: -122.42}
+	north := geo.Destination(pickup, 0, 500)
+	offroad := geo.Destination(pickup, 0, 600)
+	roads := &fakeRoads{
+		times:  map[geo.LatLng]time.Duration{north: 4 * time.Minute},
+		meters: map[geo.LatLng]float64{north: 2000},
+	}
+	cfg := DefaultRankConfig()
+	cfg.Roads = roads
+	sc, err := NewETAScorer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name           string
+		pos            geo.LatLng
+		heading, speed float64
+		wantHeading    float64 // NaN: none passed
+		wantPenalty    time.Duration
+	}{
+		{"moving away, on the roads", north, 0, 10, 0, 0},
+		{"moving towards, on the roads", north, 180, 10, 180, 0},
+		{"standing, heading ignored", north, 0, 0.5, math.NaN(), 0},
+		{"heading unknown", north, math.NaN(), 10, math.NaN(), 0},
+		{"moving away, off the roads: the straight line's penalty", offroad, 0, 10, 0, time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Candidate{Driver: Driver{ID: "d", Pos: tc.pos, Heading: tc.heading, Speed: tc.speed}, Distance: geo.Distance(tc.pos, pickup)}
+			r := sc.Estimate(RankRequest{Pickup: pickup, At: time.Unix(0, 0)}, c)
+			if len(roads.headings) != 1 {
+				t.Fatalf("headings %v", roads.headings)
+			}
+			if got := roads.headings[0]; !(got == tc.wantHeading || math.IsNaN(got) && math.IsNaN(tc.wantHeading)) {
+				t.Errorf("heading passed %v, want %v", got, tc.wantHeading)
+			}
+			if d := r.Parts.TurnPenalty - tc.wantPenalty; d < -time.Millisecond || d > time.Millisecond {
+				t.Errorf("turn penalty %v, want %v (parts %+v)", r.Parts.TurnPenalty, tc.wantPenalty, r.Parts)
+			}
+			if r.Score != r.Parts.ETA.Seconds() && math.Abs(r.Score-r.Parts.ETA.Seconds()) > 1e-6 {
+				t.Errorf("score %v, ETA %v", r.Score, r.Parts.ETA)
+			}
+		})
+	}
+}
+
+// TestETAScorerDeadReckoning: the road estimate starts a moving driver
+// where it has got to since its last position was seen, along its heading
+// at its speed, for up to DeadReckoning; a standing driver, or one whose
+// sighting time is unknown, stays where it was seen.
+func TestETAScorerDeadReckoning(t *testing.T) {
+	pickup := geo.LatLng{Lat: 37.77, Lng: -122.42}
+	pos := geo.Destination(pickup, 270, 400)
+	now := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		name          string
+		heading, mps  float64
+		seen          time.Time
+		reckoning     time.Duration
+		wantMovedEast float64 // metres
+	}{
+		{"seen 2 s ago at 10 m/s east", 90, 10, now.Add(-2 * time.Second), 5 * time.Second, 20},
+		{"seen 9 s ago: carried 5 s at most", 90, 10, now.Add(-9 * time.Second), 5 * time.Second, 50},
+		{"seen just now", 90, 10, now, 5 * time.Second, 0},
+		{"standing", 90, 0.5, now.Add(-2 * time.Second), 5 * time.Second, 0},
+		{"sighting time unknown", 90, 10, time.Time{}, 5 * time.Second, 0},
+		{"dead reckoning off", 90, 10, now.Add(-2 * time.Second), 0, 0},
+		{"heading west: carried away", 270, 10, now.Add(-3 * time.Second), 5 * time.Second, -30},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultRankConfig()
+			roads := &fakeRoads{}
+			cfg.Roads, cfg.DeadReckoning = roads, tc.reckoning
+			sc, err := NewETAScorer(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := Candidate{Driver: Driver{ID: "d", Pos: pos, Heading: tc.heading, Speed: tc.mps, Seen: tc.seen}, Distance: geo.Distance(pos, pickup)}
+			sc.Estimate(RankRequest{Pickup: pickup, At: now}, c)
+			if len(roads.from) != 1 {
+				t.Fatalf("origins %v", roads.from)
+			}
+			want := pos
+			if tc.wantMovedEast > 0 {
+				want = geo.Destination(pos, 90, tc.wantMovedEast)
+			} else if tc.wantMovedEast < 0 {
+				want = geo.Destination(pos, 270, -tc.wantMovedEast)
+			}
+			if d := geo.Distance(roads.from[0], want); d > 0.01 {
+				t.Errorf("origin %v is %.2f m from %v", roads.from[0], d, want)
+			}
+		})
+	}
+	bad := DefaultRankConfig()
+	bad.DeadReckoning = -time.Second
+	if _, err := NewETAScorer(bad); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("negative dead reckoning: %v", err)
 	}
 }

@@ -92,12 +92,12 @@ var (
 
 // DriveTimesTo implements dispatch.RoadETA; roads.Unreachable (-1) passes
 // through as the negative time dispatch reads as "off the network".
-func (r roadNetwork) DriveTimesTo(from []geo.LatLng, to geo.LatLng) ([]time.Duration, []float64, error) {
+func (r roadNetwork) DriveTimesTo(from []geo.LatLng, headings []float64, to geo.LatLng) ([]time.Duration, []float64, error) {
 	pts := make([]roads.LatLng, len(from))
 	for i, p := range from {
 		pts[i] = roads.LatLng(p)
 	}
-	return r.g.DriveTimesTo(pts, roads.LatLng(to))
+	return r.g.DriveTimesFacing(pts, headings, roads.LatLng(to))
 }
 
 // Route implements rider.RoadRoute.
