@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,12 +19,17 @@ import (
 )
 
 // compareRun is one cell of `hexride sim --compare`: a dispatch mode at a
-// ratio of drivers to requests.
+// ratio of drivers to requests, or (hindsight set) the ratio's requests
+// solved in hindsight.
 type compareRun struct {
-	mode  string
-	ratio float64
-	stats sim.Stats
+	mode      string
+	ratio     float64
+	stats     sim.Stats
+	hindsight *sim.Hindsight
 }
+
+// hindsightMode names the hindsight rows.
+const hindsightMode = "hindsight"
 
 // batchSettings are the batched mode's settings for --compare.
 type batchSettings struct {
@@ -66,30 +72,44 @@ func parseRatios(s string) ([]float64, error) {
 // compare runs the same seeded city and demand through a platform in each
 // dispatch mode (an in-process node per run, as hexride dev, on the given
 // road graph), at each ratio of drivers to requests, and prints the
-// results side by side. base holds the city, drivers, rate and seed; the
-// request count is drivers / ratio, and each drive leg outlasts the request
-// phase, so a driver serves at most one ride while requests arrive (what
-// "drivers per request" means here).
+// results side by side, each ratio with what hindsight could have given
+// its requests (sim.HindsightOf: what is left on the table). base holds
+// the city, drivers, rate and seed; the request count is drivers / ratio,
+// and each drive leg outlasts the request phase, so a driver serves at
+// most one ride while requests arrive (what "drivers per request" means
+// here).
 func compare(ctx context.Context, base sim.Config, roadsSpec string, modes []string, ratios []float64, batch batchSettings, stdout, stderr io.Writer) ([]compareRun, error) {
 	var runs []compareRun
 	for _, ratio := range ratios {
+		cfg := base
+		cfg.Requests = max(1, int(math.Round(float64(base.Drivers)/ratio)))
+		phase := time.Duration(float64(cfg.Requests) / cfg.Rate * float64(time.Second))
+		cfg.Duration = phase + time.Second
+		cfg.DriveTime = max(phase/2, 3*time.Second)
+		cfg.Grace = 3*cfg.DriveTime + 2*time.Minute
+		// Riders wait: a rider cancelling a second in would count
+		// against whichever mode had not matched yet (batched waits for
+		// its window), which measures the rider, not the dispatch.
+		cfg.RiderCancelProbability = 0
 		for _, mode := range modes {
-			cfg := base
-			cfg.Requests = max(1, int(math.Round(float64(base.Drivers)/ratio)))
-			phase := time.Duration(float64(cfg.Requests) / cfg.Rate * float64(time.Second))
-			cfg.Duration = phase + time.Second
-			cfg.DriveTime = max(phase/2, 3*time.Second)
-			cfg.Grace = 3*cfg.DriveTime + 2*time.Minute
-			// Riders wait: a rider cancelling a second in would count
-			// against whichever mode had not matched yet (batched waits for
-			// its window), which measures the rider, not the dispatch.
-			cfg.RiderCancelProbability = 0
 			fmt.Fprintf(stderr, "compare: %s at %.1f drivers per request: %d drivers, %d requests at %.1f/s\n", mode, ratio, cfg.Drivers, cfg.Requests, cfg.Rate)
 			s, err := compareOne(ctx, cfg, roadsSpec, mode, batch)
 			if err != nil {
 				return runs, fmt.Errorf("compare %s at %.1f: %w", mode, ratio, err)
 			}
 			runs = append(runs, compareRun{mode: mode, ratio: ratio, stats: s})
+		}
+		if cfg.Roads == nil {
+			continue
+		}
+		h, err := sim.HindsightOf(cfg)
+		switch {
+		case errors.Is(err, sim.ErrHindsightTooLarge):
+			fmt.Fprintf(stderr, "compare: no hindsight at %.1f drivers per request: %v\n", ratio, err)
+		case err != nil:
+			return runs, fmt.Errorf("compare hindsight at %.1f: %w", ratio, err)
+		default:
+			runs = append(runs, compareRun{mode: hindsightMode, ratio: ratio, hindsight: &h})
 		}
 	}
 	printCompare(stdout, runs)
@@ -128,11 +148,17 @@ func compareOne(ctx context.Context, cfg sim.Config, roadsSpec, mode string, bat
 	return sim.Run(ctx, cfg)
 }
 
-// printCompare prints the runs as a table, a row per ratio and mode.
+// printCompare prints the runs as a table, a row per ratio and mode, and
+// the ratio's hindsight row after its modes.
 func printCompare(w io.Writer, runs []compareRun) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "drivers/request\tmode\trequests\tmatched %\tpickup mean s\tp95 s\tp99 s\tmatch p50 ms\tp99 ms\toffers/trip\ttrips/driver CV\t")
 	for _, r := range runs {
+		if h := r.hindsight; h != nil {
+			fmt.Fprintf(tw, "%.1f\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t—\t—\t—\t—\t\n",
+				r.ratio, r.mode, h.Requests, 100*float64(h.Matched)/float64(max(h.Requests, 1)), h.PickupMeanS, h.PickupP95S, h.PickupP99S)
+			continue
+		}
 		s := r.stats
 		matched, offers := 0.0, 0.0
 		if s.Requests > 0 {
@@ -143,6 +169,11 @@ func printCompare(w io.Writer, runs []compareRun) {
 			r.ratio, r.mode, s.Requests, matched, s.PickupMeanS, s.PickupP95S, s.PickupP99S, s.MatchP50MS, s.MatchP99MS, offers, s.TripsPerDriverCV)
 	}
 	_ = tw.Flush()
+	for _, r := range runs {
+		if h := r.hindsight; h != nil {
+			fmt.Fprintf(w, "hindsight at %.1f: the drivers where they start, every request known at once; no assignment of them has a pickup p99 under %.1f s\n", r.ratio, h.PickupP99FloorS)
+		}
+	}
 	for _, r := range runs {
 		if s := r.stats; s.NoDriver+s.Cancelled+s.Lost+s.Errors > 0 {
 			fmt.Fprintf(w, "%s at %.1f: no driver %d %v, cancelled %d %v, lost %d, errors %d\n",

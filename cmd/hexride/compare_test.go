@@ -49,7 +49,7 @@ func TestSimCompare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows := 0
+	rows, hindsight := 0, 0
 	for _, l := range strings.Split(stdout.String(), "\n") {
 		f := strings.Fields(l)
 		if len(f) == 11 && f[0] == "2.0" && (f[1] == "greedy" || f[1] == "batched") {
@@ -58,8 +58,17 @@ func TestSimCompare(t *testing.T) {
 				t.Errorf("row %q: want 6 requests, all matched, a pickup time", l)
 			}
 		}
+		if len(f) == 11 && f[0] == "2.0" && f[1] == "hindsight" {
+			hindsight++
+			if f[2] != "6" || f[3] != "100.0" || f[4] == "0.0" || f[7] != "—" {
+				t.Errorf("hindsight row %q: want 6 requests, all matched, a pickup time, no match times", l)
+			}
+		}
 	}
-	if rows != 2 {
-		t.Errorf("%d result rows, want 2 (greedy, batched)", rows)
+	if rows != 2 || hindsight != 1 {
+		t.Errorf("%d result rows and %d hindsight rows, want 2 (greedy, batched) and 1", rows, hindsight)
+	}
+	if !strings.Contains(stdout.String(), "hindsight at 2.0: ") {
+		t.Error("no hindsight p99 floor line")
 	}
 }

@@ -3,8 +3,6 @@ package sim
 import (
 	"context"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -14,7 +12,6 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 
-	"github.com/hexride/hexride/geo"
 	driverv1 "github.com/hexride/hexride/proto/hexride/driver/v1"
 	riderv1 "github.com/hexride/hexride/proto/hexride/rider/v1"
 )
@@ -43,40 +40,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 
 	rec := newRecorder()
 	rec.drivers = cfg.Drivers
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
-	spots := make([]geo.LatLng, 4)
-	for i := range spots {
-		spots[i] = cfg.City.Random(rng)
-	}
-	place := func(r *rand.Rand) geo.LatLng {
-		if r.Float64() < cfg.HotSpots {
-			spot := spots[r.IntN(len(spots))]
-			p := geo.Destination(spot, r.Float64()*360, r.Float64()*1500)
-			if cfg.City.Contains(p) {
-				return p
-			}
-		}
-		return cfg.City.Random(r)
-	}
-	if cfg.Roads != nil {
-		anywhere := place
-		place = func(r *rand.Rand) geo.LatLng { return placeOnStreets(cfg.Roads, cfg.City, anywhere, r) }
-	}
-	dropoff := func(r *rand.Rand, pickup geo.LatLng) geo.LatLng {
-		if cfg.TripRadius <= 0 {
-			return place(r)
-		}
-		for range 100 {
-			p := geo.Destination(pickup, r.Float64()*360, cfg.TripRadius*math.Sqrt(r.Float64()))
-			if cfg.City.Contains(p) {
-				if cfg.Roads != nil {
-					return placeOnStreets(cfg.Roads, cfg.City, func(*rand.Rand) geo.LatLng { return p }, r)
-				}
-				return p
-			}
-		}
-		return place(r)
-	}
+	city := newCity(cfg)
 
 	driversCtx, stopDrivers := context.WithCancel(ctx)
 	defer stopDrivers()
@@ -87,9 +51,9 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 			cfg:    cfg,
 			client: driverv1.NewDriverServiceClient(driverConn),
 			rec:    rec,
-			rng:    rand.New(rand.NewPCG(cfg.Seed, uint64(i)+1)),
+			rng:    city.driverRand(i),
 		}
-		d.pos = place(d.rng)
+		d.pos = city.place(d.rng)
 		d.heading = d.rng.Float64() * 360
 		drivers.Add(1)
 		go func() { defer drivers.Done(); d.run(driversCtx) }()
@@ -130,15 +94,15 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	deadline := time.After(cfg.Duration)
 request:
 	for n := 0; cfg.Requests == 0 || n < cfg.Requests; n++ {
-		pickup := place(rng)
+		req := city.nextRequest()
 		r := &ride{
 			riderID: fmt.Sprintf("%s-rider-%d", cfg.idPrefix(), n),
 			cfg:     cfg,
 			client:  riderv1.NewRiderServiceClient(riderConn),
 			rec:     rec,
-			pickup:  pickup,
-			dropoff: dropoff(rng, pickup),
-			cancel:  rng.Float64() < cfg.RiderCancelProbability,
+			pickup:  req.pickup,
+			dropoff: req.dropoff,
+			cancel:  req.cancel,
 		}
 		rides.Add(1)
 		go func(key string) { defer rides.Done(); r.run(ridesCtx, key) }(fmt.Sprintf("sim-%d-%d", cfg.Seed, n))

@@ -49,34 +49,24 @@ func onRoad(g *roads.Graph, p geo.LatLng, draw func() geo.LatLng) geo.LatLng {
 	return p
 }
 
-// startLeg routes the car from where it is now to dst. A moving car first
-// finishes the segment it is on, as a real one would (it cannot turn on the
-// spot), and routes on from the node ahead.
+// startLeg routes the car from where it is now to dst. A moving car
+// cannot turn on the spot: it leaves along the road it is on, ahead, and
+// stops on it if dst is ahead on it (roads.PathFacing).
 func (d *driverAgent) startLeg(l leg, tripID string, dst geo.LatLng, now time.Time) {
 	d.advance(now)
-	from, lead := roads.LatLng(d.pos), roads.Path{}
-	if n := len(d.route.Points); n > 0 {
-		if elapsed := now.Sub(d.routeStart); elapsed < d.route.Time() {
-			_, next := d.route.Position(elapsed)
-			from = d.route.Points[next]
-			lead = roads.Path{
-				Points: []roads.LatLng{roads.LatLng(d.pos), from},
-				At:     []time.Duration{0, d.route.At[next] - elapsed},
-				Meters: []float64{0, d.route.Meters[next] - d.route.Meters[next-1]},
-			}
-			if span := d.route.At[next] - d.route.At[next-1]; span > 0 {
-				lead.Meters[1] *= float64(lead.At[1]) / float64(span)
-			}
-		}
+	moving := len(d.route.Points) > 0 && now.Sub(d.routeStart) < d.route.Time()
+	var path roads.Path
+	var err error
+	if moving {
+		path, err = d.cfg.Roads.PathFacing(roads.LatLng(d.pos), d.heading, roads.LatLng(dst))
+	} else {
+		path, err = d.cfg.Roads.Path(roads.LatLng(d.pos), roads.LatLng(dst))
 	}
-	path, err := d.cfg.Roads.Path(from, roads.LatLng(dst))
 	if err != nil {
 		// Nothing routes there (the graph is one strongly connected
 		// component, so only an off-road point can do this): wait here.
 		path = roads.Path{Points: []roads.LatLng{roads.LatLng(d.pos)}, At: []time.Duration{0}, Meters: []float64{0}}
-		lead = roads.Path{}
 	}
-	path = joinPaths(lead, path)
 	d.route, d.routeStart, d.leg, d.legTrip, d.legArrived = path, now, l, tripID, false
 	select { // a leg that ended with nobody waiting must not end this one
 	case <-d.legDone:
@@ -87,25 +77,6 @@ func (d *driverAgent) startLeg(l leg, tripID string, dst geo.LatLng, now time.Ti
 		// compressed leg ends early, but the road distance is the same).
 		d.rec.pickupDrive(tripID, path.Time())
 	}
-}
-
-// joinPaths is a followed by b (b starting where a ends).
-func joinPaths(a, b roads.Path) roads.Path {
-	if len(a.Points) == 0 {
-		return b
-	}
-	out := roads.Path{
-		Points: append([]roads.LatLng(nil), a.Points...),
-		At:     append([]time.Duration(nil), a.At...),
-		Meters: append([]float64(nil), a.Meters...),
-	}
-	t0, m0 := a.Time(), a.Length()
-	for i := 1; i < len(b.Points); i++ {
-		out.Points = append(out.Points, b.Points[i])
-		out.At = append(out.At, t0+b.At[i])
-		out.Meters = append(out.Meters, m0+b.Meters[i])
-	}
-	return out
 }
 
 // cruise sends an idle car towards a random street within cruiseRadius.

@@ -1,0 +1,166 @@
+package sim
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hexride/hexride/dispatch"
+	"github.com/hexride/hexride/roads"
+)
+
+// Hindsight is what a dispatch knowing every request of a run in advance
+// could give it: the run's requests and its drivers where they start,
+// solved at once as one exact min-cost assignment of road drive times
+// (the most requests matched, then the least total pickup). It measures
+// what is left on the table: a live dispatch learns of a request only
+// when it is made, while its cars cruise and some decline, so it is a
+// reference, not a strict bound.
+type Hindsight struct {
+	Requests    int     `json:"requests"`
+	Matched     int     `json:"matched"`
+	PickupMeanS float64 `json:"pickup_mean_s"`
+	PickupP95S  float64 `json:"pickup_p95_s"`
+	PickupP99S  float64 `json:"pickup_p99_s"`
+	// PickupP99FloorS is the least p99 pickup any assignment matching as
+	// many requests could have, the drivers where they start: no dispatch
+	// that sees the same supply does better at the tail. (The assignment
+	// above minimises the total, not the tail.)
+	PickupP99FloorS float64 `json:"pickup_p99_floor_s"`
+}
+
+// Limits of HindsightOf: each request keeps its hindsightOptions nearest
+// drivers by road (as a live window keeps its nearest few), and a run
+// of more than maxHindsightPairs driver–request pairs is not solved.
+const (
+	hindsightOptions  = 50
+	maxHindsightPairs = 4_000_000
+)
+
+// Errors of HindsightOf.
+var (
+	ErrHindsightNeedsRoads = errors.New("sim: hindsight needs a road graph and a request count")
+	ErrHindsightTooLarge   = fmt.Errorf("sim: hindsight solves at most %d driver–request pairs", maxHindsightPairs)
+)
+
+// HindsightOf solves cfg's city (Drivers, Requests, Seed, City, HotSpots,
+// Roads) in hindsight. Riders who would cancel are solved too.
+func HindsightOf(cfg Config) (Hindsight, error) {
+	if cfg.Roads == nil || cfg.Requests <= 0 {
+		return Hindsight{}, ErrHindsightNeedsRoads
+	}
+	if cfg.Drivers*cfg.Requests > maxHindsightPairs {
+		return Hindsight{}, ErrHindsightTooLarge
+	}
+	c := newCity(cfg)
+	starts := make([]roads.LatLng, cfg.Drivers)
+	for i := range starts {
+		starts[i] = roads.LatLng(c.place(c.driverRand(i)))
+	}
+	reqs := make([]dispatch.BatchRequest, cfg.Requests)
+	all := make([][]dispatch.BatchOption, cfg.Requests) // every reachable driver, for the floor
+	for n := range reqs {
+		req := c.nextRequest()
+		times, _, err := cfg.Roads.DriveTimesTo(starts, roads.LatLng(req.pickup))
+		if err != nil {
+			return Hindsight{}, fmt.Errorf("sim: hindsight of request %d: %w", n, err)
+		}
+		var opts []dispatch.BatchOption
+		for i, t := range times {
+			if t >= 0 {
+				opts = append(opts, dispatch.BatchOption{DriverID: strconv.Itoa(i), Cost: t.Seconds()})
+			}
+		}
+		slices.SortStableFunc(opts, func(a, b dispatch.BatchOption) int { return cmp.Compare(a.Cost, b.Cost) })
+		all[n] = opts
+		reqs[n] = dispatch.BatchRequest{TripID: strconv.Itoa(n), Options: opts[:min(len(opts), hindsightOptions)]}
+	}
+	plan, err := dispatch.AssignBatch(reqs, dispatch.BatchConfig{MaxExact: len(reqs)})
+	if err != nil {
+		return Hindsight{}, fmt.Errorf("sim: hindsight: %w", err)
+	}
+	h := Hindsight{Requests: cfg.Requests, Matched: len(plan.Assignments)}
+	if len(plan.Assignments) == 0 {
+		return h, nil
+	}
+	drives := make([]time.Duration, len(plan.Assignments))
+	var sum time.Duration
+	for i, a := range plan.Assignments {
+		drives[i] = time.Duration(a.Cost * float64(time.Second))
+		sum += drives[i]
+	}
+	h.PickupMeanS = (sum / time.Duration(len(drives))).Seconds()
+	h.PickupP95S = percentile(drives, 95).Seconds()
+	h.PickupP99S = percentile(drives, 99).Seconds()
+	h.PickupP99FloorS = tailFloor(all, cfg.Drivers, (99*h.Matched+99)/100)
+	return h, nil
+}
+
+// tailFloor is the least T such that rank requests can have distinct
+// drivers each within T (options sorted by cost, drivers named by index):
+// with nearest-rank percentiles, no assignment has its rank-th smallest
+// pickup, the percentile, under it. A binary search over the costs, each
+// step a maximum matching by augmenting paths.
+func tailFloor(opts [][]dispatch.BatchOption, drivers, rank int) float64 {
+	var costs []float64
+	for _, os := range opts {
+		for _, o := range os {
+			costs = append(costs, o.Cost)
+		}
+	}
+	slices.Sort(costs)
+	costs = slices.Compact(costs)
+	col := make([][]int, len(opts))
+	for n, os := range opts {
+		col[n] = make([]int, len(os))
+		for k, o := range os {
+			col[n][k], _ = strconv.Atoi(o.DriverID)
+		}
+	}
+	matches := func(limit float64) int {
+		owner := make([]int, drivers) // driver → request+1 (0: free)
+		var seen []bool
+		var augment func(n int) bool
+		augment = func(n int) bool {
+			for k, o := range opts[n] {
+				if o.Cost > limit {
+					break // sorted: the rest cost more
+				}
+				d := col[n][k]
+				if seen[d] {
+					continue
+				}
+				seen[d] = true
+				if owner[d] == 0 || augment(owner[d]-1) {
+					owner[d] = n + 1
+					return true
+				}
+			}
+			return false
+		}
+		count := 0
+		for n := range opts {
+			seen = make([]bool, drivers)
+			if augment(n) {
+				count++
+			}
+		}
+		return count
+	}
+	lo, hi := 0, len(costs)-1
+	if hi < 0 || rank <= 0 || matches(costs[hi]) < rank {
+		return 0
+	}
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if matches(costs[mid]) >= rank {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return costs[lo]
+}
