@@ -157,9 +157,8 @@ const (
 // snap leaves only ahead. With no such road within facingRadius, or a
 // NaN heading (unknown, or standing still), it is Snap.
 func (g *Graph) SnapFacing(p LatLng, heading float64) (Snap, error) {
-	nearest, err := g.Snap(p)
-	if err != nil || math.IsNaN(heading) || math.IsInf(heading, 0) {
-		return nearest, err
+	if err := p.validate(); err != nil || math.IsNaN(heading) || math.IsInf(heading, 0) {
+		return g.Snap(p)
 	}
 	mLat := earthRadius * degToRad
 	mLng := mLat * math.Cos(p.Lat*degToRad)
@@ -201,7 +200,7 @@ func (g *Graph) SnapFacing(p LatLng, heading float64) (Snap, error) {
 		}
 	}
 	if best.seg < 0 {
-		return nearest, nil
+		return g.Snap(p)
 	}
 	s := g.segs[best.seg]
 	u, v := e7(g.lat[s.u], g.lng[s.u]), e7(g.lat[s.v], g.lng[s.v])
