@@ -35,6 +35,7 @@ const hindsightMode = "hindsight"
 type batchSettings struct {
 	window, followUp, windowMax time.Duration
 	holdPickup, holdMax         time.Duration
+	longPickup                  time.Duration
 	candidates                  int
 }
 
@@ -125,6 +126,7 @@ func compareOne(ctx context.Context, cfg sim.Config, roadsSpec, mode string, bat
 	ncfg.BatchFollowUp, ncfg.BatchCandidates = batch.followUp, batch.candidates
 	ncfg.BatchWindowMax = batch.windowMax
 	ncfg.BatchHoldPickup, ncfg.BatchHoldMax = batch.holdPickup, batch.holdMax
+	ncfg.BatchLongPickup = batch.longPickup
 	if err := ncfg.ValidateDispatch(); err != nil {
 		return sim.Stats{}, err
 	}

@@ -64,6 +64,7 @@ func dispatchFlags(fs *flag.FlagSet, cfg *node.Config) {
 	fs.DurationVar(&cfg.BatchWindowMax, "batch-window-max", cfg.BatchWindowMax, "with --dispatch-mode batched: adaptive windows, from --batch-window for a lone request up to this with 20 or more requests open (0: every window is --batch-window; at most 3s)")
 	fs.IntVar(&cfg.BatchCandidates, "batch-candidates", cfg.BatchCandidates, "with --dispatch-mode batched: how many nearest drivers a window ranks by road ETA per request")
 	fs.DurationVar(&cfg.BatchHoldPickup, "batch-hold-pickup", cfg.BatchHoldPickup, "with --dispatch-mode batched: a request whose window plans a pickup this long or longer waits for the next window instead, for a nearer driver (0: off; needs --batch-hold-max)")
+	fs.DurationVar(&cfg.BatchLongPickup, "batch-long-pickup", cfg.BatchLongPickup, "with --dispatch-mode batched: a pickup this long costs a window twice its seconds, so windows avoid the longest pickups (10s to 1h; 0: least total pickup time)")
 	fs.DurationVar(&cfg.BatchHoldMax, "batch-hold-max", cfg.BatchHoldMax, "with --batch-hold-pickup: the longest a request is held from its arrival (two --batch-window to 10s)")
 }
 

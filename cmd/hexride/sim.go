@@ -40,12 +40,13 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	asJSON := fs.Bool("json", false, "print the summary as one JSON object on the last line")
 	compareList := fs.String("compare", "", compareUsage+"; e.g. "+compareModes)
 	ratioList := fs.String("ratios", "1,1.1,1.5,4", "with --compare: drivers per request to compare at (requests = --drivers / ratio)")
-	batch := batchSettings{window: matching.DefaultBatchWindow, followUp: matching.DefaultBatchFollowUp, candidates: matching.DefaultBatchCandidates}
+	batch := batchSettings{window: matching.DefaultBatchWindow, followUp: matching.DefaultBatchFollowUp, candidates: matching.DefaultBatchCandidates, longPickup: matching.DefaultBatchLongPickup}
 	fs.DurationVar(&batch.window, "batch-window", batch.window, "with --compare: the batched mode's window")
 	fs.DurationVar(&batch.followUp, "batch-follow-up", batch.followUp, "with --compare: how soon the batched mode solves a declined or lapsed request again (0: at the next window)")
 	fs.DurationVar(&batch.windowMax, "batch-window-max", 0, "with --compare: the batched mode's longest adaptive window (0: fixed windows)")
 	fs.IntVar(&batch.candidates, "batch-candidates", batch.candidates, "with --compare: nearest drivers the batched mode ranks per request")
 	fs.DurationVar(&batch.holdPickup, "batch-hold-pickup", 0, "with --compare: the batched mode holds a request planned a pickup this long or longer for the next window (0: off)")
+	fs.DurationVar(&batch.longPickup, "batch-long-pickup", batch.longPickup, "with --compare: the batched mode counts a pickup this long twice (0: off)")
 	fs.DurationVar(&batch.holdMax, "batch-hold-max", 0, "with --compare and --batch-hold-pickup: the longest a request is held from its arrival")
 	keyDir := devKeyFlag(fs)
 	if err := parseFlags(fs, args); err != nil {

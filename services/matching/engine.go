@@ -128,7 +128,8 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 		mode: cfg.Mode, window: cfg.BatchWindow, offerTimeout: cfg.OfferTimeout,
 		maxRadius: cfg.MaxSearchRadiusM, candidates: cfg.BatchCandidates, followUp: cfg.BatchFollowUp,
 		windowMax: cfg.BatchWindowMax, windowLoad: cfg.BatchWindowLoad,
-		holdPickup: cfg.BatchHoldPickup, holdMax: cfg.BatchHoldMax, cascade: e.cascadeConfig,
+		holdPickup: cfg.BatchHoldPickup, holdMax: cfg.BatchHoldMax, longPickup: cfg.BatchLongPickup,
+		cascade: e.cascadeConfig,
 	})
 	if err := e.initTelemetry(deps); err != nil {
 		return nil, err
@@ -287,7 +288,7 @@ func (e *Engine) Run(ctx context.Context) {
 	e.baseCtx = ctx
 	e.mu.Unlock()
 	if e.cfg.Mode == ModeBatched {
-		e.logger.Info("dispatching in batches", "mode", e.cfg.Mode, "window", e.cfg.BatchWindow.String(), "window_max", e.cfg.BatchWindowMax.String(), "follow_up", e.cfg.BatchFollowUp.String(), "candidates", e.cfg.BatchCandidates, "hold_pickup", e.cfg.BatchHoldPickup.String(), "hold_max", e.cfg.BatchHoldMax.String(), "offer_timeout", e.cfg.OfferTimeout.String())
+		e.logger.Info("dispatching in batches", "mode", e.cfg.Mode, "window", e.cfg.BatchWindow.String(), "window_max", e.cfg.BatchWindowMax.String(), "follow_up", e.cfg.BatchFollowUp.String(), "candidates", e.cfg.BatchCandidates, "hold_pickup", e.cfg.BatchHoldPickup.String(), "hold_max", e.cfg.BatchHoldMax.String(), "long_pickup", e.cfg.BatchLongPickup.String(), "offer_timeout", e.cfg.OfferTimeout.String())
 	} else {
 		e.logger.Info("dispatching one trip at a time", "mode", e.cfg.Mode, "offer_timeout", e.cfg.OfferTimeout.String())
 	}

@@ -148,8 +148,9 @@ type host struct {
 	// open) to windowMax (windowLoad or more open).
 	windowMax  time.Duration
 	windowLoad int
-	// holdPickup, holdMax: see hostConfig.
+	// holdPickup, holdMax, longPickup: see hostConfig.
 	holdPickup, holdMax time.Duration
+	longPickup          float64 // seconds
 
 	mu          sync.Mutex
 	runs        map[string]*run
@@ -181,6 +182,9 @@ type hostConfig struct {
 	// it will then have waited at most holdMax (0: never held).
 	holdPickup time.Duration
 	holdMax    time.Duration
+	// longPickup, if positive, is the pickup time that costs a window
+	// twice its seconds (see windowCost; 0: a pickup costs its seconds).
+	longPickup time.Duration
 	cascade    func(left time.Duration) dispatch.CascadeConfig
 }
 
@@ -188,7 +192,7 @@ func newHost(io hostIO, clock dispatch.TimerClock, runner func(func()), cfg host
 	return &host{
 		io: io, clock: clock, run: runner, mode: cfg.mode, window: cfg.window, cfg: cfg.cascade,
 		offer: cfg.offerTimeout, radius: cfg.maxRadius, limit: cfg.candidates, followUp: cfg.followUp,
-		windowMax: cfg.windowMax, windowLoad: max(cfg.windowLoad, 1), holdPickup: cfg.holdPickup, holdMax: cfg.holdMax,
+		windowMax: cfg.windowMax, windowLoad: max(cfg.windowLoad, 1), holdPickup: cfg.holdPickup, holdMax: cfg.holdMax, longPickup: cfg.longPickup.Seconds(),
 		batch: dispatch.DefaultBatchConfig(), runs: map[string]*run{},
 	}
 }
@@ -758,12 +762,27 @@ func (h *host) solve(rows []windowRow) {
 			rs = rs[:h.limit]
 		}
 		reqs[i] = dispatch.BatchRequest{TripID: row.r.trip.GetId(), Options: dispatch.BatchOptionsFromRanked(rs)}
+		for k := range reqs[i].Options {
+			reqs[i].Options[k].Cost = h.windowCost(reqs[i].Options[k].Cost)
+		}
 		for _, c := range rs {
 			ranked[row.r.trip.GetId()+"\x00"+c.ID] = c
 		}
 	}
 	plan, err := dispatch.AssignBatch(reqs, h.batch)
 	h.planned(rows, reqs, ranked, plan, err)
+}
+
+// windowCost is what a window's assignment minimises for a pickup of s
+// seconds: s, or with longPickup set s·(1 + s/longPickup), so a pickup
+// longPickup long counts twice its seconds and the window gives up a
+// little on short pickups for fewer long ones (the offers keep the
+// estimate itself).
+func (h *host) windowCost(s float64) float64 {
+	if h.longPickup <= 0 {
+		return s
+	}
+	return s * (1 + s/h.longPickup)
 }
 
 // planned sends the offers of a window's plan, in parallel. Requests left

@@ -339,6 +339,14 @@ func TestBatchedWindows(t *testing.T) {
 		}
 		return geo.Destination(origin, 90, x)
 	}
+	// atNorth is x metres east and y north of origin.
+	atNorth := func(x, y float64) geo.LatLng {
+		p := at(x)
+		if y < 0 {
+			return geo.Destination(p, 180, -y)
+		}
+		return geo.Destination(p, 0, y)
+	}
 	type trip struct {
 		id       string
 		x        float64
@@ -353,6 +361,8 @@ func TestBatchedWindows(t *testing.T) {
 		trips   []trip
 		answers map[string]string // driver → "accept" or "decline" (1 s later); missing: silent
 		cancel  string            // trip the rider cancels 3 s in
+		// tripsAt places trips off the east–west line (atNorth).
+		tripsAt map[string]geo.LatLng
 		// followUp: how soon a returned request is solved again (0: at
 		// the next full window).
 		followUp time.Duration
@@ -362,7 +372,9 @@ func TestBatchedWindows(t *testing.T) {
 		// holdMax: planned pickups of 5 minutes or more wait for the next
 		// window, up to holdMax from arrival.
 		holdMax time.Duration
-		want    []string
+		// longPickup: a pickup this long costs a window twice.
+		longPickup time.Duration
+		want       []string
 	}{
 		{
 			// Nearest first gives A the driver B needs: 1000 m + 4200 m of
@@ -373,6 +385,30 @@ func TestBatchedWindows(t *testing.T) {
 			trips:   []trip{{"A", 0, 0, time.Minute}, {"B", 3000, 500 * time.Millisecond, time.Minute}},
 			answers: map[string]string{"X": "accept", "Y": "accept"},
 			want:    []string{"2.00s offer A Y", "2.00s offer B X", "3.00s assigned A Y", "3.00s assigned B X"},
+		},
+		{
+			// One window, two requests: A with X 17 s away and Y 271 s,
+			// B with X 202 s away and Y 394 s. The least total (411 s)
+			// gives B a 394 s pickup.
+			name:    "a window takes the least total",
+			mode:    ModeBatched,
+			drivers: []simDriver{{"X", at(100)}, {"Y", atNorth(-1500, -600)}},
+			trips:   []trip{{"A", 0, 0, time.Minute}, {"B", 0, 500 * time.Millisecond, time.Minute}},
+			tripsAt: map[string]geo.LatLng{"B": atNorth(0, 1200)},
+			answers: map[string]string{"X": "accept", "Y": "accept"},
+			want:    []string{"2.00s offer A X", "2.00s offer B Y", "3.00s assigned A X", "3.00s assigned B Y"},
+		},
+		{
+			// Counting a 2-minute pickup twice, it takes 271 s and 202 s
+			// (62 s more in all) over 17 s and 394 s.
+			name:       "with a long pickup set, a window avoids the longest pickup",
+			mode:       ModeBatched,
+			drivers:    []simDriver{{"X", at(100)}, {"Y", atNorth(-1500, -600)}},
+			trips:      []trip{{"A", 0, 0, time.Minute}, {"B", 0, 500 * time.Millisecond, time.Minute}},
+			tripsAt:    map[string]geo.LatLng{"B": atNorth(0, 1200)},
+			answers:    map[string]string{"X": "accept", "Y": "accept"},
+			longPickup: 2 * time.Minute,
+			want:       []string{"2.00s offer A Y", "2.00s offer B X", "3.00s assigned A Y", "3.00s assigned B X"},
 		},
 		{
 			name:    "greedy takes the nearest on arrival",
@@ -627,13 +663,18 @@ func TestBatchedWindows(t *testing.T) {
 				if tt.holdMax > 0 {
 					c.holdPickup, c.holdMax = 5*time.Minute, tt.holdMax
 				}
+				c.longPickup = tt.longPickup
 			})
 			s.script = func(_, driver string) (string, time.Duration) { return tt.answers[driver], time.Second }
 			if len(tt.late) > 0 {
 				clk.AfterFunc(5*time.Second, func() { s.drivers = append(s.drivers, tt.late...) })
 			}
 			for _, tr := range tt.trips {
-				s.submitAt(tr.after, tr.id, at(tr.x), tr.deadline)
+				pickup, ok := tt.tripsAt[tr.id]
+				if !ok {
+					pickup = at(tr.x)
+				}
+				s.submitAt(tr.after, tr.id, pickup, tr.deadline)
 			}
 			if tt.cancel != "" {
 				clk.AfterFunc(3*time.Second, func() {

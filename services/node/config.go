@@ -99,6 +99,9 @@ type Config struct {
 	// BatchHoldMax since it arrived (--batch-hold-pickup,
 	// --batch-hold-max; 0: off).
 	BatchHoldPickup, BatchHoldMax time.Duration
+	// BatchLongPickup: a batched window counts a pickup this long twice
+	// (--batch-long-pickup; 0: off).
+	BatchLongPickup time.Duration
 	// DriverTTL drops silent drivers from the index.
 	DriverTTL time.Duration
 	// RecoveryInterval and RecoveryAge tune the re-dispatch sweep.
@@ -171,6 +174,7 @@ func DefaultConfig() Config {
 		BatchWindow:      matching.DefaultBatchWindow,
 		BatchFollowUp:    matching.DefaultBatchFollowUp,
 		BatchCandidates:  matching.DefaultBatchCandidates,
+		BatchLongPickup:  matching.DefaultBatchLongPickup,
 		DriverTTL:        30 * time.Second,
 		RecoveryInterval: 3 * time.Second,
 		RecoveryAge:      5 * time.Second,
@@ -364,6 +368,9 @@ func (c Config) ValidateDispatch() error {
 			flag = "--batch-hold-pickup"
 		}
 		return fmt.Errorf("%s: %w", flag, err)
+	}
+	if err := matching.ValidateBatchLongPickup(c.BatchLongPickup); err != nil {
+		return fmt.Errorf("--batch-long-pickup: %w", err)
 	}
 	return nil
 }
