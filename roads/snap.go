@@ -102,18 +102,8 @@ func (g *Graph) Snap(p LatLng) (Snap, error) {
 			}
 			for x := cx - r; x <= cx+r; x += max(step, 1) {
 				for _, si := range g.grid.cell(y, x) {
-					s := g.segs[si]
-					ax := (float64(g.lng[s.u])/1e7 - p.Lng) * mLng
-					ay := (float64(g.lat[s.u])/1e7 - p.Lat) * mLat
-					bx := (float64(g.lng[s.v])/1e7 - p.Lng) * mLng
-					by := (float64(g.lat[s.v])/1e7 - p.Lat) * mLat
-					dx, dy := bx-ax, by-ay
-					t := 0.0
-					if l2 := dx*dx + dy*dy; l2 > 0 {
-						t = math.Max(0, math.Min(1, -(ax*dx+ay*dy)/l2))
-					}
-					ex, ey := ax+t*dx, ay+t*dy
-					d := ex*ex + ey*ey
+					pr := g.project(si, p, mLat, mLng)
+					t, d := pr.t, pr.d2
 					if d < best || (d == best && int(si) < bestSeg) {
 						best, bestSeg, bestT = d, int(si), t
 					}
@@ -140,6 +130,31 @@ func (g *Graph) Snap(p LatLng) (Snap, error) {
 		return Snap{}, fmt.Errorf("%w: nearest road is %.0f m from %v (limit %.0f m)", ErrTooFarFromRoad, m, p, g.maxSnap)
 	}
 	return Snap{Point: pt, Meters: m, seg: bestSeg, frac: bestT}, nil
+}
+
+// projection is a point's nearest point on a segment, in a local
+// equirectangular projection around the point (metres east, north).
+type projection struct {
+	t      float64 // position along the segment, 0 at u, 1 at v
+	d2     float64 // squared distance from the point
+	dx, dy float64 // the segment, u to v
+}
+
+// project projects p onto segment si; mLat and mLng are metres per degree
+// of latitude and of longitude at p.
+func (g *Graph) project(si uint32, p LatLng, mLat, mLng float64) projection {
+	s := g.segs[si]
+	ax := (float64(g.lng[s.u])/1e7 - p.Lng) * mLng
+	ay := (float64(g.lat[s.u])/1e7 - p.Lat) * mLat
+	bx := (float64(g.lng[s.v])/1e7 - p.Lng) * mLng
+	by := (float64(g.lat[s.v])/1e7 - p.Lat) * mLat
+	pr := projection{dx: bx - ax, dy: by - ay}
+	if l2 := pr.dx*pr.dx + pr.dy*pr.dy; l2 > 0 {
+		pr.t = math.Max(0, math.Min(1, -(ax*pr.dx+ay*pr.dy)/l2))
+	}
+	ex, ey := ax+pr.t*pr.dx, ay+pr.t*pr.dy
+	pr.d2 = ex*ex + ey*ey
+	return pr
 }
 
 // Facing snaps: a moving car is on the road it is driving along, and can
@@ -170,22 +185,15 @@ func (g *Graph) SnapFacing(p LatLng, heading float64) (Snap, error) {
 		for x := cx - 1; x <= cx+1; x++ {
 			for _, si := range g.grid.cell(y, x) {
 				s := g.segs[si]
-				ax := (float64(g.lng[s.u])/1e7 - p.Lng) * mLng
-				ay := (float64(g.lat[s.u])/1e7 - p.Lat) * mLat
-				bx := (float64(g.lng[s.v])/1e7 - p.Lng) * mLng
-				by := (float64(g.lat[s.v])/1e7 - p.Lat) * mLat
-				dx, dy := bx-ax, by-ay
-				l2 := dx*dx + dy*dy
-				if l2 == 0 {
-					continue
+				pr := g.project(si, p, mLat, mLng)
+				if pr.dx == 0 && pr.dy == 0 {
+					continue // no length, no direction
 				}
-				t := math.Max(0, math.Min(1, -(ax*dx+ay*dy)/l2))
-				ex, ey := ax+t*dx, ay+t*dy
-				d := math.Sqrt(ex*ex + ey*ey)
+				t, d := pr.t, math.Sqrt(pr.d2)
 				if d > facingRadius || d > best.Meters || d == best.Meters && int(si) > best.seg {
 					continue
 				}
-				bearing := math.Atan2(dx, dy) / degToRad // u→v
+				bearing := math.Atan2(pr.dx, pr.dy) / degToRad // u→v
 				dir := int8(0)
 				switch {
 				case s.fwd != noArc && angleOff(bearing, heading) <= facingTolerance:
