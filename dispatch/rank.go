@@ -90,17 +90,18 @@ type RankConfig struct {
 	Speeds SpeedModel
 	// TurnPenalty is the extra time for a driver heading directly away
 	// from the pickup (a U-turn); it ramps linearly from 0 at 90° off the
-	// bearing to the pickup to the full value at 180°. Default 60s. Road
-	// estimates of moving drivers have none: their path already leaves
-	// ahead (RoadETA).
+	// bearing to the pickup to the full value at 180°. Default 60s. A
+	// road estimate keeps it: its path leaves ahead, but the graph lets a
+	// car turn round at the next node, which on a two-way street may be
+	// a few metres on; on a one-way road the path's loop comes on top.
 	TurnPenalty time.Duration
 	// MinMovingSpeed: below it (m/s) heading is noise and ignored (default 1).
 	MinMovingSpeed float64
-	// DeadReckoning is how far back a moving driver's last position may
-	// have been seen and still be carried forward along its heading at
-	// its speed to the ranking's time, for the road estimate (default 5s;
-	// 0: off). A car reported just short of the pickup on a fast one-way
-	// road has passed it by the time the offer goes out.
+	// DeadReckoning bounds how far a moving driver's last position is
+	// carried forward in time, along its heading at its speed, to the
+	// ranking's time for the road estimate (default 5s; 0: off). A car
+	// reported just short of the pickup on a fast one-way road has passed
+	// it by the time the offer goes out.
 	DeadReckoning time.Duration
 }
 
@@ -233,11 +234,19 @@ func (s *ETAScorer) byRoad(req RankRequest, c Candidate, drive time.Duration, me
 	return s.finish(req, c, p)
 }
 
+// A sighting is kept to the whole second, rounded down (Driver.Seen), so
+// half a second less is its unbiased age; one older than staleSighting
+// (or none, read from the wire as 1970) says nothing of where the car is.
+const (
+	seenRounding  = 500 * time.Millisecond
+	staleSighting = time.Minute
+)
+
 // reckon carries a moving driver's last position forward along its
-// heading to at, for up to DeadReckoning since it was seen.
+// heading to at, by at most DeadReckoning.
 func (s *ETAScorer) reckon(c Candidate, at time.Time) geo.LatLng {
-	age := at.Sub(c.Seen)
-	if c.Seen.IsZero() || age <= 0 || s.cfg.DeadReckoning <= 0 {
+	age := at.Sub(c.Seen) - seenRounding
+	if c.Seen.IsZero() || age <= 0 || age > staleSighting || s.cfg.DeadReckoning <= 0 {
 		return c.Pos
 	}
 	return geo.Destination(c.Pos, c.Heading, c.Speed*min(age, s.cfg.DeadReckoning).Seconds())
@@ -248,15 +257,13 @@ func (s *ETAScorer) moving(c Candidate) bool {
 	return !math.IsNaN(c.Heading) && c.Speed >= s.cfg.MinMovingSpeed
 }
 
-// finish adds the turn penalty (a straight line does not know which way
-// the driver is heading; a road path of a moving driver does) and the
-// score.
+// finish adds the turn penalty and the score.
 func (s *ETAScorer) finish(req RankRequest, c Candidate, p ScoreParts) Ranked {
 	p.HeadingOff = math.NaN()
 	pen := 0.0
 	if s.moving(c) && c.Distance > 1 {
 		p.HeadingOff = geo.AngleDiff(c.Heading, geo.Bearing(c.Pos, req.Pickup))
-		if p.HeadingOff > 90 && p.Source != SourceRoad {
+		if p.HeadingOff > 90 {
 			pen = s.cfg.TurnPenalty.Seconds() * (p.HeadingOff - 90) / 90
 		}
 	}

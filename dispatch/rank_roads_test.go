@@ -139,9 +139,9 @@ func TestETAScorerFollowsRoads(t *testing.T) {
 }
 
 // TestETAScorerRoadHeadings: the road network gets a moving driver's
-// heading (its path then leaves ahead, U-turn included) and NaN for one
-// standing or of unknown heading; a road estimate has no turn penalty on
-// top, while a driver off the network heading away still gets it.
+// heading (its path then leaves ahead) and NaN for one standing or of
+// unknown heading; a driver heading away keeps the turn penalty, on the
+// roads (the graph turns round at any node) and off them.
 func TestETAScorerRoadHeadings(t *testing.T) {
 	pickup := geo.LatLng{Lat: 37.77, Lng: -122.42}
 	north := geo.Destination(pickup, 0, 500)
@@ -163,7 +163,7 @@ func TestETAScorerRoadHeadings(t *testing.T) {
 		wantHeading    float64 // NaN: none passed
 		wantPenalty    time.Duration
 	}{
-		{"moving away, on the roads", north, 0, 10, 0, 0},
+		{"moving away, on the roads", north, 0, 10, 0, time.Minute},
 		{"moving towards, on the roads", north, 180, 10, 180, 0},
 		{"standing, heading ignored", north, 0, 0.5, math.NaN(), 0},
 		{"heading unknown", north, math.NaN(), 10, math.NaN(), 0},
@@ -189,9 +189,10 @@ func TestETAScorerRoadHeadings(t *testing.T) {
 }
 
 // TestETAScorerDeadReckoning: the road estimate starts a moving driver
-// where it has got to since its last position was seen, along its heading
-// at its speed, for up to DeadReckoning; a standing driver, or one whose
-// sighting time is unknown, stays where it was seen.
+// where it has got to since its last position was seen (half a second
+// less: sightings are kept to the second, rounded down), along its heading
+// at its speed, by at most DeadReckoning; a standing driver, or one whose
+// sighting time is unknown or a minute old, stays where it was seen.
 func TestETAScorerDeadReckoning(t *testing.T) {
 	pickup := geo.LatLng{Lat: 37.77, Lng: -122.42}
 	pos := geo.Destination(pickup, 270, 400)
@@ -203,13 +204,15 @@ func TestETAScorerDeadReckoning(t *testing.T) {
 		reckoning     time.Duration
 		wantMovedEast float64 // metres
 	}{
-		{"seen 2 s ago at 10 m/s east", 90, 10, now.Add(-2 * time.Second), 5 * time.Second, 20},
+		{"seen 2 s ago at 10 m/s east", 90, 10, now.Add(-2 * time.Second), 5 * time.Second, 15},
 		{"seen 9 s ago: carried 5 s at most", 90, 10, now.Add(-9 * time.Second), 5 * time.Second, 50},
-		{"seen just now", 90, 10, now, 5 * time.Second, 0},
+		{"seen this second", 90, 10, now.Add(-300 * time.Millisecond), 5 * time.Second, 0},
+		{"seen two minutes ago: stale", 90, 10, now.Add(-2 * time.Minute), 5 * time.Second, 0},
+		{"sighting from 1970 (missing on the wire)", 90, 10, time.Unix(0, 0), 5 * time.Second, 0},
 		{"standing", 90, 0.5, now.Add(-2 * time.Second), 5 * time.Second, 0},
 		{"sighting time unknown", 90, 10, time.Time{}, 5 * time.Second, 0},
 		{"dead reckoning off", 90, 10, now.Add(-2 * time.Second), 0, 0},
-		{"heading west: carried away", 270, 10, now.Add(-3 * time.Second), 5 * time.Second, -30},
+		{"heading west: carried away", 270, 10, now.Add(-3 * time.Second), 5 * time.Second, -25},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultRankConfig()

@@ -183,10 +183,18 @@ type endpoint struct {
 	cost uint64
 }
 
-// sources are the nodes a trip leaving s reaches first.
+// sources are the nodes a trip leaving s reaches first. A facing snap at
+// the node it would leave from (a car at a junction) is at that node, free
+// to take any road from it.
 func (s Snap) sources(g *Graph) []endpoint {
 	seg := g.segs[s.seg]
 	var out []endpoint
+	switch {
+	case s.dir > 0 && s.frac == 0:
+		out = append(out, endpoint{seg.u, 0})
+	case s.dir < 0 && s.frac == 1:
+		out = append(out, endpoint{seg.v, 0})
+	}
 	if seg.fwd != noArc && s.dir >= 0 {
 		out = append(out, endpoint{seg.v, scaleWeight(seg.fwd, 1-s.frac)})
 	}

@@ -464,6 +464,12 @@ func TestDriveTimesFacing(t *testing.T) {
 			}
 		})
 	}
+	// A car at a junction (node 3, heading east along 3–4) may turn onto
+	// any road there: north to node 0 directly, not via node 4 and back.
+	times, _, err := g.DriveTimesFacing([]LatLng{town[3]}, []float64{90}, town[0])
+	if err != nil || times[0] != weightTime(townWeight(0, 3)) {
+		t.Errorf("from the junction: %v %v, want %v", times, err, weightTime(townWeight(0, 3)))
+	}
 	// Without headings, or with unknown ones, it is DriveTimesTo.
 	from := []LatLng{car, town[0], along(town[0], town[1], 0.3), town[4], along(town[3], town[4], 0.7)}
 	want, wantM, err := g.DriveTimesTo(from, town[5])

@@ -179,10 +179,13 @@ func (g *Graph) SnapFacing(p LatLng, heading float64) (Snap, error) {
 	mLng := mLat * math.Cos(p.Lat*degToRad)
 	cy, cx := cellOf(p.Lat*1e7), cellOf(p.Lng*1e7)
 	best := Snap{seg: -1, Meters: math.Inf(1)}
-	// facingRadius is well under a grid cell: the 3×3 cells around p hold
-	// every segment within it.
-	for y := cy - 1; y <= cy+1; y++ {
-		for x := cx - 1; x <= cx+1; x++ {
+	radius := min(facingRadius, g.maxSnap)
+	// The cells within radius of p's cell hold every segment within
+	// radius of p (a segment is filed under each cell its box touches).
+	ry := int32(math.Ceil(radius / (gridCellDeg * mLat)))
+	rx := int32(math.Ceil(radius / (gridCellDeg * max(mLng, 1))))
+	for y := cy - ry; y <= cy+ry; y++ {
+		for x := cx - rx; x <= cx+rx; x++ {
 			for _, si := range g.grid.cell(y, x) {
 				s := g.segs[si]
 				pr := g.project(si, p, mLat, mLng)
@@ -190,7 +193,7 @@ func (g *Graph) SnapFacing(p LatLng, heading float64) (Snap, error) {
 					continue // no length, no direction
 				}
 				t, d := pr.t, math.Sqrt(pr.d2)
-				if d > facingRadius || d > best.Meters || d == best.Meters && int(si) > best.seg {
+				if d > radius || d > best.Meters || d == best.Meters && int(si) > best.seg {
 					continue
 				}
 				bearing := math.Atan2(pr.dx, pr.dy) / degToRad // u→v

@@ -46,7 +46,7 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.DurationVar(&batch.windowMax, "batch-window-max", 0, "with --compare: the batched mode's longest adaptive window (0: fixed windows)")
 	fs.IntVar(&batch.candidates, "batch-candidates", batch.candidates, "with --compare: nearest drivers the batched mode ranks per request")
 	fs.DurationVar(&batch.holdPickup, "batch-hold-pickup", 0, "with --compare: the batched mode holds a request planned a pickup this long or longer for the next window (0: off)")
-	fs.DurationVar(&batch.longPickup, "batch-long-pickup", batch.longPickup, "with --compare: the batched mode counts a pickup this long twice (0: off)")
+	fs.DurationVar(&batch.longPickup, "batch-long-pickup", batch.longPickup, "with --compare: the batched mode counts a pickup this long twice (10s to 1h; 0: off)")
 	fs.DurationVar(&batch.holdMax, "batch-hold-max", 0, "with --compare and --batch-hold-pickup: the longest a request is held from its arrival")
 	keyDir := devKeyFlag(fs)
 	if err := parseFlags(fs, args); err != nil {

@@ -25,10 +25,11 @@ type Hindsight struct {
 	PickupMeanS float64 `json:"pickup_mean_s"`
 	PickupP95S  float64 `json:"pickup_p95_s"`
 	PickupP99S  float64 `json:"pickup_p99_s"`
-	// PickupP99FloorS is the least p99 pickup any assignment matching as
-	// many requests could have, the drivers where they start: no dispatch
-	// that sees the same supply does better at the tail. (The assignment
-	// above minimises the total, not the tail.)
+	// PickupP99FloorS is a lower bound on the p99 pickup of any
+	// assignment matching as many requests to the drivers where they
+	// start: fewer than p99's rank of requests can have distinct drivers
+	// under it. (The assignment above minimises the total, not the tail;
+	// live cars cruise, so a live run can see other supply.)
 	PickupP99FloorS float64 `json:"pickup_p99_floor_s"`
 }
 
@@ -47,7 +48,8 @@ var (
 )
 
 // HindsightOf solves cfg's city (Drivers, Requests, Seed, City, HotSpots,
-// Roads) in hindsight. Riders who would cancel are solved too.
+// TripRadius, Roads: what the draws depend on) in hindsight. Riders who
+// would cancel are solved too.
 func HindsightOf(cfg Config) (Hindsight, error) {
 	if cfg.Roads == nil || cfg.Requests <= 0 {
 		return Hindsight{}, ErrHindsightNeedsRoads
