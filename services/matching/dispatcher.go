@@ -294,13 +294,13 @@ func (e *Engine) sendOffer(ctx context.Context, trip *commonv1.Trip, a dispatch.
 	return o, nil
 }
 
-// giveUp records why a dispatch ended without a driver. A cancelled
-// dispatch records nothing: the cancel already did.
 // held counts a request a window held for a better match.
 func (e *Engine) held(r *run, _ string) {
 	e.metrics.holds.Add(r.ctx, 1)
 }
 
+// giveUp records why a dispatch ended without a driver. A cancelled
+// dispatch records nothing: the cancel already did.
 func (e *Engine) giveUp(ctx context.Context, r *run, reason dispatch.Reason) {
 	if reason == dispatch.ReasonCancelled {
 		return

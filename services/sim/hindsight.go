@@ -63,88 +63,83 @@ func HindsightOf(cfg Config) (Hindsight, error) {
 		starts[i] = roads.LatLng(c.place(c.driverRand(i)))
 	}
 	reqs := make([]dispatch.BatchRequest, cfg.Requests)
-	all := make([][]dispatch.BatchOption, cfg.Requests) // every reachable driver, for the floor
+	all := make([][]reach, cfg.Requests) // every reachable driver, for the floor
 	for n := range reqs {
 		req := c.nextRequest()
 		times, _, err := cfg.Roads.DriveTimesTo(starts, roads.LatLng(req.pickup))
 		if err != nil {
 			return Hindsight{}, fmt.Errorf("sim: hindsight of request %d: %w", n, err)
 		}
-		var opts []dispatch.BatchOption
 		for i, t := range times {
 			if t >= 0 {
-				opts = append(opts, dispatch.BatchOption{DriverID: strconv.Itoa(i), Cost: t.Seconds()})
+				all[n] = append(all[n], reach{driver: i, seconds: t.Seconds()})
 			}
 		}
-		slices.SortStableFunc(opts, func(a, b dispatch.BatchOption) int { return cmp.Compare(a.Cost, b.Cost) })
-		all[n] = opts
-		reqs[n] = dispatch.BatchRequest{TripID: strconv.Itoa(n), Options: opts[:min(len(opts), hindsightOptions)]}
+		slices.SortStableFunc(all[n], func(a, b reach) int { return cmp.Compare(a.seconds, b.seconds) })
+		opts := make([]dispatch.BatchOption, min(len(all[n]), hindsightOptions))
+		for k := range opts {
+			opts[k] = dispatch.BatchOption{DriverID: strconv.Itoa(all[n][k].driver), Cost: all[n][k].seconds}
+		}
+		reqs[n] = dispatch.BatchRequest{TripID: strconv.Itoa(n), Options: opts}
 	}
 	plan, err := dispatch.AssignBatch(reqs, dispatch.BatchConfig{MaxExact: len(reqs)})
 	if err != nil {
 		return Hindsight{}, fmt.Errorf("sim: hindsight: %w", err)
 	}
-	h := Hindsight{Requests: cfg.Requests, Matched: len(plan.Assignments)}
-	if len(plan.Assignments) == 0 {
-		return h, nil
-	}
 	drives := make([]time.Duration, len(plan.Assignments))
-	var sum time.Duration
 	for i, a := range plan.Assignments {
 		drives[i] = time.Duration(a.Cost * float64(time.Second))
-		sum += drives[i]
 	}
-	h.PickupMeanS = (sum / time.Duration(len(drives))).Seconds()
-	h.PickupP95S = percentile(drives, 95).Seconds()
-	h.PickupP99S = percentile(drives, 99).Seconds()
-	h.PickupP99FloorS = tailFloor(all, cfg.Drivers, (99*h.Matched+99)/100)
+	h := Hindsight{Requests: cfg.Requests, Matched: len(drives)}
+	h.PickupMeanS, h.PickupP95S, h.PickupP99S = pickupSummary(drives)
+	if len(drives) > 0 {
+		h.PickupP99FloorS = tailFloor(all, cfg.Drivers, nearestRank(99, len(drives)))
+	}
 	return h, nil
 }
 
+// reach is a driver's drive to a pickup.
+type reach struct {
+	driver  int // index of the driver
+	seconds float64
+}
+
 // tailFloor is the least T such that rank requests can have distinct
-// drivers each within T (options sorted by cost, drivers named by index):
-// with nearest-rank percentiles, no assignment has its rank-th smallest
-// pickup, the percentile, under it. A binary search over the costs, each
-// step a maximum matching by augmenting paths.
-func tailFloor(opts [][]dispatch.BatchOption, drivers, rank int) float64 {
+// drivers each within T (each request's reaches sorted by drive): with
+// nearest-rank percentiles, no assignment has its rank-th smallest
+// pickup, the percentile, under it. A binary search over the drives,
+// each step a maximum matching by augmenting paths.
+func tailFloor(reaches [][]reach, drivers, rank int) float64 {
 	var costs []float64
-	for _, os := range opts {
-		for _, o := range os {
-			costs = append(costs, o.Cost)
+	for _, rs := range reaches {
+		for _, r := range rs {
+			costs = append(costs, r.seconds)
 		}
 	}
 	slices.Sort(costs)
 	costs = slices.Compact(costs)
-	col := make([][]int, len(opts))
-	for n, os := range opts {
-		col[n] = make([]int, len(os))
-		for k, o := range os {
-			col[n][k], _ = strconv.Atoi(o.DriverID)
-		}
-	}
 	matches := func(limit float64) int {
 		owner := make([]int, drivers) // driver → request+1 (0: free)
 		var seen []bool
 		var augment func(n int) bool
 		augment = func(n int) bool {
-			for k, o := range opts[n] {
-				if o.Cost > limit {
-					break // sorted: the rest cost more
+			for _, r := range reaches[n] {
+				if r.seconds > limit {
+					break // sorted: the rest take longer
 				}
-				d := col[n][k]
-				if seen[d] {
+				if seen[r.driver] {
 					continue
 				}
-				seen[d] = true
-				if owner[d] == 0 || augment(owner[d]-1) {
-					owner[d] = n + 1
+				seen[r.driver] = true
+				if owner[r.driver] == 0 || augment(owner[r.driver]-1) {
+					owner[r.driver] = n + 1
 					return true
 				}
 			}
 			return false
 		}
 		count := 0
-		for n := range opts {
+		for n := range reaches {
 			seen = make([]bool, drivers)
 			if augment(n) {
 				count++

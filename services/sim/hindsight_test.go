@@ -3,9 +3,7 @@ package sim
 import (
 	"errors"
 	"math"
-	"os"
 	"testing"
-	"time"
 
 	"github.com/hexride/hexride/roads"
 )
@@ -54,25 +52,31 @@ func TestHindsightIsTheBestAssignment(t *testing.T) {
 			}
 		}
 		bestMatched, bestTotal := -1, math.Inf(1)
+		// leastWorst[m]: the least longest pickup of assignments matching
+		// m requests (with at most 7 matched, p99 is the longest).
+		leastWorst := map[int]float64{}
 		used := make([]bool, cfg.Drivers)
-		var walk func(n, matched int, total float64)
-		walk = func(n, matched int, total float64) {
+		var walk func(n, matched int, total, worst float64)
+		walk = func(n, matched int, total, worst float64) {
 			if n == cfg.Requests {
 				if matched > bestMatched || matched == bestMatched && total < bestTotal {
 					bestMatched, bestTotal = matched, total
 				}
+				if w, ok := leastWorst[matched]; !ok || worst < w {
+					leastWorst[matched] = worst
+				}
 				return
 			}
-			walk(n+1, matched, total) // request n unmatched
+			walk(n+1, matched, total, worst) // request n unmatched
 			for i := range used {
 				if !used[i] && !math.IsNaN(drive[n][i]) {
 					used[i] = true
-					walk(n+1, matched+1, total+drive[n][i])
+					walk(n+1, matched+1, total+drive[n][i], max(worst, drive[n][i]))
 					used[i] = false
 				}
 			}
 		}
-		walk(0, 0, 0)
+		walk(0, 0, 0, 0)
 		if got.Requests != tc.requests || got.Matched != bestMatched {
 			t.Errorf("%+v: %d of %d matched, brute force %d", tc, got.Matched, got.Requests, bestMatched)
 			continue
@@ -84,6 +88,11 @@ func TestHindsightIsTheBestAssignment(t *testing.T) {
 		}
 		if got.PickupP99S < got.PickupP95S || got.PickupP95S*float64(got.Matched) < got.PickupMeanS {
 			t.Errorf("%+v: percentiles out of order: %+v", tc, got)
+		}
+		// The p99 floor of so few pickups is the least longest pickup of
+		// any assignment matching as many.
+		if want := leastWorst[bestMatched]; math.Abs(got.PickupP99FloorS-want) > 1e-3 {
+			t.Errorf("%+v: p99 floor %.3f s, brute force %.3f s", tc, got.PickupP99FloorS, want)
 		}
 	}
 }
@@ -103,24 +112,5 @@ func TestHindsightErrors(t *testing.T) {
 	cfg.Requests, cfg.Drivers = 4001, 1000
 	if _, err := HindsightOf(cfg); !errors.Is(err, ErrHindsightTooLarge) {
 		t.Errorf("too large: %v", err)
-	}
-}
-
-// TestHindsightPrint prints the compare's cities in hindsight
-// (HEXRIDE_HINDSIGHT=1).
-func TestHindsightPrint(t *testing.T) {
-	if os.Getenv("HEXRIDE_HINDSIGHT") == "" {
-		t.Skip("HEXRIDE_HINDSIGHT not set")
-	}
-	g := wilmington(t)
-	for _, seed := range []uint64{7, 11} {
-		for _, ratio := range []float64{1, 1.1, 1.5, 4} {
-			cfg := DefaultConfig()
-			cfg.Roads, cfg.City, cfg.Drivers, cfg.Seed = g, BBox(g.Bounds()), 200, seed
-			cfg.Requests = int(math.Round(200 / ratio))
-			start := time.Now()
-			h, err := HindsightOf(cfg)
-			t.Logf("seed %d ratio %.1f: %+v (%v) err %v", seed, ratio, h, time.Since(start), err)
-		}
 	}
 }

@@ -232,15 +232,7 @@ func (r *recorder) snapshot() Stats {
 	s.OfferP50MS, s.OfferP99MS = ms(percentile(r.offer, 50)), ms(percentile(r.offer, 99))
 	s.PickupETAP50S = percentile(r.eta, 50).Seconds()
 	s.RefusedP50MS, s.RefusedP99MS = ms(percentile(r.refusals, 50)), ms(percentile(r.refusals, 99))
-	if len(r.drives) > 0 {
-		var sum time.Duration
-		for _, d := range r.drives {
-			sum += d
-		}
-		s.PickupMeanS = (sum / time.Duration(len(r.drives))).Seconds()
-		s.PickupP95S = percentile(r.drives, 95).Seconds()
-		s.PickupP99S = percentile(r.drives, 99).Seconds()
-	}
+	s.PickupMeanS, s.PickupP95S, s.PickupP99S = pickupSummary(r.drives)
 	s.TripsPerDriverCV = spread(r.trips, r.drivers)
 	if len(r.etaErrors) > 0 {
 		abs := make([]float64, len(r.etaErrors))
@@ -296,6 +288,21 @@ func percentile(ds []time.Duration, p int) time.Duration {
 	}
 	sorted := slices.Clone(ds)
 	slices.Sort(sorted)
-	rank := (p*len(sorted) + 99) / 100
-	return sorted[max(rank-1, 0)]
+	return sorted[max(nearestRank(p, len(sorted))-1, 0)]
+}
+
+// nearestRank is the 1-based rank of the p-th percentile of n samples.
+func nearestRank(p, n int) int { return (p*n + 99) / 100 }
+
+// pickupSummary is the mean, p95 and p99 of pickup drives, in seconds
+// (zeros for none).
+func pickupSummary(drives []time.Duration) (mean, p95, p99 float64) {
+	if len(drives) == 0 {
+		return 0, 0, 0
+	}
+	var sum time.Duration
+	for _, d := range drives {
+		sum += d
+	}
+	return (sum / time.Duration(len(drives))).Seconds(), percentile(drives, 95).Seconds(), percentile(drives, 99).Seconds()
 }
