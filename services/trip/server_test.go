@@ -245,7 +245,8 @@ func TestAssignDriverContention(t *testing.T) {
 					SELECT
 					  (SELECT count(*) FROM (SELECT driver_id FROM trips
 					     WHERE state IN ('DRIVER_ASSIGNED','DRIVER_ARRIVED','IN_PROGRESS')
-					     GROUP BY driver_id HAVING count(*) > 1) AS d),
+					     GROUP BY driver_id HAVING count(*) FILTER (WHERE state <> 'IN_PROGRESS') > 1
+					       OR count(*) FILTER (WHERE state = 'IN_PROGRESS') > 1) AS d),
 					  (SELECT count(*) FROM (SELECT trip_id FROM trip_events WHERE event = 'assign'
 					     GROUP BY trip_id HAVING count(*) > 1) AS e),
 					  (SELECT count(*) FROM trips t JOIN trip_events e

@@ -50,9 +50,17 @@ const (
 // States lists every state in lifecycle order.
 var States = []State{StateRequested, StateDriverAssigned, StateDriverArrived, StateInProgress, StateCompleted, StateCancelled, StateNoDriverFound}
 
-// ActiveStates are the states in which the trip occupies its driver. A driver
-// is in at most one trip in these states (the stores enforce it).
+// ActiveStates are the states in which the trip occupies its driver: a
+// pickup (PickupStates) or the ride itself (IN_PROGRESS). A driver holds at
+// most one trip in a pickup state and at most one IN_PROGRESS (the stores
+// enforce both), so a driver carrying a rider can already hold the pickup of
+// its next trip ("chained supply"), but that trip cannot start before the
+// ride in progress ends.
 var ActiveStates = []State{StateDriverAssigned, StateDriverArrived, StateInProgress}
+
+// PickupStates are the states in which the trip's driver is on its way to,
+// or waiting at, the pickup. A driver holds at most one trip in these states.
+var PickupStates = []State{StateDriverAssigned, StateDriverArrived}
 
 // Valid reports whether s is a known state.
 func (s State) Valid() bool { return slices.Contains(States, s) }
@@ -64,6 +72,9 @@ func (s State) Terminal() bool {
 
 // Active reports whether a trip in s occupies its driver.
 func (s State) Active() bool { return slices.Contains(ActiveStates, s) }
+
+// Pickup reports whether a trip in s holds its driver's one pickup.
+func (s State) Pickup() bool { return slices.Contains(PickupStates, s) }
 
 // Event is something that changes a trip.
 type Event string

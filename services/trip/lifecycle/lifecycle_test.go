@@ -142,3 +142,34 @@ func TestTable(t *testing.T) {
 		}
 	}
 }
+
+// TestStateClasses: a pickup is an active state before the ride; IN_PROGRESS
+// is active but not a pickup (a driver may hold one of each).
+func TestStateClasses(t *testing.T) {
+	tests := []struct {
+		state          State
+		active, pickup bool
+	}{
+		{StateRequested, false, false},
+		{StateDriverAssigned, true, true},
+		{StateDriverArrived, true, true},
+		{StateInProgress, true, false},
+		{StateCompleted, false, false},
+		{StateCancelled, false, false},
+		{StateNoDriverFound, false, false},
+		{"TELEPORTED", false, false},
+	}
+	for _, tt := range tests {
+		if got := tt.state.Active(); got != tt.active {
+			t.Errorf("%s.Active() = %v, want %v", tt.state, got, tt.active)
+		}
+		if got := tt.state.Pickup(); got != tt.pickup {
+			t.Errorf("%s.Pickup() = %v, want %v", tt.state, got, tt.pickup)
+		}
+	}
+	for _, s := range PickupStates {
+		if !s.Active() {
+			t.Errorf("pickup state %s is not active", s)
+		}
+	}
+}

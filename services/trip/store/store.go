@@ -41,9 +41,11 @@ import (
 //     returns the original result and changes nothing; the same key with a
 //     different request fails with tripapi.ErrIdempotencyKeyReused. Keys are scoped
 //     per operation kind (create, assign, transition).
-//   - A driver is on at most one trip in an active state (DRIVER_ASSIGNED,
-//     DRIVER_ARRIVED, IN_PROGRESS); a trip has at most one driver. This holds
-//     under any concurrency, on every instance sharing the store.
+//   - A driver holds at most one trip in a pickup state (DRIVER_ASSIGNED or
+//     DRIVER_ARRIVED) and at most one trip IN_PROGRESS, so a driver carrying
+//     a rider can be assigned its next trip ("chained supply") but cannot
+//     start it before the ride ends; a trip has at most one driver. This
+//     holds under any concurrency, on every instance sharing the store.
 //   - AssignDriver is a compare-and-set on state REQUESTED.
 //   - Trip.Version grows by exactly one per event; a trip's events have
 //     versions 1..Version with no gaps.
@@ -59,10 +61,13 @@ type Store interface {
 	Create(ctx context.Context, req CreateTrip) (t Trip, created bool, err error)
 	// AssignDriver moves a REQUESTED trip to DRIVER_ASSIGNED with the driver
 	// (actor system). Fails with tripapi.ErrNotFound, tripapi.ErrTripNotRequested or
-	// tripapi.ErrDriverBusy. A repeated key returns the original result.
+	// tripapi.ErrDriverBusy (the driver already holds a pickup; a ride in
+	// progress does not stop it). A repeated key returns the original result.
 	AssignDriver(ctx context.Context, req AssignDriver) (Trip, Event, error)
 	// Transition fires a state-machine event. Refusals are
-	// *lifecycle.TransitionError. A repeated key returns the original result.
+	// *lifecycle.TransitionError; a start while the driver has another ride
+	// IN_PROGRESS fails with tripapi.ErrDriverBusy (and changes nothing). A
+	// repeated key returns the original result.
 	Transition(ctx context.Context, req Transition) (Trip, Event, error)
 	// Rate records the rider's rating of a COMPLETED trip, replacing any
 	// earlier one (so repeating it is harmless). Fails with tripapi.ErrNotFound,

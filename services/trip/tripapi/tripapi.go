@@ -46,8 +46,12 @@ var (
 	// ErrTripNotRequested: an assignment lost its compare-and-set: the trip
 	// is no longer REQUESTED (another driver won, or it was cancelled).
 	ErrTripNotRequested = errors.New("trip is not REQUESTED")
-	// ErrDriverBusy: the driver already has an active trip.
-	ErrDriverBusy = errors.New("driver already has an active trip")
+	// ErrDriverBusy: the driver already holds a trip in the stage this
+	// change would put another in. A driver holds at most one pickup
+	// (DRIVER_ASSIGNED or DRIVER_ARRIVED) and at most one ride IN_PROGRESS:
+	// assigning a driver who holds a pickup fails, and so does starting a
+	// trip while the driver's other ride is in progress.
+	ErrDriverBusy = errors.New("driver already has a trip in that stage (a pickup, or a ride in progress)")
 	// ErrIdempotencyKeyReused: the key was first used for a different
 	// request (other trip, driver, event or payload).
 	ErrIdempotencyKeyReused = errors.New("idempotency key reused for a different request")

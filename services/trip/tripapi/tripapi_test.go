@@ -54,7 +54,7 @@ func TestClassify(t *testing.T) {
 	}{
 		{storeWrap(ErrNotFound), codes.NotFound, "trip not found"},
 		{storeWrap(ErrTripNotRequested), codes.FailedPrecondition, "trip is not REQUESTED"},
-		{storeWrap(ErrDriverBusy), codes.FailedPrecondition, "driver already has an active trip"},
+		{storeWrap(ErrDriverBusy), codes.FailedPrecondition, "driver already has a trip in that stage (a pickup, or a ride in progress)"},
 		{storeWrap(ErrIdempotencyKeyReused), codes.AlreadyExists, "idempotency key reused for a different request"},
 		{storeWrap(ErrNotCompleted), codes.FailedPrecondition, "trip is not COMPLETED"},
 		{storeWrap(InvalidArgument("stars must be 1..5")), codes.InvalidArgument, "stars must be 1..5"},

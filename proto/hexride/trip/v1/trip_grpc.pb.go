@@ -45,7 +45,8 @@ type TripServiceClient interface {
 	CreateTrip(ctx context.Context, in *CreateTripRequest, opts ...grpc.CallOption) (*CreateTripResponse, error)
 	// AssignDriver moves a REQUESTED trip to DRIVER_ASSIGNED with the driver,
 	// as a compare-and-set: it fails with FAILED_PRECONDITION if the trip is no
-	// longer REQUESTED or the driver already has an active trip.
+	// longer REQUESTED or the driver already has a pickup (a driver carrying
+	// a rider may be given its next trip).
 	AssignDriver(ctx context.Context, in *AssignDriverRequest, opts ...grpc.CallOption) (*AssignDriverResponse, error)
 	// Transition fires a state-machine event (arrive, start, complete, cancel,
 	// no driver found, unassign) on behalf of an actor. Events the actor may not
@@ -174,7 +175,8 @@ type TripServiceServer interface {
 	CreateTrip(context.Context, *CreateTripRequest) (*CreateTripResponse, error)
 	// AssignDriver moves a REQUESTED trip to DRIVER_ASSIGNED with the driver,
 	// as a compare-and-set: it fails with FAILED_PRECONDITION if the trip is no
-	// longer REQUESTED or the driver already has an active trip.
+	// longer REQUESTED or the driver already has a pickup (a driver carrying
+	// a rider may be given its next trip).
 	AssignDriver(context.Context, *AssignDriverRequest) (*AssignDriverResponse, error)
 	// Transition fires a state-machine event (arrive, start, complete, cancel,
 	// no driver found, unassign) on behalf of an actor. Events the actor may not

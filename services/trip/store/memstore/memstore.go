@@ -68,7 +68,8 @@ type Store struct {
 
 	mu       sync.Mutex
 	trips    map[uuid.UUID]*store.Trip
-	active   map[string]uuid.UUID // driver → active trip
+	pickup   map[string]uuid.UUID // driver → its trip in a pickup state
+	ride     map[string]uuid.UUID // driver → its trip IN_PROGRESS
 	idem     map[idemKey]idemRecord
 	events   []store.Event // in At order
 	history  map[uuid.UUID][]store.Event
@@ -83,7 +84,8 @@ func New(opts ...Option) *Store {
 		eventLimit: 100_000,
 		rules:      lifecycle.DefaultRules,
 		trips:      map[uuid.UUID]*store.Trip{},
-		active:     map[string]uuid.UUID{},
+		pickup:     map[string]uuid.UUID{},
+		ride:       map[string]uuid.UUID{},
 		idem:       map[idemKey]idemRecord{},
 		history:    map[uuid.UUID][]store.Event{},
 	}
@@ -162,9 +164,7 @@ func (s *Store) AssignDriver(ctx context.Context, req store.AssignDriver) (store
 		if t.State != lifecycle.StateRequested {
 			return t, "", store.NotRequested(t.ID, t.State, nil)
 		}
-		if other, busy := s.active[req.DriverID]; busy {
-			return t, "", fmt.Errorf("%w: driver %s is on trip %s", tripapi.ErrDriverBusy, req.DriverID, other)
-		}
+		// change refuses a driver who already holds a pickup.
 		next, ev, err := s.rules.Apply(t.Trip, req.Command(at))
 		if err != nil {
 			return t, "", store.NotRequested(t.ID, t.State, err)
@@ -214,12 +214,20 @@ func (s *Store) change(ctx context.Context, scope, key, hash string, id uuid.UUI
 	if err != nil {
 		return store.Trip{}, store.Event{}, err
 	}
-	next.UpdatedAt = at
-	if cur.State.Active() && cur.DriverID != "" && (!next.State.Active() || next.DriverID != cur.DriverID) {
-		delete(s.active, cur.DriverID)
+	// The driver invariant, checked before anything is written: one pickup
+	// and one ride in progress per driver (an assign to a driver who holds a
+	// pickup, or a start while the driver's other ride is in progress).
+	if held := s.held(next.State); held != nil && next.DriverID != "" {
+		if other, ok := held[next.DriverID]; ok && other != next.ID {
+			return store.Trip{}, store.Event{}, fmt.Errorf("%w: driver %s is on trip %s", tripapi.ErrDriverBusy, next.DriverID, other)
+		}
 	}
-	if next.State.Active() && next.DriverID != "" {
-		s.active[next.DriverID] = next.ID
+	next.UpdatedAt = at
+	if held := s.held(cur.State); held != nil && cur.DriverID != "" && held[cur.DriverID] == cur.ID {
+		delete(held, cur.DriverID)
+	}
+	if held := s.held(next.State); held != nil && next.DriverID != "" {
+		held[next.DriverID] = next.ID
 	}
 	driver := next.DriverID
 	if driver == "" {
@@ -234,6 +242,19 @@ func (s *Store) change(ctx context.Context, scope, key, hash string, id uuid.UUI
 	s.idem[ik] = idemRecord{hash: hash, tripID: id, eventID: ev.ID, result: ev}
 	s.appendEvent(ev)
 	return next, ev, nil
+}
+
+// held returns the drivers held by trips in state st: the pickup map for
+// DRIVER_ASSIGNED and DRIVER_ARRIVED, the ride map for IN_PROGRESS, nil for
+// states that hold no driver. Caller holds mu.
+func (s *Store) held(st lifecycle.State) map[string]uuid.UUID {
+	switch {
+	case st.Pickup():
+		return s.pickup
+	case st == lifecycle.StateInProgress:
+		return s.ride
+	}
+	return nil
 }
 
 // appendEvent records ev; caller holds mu.

@@ -165,8 +165,9 @@ func TestKeysNeedNoCrossRegionCheck(t *testing.T) {
 
 // TestMigrationRerunsAfterPartialFailure: base migration 4 ran part way
 // (goose has not recorded it; some of its statements took effect, the
-// rest did not) and runs again, then 5, to the same schema; both run
-// once more over a finished schema whose records were lost.
+// rest did not) and runs again, then 5 and 6, to the same schema; then 6
+// alone ran part way and runs again; all run once more over a finished
+// schema whose records were lost.
 func TestMigrationRerunsAfterPartialFailure(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.DSN(t)
@@ -188,7 +189,7 @@ func TestMigrationRerunsAfterPartialFailure(t *testing.T) {
 	for _, stmt := range []string{
 		`ALTER TABLE trip_idempotency_keys DROP CONSTRAINT trip_idempotency_keys_pkey, ADD CONSTRAINT trip_idempotency_keys_pkey PRIMARY KEY (scope, key)`,
 		`UPDATE trip_idempotency_keys SET region = ''`,
-		`DELETE FROM trip_goose_db_version WHERE version_id >= 4`, // 5 never ran
+		`DELETE FROM trip_goose_db_version WHERE version_id >= 4`, // 5 and 6 never ran
 	} {
 		if _, err := pool.Exec(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
@@ -198,12 +199,34 @@ func TestMigrationRerunsAfterPartialFailure(t *testing.T) {
 	if err != nil {
 		t.Fatalf("re-run: %v", err)
 	}
-	if len(rep.Applied) != 2 || rep.Applied[0].Version != 4 || rep.Applied[1].Version != 5 {
-		t.Fatalf("re-run applied %+v, want migration 4 again, then 5", rep.Applied)
+	if len(rep.Applied) != 3 || rep.Applied[0].Version != 4 || rep.Applied[1].Version != 5 || rep.Applied[2].Version != 6 {
+		t.Fatalf("re-run applied %+v, want migration 4 again, then 5 and 6", rep.Applied)
 	}
 	var region string
 	if err := pool.QueryRow(ctx, `SELECT region FROM trip_idempotency_keys WHERE trip_id = $1`, tr.ID).Scan(&region); err != nil || region != tr.Region {
 		t.Fatalf("backfilled region = %q, %v; want %q", region, err, tr.Region)
+	}
+	// Back to "statement 1 of migration 6 ran, then it failed": the pickup
+	// index is there, the ride index is not, the old index is not dropped.
+	for _, stmt := range []string{
+		`DROP INDEX trips_one_ride_per_driver`,
+		`CREATE UNIQUE INDEX trips_one_active_trip_per_driver ON trips (driver_id)
+			WHERE state IN ('DRIVER_ASSIGNED', 'DRIVER_ARRIVED', 'IN_PROGRESS')`,
+		`DELETE FROM trip_goose_db_version WHERE version_id >= 6`,
+	} {
+		if _, err := pool.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	rep, err = sqlstore.Migrate(ctx, pool)
+	if err != nil {
+		t.Fatalf("re-run of 6: %v", err)
+	}
+	if len(rep.Applied) != 1 || rep.Applied[0].Version != 6 {
+		t.Fatalf("re-run applied %+v, want migration 6 again", rep.Applied)
+	}
+	if got, want := driverIndexes(t, pool), "trips_one_pickup_per_driver,trips_one_ride_per_driver"; got != want {
+		t.Fatalf("driver indexes after re-running 6 = %s, want %s", got, want)
 	}
 	// And it runs once more on a finished schema (all of it ran, the
 	// record was lost).
@@ -216,6 +239,20 @@ func TestMigrationRerunsAfterPartialFailure(t *testing.T) {
 	if again, created, err := st.Create(ctx, storetest.NewTripRequest("r2")); err != nil || !created || again.ID == uuid.Nil {
 		t.Fatalf("create after re-runs: %+v %v %v", again, created, err)
 	}
+	if got, want := driverIndexes(t, pool), "trips_one_pickup_per_driver,trips_one_ride_per_driver"; got != want {
+		t.Fatalf("driver indexes after the last re-run = %s, want %s", got, want)
+	}
+}
+
+// driverIndexes lists the unique indexes on trips (driver_id), by name.
+func driverIndexes(t *testing.T, pool *pgxpool.Pool) string {
+	t.Helper()
+	var names string
+	if err := pool.QueryRow(context.Background(), `SELECT coalesce(string_agg(indexname, ',' ORDER BY indexname), '')
+		FROM pg_indexes WHERE tablename = 'trips' AND indexdef LIKE 'CREATE UNIQUE INDEX % ON % (driver_id)%'`).Scan(&names); err != nil {
+		t.Fatal(err)
+	}
+	return names
 }
 
 // primaryKey lists a table's primary key columns in order, comma-separated.

@@ -416,10 +416,10 @@ func DatabaseRegionStatements(name, primary string, regions []string, survival S
 // across regions. Trip and event ids are gen_random_uuid() defaults (base
 // migration 4), exempt; the idempotency key's primary key starts with its
 // region, from which its home is computed, so it is unique per region; the
-// event version index gets the same shape in migration 3. The one
-// cross-region check left is deliberate: the one-active-trip-per-driver
-// index must hold across regions, and it is checked only when a driver is
-// assigned.
+// event version index gets the same shape in migration 3. The cross-region
+// checks left are deliberate: the driver indexes (one pickup and one ride
+// in progress per driver, base migration 6) must hold across regions, and
+// they are checked only when a trip's driver or state changes.
 func RegionalByRowStatements(regions []string) []string {
 	if len(regions) == 0 {
 		return nil

@@ -6,8 +6,9 @@
 // row read FOR UPDATE, the state machine, the conditional UPDATE, the
 // trip_events row and the idempotency record commit together. The
 // invariants do not depend on this code being right: the database enforces
-// one active trip per driver (a partial unique index), one event per trip
-// version and one result per idempotency key (unique constraints).
+// one pickup and one ride in progress per driver (two partial unique
+// indexes), one event per trip version and one result per idempotency key
+// (unique constraints).
 package sqlstore
 
 import (
@@ -34,7 +35,11 @@ var (
 )
 
 const (
-	idxActiveDriver = "trips_one_active_trip_per_driver"
+	// idxDriverPickup and idxDriverRide (base migration 6) hold a driver to
+	// one trip in a pickup state and one IN_PROGRESS; a violation of either
+	// is tripapi.ErrDriverBusy.
+	idxDriverPickup = "trips_one_pickup_per_driver"
+	idxDriverRide   = "trips_one_ride_per_driver"
 	idxIdemKey      = "trip_idempotency_keys_pkey"
 	idxTripVersion  = "trip_events_trip_version"
 	// idxRegionTripVersion replaces idxTripVersion on CockroachDB
@@ -550,7 +555,7 @@ func updateTrip(ctx context.Context, tx pgx.Tx, cur, next store.Trip) error {
 		string(next.State), nullString(next.DriverID), finalFare, nullString(string(next.CancelledBy)),
 		next.EndReason, next.Version, next.UpdatedAt, nullTime(next.AssignedAt), nullTime(next.ArrivedAt),
 		nullTime(next.StartedAt), nullTime(next.CompletedAt), nullTime(next.EndedAt))
-	if postgres.IsUniqueViolation(err, idxActiveDriver) {
+	if postgres.IsUniqueViolation(err, idxDriverPickup) || postgres.IsUniqueViolation(err, idxDriverRide) {
 		return fmt.Errorf("%w: driver %s: %w", tripapi.ErrDriverBusy, next.DriverID, err)
 	}
 	if err != nil {

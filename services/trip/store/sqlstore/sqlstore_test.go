@@ -3,6 +3,8 @@ package sqlstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,7 +40,7 @@ func TestMigrate(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	ctx := context.Background()
 	// baseMigrations is how many files migrations/base holds.
-	const baseMigrations = 5
+	const baseMigrations = 6
 	// Three instances migrate the same empty database at once: the table
 	// locker serialises them and the schema is applied exactly once.
 	var (
@@ -83,9 +85,10 @@ func TestMigrate(t *testing.T) {
 	}
 }
 
-func TestDatabaseEnforcesOneActiveTripPerDriver(t *testing.T) {
-	// Even a buggy writer that bypasses the store cannot put a driver on two
-	// active trips: the partial unique index refuses.
+func TestDatabaseEnforcesDriverInvariant(t *testing.T) {
+	// Even a buggy writer that bypasses the store cannot give a driver two
+	// pickups or two rides in progress: the partial unique indexes refuse.
+	// One pickup and one ride at once is chained supply, allowed.
 	dsn := pgtest.DSN(t)
 	ctx := context.Background()
 	pool := newPool(t, dsn)
@@ -96,18 +99,51 @@ func TestDatabaseEnforcesOneActiveTripPerDriver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _, _ := st.Create(ctx, storetest.NewTripRequest("r1"))
-	b, _, _ := st.Create(ctx, storetest.NewTripRequest("r2"))
-	if _, _, err := st.AssignDriver(ctx, store.AssignDriver{TripID: a.ID, DriverID: "d1", IdempotencyKey: "k"}); err != nil {
+	var ids [3]uuid.UUID
+	for i := range ids {
+		tr, _, err := st.Create(ctx, storetest.NewTripRequest(fmt.Sprintf("r%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = tr.ID
+	}
+	a, b, c := ids[0], ids[1], ids[2]
+	// a is d1's pickup.
+	if _, _, err := st.AssignDriver(ctx, store.AssignDriver{TripID: a, DriverID: "d1", IdempotencyKey: "k"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = pool.Exec(ctx, `UPDATE trips SET state = 'IN_PROGRESS', driver_id = 'd1' WHERE id = $1`, b.ID)
-	if !postgres.IsUniqueViolation(err, "trips_one_active_trip_per_driver") {
-		t.Fatalf("raw update err = %v, want the partial unique index to refuse", err)
+	const (
+		pickupIdx = "trips_one_pickup_per_driver"
+		rideIdx   = "trips_one_ride_per_driver"
+	)
+	steps := []struct {
+		name  string
+		trip  uuid.UUID
+		state lifecycle.State
+		want  string // the index that refuses; "" when allowed
+	}{
+		{"second pickup", b, lifecycle.StateDriverArrived, pickupIdx},
+		{"ride beside the pickup", b, lifecycle.StateInProgress, ""},
+		{"second ride", c, lifecycle.StateInProgress, rideIdx},
+		{"second pickup beside the ride", c, lifecycle.StateDriverAssigned, pickupIdx},
+		{"the ride ends", b, lifecycle.StateCompleted, ""},
+		{"the pickup's ride starts", a, lifecycle.StateInProgress, ""},
+		{"a new pickup beside it", c, lifecycle.StateDriverAssigned, ""},
+		{"a terminal trip holds nothing", b, lifecycle.StateCancelled, ""},
 	}
-	// A terminal trip does not occupy the driver.
-	if _, err := pool.Exec(ctx, `UPDATE trips SET state = 'COMPLETED', driver_id = 'd1' WHERE id = $1`, b.ID); err != nil {
-		t.Fatal(err)
+	for _, step := range steps {
+		_, err := pool.Exec(ctx, `UPDATE trips SET state = $2, driver_id = 'd1' WHERE id = $1`, step.trip, string(step.state))
+		switch {
+		case step.want == "" && err != nil:
+			t.Fatalf("%s: raw update to %s: %v", step.name, step.state, err)
+		case step.want != "" && !postgres.IsUniqueViolation(err, step.want):
+			t.Fatalf("%s: raw update to %s: err = %v, want a unique violation of %s", step.name, step.state, err, step.want)
+		}
+	}
+	// The index they replaced is gone.
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE tablename = 'trips' AND indexname = 'trips_one_active_trip_per_driver'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("old index rows = %d, %v; want it dropped", n, err)
 	}
 }
 
@@ -267,12 +303,56 @@ func TestCockroachStatementsRerunnable(t *testing.T) {
 	if !strings.HasPrefix(idx[0], "CREATE") || !strings.HasPrefix(idx[1], "DROP") || !strings.HasPrefix(idx[2], "CREATE UNIQUE") || !strings.Contains(idx[2], "(region, trip_id, version)") {
 		t.Errorf("index statements out of order: %v", idx)
 	}
+	// Base migration 6 runs on CockroachDB too, outside a transaction: the
+	// same forms, and the two driver indexes exist before the one they
+	// replace is dropped.
+	driver := upStatements(t, "migrations/base/00006_driver_pickup_and_ride.sql")
+	for _, stmt := range driver {
+		if !sqlstore.IdempotentStatement(stmt) {
+			t.Errorf("base migration 6 not re-runnable: %s", stmt)
+		}
+	}
+	if len(driver) != 3 ||
+		!strings.HasPrefix(driver[0], "CREATE UNIQUE INDEX IF NOT EXISTS trips_one_pickup_per_driver ") ||
+		!strings.HasPrefix(driver[1], "CREATE UNIQUE INDEX IF NOT EXISTS trips_one_ride_per_driver ") ||
+		driver[2] != "DROP INDEX IF EXISTS trips_one_active_trip_per_driver" {
+		t.Errorf("base migration 6 statements out of order: %q", driver)
+	}
 	if _, err := sqlstore.DatabaseRegionStatements("hexride", "", regions[:2], sqlstore.SurviveRegion); err == nil || !strings.Contains(err.Error(), "--survive=region") {
 		t.Errorf("region survival with two regions: err = %v", err)
 	}
 	if _, err := sqlstore.ParseSurvivalGoal("datacenter"); err == nil || !strings.Contains(err.Error(), "--survive") {
 		t.Errorf("bad goal: err = %v", err)
 	}
+}
+
+// upStatements returns the statements of a goose SQL migration's Up
+// section, comments dropped and whitespace collapsed.
+func upStatements(t *testing.T, path string) []string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(raw)
+	up := strings.Index(src, "-- +goose Up")
+	down := strings.Index(src, "-- +goose Down")
+	if up < 0 || down < up {
+		t.Fatalf("%s: no Up section before Down", path)
+	}
+	var lines []string
+	for _, line := range strings.Split(src[up:down], "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
+			lines = append(lines, line)
+		}
+	}
+	var stmts []string
+	for _, stmt := range strings.Split(strings.Join(lines, "\n"), ";") {
+		if stmt = strings.Join(strings.Fields(stmt), " "); stmt != "" {
+			stmts = append(stmts, stmt)
+		}
+	}
+	return stmts
 }
 
 func TestFollowerReadsOnlyOnCockroach(t *testing.T) {

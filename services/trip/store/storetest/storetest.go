@@ -4,6 +4,7 @@
 package storetest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -46,6 +47,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ListRegions", testListRegions},
 		{"EventsAndTailer", testEventsAndTailer},
 		{"ConcurrentAssign", testConcurrentAssign},
+		{"ChainedSupply", testChainedSupply},
+		{"ConcurrentAssignWhileRiding", testConcurrentAssignWhileRiding},
 		{"Rate", testRate},
 	}
 	for _, tt := range tests {
@@ -291,7 +294,7 @@ func testAssignDriver(t *testing.T, s store.Store) {
 	if !errors.Is(err, tripapi.ErrTripNotRequested) || !errors.Is(err, lifecycle.ErrInvalidTransition) {
 		t.Fatalf("second assign err = %v, want ErrTripNotRequested", err)
 	}
-	// The driver is busy.
+	// The driver is busy: it already holds a pickup.
 	_, _, err = s.AssignDriver(ctx(t), store.AssignDriver{TripID: b.ID, DriverID: "driver-1", IdempotencyKey: "k3"})
 	if !errors.Is(err, tripapi.ErrDriverBusy) {
 		t.Fatalf("busy driver err = %v, want ErrDriverBusy", err)
@@ -765,7 +768,7 @@ func testEventsAndTailer(t *testing.T, s store.Store) {
 }
 
 // testConcurrentAssign races assignments of few drivers to many trips and
-// checks the invariants: no driver on two active trips, no trip with two
+// checks the invariants: no driver with two pickups, no trip with two
 // drivers, and every reported success is what the store holds.
 func testConcurrentAssign(t *testing.T, s store.Store) {
 	const trips, drivers, calls = 12, 5, 60
@@ -814,8 +817,144 @@ func testConcurrentAssign(t *testing.T, s store.Store) {
 	}
 }
 
-// CheckAssignments checks the assignment invariants over trips ids and that
-// the number of assigned trips equals successes.
+// testChainedSupply: a driver holds at most one pickup and at most one ride
+// in progress. Carrying a rider it can be assigned its next trip, and arrive
+// at it, but that trip cannot start until the ride ends (completed or
+// cancelled); a refused start changes nothing, not even its key.
+func testChainedSupply(t *testing.T, s store.Store) {
+	tests := []struct {
+		name    string
+		end     lifecycle.Event
+		actor   lifecycle.Actor
+		actorID string // "" for the trip's driver
+	}{
+		{"ride completed", lifecycle.EventComplete, lifecycle.ActorDriver, ""},
+		{"ride cancelled", lifecycle.EventCancel, lifecycle.ActorDispatcher, "disp-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			driver := "driver-chain-" + string(tt.end)
+			endBy := cmp.Or(tt.actorID, driver)
+			ride := mustCreate(t, s, "rider-ride")
+			other := mustCreate(t, s, "rider-other")
+			assignOther := func(stage string) {
+				t.Helper()
+				_, _, err := s.AssignDriver(ctx(t), store.AssignDriver{TripID: other.ID, DriverID: driver, IdempotencyKey: uuid.NewString()})
+				if !errors.Is(err, tripapi.ErrDriverBusy) {
+					t.Fatalf("second pickup while %s: err = %v, want ErrDriverBusy", stage, err)
+				}
+				if got, _ := s.Get(ctx(t), other.ID); got.State != lifecycle.StateRequested || got.Version != 1 {
+					t.Fatalf("refused assignment changed the trip: %+v", got)
+				}
+			}
+			// A driver with a pickup cannot take a second one, assigned or
+			// arrived.
+			mustAssign(t, s, ride.ID, driver)
+			assignOther("assigned")
+			mustTransition(t, s, ride.ID, lifecycle.EventArrive, lifecycle.ActorDriver, driver)
+			assignOther("arrived")
+			mustTransition(t, s, ride.ID, lifecycle.EventStart, lifecycle.ActorDriver, driver)
+
+			// Carrying a rider, it can be assigned its next trip...
+			next := mustCreate(t, s, "rider-next")
+			if got := mustAssign(t, s, next.ID, driver); got.State != lifecycle.StateDriverAssigned || got.DriverID != driver {
+				t.Fatalf("next trip = %+v", got)
+			}
+			// ... but that is its one pickup.
+			assignOther("riding with a pickup")
+			// The driver withdraws from the next trip and is free to take
+			// another pickup (and the withdrawn trip to go to another driver).
+			if back := mustTransition(t, s, next.ID, lifecycle.EventCancel, lifecycle.ActorDriver, driver); back.State != lifecycle.StateRequested {
+				t.Fatalf("after withdrawal: %+v", back)
+			}
+			mustAssign(t, s, other.ID, driver)
+			mustAssign(t, s, next.ID, driver+"-b")
+
+			// The next trip can arrive, but not start while the ride is in
+			// progress.
+			arrived := mustTransition(t, s, other.ID, lifecycle.EventArrive, lifecycle.ActorDriver, driver)
+			before, err := s.History(ctx(t), other.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := store.Transition{TripID: other.ID, Event: lifecycle.EventStart, Actor: lifecycle.ActorDriver, ActorID: driver, IdempotencyKey: uuid.NewString()}
+			if _, _, err := s.Transition(ctx(t), start); !errors.Is(err, tripapi.ErrDriverBusy) {
+				t.Fatalf("start while the ride is in progress: err = %v, want ErrDriverBusy", err)
+			}
+			got, _ := s.Get(ctx(t), other.ID)
+			assertSameTrip(t, got, arrived)
+			if after, _ := s.History(ctx(t), other.ID); len(after) != len(before) {
+				t.Fatalf("refused start appended events: %d, was %d", len(after), len(before))
+			}
+
+			// Once the ride ends, the same request starts it.
+			if ended := mustTransition(t, s, ride.ID, tt.end, tt.actor, endBy); ended.State.Active() {
+				t.Fatalf("ride after %s = %+v", tt.end, ended)
+			}
+			started, ev, err := s.Transition(ctx(t), start)
+			if err != nil {
+				t.Fatalf("start after the ride ended: %v", err)
+			}
+			if started.State != lifecycle.StateInProgress || started.Version != arrived.Version+1 || ev.Type != lifecycle.EventStart {
+				t.Fatalf("started = %+v, event %+v", started, ev)
+			}
+			// The chain goes on: riding again, the driver takes its next pickup.
+			mustAssign(t, s, mustCreate(t, s, "rider-after").ID, driver)
+		})
+	}
+}
+
+// testConcurrentAssignWhileRiding races assignments of one driver with a
+// ride in progress to many trips: exactly one wins (its one pickup), every
+// other call gets ErrDriverBusy, and the ride is untouched.
+func testConcurrentAssignWhileRiding(t *testing.T, s store.Store) {
+	const driver, n = "driver-riding", 16
+	ride := mustCreate(t, s, "rider-ride")
+	mustAssign(t, s, ride.ID, driver)
+	mustTransition(t, s, ride.ID, lifecycle.EventArrive, lifecycle.ActorDriver, driver)
+	riding := mustTransition(t, s, ride.ID, lifecycle.EventStart, lifecycle.ActorDriver, driver)
+	ids := make([]uuid.UUID, n)
+	for i := range ids {
+		ids[i] = mustCreate(t, s, fmt.Sprintf("rider-%d", i)).ID
+	}
+	var (
+		mu     sync.Mutex
+		winner uuid.UUID
+		wins   int
+		wg     sync.WaitGroup
+	)
+	for i, id := range ids {
+		wg.Go(func() {
+			_, _, err := s.AssignDriver(ctx(t), store.AssignDriver{TripID: id, DriverID: driver, IdempotencyKey: fmt.Sprintf("riding-%d", i)})
+			switch {
+			case err == nil:
+				mu.Lock()
+				winner, wins = id, wins+1
+				mu.Unlock()
+			case errors.Is(err, tripapi.ErrDriverBusy), errors.Is(err, tripapi.ErrTripNotRequested):
+			default:
+				t.Errorf("AssignDriver: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d assignments of a riding driver succeeded, want exactly 1", wins)
+	}
+	CheckAssignments(t, s, ids, 1)
+	if tr, err := s.Get(ctx(t), winner); err != nil || tr.DriverID != driver || tr.State != lifecycle.StateDriverAssigned {
+		t.Fatalf("winner %s: %+v %v", winner, tr, err)
+	}
+	got, err := s.Get(ctx(t), ride.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSameTrip(t, got, riding)
+}
+
+// CheckAssignments checks the assignment invariants over trips ids (each
+// REQUESTED or DRIVER_ASSIGNED: no driver holds two of them, no trip had two
+// drivers) and that the number of assigned trips equals successes.
 func CheckAssignments(t *testing.T, s store.Store, ids []uuid.UUID, successes int) {
 	t.Helper()
 	byDriver := map[string]uuid.UUID{}
