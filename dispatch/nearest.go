@@ -40,6 +40,10 @@ const MaxK = 1000
 type Candidate struct {
 	Driver
 	Distance float64
+	// After, for a driver carrying a rider (chained supply, see
+	// [ETAScorer.RankChained]), is the ride it finishes before this trip;
+	// empty for a free driver.
+	After string
 }
 
 // Nearest returns the K available drivers (of any status with

@@ -144,7 +144,12 @@ type ScoreParts struct {
 	Drive        time.Duration // road time, or RoadDistance / Speed
 	HeadingOff   float64       // degrees between heading and bearing to pickup; NaN if unknown/ignored
 	TurnPenalty  time.Duration
-	ETA          time.Duration // Drive + TurnPenalty
+	// Chained, for a driver finishing a ride (chained supply), is the rest
+	// of that ride plus the dropoff allowance. Drive, RoadDistance and
+	// TurnPenalty then cover both drives (the rest of the ride and the
+	// drive from its dropoff), the other parts the second only.
+	Chained time.Duration
+	ETA     time.Duration // Drive + TurnPenalty (+ the dropoff allowance when Chained)
 }
 
 // Ranked is a candidate with its score: lower is better.
@@ -275,11 +280,70 @@ func (s *ETAScorer) finish(req RankRequest, c Candidate, p ScoreParts) Ranked {
 // Rank implements Scorer: Estimates, best first.
 func (s *ETAScorer) Rank(req RankRequest, cands []Candidate) []Ranked {
 	out := s.Estimates(req, cands)
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Score != out[j].Score {
-			return out[i].Score < out[j].Score
-		}
-		return out[i].ID < out[j].ID
-	})
+	SortRanked(out)
 	return out
+}
+
+// Finishing is a driver carrying a rider, as chained supply sees it: where
+// it is now (Candidate, whose Distance is to Dropoff), where its ride ends
+// and which ride that is.
+type Finishing struct {
+	Candidate
+	Dropoff geo.LatLng
+	Ride    string
+}
+
+// RankChained scores drivers finishing a ride for a trip after it: the
+// rest of the ride (from where the car is, as it drives, to the ride's
+// dropoff), then dropoff for the rider getting out, then the drive from
+// the dropoff to req.Pickup. A driver whose rest of ride is longer than
+// within is left out. The answer is best first, like Rank, each with
+// After set to its ride. With a road network: one road query per driver
+// for the rest of its ride, one for every drive from the dropoffs.
+func (s *ETAScorer) RankChained(req RankRequest, fs []Finishing, dropoff, within time.Duration) []Ranked {
+	type kept struct {
+		f    Finishing
+		rest Ranked
+	}
+	var ks []kept
+	fromDropoffs := make([]Candidate, 0, len(fs))
+	for _, f := range fs {
+		rest := s.Estimate(RankRequest{Pickup: f.Dropoff, At: req.At}, f.Candidate)
+		if rest.Parts.ETA > within {
+			continue
+		}
+		ks = append(ks, kept{f, rest})
+		// At the dropoff the car stands: no heading, nothing to reckon.
+		at := f.Candidate
+		at.Pos, at.Heading, at.Speed, at.Seen = f.Dropoff, math.NaN(), 0, req.At
+		at.Distance = geo.Distance(f.Dropoff, req.Pickup)
+		fromDropoffs = append(fromDropoffs, at)
+	}
+	legs := s.Estimates(req, fromDropoffs)
+	out := make([]Ranked, len(ks))
+	for i, k := range ks {
+		p := legs[i].Parts
+		p.Chained = k.rest.Parts.ETA + dropoff
+		p.Drive += k.rest.Parts.Drive
+		p.TurnPenalty += k.rest.Parts.TurnPenalty
+		p.RoadDistance += k.rest.Parts.RoadDistance
+		p.ETA = p.Drive + p.TurnPenalty + dropoff
+		c := k.f.Candidate
+		c.Distance = geo.Distance(c.Pos, req.Pickup)
+		c.After = k.f.Ride
+		out[i] = Ranked{Candidate: c, Score: p.ETA.Seconds(), Parts: p}
+	}
+	SortRanked(out)
+	return out
+}
+
+// SortRanked orders ranked candidates best first: by score, ties by
+// driver id (Rank's order).
+func SortRanked(rs []Ranked) {
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].Score != rs[j].Score {
+			return rs[i].Score < rs[j].Score
+		}
+		return rs[i].ID < rs[j].ID
+	})
 }

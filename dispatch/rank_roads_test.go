@@ -244,3 +244,75 @@ func TestETAScorerDeadReckoning(t *testing.T) {
 		t.Errorf("negative dead reckoning: %v", err)
 	}
 }
+
+// TestRankChained: a driver finishing a ride is scored by the rest of its
+// ride, the dropoff allowance and the drive from its dropoff; one whose
+// ride ends later than the horizon is left out; the best comes first and
+// names the ride it finishes; the drive from the dropoffs is one road
+// query, standing (no heading).
+func TestRankChained(t *testing.T) {
+	pickup := geo.LatLng{Lat: 37.77, Lng: -122.42}
+	now := time.Unix(1_800_000_000, 0)
+	type finisher struct {
+		id, ride              string
+		pos, dropoff          geo.LatLng
+		rest, leg             time.Duration
+		restMeters, legMeters float64
+	}
+	fs := []finisher{
+		{"a", "ride-a", geo.Destination(pickup, 0, 3000), geo.Destination(pickup, 0, 500), 3 * time.Minute, time.Minute, 2500, 600},
+		{"b", "ride-b", geo.Destination(pickup, 90, 6000), geo.Destination(pickup, 90, 200), 6 * time.Minute, 20 * time.Second, 5900, 250},
+		{"c", "ride-c", geo.Destination(pickup, 180, 1000), geo.Destination(pickup, 180, 900), time.Minute, 2 * time.Minute, 300, 1100},
+	}
+	roads := &fakeRoads{times: map[geo.LatLng]time.Duration{}, meters: map[geo.LatLng]float64{}}
+	var in []Finishing
+	for _, f := range fs {
+		roads.times[f.pos], roads.meters[f.pos] = f.rest, f.restMeters
+		roads.times[f.dropoff], roads.meters[f.dropoff] = f.leg, f.legMeters
+		in = append(in, Finishing{
+			Candidate: Candidate{Driver: Driver{ID: f.id, Pos: f.pos, Heading: math.NaN(), Seen: now}, Distance: geo.Distance(f.pos, f.dropoff)},
+			Dropoff:   f.dropoff,
+			Ride:      f.ride,
+		})
+	}
+	cfg := DefaultRankConfig()
+	cfg.Roads = roads
+	sc, err := NewETAScorer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const dropoff = 30 * time.Second
+	got := sc.RankChained(RankRequest{Pickup: pickup, At: now}, in, dropoff, 5*time.Minute)
+	if roads.calls != 4 {
+		t.Errorf("road queries %d, want 3 (rests of rides) + 1 (from the dropoffs)", roads.calls)
+	}
+	for _, h := range roads.headings {
+		if !math.IsNaN(h) {
+			t.Errorf("a car at its dropoff has heading %v, want unknown", h)
+		}
+	}
+	want := []struct {
+		id, ride string
+		eta      time.Duration
+		chained  time.Duration
+		meters   float64
+	}{
+		{"c", "ride-c", time.Minute + dropoff + 2*time.Minute, time.Minute + dropoff, 1400},
+		{"a", "ride-a", 3*time.Minute + dropoff + time.Minute, 3*time.Minute + dropoff, 3100},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("ranked %d, want %d (b's ride ends after the horizon): %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.ID != w.id || g.After != w.ride || g.Parts.ETA != w.eta || g.Parts.Chained != w.chained || g.Parts.RoadDistance != w.meters {
+			t.Errorf("#%d: %s after %q eta %v chained %v metres %v; want %+v", i, g.ID, g.After, g.Parts.ETA, g.Parts.Chained, g.Parts.RoadDistance, w)
+		}
+		if g.Score != g.Parts.ETA.Seconds() || g.Parts.ETA != g.Parts.Drive+g.Parts.TurnPenalty+dropoff {
+			t.Errorf("#%d: score %v, parts %+v: want score = ETA = drive + turn penalty + dropoff", i, g.Score, g.Parts)
+		}
+		if g.Pos != fs[map[string]int{"a": 0, "c": 2}[g.ID]].pos {
+			t.Errorf("#%d: position %v, want where the car is now", i, g.Pos)
+		}
+	}
+}

@@ -31,19 +31,27 @@ type compareRun struct {
 // hindsightMode names the hindsight rows.
 const hindsightMode = "hindsight"
 
-// batchSettings are the batched mode's settings for --compare.
-type batchSettings struct {
+// dispatchSettings are the dispatch settings for --compare: the batched
+// mode's, chained supply's for the modes that name it, and whether rides
+// run in real time.
+type dispatchSettings struct {
 	window, followUp, windowMax time.Duration
 	holdPickup, holdMax         time.Duration
 	longPickup                  time.Duration
 	candidates                  int
+	chainWithin                 time.Duration
+	realTime                    bool
 }
 
-// parseModes reads --compare: dispatch modes, each known to matching.
+// chainSuffix turns chained supply on for a --compare mode.
+const chainSuffix = "+chain"
+
+// parseModes reads --compare: dispatch modes, each known to matching,
+// each optionally with chained supply (greedy+chain).
 func parseModes(s string) ([]string, error) {
 	var modes []string
 	for _, m := range splitList(s) {
-		if _, err := matching.ParseMode(m); err != nil {
+		if _, err := matching.ParseMode(strings.TrimSuffix(m, chainSuffix)); err != nil {
 			return nil, fmt.Errorf("--compare %q: %w", s, err)
 		}
 		modes = append(modes, m)
@@ -78,8 +86,11 @@ func parseRatios(s string) ([]float64, error) {
 // the city, drivers, rate and seed; the request count is drivers / ratio,
 // and each drive leg outlasts the request phase, so a driver serves at
 // most one ride while requests arrive (what "drivers per request" means
-// here).
-func compare(ctx context.Context, base sim.Config, roadsSpec string, modes []string, ratios []float64, batch batchSettings, stdout, stderr io.Writer) ([]compareRun, error) {
+// here), but for a ride's next trip (chained supply). With realTime each
+// leg lasts its road time instead and drivers serve ride after ride.
+// Hindsight rows need one ride per driver: none in real time or with
+// more requests than drivers.
+func compare(ctx context.Context, base sim.Config, roadsSpec string, modes []string, ratios []float64, batch dispatchSettings, stdout, stderr io.Writer) ([]compareRun, error) {
 	var runs []compareRun
 	for _, ratio := range ratios {
 		cfg := base
@@ -88,6 +99,10 @@ func compare(ctx context.Context, base sim.Config, roadsSpec string, modes []str
 		cfg.Duration = phase + time.Second
 		cfg.DriveTime = max(phase/2, 3*time.Second)
 		cfg.Grace = 3*cfg.DriveTime + 2*time.Minute
+		if batch.realTime {
+			// Cars drive every leg at road speed and serve ride after ride.
+			cfg.DriveTime, cfg.Grace = 0, 15*time.Minute
+		}
 		// Riders wait: a rider cancelling a second in would count
 		// against whichever mode had not matched yet (batched waits for
 		// its window), which measures the rider, not the dispatch.
@@ -100,8 +115,8 @@ func compare(ctx context.Context, base sim.Config, roadsSpec string, modes []str
 			}
 			runs = append(runs, compareRun{mode: mode, ratio: ratio, stats: s})
 		}
-		if cfg.Roads == nil {
-			continue
+		if cfg.Roads == nil || batch.realTime || cfg.Requests > cfg.Drivers {
+			continue // hindsight assigns one ride per driver
 		}
 		h, err := sim.HindsightOf(cfg)
 		switch {
@@ -118,11 +133,15 @@ func compare(ctx context.Context, base sim.Config, roadsSpec string, modes []str
 }
 
 // compareOne runs one platform and one simulation against it.
-func compareOne(ctx context.Context, cfg sim.Config, roadsSpec, mode string, batch batchSettings) (sim.Stats, error) {
+func compareOne(ctx context.Context, cfg sim.Config, roadsSpec, mode string, batch dispatchSettings) (sim.Stats, error) {
 	ncfg := node.DefaultConfig()
 	ncfg.Addr, ncfg.HTTPAddr = "127.0.0.1:0", ""
 	ncfg.Roads = roadsSpec
-	ncfg.DispatchMode, ncfg.BatchWindow = mode, batch.window
+	base, chained := strings.CutSuffix(mode, chainSuffix)
+	ncfg.DispatchMode, ncfg.BatchWindow = base, batch.window
+	if chained {
+		ncfg.ChainWithin = batch.chainWithin
+	}
 	ncfg.BatchFollowUp, ncfg.BatchCandidates = batch.followUp, batch.candidates
 	ncfg.BatchWindowMax = batch.windowMax
 	ncfg.BatchHoldPickup, ncfg.BatchHoldMax = batch.holdPickup, batch.holdMax
@@ -177,6 +196,11 @@ func printCompare(w io.Writer, runs []compareRun) {
 		}
 	}
 	for _, r := range runs {
+		if s := r.stats; s.ChainedTrips > 0 {
+			fmt.Fprintf(w, "%s at %.1f: %d of %d matched trips went to a driver finishing a ride (chained), %d completed\n", r.mode, r.ratio, s.ChainedTrips, s.Matched, s.Completed)
+		}
+	}
+	for _, r := range runs {
 		if s := r.stats; s.NoDriver+s.Cancelled+s.Lost+s.Errors > 0 {
 			fmt.Fprintf(w, "%s at %.1f: no driver %d %v, cancelled %d %v, lost %d, errors %d\n",
 				r.mode, r.ratio, s.NoDriver, s.NoDriverReasons, s.Cancelled, s.CancelReasons, s.Lost, s.Errors)
@@ -185,7 +209,7 @@ func printCompare(w io.Writer, runs []compareRun) {
 }
 
 // compareUsage explains --compare in the flag list.
-const compareUsage = "run the same seeded city and demand through an in-process platform in each dispatch mode (comma-separated: greedy,batched) at each --ratios, and print them side by side (--target is not used)"
+const compareUsage = "run the same seeded city and demand through an in-process platform in each dispatch mode (comma-separated: greedy,batched, each optionally +chain for chained supply, see --chain-within) at each --ratios, and print them side by side (--target is not used)"
 
 // compareModes is the flag's default list, for the usage text.
 var compareModes = strings.Join([]string{string(matching.ModeGreedy), string(matching.ModeBatched)}, ",")

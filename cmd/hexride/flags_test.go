@@ -71,6 +71,8 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"batch long pickup too short", []string{"--services", "trip", "--batch-long-pickup", "5s"}, matching.ErrBadLongPickup, "--batch-long-pickup"},
 		{"batch long pickup too long", []string{"--services", "trip", "--batch-long-pickup", "2h"}, matching.ErrBadLongPickup, "--batch-long-pickup"},
 		{"batch long pickup negative", []string{"--services", "trip", "--batch-long-pickup", "-1m"}, matching.ErrBadLongPickup, "--batch-long-pickup"},
+		{"chain horizon too long", []string{"--services", "trip", "--chain-within", "6m"}, matching.ErrBadChainWithin, "--chain-within"},
+		{"chain horizon negative", []string{"--services", "trip", "--chain-within", "-1s"}, matching.ErrBadChainWithin, "--chain-within"},
 		{"bad log level", []string{"--services", "trip", "--log-level", "loud"}, nil, "log level"},
 		{"region not in the region map", []string{"--services", "trip", "--region-map", maps.good}, node.ErrBadRegion, `--region="local" is not a region of --region-map (its regions: eu-west, us-east)`},
 		{"region map with bad JSON", []string{"--services", "trip", "--region", "us-east", "--region-map", maps.badJSON}, dispatch.ErrInvalidRegionMap, "--region-map"},

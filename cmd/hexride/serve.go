@@ -65,6 +65,7 @@ func dispatchFlags(fs *flag.FlagSet, cfg *node.Config) {
 	fs.IntVar(&cfg.BatchCandidates, "batch-candidates", cfg.BatchCandidates, "with --dispatch-mode batched: how many nearest drivers a window ranks by road ETA per request")
 	fs.DurationVar(&cfg.BatchHoldPickup, "batch-hold-pickup", cfg.BatchHoldPickup, "with --dispatch-mode batched: a request whose window plans a pickup this long or longer waits for the next window instead, for a nearer driver (0: off; needs --batch-hold-max)")
 	fs.DurationVar(&cfg.BatchLongPickup, "batch-long-pickup", cfg.BatchLongPickup, "with --dispatch-mode batched: a pickup this long costs a window twice its seconds, so windows avoid the longest pickups (10s to 1h; 0: least total pickup time)")
+	fs.DurationVar(&cfg.ChainWithin, "chain-within", cfg.ChainWithin, "chained supply: a driver whose ride ends within this (by road) may be offered its next trip near the dropoff, in either dispatch mode (0: off; up to 5m)")
 	fs.DurationVar(&cfg.BatchHoldMax, "batch-hold-max", cfg.BatchHoldMax, "with --batch-hold-pickup: the longest a request is held from its arrival (two --batch-window to 10s)")
 }
 

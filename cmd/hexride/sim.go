@@ -40,7 +40,7 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	asJSON := fs.Bool("json", false, "print the summary as one JSON object on the last line")
 	compareList := fs.String("compare", "", compareUsage+"; e.g. "+compareModes)
 	ratioList := fs.String("ratios", "1,1.1,1.5,4", "with --compare: drivers per request to compare at (requests = --drivers / ratio)")
-	batch := batchSettings{window: matching.DefaultBatchWindow, followUp: matching.DefaultBatchFollowUp, candidates: matching.DefaultBatchCandidates, longPickup: matching.DefaultBatchLongPickup}
+	batch := dispatchSettings{window: matching.DefaultBatchWindow, followUp: matching.DefaultBatchFollowUp, candidates: matching.DefaultBatchCandidates, longPickup: matching.DefaultBatchLongPickup}
 	fs.DurationVar(&batch.window, "batch-window", batch.window, "with --compare: the batched mode's window")
 	fs.DurationVar(&batch.followUp, "batch-follow-up", batch.followUp, "with --compare: how soon the batched mode solves a declined or lapsed request again (0: at the next window)")
 	fs.DurationVar(&batch.windowMax, "batch-window-max", 0, "with --compare: the batched mode's longest adaptive window (0: fixed windows)")
@@ -48,6 +48,8 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.DurationVar(&batch.holdPickup, "batch-hold-pickup", 0, "with --compare: the batched mode holds a request planned a pickup this long or longer for the next window (0: off)")
 	fs.DurationVar(&batch.longPickup, "batch-long-pickup", batch.longPickup, "with --compare: the batched mode counts a pickup this long twice (10s to 1h; 0: off)")
 	fs.DurationVar(&batch.holdMax, "batch-hold-max", 0, "with --compare and --batch-hold-pickup: the longest a request is held from its arrival")
+	fs.DurationVar(&batch.chainWithin, "chain-within", 2*time.Minute, "with --compare, for the modes named +chain: a driver whose ride ends within this is offered its next trip (up to 5m)")
+	fs.BoolVar(&batch.realTime, "real-time", false, "with --compare: every leg is driven at road speed and drivers serve ride after ride (no hindsight rows); otherwise legs outlast the request phase, one ride per driver")
 	keyDir := devKeyFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -64,7 +64,7 @@ type session struct {
 	mu        sync.Mutex
 	online    bool
 	product   commonv1.Product
-	busy      bool
+	holds     tripHold
 	last      *driverv1.LocationSample
 	partition matchingclient.Partition
 	offers    map[string]heldOffer // offer id → offer awaiting a reply
@@ -182,7 +182,7 @@ func (g *Gateway) attach(driverID string, kick context.CancelFunc) *session {
 		old.kick()
 		// The new stream inherits what the driver was doing.
 		old.mu.Lock()
-		s.online, s.product, s.busy, s.last, s.partition = old.online, old.product, old.busy, old.last, old.partition
+		s.online, s.product, s.holds, s.last, s.partition = old.online, old.product, old.holds, old.last, old.partition
 		old.mu.Unlock()
 	}
 	return s
@@ -229,7 +229,7 @@ func (g *Gateway) push(driverID string, msg *driverv1.ConnectResponse) error {
 		s.mu.Lock()
 		s.pruneOffers(now)
 		switch {
-		case s.busy:
+		case !s.holds.offerable(offer):
 			s.mu.Unlock()
 			return errOnTrip
 		case s.bound(offer.GetOfferId(), now):
@@ -406,7 +406,7 @@ func (g *Gateway) location(s *session, sample *driverv1.LocationSample) error {
 	}
 	prevPartition, hadPrev := s.partition, s.last != nil
 	s.last, s.partition = sample, partition
-	online, product, busy := s.online, s.product, s.busy
+	online, product, holds := s.online, s.product, s.holds
 	if len(s.watchers) > 0 {
 		p := positionOf(s.driverID, sample)
 		for ch := range s.watchers {
@@ -424,16 +424,20 @@ func (g *Gateway) location(s *session, sample *driverv1.LocationSample) error {
 	if !online {
 		return nil // kept as the last position; indexed once the driver goes online
 	}
-	g.batcher.addLocation(pendingLocation{loc: g.indexEntry(s.driverID, sample, product, busy), partition: partition})
+	g.batcher.addLocation(pendingLocation{loc: g.indexEntry(s.driverID, sample, product, holds), partition: partition})
 	return nil
 }
 
-func (g *Gateway) indexEntry(driverID string, sample *driverv1.LocationSample, product commonv1.Product, busy bool) *matchingv1.DriverLocation {
-	st := matchingv1.DriverStatus_DRIVER_STATUS_AVAILABLE
-	if busy {
-		st = matchingv1.DriverStatus_DRIVER_STATUS_BUSY
+func (g *Gateway) indexEntry(driverID string, sample *driverv1.LocationSample, product commonv1.Product, holds tripHold) *matchingv1.DriverLocation {
+	st := holds.status()
+	var dropoff *commonv1.LatLng
+	var ride string
+	if st == matchingv1.DriverStatus_DRIVER_STATUS_FINISHING {
+		dropoff, ride = holds.dropoff, holds.ride
 	}
 	return &matchingv1.DriverLocation{
+		Dropoff:        dropoff,
+		RideTripId:     ride,
 		DriverId:       driverID,
 		Position:       sample.GetPosition(),
 		HeadingDeg:     sample.GetHeadingDeg(),
@@ -455,7 +459,7 @@ func (g *Gateway) availability(s *session, a *driverv1.AvailabilityChange) error
 		}
 		s.online, s.product = true, a.GetProduct()
 		if s.last != nil && !s.detached {
-			g.batcher.addLocation(pendingLocation{loc: g.indexEntry(s.driverID, s.last, s.product, s.busy), partition: s.partition})
+			g.batcher.addLocation(pendingLocation{loc: g.indexEntry(s.driverID, s.last, s.product, s.holds), partition: s.partition})
 		}
 	case driverv1.Availability_AVAILABILITY_OFFLINE:
 		s.online = false
@@ -501,28 +505,77 @@ func (g *Gateway) reply(ctx context.Context, s *session, r *driverv1.OfferReply)
 		outcome := driverv1.OfferOutcome_OFFER_OUTCOME_WITHDRAWN
 		if trip, terr := g.trips.GetTrip(ctx, r.GetTripId()); terr == nil && trip.GetDriverId() == s.driverID && tripclient.HoldsDriver(trip.GetState()) {
 			outcome = driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED
-			g.setBusy(s, true)
+			g.holdTrip(s, trip.GetId(), trip.GetState(), true, trip.GetDropoff())
 		}
 		return &driverv1.OfferResult{OfferId: r.GetOfferId(), TripId: r.GetTripId(), Outcome: outcome, Detail: replyLostDetail}, nil
 	}
 	if resp.GetOutcome() == driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED {
-		g.setBusy(s, true)
+		g.holdTrip(s, r.GetTripId(), commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED, true, offer.GetDropoff())
 	}
 	return &driverv1.OfferResult{OfferId: r.GetOfferId(), TripId: r.GetTripId(), Outcome: resp.GetOutcome()}, nil
 }
 
-// setBusy changes the driver's dispatch status and re-indexes it at once so
+// holdTrip records a trip's state for the driver (mine: the trip is the
+// driver's) and, if its dispatch status changes, re-indexes it at once so
 // matching stops (or resumes) offering it trips.
-func (g *Gateway) setBusy(s *session, busy bool) {
+func (g *Gateway) holdTrip(s *session, tripID string, state commonv1.TripState, mine bool, dropoff *commonv1.LatLng) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.busy == busy {
+	was := s.holds
+	s.holds = s.holds.after(tripID, state, mine, dropoff)
+	if s.holds == was {
 		return
 	}
-	s.busy = busy
 	if s.online && s.last != nil && !s.detached {
-		g.batcher.addLocation(pendingLocation{loc: g.indexEntry(s.driverID, s.last, s.product, busy), partition: s.partition})
+		g.batcher.addLocation(pendingLocation{loc: g.indexEntry(s.driverID, s.last, s.product, s.holds), partition: s.partition})
 	}
+}
+
+// tripHold is what of its trips occupies a driver, as the trip store's
+// events and its accepted offers tell the gateway: at most one pickup
+// (a trip it drives to or waits at) and one ride (a rider on board), the
+// trip store's invariant. A driver with a pickup is busy; one with only a
+// ride is finishing: matching may offer it its next trip (chained supply).
+type tripHold struct {
+	pickup  string
+	ride    string
+	dropoff *commonv1.LatLng // where ride ends
+}
+
+// status is the driver's dispatch status.
+func (h tripHold) status() matchingv1.DriverStatus {
+	switch {
+	case h.pickup != "":
+		return matchingv1.DriverStatus_DRIVER_STATUS_BUSY
+	case h.ride != "":
+		return matchingv1.DriverStatus_DRIVER_STATUS_FINISHING
+	}
+	return matchingv1.DriverStatus_DRIVER_STATUS_AVAILABLE
+}
+
+// offerable reports whether the driver may be offered o: a free driver
+// any trip, a finishing one only a trip after its ride.
+func (h tripHold) offerable(o *driverv1.Offer) bool {
+	return h.pickup == "" && (h.ride == "" || o.GetAfterTripId() == h.ride)
+}
+
+// after is the hold once trip tripID is in state (mine: the trip is this
+// driver's; a trip unassigned or given to another driver is not).
+func (h tripHold) after(tripID string, state commonv1.TripState, mine bool, dropoff *commonv1.LatLng) tripHold {
+	if h.pickup == tripID {
+		h.pickup = ""
+	}
+	if h.ride == tripID {
+		h.ride, h.dropoff = "", nil
+	}
+	switch {
+	case !mine || !tripclient.HoldsDriver(state):
+	case state == commonv1.TripState_TRIP_STATE_IN_PROGRESS:
+		h.ride, h.dropoff = tripID, dropoff
+	default:
+		h.pickup = tripID
+	}
+	return h
 }
 
 // serve runs one Connect stream: a reader goroutine handles client
@@ -654,7 +707,7 @@ func (g *Gateway) relay(ev *commonv1.TripEvent) {
 	if !ok {
 		return
 	}
-	g.setBusy(s, tripclient.HoldsDriver(ev.GetToState()) && ev.GetTrip().GetDriverId() == driverID)
+	g.holdTrip(s, ev.GetTrip().GetId(), ev.GetToState(), ev.GetTrip().GetDriverId() == driverID, ev.GetTrip().GetDropoff())
 	_ = g.push(driverID, &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_TripUpdate{TripUpdate: &driverv1.TripUpdate{Trip: ev.GetTrip(), Event: ev.GetType()}}})
 }
 

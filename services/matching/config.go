@@ -82,6 +82,14 @@ type Config struct {
 	// takes the one without the longest pickups. 0: a pickup costs its
 	// seconds.
 	BatchLongPickup time.Duration
+	// ChainWithin, if positive, turns on chained supply: a driver carrying
+	// a rider whose ride ends within ChainWithin (by road, as it drives)
+	// is a candidate for a trip near where the ride ends, its pickup ETA
+	// the rest of the ride plus ChainDropoff plus the drive from the
+	// dropoff. A driver holds one next trip at most. Searched on this
+	// worker's own supply (a finishing driver's partition is where it
+	// drives, not where its ride ends). 0: only free drivers are offered.
+	ChainWithin time.Duration
 	// Regions is the deployment's region map (nil: one region). The
 	// recovery sweep reads only trips homed in the regions whose
 	// partitions this worker can own: its own, and any region whose
@@ -127,6 +135,29 @@ const (
 
 // ErrBadLongPickup: BatchLongPickup is out of range.
 var ErrBadLongPickup = errors.New("matching: bad long pickup")
+
+// Bounds of ChainWithin: a ride ending further off than MaxChainWithin
+// is a guess, not a plan, and a next trip waiting that long before its
+// drive even starts would near the trip watchdog's silent-driver timeout
+// (10 minutes by default), which takes back a pickup that does not move.
+const (
+	MaxChainWithin = 5 * time.Minute
+	// ChainDropoff is what a chained pickup ETA allows for the rider
+	// getting out at the end of the ride before.
+	ChainDropoff = 30 * time.Second
+)
+
+// ErrBadChainWithin: ChainWithin is out of range.
+var ErrBadChainWithin = errors.New("matching: bad chained supply horizon")
+
+// ValidateChainWithin checks the chained supply horizon: 0 (off) up to
+// MaxChainWithin.
+func ValidateChainWithin(d time.Duration) error {
+	if d < 0 || d > MaxChainWithin {
+		return fmt.Errorf("%w: %v (want 0, off, up to %v)", ErrBadChainWithin, d, MaxChainWithin)
+	}
+	return nil
+}
 
 // ValidateBatchLongPickup checks the long pickup: 0 (off), or
 // MinBatchLongPickup to MaxBatchLongPickup.
@@ -271,6 +302,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: window load %d (want at least 1)", ErrBadWindow, c.BatchWindowLoad)
 	}
 	if err := ValidateBatchLongPickup(c.BatchLongPickup); err != nil {
+		return err
+	}
+	if err := ValidateChainWithin(c.ChainWithin); err != nil {
 		return err
 	}
 	if err := c.Index.Validate(); err != nil {

@@ -11,7 +11,9 @@ func statusOf(s matchingv1.DriverStatus) dispatch.Status {
 	switch s {
 	case matchingv1.DriverStatus_DRIVER_STATUS_AVAILABLE:
 		return dispatch.StatusAvailable
-	case matchingv1.DriverStatus_DRIVER_STATUS_BUSY:
+	case matchingv1.DriverStatus_DRIVER_STATUS_BUSY, matchingv1.DriverStatus_DRIVER_STATUS_FINISHING:
+		// A finishing driver carries a rider: busy to every search but
+		// the chained one (supply.finishingNear).
 		return dispatch.StatusBusy
 	}
 	return dispatch.StatusOffline

@@ -239,10 +239,41 @@ func (e *Engine) search(ctx context.Context, r *run, radius float64, limit int, 
 	}
 	span.SetAttributes(attribute.Int("candidates", len(cands)))
 	_, rankSpan := e.tracer.Start(ctx, "dispatch.rank")
-	ranked := e.scorer.Rank(dispatch.RankRequest{Pickup: r.pickup, At: e.clock.Now()}, cands)
+	req := dispatch.RankRequest{Pickup: r.pickup, At: e.clock.Now()}
+	ranked := e.scorer.Rank(req, cands)
+	if chained := e.chained(req, radius, limit, r.trip.GetProduct().Key(), exclude); len(chained) > 0 {
+		rankSpan.SetAttributes(attribute.Int("chained", len(chained)))
+		ranked = append(ranked, chained...)
+		dispatch.SortRanked(ranked)
+		ranked = ranked[:min(len(ranked), limit)]
+	}
 	rankSpan.SetAttributes(rankAttributes(ranked)...)
 	rankSpan.End()
 	return ranked
+}
+
+// chained ranks this worker's drivers finishing a ride near the pickup
+// for their next trip (chained supply; none when it is off): the limit
+// whose rides end nearest, of those within ChainWithin of their dropoff.
+func (e *Engine) chained(req dispatch.RankRequest, radius float64, limit int, product string, exclude map[string]struct{}) []dispatch.Ranked {
+	if e.cfg.ChainWithin <= 0 {
+		return nil
+	}
+	near, err := e.supply.finishingNear(dispatch.Query{
+		Pos: req.Pickup, K: limit, MaxRadius: radius, Product: product, MaxAge: e.cfg.Index.TTL, Exclude: exclude,
+	})
+	if err != nil || len(near) == 0 {
+		return nil
+	}
+	fs := make([]dispatch.Finishing, len(near))
+	for i, f := range near {
+		fs[i] = dispatch.Finishing{
+			Candidate: dispatch.Candidate{Driver: f.driver, Distance: geo.Distance(f.driver.Pos, f.ride.dropoff)},
+			Dropoff:   f.ride.dropoff,
+			Ride:      f.ride.tripID,
+		}
+	}
+	return e.scorer.RankChained(req, fs, ChainDropoff, e.cfg.ChainWithin)
 }
 
 // sendOffer reserves the driver (no other dispatch on this worker offers it
@@ -270,6 +301,7 @@ func (e *Engine) sendOffer(ctx context.Context, trip *commonv1.Trip, a dispatch.
 		PickupEta:            durationpb.New(c.Parts.ETA),
 		PickupDistanceMeters: c.Parts.RoadDistance,
 		ExpiresAt:            timestamppb.New(a.Expires),
+		AfterTripId:          c.After,
 	}
 	if err := e.push(octx, c.Candidate, &driverv1.ConnectResponse{Msg: &driverv1.ConnectResponse_Offer{Offer: msg}}); err != nil {
 		e.supply.release(c.ID, true)

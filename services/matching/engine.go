@@ -97,7 +97,7 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 	if deps.Clock == nil {
 		deps.Clock = dispatch.SystemClock{}
 	}
-	supply, err := newSupply(cfg.Index, cfg.Topology.PartitionResolution, deps.Clock)
+	supply, err := newSupply(cfg.Index, cfg.Topology.PartitionResolution, deps.Clock, cfg.ChainWithin > 0)
 	if err != nil {
 		return nil, err
 	}

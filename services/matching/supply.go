@@ -27,16 +27,43 @@ type supply struct {
 	// after reserve marked it busy.
 	mu       sync.Mutex
 	offering map[string]string // driver id → trip id of the offer out to it
+
+	// chain (nil: chained supply off) indexes the finishing drivers, those
+	// carrying a rider with no next trip, at the dropoffs of their rides:
+	// a search near a pickup finds the rides that end near it. rides says
+	// which ride each is finishing. Both change under mu with the index.
+	chain *dispatch.Index
+	rides map[string]finishingRide
+}
+
+// finishingRide is the ride a finishing driver is on.
+type finishingRide struct {
+	tripID  string
+	dropoff geo.LatLng
+}
+
+// finishing is a driver about to finish a ride, as a chained search finds
+// it: where it drives now, and the ride.
+type finishing struct {
+	driver dispatch.Driver
+	ride   finishingRide
 }
 
 // newSupply builds an empty supply: an index with indexCfg on clock, whose
 // drivers fall in partitions of resolution partitionRes.
-func newSupply(indexCfg dispatch.IndexConfig, partitionRes int, clock dispatch.Clock) (*supply, error) {
+func newSupply(indexCfg dispatch.IndexConfig, partitionRes int, clock dispatch.Clock, chained bool) (*supply, error) {
 	index, err := dispatch.NewIndex(indexCfg, clock)
 	if err != nil {
 		return nil, err
 	}
-	return &supply{index: index, partitionRes: partitionRes, offering: map[string]string{}}, nil
+	s := &supply{index: index, partitionRes: partitionRes, offering: map[string]string{}}
+	if chained {
+		if s.chain, err = dispatch.NewIndex(indexCfg, clock); err != nil {
+			return nil, err
+		}
+		s.rides = map[string]finishingRide{}
+	}
+	return s, nil
 }
 
 // apply records a batch from a gateway: locs are its locations in
@@ -51,9 +78,11 @@ func (s *supply) apply(locs []*matchingv1.DriverLocation, departures []*matching
 		st := statusOf(loc.GetStatus())
 		if st == dispatch.StatusOffline {
 			s.index.Remove(loc.GetDriverId())
+			s.unchain(loc.GetDriverId())
 			continue
 		}
-		if _, offered := s.offering[loc.GetDriverId()]; st == dispatch.StatusAvailable && offered {
+		_, offered := s.offering[loc.GetDriverId()]
+		if st == dispatch.StatusAvailable && offered {
 			// An offer is out to this driver: keep it out of other searches.
 			st = dispatch.StatusBusy
 		}
@@ -67,8 +96,29 @@ func (s *supply) apply(locs []*matchingv1.DriverLocation, departures []*matching
 			Gateway:  loc.GetGatewayAddress(),
 			At:       loc.GetRecordedAt().AsTime(),
 		})
-		if err == nil {
-			accepted++
+		if err != nil {
+			continue
+		}
+		accepted++
+		if s.chain == nil {
+			continue
+		}
+		if loc.GetStatus() != matchingv1.DriverStatus_DRIVER_STATUS_FINISHING {
+			s.unchain(loc.GetDriverId())
+			continue
+		}
+		ride := finishingRide{tripID: loc.GetRideTripId(), dropoff: latLng(loc.GetDropoff())}
+		chainSt := dispatch.StatusAvailable
+		if offered {
+			chainSt = dispatch.StatusBusy
+		}
+		if s.chain.Upsert(dispatch.Location{
+			DriverID: loc.GetDriverId(), Pos: ride.dropoff, Heading: -1, Product: loc.GetProduct().Key(),
+			Status: chainSt, Gateway: loc.GetGatewayAddress(), At: loc.GetRecordedAt().AsTime(),
+		}) == nil {
+			s.rides[loc.GetDriverId()] = ride
+		} else {
+			s.unchain(loc.GetDriverId())
 		}
 	}
 	for _, dep := range departures {
@@ -81,6 +131,7 @@ func (s *supply) apply(locs []*matchingv1.DriverLocation, departures []*matching
 		if d, ok := s.index.Get(dep.GetDriverId()); ok {
 			if p, err := matchingapi.PartitionOfCell(d.Cell, s.partitionRes); err == nil && p == partition {
 				s.index.Remove(dep.GetDriverId())
+				s.unchain(dep.GetDriverId())
 			}
 		}
 	}
@@ -98,6 +149,9 @@ func (s *supply) reserve(driverID, tripID string) error {
 	}
 	s.offering[driverID] = tripID
 	_ = s.index.SetStatus(driverID, dispatch.StatusBusy)
+	if s.chain != nil {
+		_ = s.chain.SetStatus(driverID, dispatch.StatusBusy)
+	}
 	return nil
 }
 
@@ -107,21 +161,80 @@ func (s *supply) release(driverID string, available bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.offering, driverID)
-	if available {
-		_ = s.index.SetStatus(driverID, dispatch.StatusAvailable)
+	if !available {
+		return
 	}
+	if _, finishing := s.rides[driverID]; finishing {
+		// Still carrying its rider: free for another next trip only.
+		_ = s.chain.SetStatus(driverID, dispatch.StatusAvailable)
+		return
+	}
+	_ = s.index.SetStatus(driverID, dispatch.StatusAvailable)
 }
 
 // assigned marks a driver busy once a trip is committed to it, without
-// waiting for its next location update.
+// waiting for its next location update; a finishing driver has its next
+// trip now and leaves the chained searches.
 func (s *supply) assigned(driverID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	_ = s.index.SetStatus(driverID, dispatch.StatusBusy)
+	s.unchain(driverID)
+}
+
+// unchain drops a driver from the chained searches. s.mu held.
+func (s *supply) unchain(driverID string) {
+	if s.chain == nil {
+		return
+	}
+	if _, ok := s.rides[driverID]; ok {
+		delete(s.rides, driverID)
+		s.chain.Remove(driverID)
+	}
+}
+
+// finishingNear returns the finishing drivers not on offer whose rides end
+// nearest q.Pos (q as for nearest; its statuses are ignored), with where
+// they are now. None when chained supply is off.
+func (s *supply) finishingNear(q dispatch.Query) ([]finishing, error) {
+	if s.chain == nil {
+		return nil, nil
+	}
+	q.AnyStatus = false
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cs, err := s.chain.Nearest(q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]finishing, 0, len(cs))
+	for _, c := range cs {
+		ride, ok := s.rides[c.ID]
+		d, indexed := s.index.Get(c.ID)
+		if !ok || !indexed {
+			s.unchain(c.ID) // expired or moved away since
+			continue
+		}
+		out = append(out, finishing{driver: d, ride: ride})
+	}
+	return out, nil
 }
 
 // expire drops the drivers silent for longer than the index's TTL as of
 // now, in place (no copy of the index).
 func (s *supply) expire(now time.Time) int {
-	return s.index.Expire(now)
+	n := s.index.Expire(now)
+	if s.chain != nil {
+		s.mu.Lock()
+		s.chain.Expire(now)
+		for id := range s.rides {
+			if _, ok := s.chain.Get(id); !ok {
+				delete(s.rides, id)
+			}
+		}
+		s.mu.Unlock()
+	}
+	return n
 }
 
 // dropForeign removes the drivers of partitions this worker no longer owns

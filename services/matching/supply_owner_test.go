@@ -280,7 +280,7 @@ func TestSupplyWrites(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := newSupply(cfg.Index, cfg.Topology.PartitionResolution, &testClock{now: now})
+			s, err := newSupply(cfg.Index, cfg.Topology.PartitionResolution, &testClock{now: now}, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -320,6 +320,104 @@ func TestSupplyWrites(t *testing.T) {
 			}
 			if counted != listed {
 				t.Errorf("cell counters %+v, drivers %+v", counted, listed)
+			}
+		})
+	}
+}
+
+// TestSupplyFinishing checks chained supply's view: a finishing driver is
+// busy to every search, found by finishingNear at its ride's dropoff while
+// no offer is out to it, and gone from it once it has a next trip, a
+// pickup, goes offline or falls silent.
+func TestSupplyFinishing(t *testing.T) {
+	here := geo.LatLng{Lat: 37.7749, Lng: -122.4194}
+	dropoff := geo.LatLng{Lat: 37.7760, Lng: -122.4180}
+	cfg := DefaultConfig(m0, dispatch.DefaultTopology()).withTopology()
+	now := tickEpoch
+	loc := func(id string, st matchingv1.DriverStatus, at time.Time) *matchingv1.DriverLocation {
+		l := &matchingv1.DriverLocation{DriverId: id, Position: toProtoLatLng(here), Status: st, GatewayAddress: "10.0.0.1:7000", RecordedAt: timestamppb.New(at)}
+		if st == matchingv1.DriverStatus_DRIVER_STATUS_FINISHING {
+			l.Dropoff, l.RideTripId = toProtoLatLng(dropoff), "ride-"+id
+		}
+		return l
+	}
+	const (
+		available = matchingv1.DriverStatus_DRIVER_STATUS_AVAILABLE
+		busy      = matchingv1.DriverStatus_DRIVER_STATUS_BUSY
+		finishing = matchingv1.DriverStatus_DRIVER_STATUS_FINISHING
+		offline   = matchingv1.DriverStatus_DRIVER_STATUS_OFFLINE
+	)
+	fresh := now.Add(-time.Second)
+	stale := now.Add(-cfg.Index.TTL - 2*time.Second)
+	tests := []struct {
+		name    string
+		chained bool
+		do      func(t *testing.T, s *supply)
+		want    []string // finishingNear the dropoff
+	}{
+		{"a finishing driver is found at its dropoff", true, func(t *testing.T, s *supply) {
+			s.apply([]*matchingv1.DriverLocation{loc("a", finishing, fresh), loc("b", available, fresh), loc("c", busy, fresh)}, nil)
+		}, []string{"a"}},
+		{"chained supply off", false, func(t *testing.T, s *supply) {
+			s.apply([]*matchingv1.DriverLocation{loc("a", finishing, fresh)}, nil)
+		}, nil},
+		{"an offer out hides it", true, func(t *testing.T, s *supply) {
+			s.apply([]*matchingv1.DriverLocation{loc("a", finishing, fresh)}, nil)
+			if err := s.reserve("a", "trip-1"); err != nil {
+				t.Fatal(err)
+			}
+			s.apply([]*matchingv1.DriverLocation{loc("a", finishing, now)}, nil)
+		}, nil},
+		{"a released offer shows it again, still busy to other searches", true, func(t *testing.T, s *supply) {
+			s.apply([]*matchingv1.DriverLocation{loc("a", finishing, fresh)}, nil)
+			_ = s.reserve("a", "trip-1")
+			s.release("a", true)
+		}, []string{"a"}},
+		{"assigned: it has its next trip", true, func(t *testing.T, s *supply) {
+			s.apply([]*matchingv1.DriverLocation{loc("a", finishing, fresh)}, nil)
+			_ = s.reserve("a", "trip-1")
+			s.release("a", false)
+			s.assigned("a")
+		}, nil},
+		{"a pickup ends it", true, func(t *testing.T, s *supply) {
+			s.apply([]*matchingv1.DriverLocation{loc("a", finishing, fresh)}, nil)
+			s.apply([]*matchingv1.DriverLocation{loc("a", busy, now)}, nil)
+		}, nil},
+		{"offline ends it", true, func(t *testing.T, s *supply) {
+			s.apply([]*matchingv1.DriverLocation{loc("a", finishing, fresh)}, nil)
+			s.apply([]*matchingv1.DriverLocation{loc("a", offline, now)}, nil)
+		}, nil},
+		{"silence ends it", true, func(t *testing.T, s *supply) {
+			s.apply([]*matchingv1.DriverLocation{loc("a", finishing, stale)}, nil)
+			s.expire(now)
+			if len(s.rides) != 0 {
+				t.Errorf("rides %v after expiry", s.rides)
+			}
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := newSupply(cfg.Index, cfg.Topology.PartitionResolution, &testClock{now: now}, tt.chained)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.do(t, s)
+			if d, ok := s.driver("a"); ok && d.Status != dispatch.StatusBusy {
+				t.Errorf("a is %v, want busy to other searches", d.Status)
+			}
+			found, err := s.finishingNear(dispatch.Query{Pos: dropoff, K: 10, MaxRadius: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, f := range found {
+				got = append(got, f.driver.ID)
+				if f.ride.tripID != "ride-"+f.driver.ID || geo.Distance(f.ride.dropoff, dropoff) > 0.05 || geo.Distance(f.driver.Pos, here) > 0.05 {
+					t.Errorf("%s: ride %+v at %v, want ride-%s to %v from %v", f.driver.ID, f.ride, f.driver.Pos, f.driver.ID, dropoff, here)
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("finishing near the dropoff: %v, want %v", got, tt.want)
 			}
 		})
 	}

@@ -102,6 +102,9 @@ type Config struct {
 	// BatchLongPickup: a batched window counts a pickup this long twice
 	// (--batch-long-pickup; 0: off).
 	BatchLongPickup time.Duration
+	// ChainWithin: drivers whose ride ends within this are offered their
+	// next trip (chained supply, --chain-within; 0: off).
+	ChainWithin time.Duration
 	// DriverTTL drops silent drivers from the index.
 	DriverTTL time.Duration
 	// RecoveryInterval and RecoveryAge tune the re-dispatch sweep.
@@ -371,6 +374,9 @@ func (c Config) ValidateDispatch() error {
 	}
 	if err := matching.ValidateBatchLongPickup(c.BatchLongPickup); err != nil {
 		return fmt.Errorf("--batch-long-pickup: %w", err)
+	}
+	if err := matching.ValidateChainWithin(c.ChainWithin); err != nil {
+		return fmt.Errorf("--chain-within: %w", err)
 	}
 	return nil
 }

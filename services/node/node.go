@@ -255,6 +255,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option)
 		mcfg.BatchWindowMax = cfg.BatchWindowMax
 		mcfg.BatchHoldPickup, mcfg.BatchHoldMax = cfg.BatchHoldPickup, cfg.BatchHoldMax
 		mcfg.BatchLongPickup = cfg.BatchLongPickup
+		mcfg.ChainWithin = cfg.ChainWithin
 		mcfg.Index.TTL = cfg.DriverTTL
 		mcfg.RecoveryInterval, mcfg.RecoveryAge = cfg.RecoveryInterval, cfg.RecoveryAge
 		mcfg.Regions = cfg.RegionMap()

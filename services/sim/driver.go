@@ -27,15 +27,21 @@ type driverAgent struct {
 	rec    *recorder
 	rng    *rand.Rand
 
-	pos      geo.LatLng
-	heading  float64
-	target   *geo.LatLng // where the current trip leg goes
-	onTrip   string
-	seq      uint64
-	lastSent time.Time
-	locSeqs  map[uint64]bool // location samples awaiting their ack
-	rides    chan rideEvent  // outlives sessions: a ride goes on across reconnects
-	retry    retryPolicy     // zero: newRetryPolicy(cfg, rec)
+	pos     geo.LatLng
+	heading float64
+	target  *geo.LatLng // where the current trip leg goes
+	onTrip  string
+	// next is the trip the driver took while carrying onTrip's rider
+	// (chained supply), started when that ride ends; nextPickup its
+	// pickup, nextAssigned when it was assigned.
+	next         string
+	nextPickup   geo.LatLng
+	nextAssigned time.Time
+	seq          uint64
+	lastSent     time.Time
+	locSeqs      map[uint64]bool // location samples awaiting their ack
+	rides        chan rideEvent  // outlives sessions: a ride goes on across reconnects
+	retry        retryPolicy     // zero: newRetryPolicy(cfg, rec)
 
 	// On streets (Config.Roads): the route being driven and what for.
 	speed      float64 // m/s on the current segment
@@ -169,6 +175,9 @@ func (d *driverAgent) session(root, ctx context.Context) error {
 			if d.onTrip != "" && (ev.trip == nil || ev.trip.GetId() == d.onTrip) {
 				d.rec.driverOff(d.id, d.onTrip)
 				d.onTrip, d.target = "", nil
+				if d.next != "" {
+					d.startNext(root, time.Now())
+				}
 			}
 		case m := <-incoming:
 			switch msg := m.GetMsg().(type) {
@@ -182,23 +191,36 @@ func (d *driverAgent) session(root, ctx context.Context) error {
 			case *driverv1.ConnectResponse_Offer:
 				d.answer(ctx, msg.Offer, replies)
 			case *driverv1.ConnectResponse_OfferResult:
-				if msg.OfferResult.GetOutcome() == driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED && d.onTrip == "" {
-					d.onTrip = msg.OfferResult.GetTripId()
+				id := msg.OfferResult.GetTripId()
+				switch {
+				case msg.OfferResult.GetOutcome() != driverv1.OfferOutcome_OFFER_OUTCOME_ASSIGNED:
+				case d.onTrip == "":
+					d.onTrip = id
 					d.rec.driverOn(d.id, d.onTrip)
 					if p, ok := d.offered[d.onTrip]; ok && d.cfg.Roads != nil {
-						d.startLeg(legPickup, d.onTrip, p, time.Now())
+						now := time.Now()
+						d.startPickup(d.onTrip, p, now, now)
 					}
 					go d.ride(root, d.onTrip, d.rides)
+				case id != d.onTrip && d.next == "":
+					d.queueNext(id, d.offered[id], time.Now())
 				}
 				clear(d.offered)
 			case *driverv1.ConnectResponse_TripUpdate:
 				t := msg.TripUpdate.GetTrip()
-				if d.onTrip == "" && t.GetDriverId() == d.id && t.GetState() == commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED {
+				mine := t.GetDriverId() == d.id
+				assigned := mine && t.GetState() == commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED
+				switch {
+				case assigned && d.onTrip == "":
 					// The trip store is the truth: an assignment whose offer
 					// answer was lost still reaches the app as an update.
 					d.onTrip = t.GetId()
 					d.rec.driverOn(d.id, d.onTrip)
 					go d.ride(root, d.onTrip, d.rides)
+				case assigned && t.GetId() != d.onTrip && d.next == "":
+					d.queueNext(t.GetId(), geo.LatLng{Lat: t.GetPickup().GetLat(), Lng: t.GetPickup().GetLng()}, time.Now())
+				case t.GetId() == d.next && !assigned && !(mine && t.GetState() == commonv1.TripState_TRIP_STATE_DRIVER_ARRIVED):
+					d.next = "" // the next trip was cancelled or taken back
 				}
 				if t.GetId() == d.onTrip && d.cfg.Roads != nil {
 					d.streetsUpdate(t, time.Now())
@@ -238,11 +260,36 @@ func (d *driverAgent) ackLocations(a *driverv1.Ack) {
 	d.rec.do(func(s *Stats) { s.LocationUpdates += n })
 }
 
+// queueNext takes a trip assigned while the driver carries a rider: the
+// trip after this ride (chained supply).
+func (d *driverAgent) queueNext(tripID string, pickup geo.LatLng, now time.Time) {
+	d.next, d.nextPickup, d.nextAssigned = tripID, pickup, now
+	d.rec.do(func(s *Stats) { s.ChainedTrips++ })
+}
+
+// startNext starts the queued next trip once the ride before it ended.
+func (d *driverAgent) startNext(root context.Context, now time.Time) {
+	d.onTrip, d.next = d.next, ""
+	d.rec.driverOn(d.id, d.onTrip)
+	if d.cfg.Roads != nil {
+		d.startPickup(d.onTrip, d.nextPickup, now, d.nextAssigned)
+	} else {
+		d.target = &d.nextPickup
+	}
+	go d.ride(root, d.onTrip, d.rides)
+}
+
+// free reports whether the driver would take o: any trip when free; when
+// carrying a rider with no next trip yet, one offered to follow this ride.
+func (d *driverAgent) free(o *driverv1.Offer) bool {
+	return d.onTrip == "" || d.next == "" && o.GetAfterTripId() != "" && o.GetAfterTripId() == d.onTrip
+}
+
 // answer decides on an offer after the configured delay.
 func (d *driverAgent) answer(ctx context.Context, o *driverv1.Offer, replies chan<- *driverv1.OfferReply) {
 	d.rec.offerSeen(o.GetTripId(), time.Now())
 	decision := driverv1.OfferDecision_OFFER_DECISION_DECLINE
-	if d.onTrip == "" && d.rng.Float64() < d.cfg.AcceptProbability {
+	if d.free(o) && d.rng.Float64() < d.cfg.AcceptProbability {
 		decision = driverv1.OfferDecision_OFFER_DECISION_ACCEPT
 		if d.offered != nil {
 			d.offered[o.GetTripId()] = geo.LatLng{Lat: o.GetPickup().GetLat(), Lng: o.GetPickup().GetLng()}

@@ -35,19 +35,22 @@ type Stats struct {
 	LocationUpdates int `json:"location_updates"`
 	// Latencies in milliseconds (and pickup ETA in seconds) at the 50th and
 	// 99th percentiles.
-	MatchP50MS        float64        `json:"match_p50_ms"`
-	MatchP99MS        float64        `json:"match_p99_ms"`
-	OfferP50MS        float64        `json:"offer_p50_ms"`
-	OfferP99MS        float64        `json:"offer_p99_ms"`
-	PickupETAP50S     float64        `json:"pickup_eta_p50_s"`
-	LocationUpdatesPS float64        `json:"location_updates_per_s"`
-	ElapsedS          float64        `json:"elapsed_s"`
-	DoubleAssignments int            `json:"double_assignments"`
-	CancelReasons     map[string]int `json:"cancel_reasons,omitempty"`
-	NoDriverReasons   map[string]int `json:"no_driver_reasons,omitempty"`
-	ErrorSamples      []string       `json:"error_samples,omitempty"`
-	RefusedP50MS      float64        `json:"refused_p50_ms"`
-	RefusedP99MS      float64        `json:"refused_p99_ms"`
+	MatchP50MS        float64 `json:"match_p50_ms"`
+	MatchP99MS        float64 `json:"match_p99_ms"`
+	OfferP50MS        float64 `json:"offer_p50_ms"`
+	OfferP99MS        float64 `json:"offer_p99_ms"`
+	PickupETAP50S     float64 `json:"pickup_eta_p50_s"`
+	LocationUpdatesPS float64 `json:"location_updates_per_s"`
+	ElapsedS          float64 `json:"elapsed_s"`
+	DoubleAssignments int     `json:"double_assignments"`
+	// ChainedTrips counts trips drivers took while carrying a rider, to
+	// start when that ride ended (chained supply).
+	ChainedTrips    int            `json:"chained_trips,omitempty"`
+	CancelReasons   map[string]int `json:"cancel_reasons,omitempty"`
+	NoDriverReasons map[string]int `json:"no_driver_reasons,omitempty"`
+	ErrorSamples    []string       `json:"error_samples,omitempty"`
+	RefusedP50MS    float64        `json:"refused_p50_ms"`
+	RefusedP99MS    float64        `json:"refused_p99_ms"`
 	// Codes counts every gRPC status the apps saw, by code name: each
 	// attempt of a unary call (OK included) and each end of a stream (a
 	// clean end of a trip watch excluded). Errors counts only the calls that

@@ -72,11 +72,16 @@ func (d *driverAgent) startLeg(l leg, tripID string, dst geo.LatLng, now time.Ti
 	case <-d.legDone:
 	default:
 	}
-	if l == legPickup {
-		// The drive the car starts is the pickup time the rider gets (a
-		// compressed leg ends early, but the road distance is the same).
-		d.rec.pickupDrive(tripID, path.Time())
-	}
+}
+
+// startPickup routes the car to a trip's pickup. The rider's wait from
+// the assignment (at assigned) until the car arrives is the pickup time
+// recorded: the drive the car starts, and for a driver's next trip
+// (chained supply) the rest of the ride before it too. (A compressed leg
+// ends early, but the road time is the same.)
+func (d *driverAgent) startPickup(tripID string, dst geo.LatLng, now, assigned time.Time) {
+	d.startLeg(legPickup, tripID, dst, now)
+	d.rec.pickupDrive(tripID, now.Sub(assigned)+d.route.Time())
 }
 
 // cruise sends an idle car towards a random street within cruiseRadius.
@@ -147,7 +152,7 @@ func (d *driverAgent) streetsUpdate(t *commonv1.Trip, now time.Time) {
 	switch t.GetState() {
 	case commonv1.TripState_TRIP_STATE_DRIVER_ASSIGNED:
 		if d.leg != legPickup || d.legTrip != t.GetId() {
-			d.startLeg(legPickup, t.GetId(), geo.LatLng{Lat: t.GetPickup().GetLat(), Lng: t.GetPickup().GetLng()}, now)
+			d.startPickup(t.GetId(), geo.LatLng{Lat: t.GetPickup().GetLat(), Lng: t.GetPickup().GetLng()}, now, now)
 		}
 	case commonv1.TripState_TRIP_STATE_IN_PROGRESS:
 		if d.leg != legDropoff || d.legTrip != t.GetId() {

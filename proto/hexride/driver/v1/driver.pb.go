@@ -693,7 +693,11 @@ type Offer struct {
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// W3C trace context of the dispatch that made the offer, so the driver's
 	// reply joins the trip's trace.
-	TraceContext  map[string]string `protobuf:"bytes,10,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	TraceContext map[string]string `protobuf:"bytes,10,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Set when this is the driver's next trip (chained supply): the ride the
+	// driver is on, which it finishes first. pickup_eta then includes the
+	// rest of that ride.
+	AfterTripId   string `protobuf:"bytes,11,opt,name=after_trip_id,json=afterTripId,proto3" json:"after_trip_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -796,6 +800,13 @@ func (x *Offer) GetTraceContext() map[string]string {
 		return x.TraceContext
 	}
 	return nil
+}
+
+func (x *Offer) GetAfterTripId() string {
+	if x != nil {
+		return x.AfterTripId
+	}
+	return ""
 }
 
 // OfferResult tells the driver what became of an offer.
@@ -1512,7 +1523,7 @@ const file_hexride_driver_v1_driver_proto_rawDesc = "" +
 	"\x03ack\x18\x04 \x01(\v2\x16.hexride.driver.v1.AckH\x00R\x03ack\x126\n" +
 	"\acadence\x18\x05 \x01(\v2\x1a.hexride.driver.v1.CadenceH\x00R\acadence\x12K\n" +
 	"\favailability\x18\x06 \x01(\v2%.hexride.driver.v1.AvailabilityChangeH\x00R\favailabilityB\x05\n" +
-	"\x03msg\"\xc4\x04\n" +
+	"\x03msg\"\xe8\x04\n" +
 	"\x05Offer\x12\x19\n" +
 	"\boffer_id\x18\x01 \x01(\tR\aofferId\x12\x17\n" +
 	"\atrip_id\x18\x02 \x01(\tR\x06tripId\x121\n" +
@@ -1526,7 +1537,8 @@ const file_hexride_driver_v1_driver_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12O\n" +
 	"\rtrace_context\x18\n" +
-	" \x03(\v2*.hexride.driver.v1.Offer.TraceContextEntryR\ftraceContext\x1a?\n" +
+	" \x03(\v2*.hexride.driver.v1.Offer.TraceContextEntryR\ftraceContext\x12\"\n" +
+	"\rafter_trip_id\x18\v \x01(\tR\vafterTripId\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x01\n" +

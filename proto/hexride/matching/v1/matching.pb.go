@@ -44,6 +44,10 @@ const (
 	DriverStatus_DRIVER_STATUS_BUSY DriverStatus = 2
 	// Offline; removed from the index.
 	DriverStatus_DRIVER_STATUS_OFFLINE DriverStatus = 3
+	// Online, carrying a rider, with no next trip yet: busy, but a worker
+	// offering chained supply may offer it the trip after this ride, which
+	// ends at the location's dropoff.
+	DriverStatus_DRIVER_STATUS_FINISHING DriverStatus = 4
 )
 
 // Enum value maps for DriverStatus.
@@ -53,12 +57,14 @@ var (
 		1: "DRIVER_STATUS_AVAILABLE",
 		2: "DRIVER_STATUS_BUSY",
 		3: "DRIVER_STATUS_OFFLINE",
+		4: "DRIVER_STATUS_FINISHING",
 	}
 	DriverStatus_value = map[string]int32{
 		"DRIVER_STATUS_UNSPECIFIED": 0,
 		"DRIVER_STATUS_AVAILABLE":   1,
 		"DRIVER_STATUS_BUSY":        2,
 		"DRIVER_STATUS_OFFLINE":     3,
+		"DRIVER_STATUS_FINISHING":   4,
 	}
 )
 
@@ -392,7 +398,13 @@ type DriverLocation struct {
 	// Address (host:port) of the driver instance holding the driver's stream.
 	GatewayAddress string `protobuf:"bytes,7,opt,name=gateway_address,json=gatewayAddress,proto3" json:"gateway_address,omitempty"`
 	// When the device recorded the position.
-	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	RecordedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	// Where the ride the driver is on ends: set with DRIVER_STATUS_FINISHING
+	// (and only then).
+	Dropoff *v1.LatLng `protobuf:"bytes,9,opt,name=dropoff,proto3" json:"dropoff,omitempty"`
+	// The ride the driver is on, with DRIVER_STATUS_FINISHING: an offer of
+	// the next trip names it, and the driver's gateway checks it.
+	RideTripId    string `protobuf:"bytes,10,opt,name=ride_trip_id,json=rideTripId,proto3" json:"ride_trip_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -481,6 +493,20 @@ func (x *DriverLocation) GetRecordedAt() *timestamppb.Timestamp {
 		return x.RecordedAt
 	}
 	return nil
+}
+
+func (x *DriverLocation) GetDropoff() *v1.LatLng {
+	if x != nil {
+		return x.Dropoff
+	}
+	return nil
+}
+
+func (x *DriverLocation) GetRideTripId() string {
+	if x != nil {
+		return x.RideTripId
+	}
+	return ""
 }
 
 // DriverDeparture tells the owner of a partition that a driver left it (the
@@ -1880,7 +1906,7 @@ const file_hexride_matching_v1_matching_proto_rawDesc = "" +
 	"\x05limit\x18\x01 \x01(\x05B\v\xbaH\b\x1a\x06\x18\xa0\x9c\x01(\x01R\x05limit\"p\n" +
 	"\x13ListDriversResponse\x12;\n" +
 	"\adrivers\x18\x01 \x03(\v2!.hexride.matching.v1.NearbyDriverR\adrivers\x12\x1c\n" +
-	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"\xdf\x03\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"\x8b\x06\n" +
 	"\x0eDriverLocation\x12'\n" +
 	"\tdriver_id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\bdriverId\x12=\n" +
@@ -1897,7 +1923,12 @@ const file_hexride_matching_v1_matching_proto_rawDesc = "" +
 	"\x0fgateway_address\x18\a \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x0egatewayAddress\x12C\n" +
 	"\vrecorded_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\n" +
-	"recordedAt\"c\n" +
+	"recordedAt\x123\n" +
+	"\adropoff\x18\t \x01(\v2\x19.hexride.common.v1.LatLngR\adropoff\x12)\n" +
+	"\fride_trip_id\x18\n" +
+	" \x01(\tB\a\xbaH\x04r\x02\x18@R\n" +
+	"rideTripId:\xc9\x01\xbaH\xc5\x01\x1a\xc2\x01\n" +
+	"\x19driver_location.finishing\x12_a finishing driver needs its ride's dropoff and ride_trip_id, and only a finishing one has them\x1aD(this.status == 4) == (has(this.dropoff) && this.ride_trip_id != '')\"c\n" +
 	"\x0fDriverDeparture\x12'\n" +
 	"\tdriver_id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\bdriverId\x12'\n" +
@@ -2000,12 +2031,13 @@ const file_hexride_matching_v1_matching_proto_rawDesc = "" +
 	"\x0foffers_declined\x18\x06 \x01(\x03R\x0eoffersDeclined\x12%\n" +
 	"\x0eoffers_expired\x18\a \x01(\x03R\roffersExpired\x12\x1b\n" +
 	"\tno_driver\x18\b \x01(\x03R\bnoDriver\x12\x1b\n" +
-	"\tin_flight\x18\t \x01(\x05R\binFlight*}\n" +
+	"\tin_flight\x18\t \x01(\x05R\binFlight*\x9a\x01\n" +
 	"\fDriverStatus\x12\x1d\n" +
 	"\x19DRIVER_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17DRIVER_STATUS_AVAILABLE\x10\x01\x12\x16\n" +
 	"\x12DRIVER_STATUS_BUSY\x10\x02\x12\x19\n" +
-	"\x15DRIVER_STATUS_OFFLINE\x10\x032\x8a\a\n" +
+	"\x15DRIVER_STATUS_OFFLINE\x10\x03\x12\x1b\n" +
+	"\x17DRIVER_STATUS_FINISHING\x10\x042\x8a\a\n" +
 	"\x0fMatchingService\x12p\n" +
 	"\x0fIngestLocations\x12+.hexride.matching.v1.IngestLocationsRequest\x1a,.hexride.matching.v1.IngestLocationsResponse(\x010\x01\x12W\n" +
 	"\bDispatch\x12$.hexride.matching.v1.DispatchRequest\x1a%.hexride.matching.v1.DispatchResponse\x12i\n" +
@@ -2081,55 +2113,56 @@ var file_hexride_matching_v1_matching_proto_depIdxs = []int32{
 	30, // 4: hexride.matching.v1.DriverLocation.product:type_name -> hexride.common.v1.Product
 	0,  // 5: hexride.matching.v1.DriverLocation.status:type_name -> hexride.matching.v1.DriverStatus
 	28, // 6: hexride.matching.v1.DriverLocation.recorded_at:type_name -> google.protobuf.Timestamp
-	6,  // 7: hexride.matching.v1.IngestLocationsRequest.locations:type_name -> hexride.matching.v1.DriverLocation
-	7,  // 8: hexride.matching.v1.IngestLocationsRequest.departures:type_name -> hexride.matching.v1.DriverDeparture
-	31, // 9: hexride.matching.v1.NotOwnedLocations.owner:type_name -> hexride.common.v1.NotOwner
-	6,  // 10: hexride.matching.v1.NotOwnedLocations.locations:type_name -> hexride.matching.v1.DriverLocation
-	9,  // 11: hexride.matching.v1.IngestLocationsResponse.not_owned:type_name -> hexride.matching.v1.NotOwnedLocations
-	32, // 12: hexride.matching.v1.DispatchRequest.trip:type_name -> hexride.common.v1.Trip
-	28, // 13: hexride.matching.v1.DispatchRequest.deadline:type_name -> google.protobuf.Timestamp
-	29, // 14: hexride.matching.v1.CancelDispatchRequest.pickup:type_name -> hexride.common.v1.LatLng
-	33, // 15: hexride.matching.v1.ReplyOfferRequest.decision:type_name -> hexride.driver.v1.OfferDecision
-	29, // 16: hexride.matching.v1.ReplyOfferRequest.pickup:type_name -> hexride.common.v1.LatLng
-	34, // 17: hexride.matching.v1.ReplyOfferResponse.outcome:type_name -> hexride.driver.v1.OfferOutcome
-	32, // 18: hexride.matching.v1.ReplyOfferResponse.trip:type_name -> hexride.common.v1.Trip
-	29, // 19: hexride.matching.v1.NearbyDriversRequest.center:type_name -> hexride.common.v1.LatLng
-	30, // 20: hexride.matching.v1.NearbyDriversRequest.product:type_name -> hexride.common.v1.Product
-	35, // 21: hexride.matching.v1.NearbyDriver.position:type_name -> hexride.common.v1.DriverPosition
-	36, // 22: hexride.matching.v1.NearbyDriver.eta:type_name -> google.protobuf.Duration
-	0,  // 23: hexride.matching.v1.NearbyDriver.status:type_name -> hexride.matching.v1.DriverStatus
-	30, // 24: hexride.matching.v1.NearbyDriver.product:type_name -> hexride.common.v1.Product
-	18, // 25: hexride.matching.v1.NearbyDriversResponse.drivers:type_name -> hexride.matching.v1.NearbyDriver
-	21, // 26: hexride.matching.v1.CellStatsResponse.cells:type_name -> hexride.matching.v1.CellStat
-	24, // 27: hexride.matching.v1.PartitionOwner.owner:type_name -> hexride.matching.v1.Member
-	24, // 28: hexride.matching.v1.PartitionsResponse.self:type_name -> hexride.matching.v1.Member
-	24, // 29: hexride.matching.v1.PartitionsResponse.members:type_name -> hexride.matching.v1.Member
-	25, // 30: hexride.matching.v1.PartitionsResponse.partitions:type_name -> hexride.matching.v1.PartitionOwner
-	36, // 31: hexride.matching.v1.PartitionsResponse.driver_ttl:type_name -> google.protobuf.Duration
-	27, // 32: hexride.matching.v1.PartitionsResponse.stats:type_name -> hexride.matching.v1.WorkerStats
-	8,  // 33: hexride.matching.v1.MatchingService.IngestLocations:input_type -> hexride.matching.v1.IngestLocationsRequest
-	11, // 34: hexride.matching.v1.MatchingService.Dispatch:input_type -> hexride.matching.v1.DispatchRequest
-	13, // 35: hexride.matching.v1.MatchingService.CancelDispatch:input_type -> hexride.matching.v1.CancelDispatchRequest
-	15, // 36: hexride.matching.v1.MatchingService.ReplyOffer:input_type -> hexride.matching.v1.ReplyOfferRequest
-	17, // 37: hexride.matching.v1.MatchingService.NearbyDrivers:input_type -> hexride.matching.v1.NearbyDriversRequest
-	20, // 38: hexride.matching.v1.MatchingService.CellStats:input_type -> hexride.matching.v1.CellStatsRequest
-	23, // 39: hexride.matching.v1.MatchingService.Partitions:input_type -> hexride.matching.v1.PartitionsRequest
-	4,  // 40: hexride.matching.v1.MatchingService.ListDrivers:input_type -> hexride.matching.v1.ListDriversRequest
-	2,  // 41: hexride.matching.v1.MatchingService.ShareSurge:input_type -> hexride.matching.v1.ShareSurgeRequest
-	10, // 42: hexride.matching.v1.MatchingService.IngestLocations:output_type -> hexride.matching.v1.IngestLocationsResponse
-	12, // 43: hexride.matching.v1.MatchingService.Dispatch:output_type -> hexride.matching.v1.DispatchResponse
-	14, // 44: hexride.matching.v1.MatchingService.CancelDispatch:output_type -> hexride.matching.v1.CancelDispatchResponse
-	16, // 45: hexride.matching.v1.MatchingService.ReplyOffer:output_type -> hexride.matching.v1.ReplyOfferResponse
-	19, // 46: hexride.matching.v1.MatchingService.NearbyDrivers:output_type -> hexride.matching.v1.NearbyDriversResponse
-	22, // 47: hexride.matching.v1.MatchingService.CellStats:output_type -> hexride.matching.v1.CellStatsResponse
-	26, // 48: hexride.matching.v1.MatchingService.Partitions:output_type -> hexride.matching.v1.PartitionsResponse
-	5,  // 49: hexride.matching.v1.MatchingService.ListDrivers:output_type -> hexride.matching.v1.ListDriversResponse
-	3,  // 50: hexride.matching.v1.MatchingService.ShareSurge:output_type -> hexride.matching.v1.ShareSurgeResponse
-	42, // [42:51] is the sub-list for method output_type
-	33, // [33:42] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	29, // 7: hexride.matching.v1.DriverLocation.dropoff:type_name -> hexride.common.v1.LatLng
+	6,  // 8: hexride.matching.v1.IngestLocationsRequest.locations:type_name -> hexride.matching.v1.DriverLocation
+	7,  // 9: hexride.matching.v1.IngestLocationsRequest.departures:type_name -> hexride.matching.v1.DriverDeparture
+	31, // 10: hexride.matching.v1.NotOwnedLocations.owner:type_name -> hexride.common.v1.NotOwner
+	6,  // 11: hexride.matching.v1.NotOwnedLocations.locations:type_name -> hexride.matching.v1.DriverLocation
+	9,  // 12: hexride.matching.v1.IngestLocationsResponse.not_owned:type_name -> hexride.matching.v1.NotOwnedLocations
+	32, // 13: hexride.matching.v1.DispatchRequest.trip:type_name -> hexride.common.v1.Trip
+	28, // 14: hexride.matching.v1.DispatchRequest.deadline:type_name -> google.protobuf.Timestamp
+	29, // 15: hexride.matching.v1.CancelDispatchRequest.pickup:type_name -> hexride.common.v1.LatLng
+	33, // 16: hexride.matching.v1.ReplyOfferRequest.decision:type_name -> hexride.driver.v1.OfferDecision
+	29, // 17: hexride.matching.v1.ReplyOfferRequest.pickup:type_name -> hexride.common.v1.LatLng
+	34, // 18: hexride.matching.v1.ReplyOfferResponse.outcome:type_name -> hexride.driver.v1.OfferOutcome
+	32, // 19: hexride.matching.v1.ReplyOfferResponse.trip:type_name -> hexride.common.v1.Trip
+	29, // 20: hexride.matching.v1.NearbyDriversRequest.center:type_name -> hexride.common.v1.LatLng
+	30, // 21: hexride.matching.v1.NearbyDriversRequest.product:type_name -> hexride.common.v1.Product
+	35, // 22: hexride.matching.v1.NearbyDriver.position:type_name -> hexride.common.v1.DriverPosition
+	36, // 23: hexride.matching.v1.NearbyDriver.eta:type_name -> google.protobuf.Duration
+	0,  // 24: hexride.matching.v1.NearbyDriver.status:type_name -> hexride.matching.v1.DriverStatus
+	30, // 25: hexride.matching.v1.NearbyDriver.product:type_name -> hexride.common.v1.Product
+	18, // 26: hexride.matching.v1.NearbyDriversResponse.drivers:type_name -> hexride.matching.v1.NearbyDriver
+	21, // 27: hexride.matching.v1.CellStatsResponse.cells:type_name -> hexride.matching.v1.CellStat
+	24, // 28: hexride.matching.v1.PartitionOwner.owner:type_name -> hexride.matching.v1.Member
+	24, // 29: hexride.matching.v1.PartitionsResponse.self:type_name -> hexride.matching.v1.Member
+	24, // 30: hexride.matching.v1.PartitionsResponse.members:type_name -> hexride.matching.v1.Member
+	25, // 31: hexride.matching.v1.PartitionsResponse.partitions:type_name -> hexride.matching.v1.PartitionOwner
+	36, // 32: hexride.matching.v1.PartitionsResponse.driver_ttl:type_name -> google.protobuf.Duration
+	27, // 33: hexride.matching.v1.PartitionsResponse.stats:type_name -> hexride.matching.v1.WorkerStats
+	8,  // 34: hexride.matching.v1.MatchingService.IngestLocations:input_type -> hexride.matching.v1.IngestLocationsRequest
+	11, // 35: hexride.matching.v1.MatchingService.Dispatch:input_type -> hexride.matching.v1.DispatchRequest
+	13, // 36: hexride.matching.v1.MatchingService.CancelDispatch:input_type -> hexride.matching.v1.CancelDispatchRequest
+	15, // 37: hexride.matching.v1.MatchingService.ReplyOffer:input_type -> hexride.matching.v1.ReplyOfferRequest
+	17, // 38: hexride.matching.v1.MatchingService.NearbyDrivers:input_type -> hexride.matching.v1.NearbyDriversRequest
+	20, // 39: hexride.matching.v1.MatchingService.CellStats:input_type -> hexride.matching.v1.CellStatsRequest
+	23, // 40: hexride.matching.v1.MatchingService.Partitions:input_type -> hexride.matching.v1.PartitionsRequest
+	4,  // 41: hexride.matching.v1.MatchingService.ListDrivers:input_type -> hexride.matching.v1.ListDriversRequest
+	2,  // 42: hexride.matching.v1.MatchingService.ShareSurge:input_type -> hexride.matching.v1.ShareSurgeRequest
+	10, // 43: hexride.matching.v1.MatchingService.IngestLocations:output_type -> hexride.matching.v1.IngestLocationsResponse
+	12, // 44: hexride.matching.v1.MatchingService.Dispatch:output_type -> hexride.matching.v1.DispatchResponse
+	14, // 45: hexride.matching.v1.MatchingService.CancelDispatch:output_type -> hexride.matching.v1.CancelDispatchResponse
+	16, // 46: hexride.matching.v1.MatchingService.ReplyOffer:output_type -> hexride.matching.v1.ReplyOfferResponse
+	19, // 47: hexride.matching.v1.MatchingService.NearbyDrivers:output_type -> hexride.matching.v1.NearbyDriversResponse
+	22, // 48: hexride.matching.v1.MatchingService.CellStats:output_type -> hexride.matching.v1.CellStatsResponse
+	26, // 49: hexride.matching.v1.MatchingService.Partitions:output_type -> hexride.matching.v1.PartitionsResponse
+	5,  // 50: hexride.matching.v1.MatchingService.ListDrivers:output_type -> hexride.matching.v1.ListDriversResponse
+	3,  // 51: hexride.matching.v1.MatchingService.ShareSurge:output_type -> hexride.matching.v1.ShareSurgeResponse
+	43, // [43:52] is the sub-list for method output_type
+	34, // [34:43] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_hexride_matching_v1_matching_proto_init() }
