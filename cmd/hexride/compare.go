@@ -197,7 +197,7 @@ func printCompare(w io.Writer, runs []compareRun) {
 	}
 	for _, r := range runs {
 		if s := r.stats; s.ChainedTrips > 0 {
-			fmt.Fprintf(w, "%s at %.1f: %d of %d matched trips went to a driver finishing a ride (chained), %d completed\n", r.mode, r.ratio, s.ChainedTrips, s.Matched, s.Completed)
+			fmt.Fprintf(w, "%s at %.1f: drivers finishing a ride took %d next trips (chained supply); %d of %d requests matched\n", r.mode, r.ratio, s.ChainedTrips, s.Matched, s.Requests)
 		}
 	}
 	for _, r := range runs {

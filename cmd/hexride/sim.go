@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,11 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		modes, err := parseModes(*compareList)
 		if err != nil {
 			return err
+		}
+		if !batch.realTime && slices.ContainsFunc(modes, func(m string) bool { return strings.HasSuffix(m, chainSuffix) }) {
+			// Compressed legs end a ride long before the car gets to its
+			// dropoff: a chained pickup's wait would mix both clocks.
+			return fmt.Errorf("--compare %q: chained supply (+chain) needs --real-time", *compareList)
 		}
 		ratios, err := parseRatios(*ratioList)
 		if err != nil {

@@ -374,7 +374,7 @@ var (
 // one-active-trip-per-driver index decide races. Transient failures retry
 // with the same idempotency key, so a commit whose answer was lost is not
 // applied twice.
-func (e *Engine) assign(ctx context.Context, tripID, driverID string) (_ *commonv1.Trip, err error) {
+func (e *Engine) assign(ctx context.Context, tripID, driverID, after string) (_ *commonv1.Trip, err error) {
 	ctx, span := e.tracer.Start(ctx, "dispatch.assign", trace.WithAttributes(attribute.String("driver.id", driverID)))
 	retries := 0
 	defer func() {
@@ -393,7 +393,7 @@ func (e *Engine) assign(ctx context.Context, tripID, driverID string) (_ *common
 		}
 		cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
 		var trip *commonv1.Trip
-		trip, err = e.trips.AssignDriver(cctx, tripID, driverID, "assign:"+tripID+":"+driverID)
+		trip, err = e.trips.AssignDriver(cctx, tripID, driverID, after, "assign:"+tripID+":"+driverID)
 		cancel()
 		if err == nil {
 			return trip, nil

@@ -58,8 +58,10 @@ type hostIO interface {
 	// closeOffer ends an offer that was delivered: tells the driver if
 	// end.notify is set, then releases the reservation.
 	closeOffer(r *run, o *pendingOffer, end offerEnd)
-	// assign commits the trip to the driver (the trip store re-checks).
-	assign(ctx context.Context, tripID, driverID string) (*commonv1.Trip, error)
+	// assign commits the trip to the driver (the trip store re-checks);
+	// after is the ride a driver carrying a rider finishes first (chained
+	// supply), or "".
+	assign(ctx context.Context, tripID, driverID, after string) (*commonv1.Trip, error)
 	// tripGone reports whether the trip left REQUESTED.
 	tripGone(ctx context.Context, tripID string) bool
 	// giveUp records that the dispatch found no driver.
@@ -368,8 +370,12 @@ func (h *host) commit(r *run, driverID string, js *jobs) {
 		// The accept's trace: offer → driver's reply → assignment.
 		actx = trace.ContextWithSpanContext(r.ctx, trace.SpanContextFromContext(r.waiting.ctx))
 	}
+	after := ""
+	if r.offer != nil && r.offer.candidate.ID == driverID {
+		after = r.offer.candidate.After
+	}
 	*js = append(*js, func() {
-		trip, err := h.io.assign(actx, r.trip.GetId(), driverID)
+		trip, err := h.io.assign(actx, r.trip.GetId(), driverID, after)
 		gone := err != nil && errors.Is(err, tripclient.ErrTripNotRequested) && h.io.tripGone(r.ctx, r.trip.GetId())
 		h.committed(r, driverID, trip, err, gone)
 	})

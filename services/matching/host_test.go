@@ -184,7 +184,7 @@ func (s *simIO) closeOffer(r *run, o *pendingOffer, end offerEnd) {
 
 var errSimDriverBusy = errors.New("driver already on a trip")
 
-func (s *simIO) assign(_ context.Context, tripID, driverID string) (*commonv1.Trip, error) {
+func (s *simIO) assign(_ context.Context, tripID, driverID, _ string) (*commonv1.Trip, error) {
 	if d, ok := s.assigned[tripID]; ok {
 		s.t.Errorf("%s assigned twice (%s, %s)", tripID, d, driverID)
 	}

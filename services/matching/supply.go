@@ -34,6 +34,11 @@ type supply struct {
 	// which ride each is finishing. Both change under mu with the index.
 	chain *dispatch.Index
 	rides map[string]finishingRide
+	// followed holds, per driver given its next trip here, the ride that
+	// trip follows, until the driver's gateway reports it busy: a
+	// finishing location sent before the assignment must not put the
+	// driver back into the chained searches.
+	followed map[string]string
 }
 
 // finishingRide is the ride a finishing driver is on.
@@ -61,7 +66,7 @@ func newSupply(indexCfg dispatch.IndexConfig, partitionRes int, clock dispatch.C
 		if s.chain, err = dispatch.NewIndex(indexCfg, clock); err != nil {
 			return nil, err
 		}
-		s.rides = map[string]finishingRide{}
+		s.rides, s.followed = map[string]finishingRide{}, map[string]string{}
 	}
 	return s, nil
 }
@@ -79,6 +84,7 @@ func (s *supply) apply(locs []*matchingv1.DriverLocation, departures []*matching
 		if st == dispatch.StatusOffline {
 			s.index.Remove(loc.GetDriverId())
 			s.unchain(loc.GetDriverId())
+			delete(s.followed, loc.GetDriverId())
 			continue
 		}
 		_, offered := s.offering[loc.GetDriverId()]
@@ -103,7 +109,11 @@ func (s *supply) apply(locs []*matchingv1.DriverLocation, departures []*matching
 		if s.chain == nil {
 			continue
 		}
-		if loc.GetStatus() != matchingv1.DriverStatus_DRIVER_STATUS_FINISHING {
+		finishing := loc.GetStatus() == matchingv1.DriverStatus_DRIVER_STATUS_FINISHING && loc.GetDropoff() != nil && loc.GetRideTripId() != ""
+		if !finishing {
+			delete(s.followed, loc.GetDriverId())
+		}
+		if !finishing || s.followed[loc.GetDriverId()] == loc.GetRideTripId() {
 			s.unchain(loc.GetDriverId())
 			continue
 		}
@@ -179,6 +189,9 @@ func (s *supply) assigned(driverID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_ = s.index.SetStatus(driverID, dispatch.StatusBusy)
+	if ride, ok := s.rides[driverID]; ok {
+		s.followed[driverID] = ride.tripID
+	}
 	s.unchain(driverID)
 }
 
@@ -230,6 +243,11 @@ func (s *supply) expire(now time.Time) int {
 		for id := range s.rides {
 			if _, ok := s.chain.Get(id); !ok {
 				delete(s.rides, id)
+			}
+		}
+		for id := range s.followed {
+			if _, ok := s.index.Get(id); !ok {
+				delete(s.followed, id)
 			}
 		}
 		s.mu.Unlock()

@@ -379,6 +379,24 @@ func TestSupplyFinishing(t *testing.T) {
 			s.release("a", false)
 			s.assigned("a")
 		}, nil},
+		{"assigned, a finishing location sent before does not bring it back", true, func(t *testing.T, s *supply) {
+			s.apply([]*matchingv1.DriverLocation{loc("a", finishing, fresh)}, nil)
+			_ = s.reserve("a", "trip-1")
+			s.release("a", false)
+			s.assigned("a")
+			s.apply([]*matchingv1.DriverLocation{loc("a", finishing, now)}, nil)
+		}, nil},
+		{"its next ride finishing after a pickup: back", true, func(t *testing.T, s *supply) {
+			s.apply([]*matchingv1.DriverLocation{loc("a", finishing, fresh)}, nil)
+			s.assigned("a")
+			s.apply([]*matchingv1.DriverLocation{loc("a", busy, now)}, nil)
+			s.apply([]*matchingv1.DriverLocation{loc("a", finishing, now)}, nil)
+		}, []string{"a"}},
+		{"a finishing location without its ride is busy, not chained", true, func(t *testing.T, s *supply) {
+			l := loc("a", finishing, fresh)
+			l.RideTripId = ""
+			s.apply([]*matchingv1.DriverLocation{l, func() *matchingv1.DriverLocation { l := loc("b", finishing, fresh); l.Dropoff = nil; return l }()}, nil)
+		}, nil},
 		{"a pickup ends it", true, func(t *testing.T, s *supply) {
 			s.apply([]*matchingv1.DriverLocation{loc("a", finishing, fresh)}, nil)
 			s.apply([]*matchingv1.DriverLocation{loc("a", busy, now)}, nil)

@@ -203,7 +203,11 @@ func (d *driverAgent) session(root, ctx context.Context) error {
 					}
 					go d.ride(root, d.onTrip, d.rides)
 				case id != d.onTrip && d.next == "":
-					d.queueNext(id, d.offered[id], time.Now())
+					// Without the offer's pickup at hand the trip's update
+					// queues it.
+					if p, ok := d.offered[id]; ok {
+						d.queueNext(id, p, time.Now())
+					}
 				}
 				clear(d.offered)
 			case *driverv1.ConnectResponse_TripUpdate:

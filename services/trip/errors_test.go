@@ -93,7 +93,7 @@ func TestServerOverGRPC(t *testing.T) {
 			return err
 		}},
 		{"get with bad id", func() error { _, err := c.GetTrip(ctx, "not-a-uuid"); return err }},
-		{"assign without driver", func() error { _, err := c.AssignDriver(ctx, uuid.NewString(), "", "k"); return err }},
+		{"assign without driver", func() error { _, err := c.AssignDriver(ctx, uuid.NewString(), "", "", "k"); return err }},
 		{"transition CREATED", func() error {
 			_, _, err := c.Transition(ctx, &tripv1.TransitionRequest{TripId: uuid.NewString(), Event: commonv1.TripEventType_TRIP_EVENT_TYPE_CREATED,
 				Actor: commonv1.Actor_ACTOR_SYSTEM, IdempotencyKey: "k"})
@@ -127,7 +127,7 @@ func TestServerOverGRPC(t *testing.T) {
 		status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("start while requested: %v", err)
 	}
-	if _, err := c.AssignDriver(ctx, id, "d1", "assign"); err != nil {
+	if _, err := c.AssignDriver(ctx, id, "d1", "", "assign"); err != nil {
 		t.Fatal(err)
 	}
 	step := func(ev commonv1.TripEventType, key string) *commonv1.Trip {

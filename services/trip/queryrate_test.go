@@ -129,7 +129,7 @@ func TestWatchersQueryRate(t *testing.T) {
 			start := time.Now()
 			var lat []time.Duration
 			for i, id := range ids {
-				if _, err := b.AssignDriver(ctx, id, fmt.Sprintf("driver-q%d", i), "assign-"+id); err != nil {
+				if _, err := b.AssignDriver(ctx, id, fmt.Sprintf("driver-q%d", i), "", "assign-"+id); err != nil {
 					t.Fatal(err)
 				}
 				committed := time.Now()

@@ -175,7 +175,13 @@ func (s *Server) AssignDriver(ctx context.Context, req *tripv1.AssignDriverReque
 	if err != nil {
 		return nil, err
 	}
-	t, ev, err := s.store.AssignDriver(ctx, store.AssignDriver{TripID: id, DriverID: req.GetDriverId(), IdempotencyKey: req.GetIdempotencyKey()})
+	assign := store.AssignDriver{TripID: id, DriverID: req.GetDriverId(), IdempotencyKey: req.GetIdempotencyKey()}
+	if req.GetAfterTripId() != "" {
+		if assign.AfterTrip, err = uuid.Parse(req.GetAfterTripId()); err != nil {
+			return nil, tripapi.InvalidArgument("after_trip_id %q is not a UUID", req.GetAfterTripId())
+		}
+	}
+	t, ev, err := s.store.AssignDriver(ctx, assign)
 	if err != nil {
 		return nil, err
 	}

@@ -161,7 +161,7 @@ func TestAssignDriverContention(t *testing.T) {
 				wg.Go(func() {
 					r := rand.New(rand.NewPCG(uint64(i), 42))
 					tripID, driver := ids[r.IntN(trips)], fmt.Sprintf("driver-%d", r.IntN(drivers))
-					tr, err := c.AssignDriver(ctx, tripID, driver, fmt.Sprintf("offer-%d", i))
+					tr, err := c.AssignDriver(ctx, tripID, driver, "", fmt.Sprintf("offer-%d", i))
 					mu.Lock()
 					defer mu.Unlock()
 					switch {
@@ -353,7 +353,7 @@ func testWatchAcrossInstances(t *testing.T, env *watchEnv) {
 		do   func() error
 		want commonv1.TripEventType
 	}{
-		{"assign", func() error { _, err := b.AssignDriver(ctx, tr.GetId(), "driver-w", "assign-w"); return err }, commonv1.TripEventType_TRIP_EVENT_TYPE_ASSIGNED},
+		{"assign", func() error { _, err := b.AssignDriver(ctx, tr.GetId(), "driver-w", "", "assign-w"); return err }, commonv1.TripEventType_TRIP_EVENT_TYPE_ASSIGNED},
 		{"arrive", func() error {
 			_, _, err := b.Transition(ctx, &tripv1.TransitionRequest{TripId: tr.GetId(), Event: commonv1.TripEventType_TRIP_EVENT_TYPE_ARRIVED,
 				Actor: commonv1.Actor_ACTOR_DRIVER, ActorId: "driver-w", IdempotencyKey: "arrive-w"})

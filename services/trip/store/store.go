@@ -144,6 +144,11 @@ type AssignDriver struct {
 	TripID         uuid.UUID
 	DriverID       string
 	IdempotencyKey string
+	// AfterTrip, for a driver carrying a rider, is the ride this trip
+	// follows (chained supply). A driver with a ride in progress gets a
+	// pickup only as that ride's next trip: AfterTrip must name the ride
+	// (else tripapi.ErrDriverBusy). Zero: the driver must not be riding.
+	AfterTrip uuid.UUID
 }
 
 // Transition fires one event.
@@ -303,7 +308,18 @@ func (a AssignDriver) Validate() error {
 }
 
 // Hash fingerprints the request for idempotency checks.
-func (a AssignDriver) Hash() string { return hashOf(ScopeAssign, a.TripID.String(), a.DriverID) }
+func (a AssignDriver) Hash() string {
+	if a.AfterTrip != uuid.Nil {
+		return hashOf(ScopeAssign, a.TripID.String(), a.DriverID, a.AfterTrip.String())
+	}
+	return hashOf(ScopeAssign, a.TripID.String(), a.DriverID)
+}
+
+// RidingElsewhere is the error for assigning a pickup to a driver carrying
+// a rider on trip ride when the assignment does not follow that ride.
+func (a AssignDriver) RidingElsewhere(ride uuid.UUID) error {
+	return fmt.Errorf("%w: driver %s is carrying a rider on trip %s", tripapi.ErrDriverBusy, a.DriverID, ride)
+}
 
 // Command returns the state-machine command AssignDriver fires.
 func (a AssignDriver) Command(at time.Time) lifecycle.Command {

@@ -90,10 +90,12 @@ func (c *Client) CreateTrip(ctx context.Context, req *tripv1.CreateTripRequest, 
 }
 
 // AssignDriver assigns driverID to a REQUESTED trip: ErrTripNotRequested if
-// another driver won, ErrDriverBusy if the driver already has a pickup (a
-// driver carrying a rider may be given its next trip).
-func (c *Client) AssignDriver(ctx context.Context, tripID, driverID, idempotencyKey string, opts ...grpc.CallOption) (*commonv1.Trip, error) {
-	resp, err := c.rpc.AssignDriver(ctx, &tripv1.AssignDriverRequest{TripId: tripID, DriverId: driverID, IdempotencyKey: idempotencyKey}, opts...)
+// another driver won, ErrDriverBusy if the driver already has a pickup, or
+// carries a rider on a trip other than afterTripID (a driver carrying a
+// rider is given a pickup only as that ride's next trip; "" for a driver
+// not riding).
+func (c *Client) AssignDriver(ctx context.Context, tripID, driverID, afterTripID, idempotencyKey string, opts ...grpc.CallOption) (*commonv1.Trip, error) {
+	resp, err := c.rpc.AssignDriver(ctx, &tripv1.AssignDriverRequest{TripId: tripID, DriverId: driverID, AfterTripId: afterTripID, IdempotencyKey: idempotencyKey}, opts...)
 	if err != nil {
 		return nil, FromStatus(err)
 	}

@@ -201,8 +201,14 @@ type AssignDriverRequest struct {
 	DriverId string `protobuf:"bytes,2,opt,name=driver_id,json=driverId,proto3" json:"driver_id,omitempty"`
 	// Client-chosen key; the same key returns the original result.
 	IdempotencyKey string `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// For a driver carrying a rider (chained supply): the ride this trip
+	// follows. A driver with a ride in progress is given a pickup only as
+	// that ride's next trip: without this, or naming another trip, the
+	// assignment fails with FAILED_PRECONDITION (DRIVER_BUSY). Ignored once
+	// the ride has ended.
+	AfterTripId   string `protobuf:"bytes,4,opt,name=after_trip_id,json=afterTripId,proto3" json:"after_trip_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AssignDriverRequest) Reset() {
@@ -252,6 +258,13 @@ func (x *AssignDriverRequest) GetDriverId() string {
 func (x *AssignDriverRequest) GetIdempotencyKey() string {
 	if x != nil {
 		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *AssignDriverRequest) GetAfterTripId() string {
+	if x != nil {
+		return x.AfterTripId
 	}
 	return ""
 }
@@ -1067,13 +1080,14 @@ const file_hexride_trip_v1_trip_proto_rawDesc = "" +
 	"\x06region\x18\b \x01(\tB\a\xbaH\x04r\x02\x18@R\x06region\"[\n" +
 	"\x12CreateTripResponse\x12+\n" +
 	"\x04trip\x18\x01 \x01(\v2\x17.hexride.common.v1.TripR\x04trip\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"\x96\x01\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"\xc3\x01\n" +
 	"\x13AssignDriverRequest\x12!\n" +
 	"\atrip_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06tripId\x12'\n" +
 	"\tdriver_id\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\bdriverId\x123\n" +
 	"\x0fidempotency_key\x18\x03 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x0eidempotencyKey\"C\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x0eidempotencyKey\x12+\n" +
+	"\rafter_trip_id\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18@R\vafterTripId\"C\n" +
 	"\x14AssignDriverResponse\x12+\n" +
 	"\x04trip\x18\x01 \x01(\v2\x17.hexride.common.v1.TripR\x04trip\"\xb6\x02\n" +
 	"\x11TransitionRequest\x12!\n" +

@@ -165,6 +165,9 @@ func (s *Store) AssignDriver(ctx context.Context, req store.AssignDriver) (store
 			return t, "", store.NotRequested(t.ID, t.State, nil)
 		}
 		// change refuses a driver who already holds a pickup.
+		if ride, riding := s.ride[req.DriverID]; riding && ride != req.AfterTrip {
+			return t, "", req.RidingElsewhere(ride)
+		}
 		next, ev, err := s.rules.Apply(t.Trip, req.Command(at))
 		if err != nil {
 			return t, "", store.NotRequested(t.ID, t.State, err)

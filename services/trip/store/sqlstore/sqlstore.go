@@ -438,9 +438,20 @@ func (s *Store) AssignDriver(ctx context.Context, req store.AssignDriver) (store
 	}
 	trip, ev, err := s.change(ctx, store.ScopeAssign, req.IdempotencyKey, req.Hash(), req.TripID,
 		lifecycle.ActorSystem, "", "",
-		func(t store.Trip, now time.Time) (lifecycle.Trip, lifecycle.Event, error) {
+		func(ctx context.Context, tx pgx.Tx, t store.Trip, now time.Time) (lifecycle.Trip, lifecycle.Event, error) {
 			if t.State != lifecycle.StateRequested {
 				return t.Trip, "", store.NotRequested(t.ID, t.State, nil)
+			}
+			// A riding driver gets a pickup only as that ride's next trip.
+			// Serializable: a ride starting concurrently conflicts with
+			// this read, and one transaction retries.
+			var ride uuid.UUID
+			err := tx.QueryRow(ctx, `SELECT id FROM trips WHERE driver_id = $1 AND state = 'IN_PROGRESS'`, req.DriverID).Scan(&ride)
+			switch {
+			case err == nil && ride != req.AfterTrip:
+				return t.Trip, "", req.RidingElsewhere(ride)
+			case err != nil && !errors.Is(err, pgx.ErrNoRows):
+				return t.Trip, "", fmt.Errorf("read the driver's ride: %w", err)
 			}
 			next, ev, err := s.rules.Apply(t.Trip, req.Command(now))
 			if err != nil {
@@ -461,7 +472,7 @@ func (s *Store) Transition(ctx context.Context, req store.Transition) (store.Tri
 	}
 	trip, ev, err := s.change(ctx, store.ScopeTransition, req.IdempotencyKey, req.Hash(), req.TripID,
 		req.Actor, req.ActorID, req.Reason,
-		func(t store.Trip, now time.Time) (lifecycle.Trip, lifecycle.Event, error) {
+		func(_ context.Context, _ pgx.Tx, t store.Trip, now time.Time) (lifecycle.Trip, lifecycle.Event, error) {
 			return req.Apply(s.rules, t, now)
 		})
 	if err != nil {
@@ -472,7 +483,7 @@ func (s *Store) Transition(ctx context.Context, req store.Transition) (store.Tri
 
 func (s *Store) change(ctx context.Context, scope, key, hash string, id uuid.UUID,
 	actor lifecycle.Actor, actorID, reason string,
-	apply func(store.Trip, time.Time) (lifecycle.Trip, lifecycle.Event, error),
+	apply func(context.Context, pgx.Tx, store.Trip, time.Time) (lifecycle.Trip, lifecycle.Event, error),
 ) (store.Trip, store.Event, error) {
 	var (
 		outTrip store.Trip
@@ -500,7 +511,7 @@ func (s *Store) change(ctx context.Context, scope, key, hash string, id uuid.UUI
 		if err != nil {
 			return err
 		}
-		next, evType, err := apply(cur, now)
+		next, evType, err := apply(ctx, tx, cur, now)
 		if err != nil {
 			return err
 		}

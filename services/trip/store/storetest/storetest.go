@@ -90,9 +90,16 @@ func mustCreate(t *testing.T, s store.Store, rider string) store.Trip {
 
 func mustAssign(t *testing.T, s store.Store, id uuid.UUID, driver string) store.Trip {
 	t.Helper()
-	tr, _, err := s.AssignDriver(ctx(t), store.AssignDriver{TripID: id, DriverID: driver, IdempotencyKey: uuid.NewString()})
+	return mustAssignAfter(t, s, id, driver, uuid.Nil)
+}
+
+// mustAssignAfter assigns a driver carrying a rider on trip after its next
+// trip.
+func mustAssignAfter(t *testing.T, s store.Store, id uuid.UUID, driver string, after uuid.UUID) store.Trip {
+	t.Helper()
+	tr, _, err := s.AssignDriver(ctx(t), store.AssignDriver{TripID: id, DriverID: driver, AfterTrip: after, IdempotencyKey: uuid.NewString()})
 	if err != nil {
-		t.Fatalf("AssignDriver(%s, %s): %v", id, driver, err)
+		t.Fatalf("AssignDriver(%s, %s after %s): %v", id, driver, after, err)
 	}
 	return tr
 }
@@ -837,11 +844,11 @@ func testChainedSupply(t *testing.T, s store.Store) {
 			endBy := cmp.Or(tt.actorID, driver)
 			ride := mustCreate(t, s, "rider-ride")
 			other := mustCreate(t, s, "rider-other")
-			assignOther := func(stage string) {
+			assignOther := func(stage string, after uuid.UUID) {
 				t.Helper()
-				_, _, err := s.AssignDriver(ctx(t), store.AssignDriver{TripID: other.ID, DriverID: driver, IdempotencyKey: uuid.NewString()})
+				_, _, err := s.AssignDriver(ctx(t), store.AssignDriver{TripID: other.ID, DriverID: driver, AfterTrip: after, IdempotencyKey: uuid.NewString()})
 				if !errors.Is(err, tripapi.ErrDriverBusy) {
-					t.Fatalf("second pickup while %s: err = %v, want ErrDriverBusy", stage, err)
+					t.Fatalf("pickup while %s: err = %v, want ErrDriverBusy", stage, err)
 				}
 				if got, _ := s.Get(ctx(t), other.ID); got.State != lifecycle.StateRequested || got.Version != 1 {
 					t.Fatalf("refused assignment changed the trip: %+v", got)
@@ -850,24 +857,29 @@ func testChainedSupply(t *testing.T, s store.Store) {
 			// A driver with a pickup cannot take a second one, assigned or
 			// arrived.
 			mustAssign(t, s, ride.ID, driver)
-			assignOther("assigned")
+			assignOther("assigned", uuid.Nil)
 			mustTransition(t, s, ride.ID, lifecycle.EventArrive, lifecycle.ActorDriver, driver)
-			assignOther("arrived")
+			assignOther("arrived", uuid.Nil)
+			assignOther("arrived, naming its trip", ride.ID)
 			mustTransition(t, s, ride.ID, lifecycle.EventStart, lifecycle.ActorDriver, driver)
 
-			// Carrying a rider, it can be assigned its next trip...
+			// Carrying a rider, it gets a pickup only as the ride's next
+			// trip: one that does not name the ride, or names another, is
+			// refused.
+			assignOther("riding, not naming the ride", uuid.Nil)
+			assignOther("riding, naming another ride", other.ID)
 			next := mustCreate(t, s, "rider-next")
-			if got := mustAssign(t, s, next.ID, driver); got.State != lifecycle.StateDriverAssigned || got.DriverID != driver {
+			if got := mustAssignAfter(t, s, next.ID, driver, ride.ID); got.State != lifecycle.StateDriverAssigned || got.DriverID != driver {
 				t.Fatalf("next trip = %+v", got)
 			}
-			// ... but that is its one pickup.
-			assignOther("riding with a pickup")
+			// ... and that is its one pickup.
+			assignOther("riding with a pickup", ride.ID)
 			// The driver withdraws from the next trip and is free to take
 			// another pickup (and the withdrawn trip to go to another driver).
 			if back := mustTransition(t, s, next.ID, lifecycle.EventCancel, lifecycle.ActorDriver, driver); back.State != lifecycle.StateRequested {
 				t.Fatalf("after withdrawal: %+v", back)
 			}
-			mustAssign(t, s, other.ID, driver)
+			mustAssignAfter(t, s, other.ID, driver, ride.ID)
 			mustAssign(t, s, next.ID, driver+"-b")
 
 			// The next trip can arrive, but not start while the ride is in
@@ -898,8 +910,9 @@ func testChainedSupply(t *testing.T, s store.Store) {
 			if started.State != lifecycle.StateInProgress || started.Version != arrived.Version+1 || ev.Type != lifecycle.EventStart {
 				t.Fatalf("started = %+v, event %+v", started, ev)
 			}
-			// The chain goes on: riding again, the driver takes its next pickup.
-			mustAssign(t, s, mustCreate(t, s, "rider-after").ID, driver)
+			// The chain goes on: riding again, the driver takes the next
+			// pickup after this ride.
+			mustAssignAfter(t, s, mustCreate(t, s, "rider-after").ID, driver, other.ID)
 		})
 	}
 }
@@ -925,7 +938,7 @@ func testConcurrentAssignWhileRiding(t *testing.T, s store.Store) {
 	)
 	for i, id := range ids {
 		wg.Go(func() {
-			_, _, err := s.AssignDriver(ctx(t), store.AssignDriver{TripID: id, DriverID: driver, IdempotencyKey: fmt.Sprintf("riding-%d", i)})
+			_, _, err := s.AssignDriver(ctx(t), store.AssignDriver{TripID: id, DriverID: driver, AfterTrip: ride.ID, IdempotencyKey: fmt.Sprintf("riding-%d", i)})
 			switch {
 			case err == nil:
 				mu.Lock()
