@@ -100,7 +100,11 @@ func compare(ctx context.Context, base sim.Config, roadsSpec string, modes []str
 		cfg.DriveTime = max(phase/2, 3*time.Second)
 		cfg.Grace = 3*cfg.DriveTime + 2*time.Minute
 		if batch.realTime {
-			// Cars drive every leg at road speed and serve ride after ride.
+			// Cars drive every leg at road speed and serve ride after ride;
+			// the last request is matched or given up within the dispatch
+			// deadline (2 minutes), then driven to and ridden, and a
+			// pickup across a city's one-way streets and highways can
+			// take ten minutes (8 minutes of grace lost rides that way).
 			cfg.DriveTime, cfg.Grace = 0, 15*time.Minute
 		}
 		// Riders wait: a rider cancelling a second in would count

@@ -286,7 +286,8 @@ func (e *Engine) sendOffer(ctx context.Context, trip *commonv1.Trip, a dispatch.
 	}
 
 	octx, span := e.tracer.Start(ctx, "dispatch.offer", trace.WithAttributes(
-		attribute.String("driver.id", c.ID), attribute.Float64("eta_s", c.Parts.ETA.Seconds()), attribute.Float64("distance_m", c.Distance)))
+		attribute.String("driver.id", c.ID), attribute.Float64("eta_s", c.Parts.ETA.Seconds()), attribute.Float64("distance_m", c.Distance),
+		attribute.String("after_trip", c.After)))
 	o := &pendingOffer{id: uuid.NewString(), candidate: c, span: span, sent: e.clock.Now()}
 	carrier := propagation.MapCarrier{}
 	e.propagator.Inject(octx, carrier)
