@@ -259,19 +259,11 @@ func (e *Engine) chained(req dispatch.RankRequest, radius float64, limit int, pr
 	if e.cfg.ChainWithin <= 0 {
 		return nil
 	}
-	near, err := e.supply.finishingNear(dispatch.Query{
+	fs, err := e.supply.finishingNear(dispatch.Query{
 		Pos: req.Pickup, K: limit, MaxRadius: radius, Product: product, MaxAge: e.cfg.Index.TTL, Exclude: exclude,
 	})
-	if err != nil || len(near) == 0 {
+	if err != nil || len(fs) == 0 {
 		return nil
-	}
-	fs := make([]dispatch.Finishing, len(near))
-	for i, f := range near {
-		fs[i] = dispatch.Finishing{
-			Candidate: dispatch.Candidate{Driver: f.driver, Distance: geo.Distance(f.driver.Pos, f.ride.dropoff)},
-			Dropoff:   f.ride.dropoff,
-			Ride:      f.ride.tripID,
-		}
 	}
 	return e.scorer.RankChained(req, fs, ChainDropoff, e.cfg.ChainWithin)
 }

@@ -47,13 +47,6 @@ type finishingRide struct {
 	dropoff geo.LatLng
 }
 
-// finishing is a driver about to finish a ride, as a chained search finds
-// it: where it drives now, and the ride.
-type finishing struct {
-	driver dispatch.Driver
-	ride   finishingRide
-}
-
 // newSupply builds an empty supply: an index with indexCfg on clock, whose
 // drivers fall in partitions of resolution partitionRes.
 func newSupply(indexCfg dispatch.IndexConfig, partitionRes int, clock dispatch.Clock, chained bool) (*supply, error) {
@@ -207,9 +200,9 @@ func (s *supply) unchain(driverID string) {
 }
 
 // finishingNear returns the finishing drivers not on offer whose rides end
-// nearest q.Pos (q as for nearest; its statuses are ignored), with where
-// they are now. None when chained supply is off.
-func (s *supply) finishingNear(q dispatch.Query) ([]finishing, error) {
+// nearest q.Pos (q as for nearest; its statuses are ignored), where they
+// are now and their rides. None when chained supply is off.
+func (s *supply) finishingNear(q dispatch.Query) ([]dispatch.Finishing, error) {
 	if s.chain == nil {
 		return nil, nil
 	}
@@ -220,7 +213,7 @@ func (s *supply) finishingNear(q dispatch.Query) ([]finishing, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]finishing, 0, len(cs))
+	out := make([]dispatch.Finishing, 0, len(cs))
 	for _, c := range cs {
 		ride, ok := s.rides[c.ID]
 		d, indexed := s.index.Get(c.ID)
@@ -228,7 +221,11 @@ func (s *supply) finishingNear(q dispatch.Query) ([]finishing, error) {
 			s.unchain(c.ID) // expired or moved away since
 			continue
 		}
-		out = append(out, finishing{driver: d, ride: ride})
+		out = append(out, dispatch.Finishing{
+			Candidate: dispatch.Candidate{Driver: d, Distance: geo.Distance(d.Pos, ride.dropoff)},
+			Dropoff:   ride.dropoff,
+			Ride:      ride.tripID,
+		})
 	}
 	return out, nil
 }

@@ -429,9 +429,9 @@ func TestSupplyFinishing(t *testing.T) {
 			}
 			var got []string
 			for _, f := range found {
-				got = append(got, f.driver.ID)
-				if f.ride.tripID != "ride-"+f.driver.ID || geo.Distance(f.ride.dropoff, dropoff) > 0.05 || geo.Distance(f.driver.Pos, here) > 0.05 {
-					t.Errorf("%s: ride %+v at %v, want ride-%s to %v from %v", f.driver.ID, f.ride, f.driver.Pos, f.driver.ID, dropoff, here)
+				got = append(got, f.ID)
+				if f.Ride != "ride-"+f.ID || geo.Distance(f.Dropoff, dropoff) > 0.05 || geo.Distance(f.Pos, here) > 0.05 {
+					t.Errorf("%s: ride %s to %v from %v, want ride-%s to %v from %v", f.ID, f.Ride, f.Dropoff, f.Pos, f.ID, dropoff, here)
 				}
 			}
 			if !slices.Equal(got, tt.want) {
